@@ -1,0 +1,24 @@
+//! Publishing on the bus and awaiting correlated responses.
+
+use crate::__bindings::synchro::plugin::bus;
+use crate::{Error, Message};
+
+/// Puts `payload` on `topic` with the given partitioning key and headers.
+pub fn publish(
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+    headers: &[(String, String)],
+) -> Result<(), Error> {
+    bus::publish(topic, key, payload, headers)
+}
+
+/// Waits up to `timeout_ms` for the message on `topic` whose `correlation-id` header is
+/// `correlation_id`.
+pub fn await_response(
+    topic: &str,
+    correlation_id: &str,
+    timeout_ms: u32,
+) -> Result<Message, Error> {
+    bus::await_response(topic, correlation_id, timeout_ms)
+}

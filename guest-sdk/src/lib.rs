@@ -1,0 +1,95 @@
+//! Write [synchro](https://example.invalid/synchro) plugins in Rust.
+//!
+//! A plugin implements one trait per role and calls that role's export macro once:
+//!
+//! ```ignore
+//! use synchro_guest::{Collector, Completeness, Error, Snapshot, vertex};
+//!
+//! struct Hello;
+//!
+//! impl Collector for Hello {
+//!     fn collect(snapshot: &mut Snapshot) -> Result<Completeness, Error> {
+//!         snapshot.add(vertex("host-1", "pserver", serde_json::json!({"up": true})))?;
+//!         Ok(Completeness::Complete)
+//!     }
+//! }
+//!
+//! synchro_guest::export_collector!(Hello);
+//! ```
+//!
+//! The crate hides the wit-bindgen bindings of the `synchro:plugin` WIT package; the host
+//! functions a plugin may call are the modules [`bus`], [`http`], [`emit`], [`store`],
+//! [`log`] and [`config`]. Each of them is denied unless the plugin's manifest grants it.
+
+mod entity;
+mod snapshot;
+
+pub mod bus;
+pub mod config;
+pub mod emit;
+pub mod http;
+pub mod log;
+pub mod store;
+
+#[doc(hidden)]
+pub mod __bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "synchro:plugin/collector-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_collector_plugin",
+        default_bindings_module: "synchro_guest::__bindings",
+    });
+}
+
+pub use __bindings::exports::synchro::plugin::collector::Completeness;
+pub use __bindings::synchro::plugin::types::{
+    Change, EdgeEnds, Entity, EntityRef, Error, ErrorCode, Message, Operation,
+};
+pub use entity::{edge, vertex};
+pub use snapshot::Snapshot;
+
+/// A plugin that samples an outside system on the host's schedule.
+pub trait Collector {
+    /// Adds every entity of the outside system to `snapshot`.
+    ///
+    /// Return [`Completeness::Complete`] when the snapshot covers the whole system, so
+    /// that entities missing from it are deleted, or [`Completeness::Partial`] when it does
+    /// not. Returning an error discards the snapshot: nothing is created, updated or deleted.
+    fn collect(snapshot: &mut Snapshot) -> Result<Completeness, Error>;
+}
+
+/// Builds an [`Error`] from a code and anything printable.
+pub fn error(code: ErrorCode, message: impl std::fmt::Display) -> Error {
+    Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+#[doc(hidden)]
+pub fn __run_collector<C: Collector>() -> Result<Completeness, Error> {
+    let mut snapshot = Snapshot::new();
+    let completeness = C::collect(&mut snapshot)?;
+    snapshot.flush()?;
+    Ok(completeness)
+}
+
+/// Exports `$plugin`, a type implementing [`Collector`], as this component's collector.
+#[macro_export]
+macro_rules! export_collector {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __SynchroCollector;
+
+        impl $crate::__bindings::exports::synchro::plugin::collector::Guest for __SynchroCollector {
+            fn collect() -> ::core::result::Result<$crate::Completeness, $crate::Error> {
+                $crate::__run_collector::<$plugin>()
+            }
+        }
+
+        $crate::__bindings::__export_collector_plugin!(
+            __SynchroCollector with_types_in $crate::__bindings
+        );
+    };
+}

@@ -1,0 +1,65 @@
+//! `config`: a plugin's own `[settings]`. Always granted: they are the plugin's.
+//! Not to be confused with the host's configuration (`crate::config`).
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::CallContext;
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::PluginState;
+use crate::runtime::bindings::synchro::plugin::config as wit;
+
+pub struct Grant {
+    settings: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl super::Grant for Grant {
+    fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        if entry.is_some() {
+            return Err(
+                manifest.error("field `capabilities.config`: settings belong in `[settings]`")
+            );
+        }
+        let settings = serde_json::to_value(&manifest.settings)
+            .map_err(|e| manifest.error(format!("field `settings`: {e}")))?;
+        let serde_json::Value::Object(settings) = settings else {
+            unreachable!("a TOML table serialises to a JSON object")
+        };
+        Ok(Grant {
+            settings: Arc::new(settings),
+        })
+    }
+}
+
+pub struct Capability {
+    settings: Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability {
+            settings: call.grants.config.settings.clone(),
+        }
+    }
+}
+
+impl wit::Host for Capability {
+    async fn get(&mut self, name: String) -> Option<String> {
+        self.settings.get(&name).map(|value| match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    async fn all(&mut self) -> String {
+        serde_json::to_string(&*self.settings).expect("a JSON map serialises")
+    }
+}
+
+pub fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    get: fn(&mut PluginState) -> &mut Capability,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
+}

@@ -1,0 +1,74 @@
+//! `emit-change`: change notifications without a baseline diff.
+//!
+//! ```toml
+//! [capabilities]
+//! emit = true
+//! ```
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{CallContext, denied, parse_entry};
+use crate::change::Change;
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::PluginState;
+use crate::runtime::bindings::synchro::plugin::emit as wit;
+use crate::runtime::convert::{self, ErrorCode, WitError};
+
+pub struct Grant {
+    allowed: bool,
+}
+
+impl super::Grant for Grant {
+    fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        let allowed = match entry {
+            Some(e) => parse_entry(manifest, "emit", e)?,
+            None => false,
+        };
+        Ok(Grant { allowed })
+    }
+}
+
+pub struct Capability {
+    call: CallContext,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability { call: call.clone() }
+    }
+}
+
+impl wit::Host for Capability {
+    async fn emit_change(&mut self, c: wit::Change) -> Result<(), WitError> {
+        if !self.call.grants.emit.allowed {
+            return Err(denied(&self.call.plugin, "emit", "emitting changes"));
+        }
+        let entity = convert::entity_from_wit(c.entity)
+            .map_err(|e| convert::error(ErrorCode::InvalidInput, e.to_string()))?;
+        let change = Change {
+            operation: convert::operation_from_wit(c.operation),
+            entity,
+            timestamp: if c.timestamp == 0 {
+                crate::change::now_millis()
+            } else {
+                c.timestamp
+            },
+            transaction_id: if c.transaction_id.is_empty() {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                c.transaction_id
+            },
+            database_transaction_id: None,
+            source: self.call.plugin.to_string(),
+        };
+        self.call.services.bus.publish(change.to_message()).await;
+        Ok(())
+    }
+}
+
+pub fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    get: fn(&mut PluginState) -> &mut Capability,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
+}

@@ -1,0 +1,160 @@
+//! Host capabilities: what a plugin may ask the host to do.
+//!
+//! Each capability is one module that owns its grant (parsed from the manifest's
+//! `[capabilities]` entry of its name), its per-call state, and its implementation of
+//! its WIT interface — the shape Spin's "factors" arrived at. Adding a capability means
+//! adding a module and one line in the `capabilities!` list below.
+
+mod bus;
+mod config;
+mod emit;
+mod log;
+mod poll;
+mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::Linker;
+
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::PluginState;
+
+/// The host services capabilities act on, shared by every plugin.
+#[derive(Clone)]
+pub struct Services {
+    pub bus: crate::bus::Bus,
+    pub state: Arc<crate::state::State>,
+    pub http: reqwest::Client,
+    pub poll: crate::config::PollSettings,
+}
+
+impl Services {
+    pub fn new(
+        bus: crate::bus::Bus,
+        state: Arc<crate::state::State>,
+        poll: crate::config::PollSettings,
+    ) -> anyhow::Result<Services> {
+        let http = reqwest::Client::builder()
+            // A redirect could lead outside the allowed hosts: plugins see 3xx and decide.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("synchro/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Services {
+            bus,
+            state,
+            http,
+            poll,
+        })
+    }
+}
+
+/// A capability's grant: what the manifest allows, parsed once when the plugin loads.
+pub trait Grant: Sized + Send + Sync + 'static {
+    /// Parses the `[capabilities]` entry named after the capability (`None` when the
+    /// manifest has none: the capability is denied, or has its default).
+    fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError>;
+
+    /// Readies host services for a plugin holding this grant.
+    fn activate(&self, _services: &Services) {}
+}
+
+/// Who is calling and until when: what every capability needs to know about a call.
+#[derive(Clone)]
+pub struct CallContext {
+    pub plugin: Arc<str>,
+    pub grants: Arc<Grants>,
+    pub services: Services,
+    /// When the call's deadline passes; host waits never outlast it.
+    pub deadline: Instant,
+}
+
+/// Parses the grant of a capability from a TOML value, naming the entry on error.
+fn parse_entry<T: serde::de::DeserializeOwned>(
+    manifest: &Manifest,
+    name: &str,
+    entry: &toml::Value,
+) -> Result<T, ManifestError> {
+    entry.clone().try_into().map_err(|e: toml::de::Error| {
+        manifest.error(format!("field `capabilities.{name}`: {}", e.message()))
+    })
+}
+
+macro_rules! capabilities {
+    ($($name:ident),* $(,)?) => {
+        /// Every grant of one plugin.
+        pub struct Grants {
+            $(pub $name: $name::Grant,)*
+        }
+
+        impl Grants {
+            /// Parses the manifest's `[capabilities]`; an unknown name is an error.
+            pub fn from_manifest(manifest: &Manifest) -> Result<Grants, ManifestError> {
+                const KNOWN: &[&str] = &[$(stringify!($name)),*];
+                if let Some(unknown) = manifest.capabilities.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+                    return Err(manifest.error(format!(
+                        "field `capabilities.{unknown}`: no such capability (known: {})",
+                        KNOWN.join(", ")
+                    )));
+                }
+                Ok(Grants {
+                    $($name: <$name::Grant as Grant>::parse(manifest, manifest.capabilities.get(stringify!($name)))?,)*
+                })
+            }
+
+            pub fn activate(&self, services: &Services) {
+                $(Grant::activate(&self.$name, services);)*
+            }
+        }
+
+        /// The per-call state of every capability.
+        pub struct Capabilities {
+            $(pub $name: $name::Capability,)*
+        }
+
+        impl Capabilities {
+            pub fn new(call: &CallContext) -> Capabilities {
+                Capabilities {
+                    $($name: $name::Capability::new(call),)*
+                }
+            }
+        }
+
+        /// Links every capability's WIT interface.
+        pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+            $($name::add_to_linker(linker, |state| &mut state.caps.$name)?;)*
+            Ok(())
+        }
+    };
+}
+
+capabilities!(bus, poll, emit, store, log, config);
+
+/// Logs and builds the error a plugin gets for a denied call.
+fn denied(
+    plugin: &str,
+    capability: &str,
+    what: impl std::fmt::Display,
+) -> crate::runtime::convert::WitError {
+    tracing::warn!(plugin, capability, "denied: {what}");
+    crate::runtime::convert::error(
+        crate::runtime::convert::ErrorCode::Denied,
+        format!("{capability}: {what} is not granted by the manifest"),
+    )
+}
+
+/// A list of names from a manifest, where `*` grants every name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameList(Vec<String>);
+
+impl NameList {
+    pub fn allows(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == "*" || n == name)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NameList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(NameList)
+    }
+}

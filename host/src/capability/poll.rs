@@ -1,0 +1,263 @@
+//! `poll`: HTTP(S) fetched by the host for the plugin, only from allowed origins, with
+//! a timeout and a cap on the body size. The only module that knows reqwest.
+//!
+//! ```toml
+//! [capabilities]
+//! poll = { hosts = ["http://127.0.0.1:8181", "https://*.example.com"] }
+//! ```
+//!
+//! An origin is a scheme, a host and a port (the scheme's default when omitted); a host
+//! `*.example.com` allows every subdomain of example.com, but not example.com itself.
+//! Redirects are not followed — the plugin sees the 3xx — so a redirect cannot lead a
+//! request outside the allowed origins.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{CallContext, denied, parse_entry};
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::PluginState;
+use crate::runtime::bindings::synchro::plugin::poll as wit;
+use crate::runtime::convert::{self, ErrorCode, WitError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    /// Lower case; for a wildcard, the suffix after `*.`.
+    host: String,
+    wildcard: bool,
+    port: u16,
+}
+
+impl Origin {
+    fn parse(text: &str) -> Result<Origin, String> {
+        let (wildcard, url_text) = match text.split_once("://*.") {
+            Some((scheme, rest)) => (true, format!("{scheme}://{rest}")),
+            None => (false, text.to_owned()),
+        };
+        let url =
+            url::Url::parse(&url_text).map_err(|e| format!("`{text}` is not an origin: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{text}`: only http and https can be polled"));
+        }
+        if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+            return Err(format!(
+                "`{text}`: give an origin (scheme://host[:port]), without a path"
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("`{text}` has no host"))?;
+        Ok(Origin {
+            scheme: url.scheme().to_owned(),
+            host: host.to_ascii_lowercase(),
+            wildcard,
+            port: url
+                .port_or_known_default()
+                .expect("http and https have default ports"),
+        })
+    }
+
+    fn allows(&self, url: &url::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let host_ok = if self.wildcard {
+            host.strip_suffix(&self.host)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
+        } else {
+            host == self.host
+        };
+        host_ok && url.scheme() == self.scheme && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Grant {
+    origins: Vec<Origin>,
+}
+
+impl super::Grant for Grant {
+    fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            hosts: Vec<String>,
+        }
+        let Some(entry) = entry else {
+            return Ok(Grant::default());
+        };
+        let raw: Raw = parse_entry(manifest, "poll", entry)?;
+        let origins = raw
+            .hosts
+            .iter()
+            .map(|h| Origin::parse(h))
+            .collect::<Result<_, _>>()
+            .map_err(|e| manifest.error(format!("field `capabilities.poll.hosts`: {e}")))?;
+        Ok(Grant { origins })
+    }
+}
+
+pub struct Capability {
+    call: CallContext,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability { call: call.clone() }
+    }
+
+    fn fail(code: ErrorCode, message: impl Into<String>) -> WitError {
+        convert::error(code, message)
+    }
+}
+
+impl wit::Host for Capability {
+    async fn poll(&mut self, req: wit::Request) -> Result<wit::Response, WitError> {
+        let url = url::Url::parse(&req.url).map_err(|e| {
+            Self::fail(
+                ErrorCode::InvalidInput,
+                format!("`{}` is not a URL: {e}", req.url),
+            )
+        })?;
+        if !self.call.grants.poll.origins.iter().any(|o| o.allows(&url)) {
+            return Err(denied(
+                &self.call.plugin,
+                "poll",
+                format_args!("fetching `{url}`"),
+            ));
+        }
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
+            Self::fail(
+                ErrorCode::InvalidInput,
+                format!("`{}` is not an HTTP method", req.method),
+            )
+        })?;
+        let settings = &self.call.services.poll;
+        let asked = req
+            .timeout_ms
+            .map_or(settings.timeout, |ms| Duration::from_millis(ms.into()));
+        let timeout = asked
+            .min(settings.timeout)
+            .min(self.call.deadline.saturating_duration_since(Instant::now()));
+        let mut builder = self.call.services.http.request(method, url.clone());
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = req.body {
+            builder = builder.body(body);
+        }
+        let limit = settings.max_body_bytes;
+        let fetch = async {
+            let mut response = builder.send().await.map_err(|e| {
+                Self::fail(
+                    ErrorCode::Unavailable,
+                    format!("{url}: {}", error_chain(&e)),
+                )
+            })?;
+            if response
+                .content_length()
+                .is_some_and(|len| len > limit as u64)
+            {
+                return Err(Self::fail(
+                    ErrorCode::Failed,
+                    format!("{url}: the response is larger than the {limit}-byte cap"),
+                ));
+            }
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                Self::fail(
+                    ErrorCode::Unavailable,
+                    format!("{url}: {}", error_chain(&e)),
+                )
+            })? {
+                if body.len() + chunk.len() > limit {
+                    return Err(Self::fail(
+                        ErrorCode::Failed,
+                        format!("{url}: the response is larger than the {limit}-byte cap"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(wit::Response {
+                status,
+                headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, fetch).await {
+            Ok(result) => result,
+            Err(_) => Err(Self::fail(
+                ErrorCode::TimedOut,
+                format!("{url}: no complete response within {timeout:?}"),
+            )),
+        }
+    }
+}
+
+/// reqwest's error with its causes, which say what actually failed (refused, DNS, ...).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    get: fn(&mut PluginState) -> &mut Capability,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(origin: &str, url: &str) -> bool {
+        Origin::parse(origin)
+            .unwrap()
+            .allows(&url::Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        assert!(allows(
+            "http://127.0.0.1:8181",
+            "http://127.0.0.1:8181/inventory.json"
+        ));
+        assert!(!allows("http://127.0.0.1:8181", "http://127.0.0.1:8182/"));
+        assert!(!allows("http://127.0.0.1:8181", "https://127.0.0.1:8181/"));
+        assert!(allows(
+            "https://api.example.com",
+            "https://API.example.com:443/v1"
+        ));
+        assert!(!allows(
+            "https://api.example.com",
+            "https://api.example.com.evil.net/"
+        ));
+        assert!(allows("https://*.example.com", "https://a.b.example.com/"));
+        assert!(!allows("https://*.example.com", "https://example.com/"));
+        assert!(!allows("https://*.example.com", "https://badexample.com/"));
+    }
+
+    #[test]
+    fn bad_origins_are_refused() {
+        for bad in ["127.0.0.1:8181", "ftp://h", "http://h/path", "not a url"] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

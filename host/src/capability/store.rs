@@ -1,0 +1,166 @@
+//! `store`: the entity store (the model), readable and writable per entity kind.
+//!
+//! ```toml
+//! [capabilities]
+//! store = { read = ["*"], write = ["pserver"] }
+//! ```
+//!
+//! A save or a delete publishes the change notification, attributed to the plugin.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{CallContext, NameList, denied, parse_entry};
+use crate::change::Change;
+use crate::diff::Operation;
+use crate::entity::Entity;
+use crate::manifest::{Manifest, ManifestError};
+use crate::runtime::PluginState;
+use crate::runtime::bindings::synchro::plugin::store as wit;
+use crate::runtime::convert::{self, ErrorCode, WitError};
+use crate::state::{State, StateError};
+
+/// Most entities one `query` returns.
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    #[serde(default)]
+    read: NameList,
+    #[serde(default)]
+    write: NameList,
+}
+
+impl super::Grant for Grant {
+    fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        entry.map_or_else(
+            || Ok(Grant::default()),
+            |e| parse_entry(manifest, "store", e),
+        )
+    }
+}
+
+pub struct Capability {
+    call: CallContext,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability { call: call.clone() }
+    }
+
+    /// Runs a state operation off the async threads: redb commits fsync.
+    async fn state<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&State) -> Result<T, StateError> + Send + 'static,
+    ) -> Result<T, WitError> {
+        let state: Arc<State> = self.call.services.state.clone();
+        match tokio::task::spawn_blocking(move || op(&state)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(convert::error(ErrorCode::Failed, e.to_string())),
+            Err(e) => Err(convert::error(
+                ErrorCode::Failed,
+                format!("store operation failed: {e}"),
+            )),
+        }
+    }
+
+    fn readable(&self, entity: &Entity) -> bool {
+        self.call.grants.store.read.allows(entity.kind())
+    }
+
+    async fn publish(&self, operation: Operation, entity: Entity) {
+        let change = Change {
+            operation,
+            entity,
+            timestamp: crate::change::now_millis(),
+            transaction_id: uuid::Uuid::new_v4().to_string(),
+            database_transaction_id: None,
+            source: self.call.plugin.to_string(),
+        };
+        self.call.services.bus.publish(change.to_message()).await;
+    }
+}
+
+impl wit::Host for Capability {
+    async fn get(&mut self, key: String) -> Result<Option<wit::Entity>, WitError> {
+        let found = self.state(move |s| s.model_get(&key)).await?;
+        match found {
+            Some(e) if !self.readable(&e) => Err(denied(
+                &self.call.plugin,
+                "store",
+                format_args!("reading kind `{}`", e.kind()),
+            )),
+            found => Ok(found.map(convert::entity_to_wit)),
+        }
+    }
+
+    async fn query(&mut self, f: wit::Filter) -> Result<Vec<wit::Entity>, WitError> {
+        if let Some(kind) = &f.kind
+            && !self.call.grants.store.read.allows(kind)
+        {
+            return Err(denied(
+                &self.call.plugin,
+                "store",
+                format_args!("reading kind `{kind}`"),
+            ));
+        }
+        let limit = f.limit.min(MAX_PAGE) as usize;
+        let page = self
+            .state(move |s| s.model_query(f.kind.as_deref(), f.after_key.as_deref(), limit))
+            .await?;
+        Ok(page
+            .into_iter()
+            .filter(|e| self.readable(e))
+            .map(convert::entity_to_wit)
+            .collect())
+    }
+
+    async fn save(&mut self, e: wit::Entity) -> Result<(), WitError> {
+        let entity = convert::entity_from_wit(e)
+            .map_err(|e| convert::error(ErrorCode::InvalidInput, e.to_string()))?;
+        if !self.call.grants.store.write.allows(entity.kind()) {
+            return Err(denied(
+                &self.call.plugin,
+                "store",
+                format_args!("writing kind `{}`", entity.kind()),
+            ));
+        }
+        let saved = entity.clone();
+        let previous = self.state(move |s| s.model_put(&saved)).await?;
+        match previous {
+            Some(previous) if previous == entity => {}
+            Some(_) => self.publish(Operation::Update, entity).await,
+            None => self.publish(Operation::Create, entity).await,
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), WitError> {
+        let lookup = key.clone();
+        let Some(existing) = self.state(move |s| s.model_get(&lookup)).await? else {
+            return Ok(());
+        };
+        if !self.call.grants.store.write.allows(existing.kind()) {
+            return Err(denied(
+                &self.call.plugin,
+                "store",
+                format_args!("deleting kind `{}`", existing.kind()),
+            ));
+        }
+        if let Some(removed) = self.state(move |s| s.model_delete(&key)).await? {
+            self.publish(Operation::Delete, removed).await;
+        }
+        Ok(())
+    }
+}
+
+pub fn add_to_linker(
+    linker: &mut Linker<PluginState>,
+    get: fn(&mut PluginState) -> &mut Capability,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
+}

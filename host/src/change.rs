@@ -1,0 +1,185 @@
+//! Change notifications as they go on the bus: A&AI Gizmo's event shape (`operation`,
+//! `vertex` or `edge`, `transaction-id`, `timestamp`) plus the plugin they came from.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::bus::Message;
+use crate::diff::Operation;
+use crate::entity::Entity;
+
+/// The bus topic that carries change notifications.
+pub const TOPIC: &str = "changes";
+
+/// A change ready to publish.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub operation: Operation,
+    pub entity: Entity,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    pub transaction_id: String,
+    /// Shared by all the changes of one collect, as Gizmo's bulk operations share one.
+    pub database_transaction_id: Option<String>,
+    /// The plugin that produced the change.
+    pub source: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Endpoint<'a> {
+    key: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Element<'a> {
+    key: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(rename = "schema-version", skip_serializing_if = "Option::is_none")]
+    schema_version: Option<&'a str>,
+    #[serde(borrow)]
+    properties: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    source: Option<Endpoint<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow)]
+    target: Option<Endpoint<'a>>,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    timestamp: u64,
+    operation: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vertex: Option<Element<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edge: Option<Element<'a>>,
+    #[serde(rename = "transaction-id")]
+    transaction_id: &'a str,
+    #[serde(
+        rename = "database-transaction-id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    database_transaction_id: Option<&'a str>,
+    source: &'a str,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Change {
+    /// The Gizmo-shaped JSON document.
+    pub fn to_json(&self) -> Vec<u8> {
+        let e = &self.entity;
+        let properties: &RawValue = serde_json::from_str(e.properties())
+            .expect("entity properties are canonical JSON by construction");
+        let element = Element {
+            key: e.key(),
+            kind: e.kind(),
+            schema_version: e.schema_version(),
+            properties,
+            source: e.edge().map(|ends| Endpoint {
+                key: &ends.source.key,
+                kind: &ends.source.kind,
+            }),
+            target: e.edge().map(|ends| Endpoint {
+                key: &ends.target.key,
+                kind: &ends.target.kind,
+            }),
+        };
+        let (vertex, edge) = if e.edge().is_some() {
+            (None, Some(element))
+        } else {
+            (Some(element), None)
+        };
+        serde_json::to_vec(&Event {
+            timestamp: self.timestamp,
+            operation: self.operation.as_str(),
+            vertex,
+            edge,
+            transaction_id: &self.transaction_id,
+            database_transaction_id: self.database_transaction_id.as_deref(),
+            source: &self.source,
+        })
+        .expect("an event serialises")
+    }
+
+    /// The bus message: keyed by entity, with headers that let subscribers filter by
+    /// kind or plugin without parsing the payload.
+    pub fn to_message(&self) -> Message {
+        Message::new(TOPIC, self.to_json())
+            .with_key(self.entity.key())
+            .with_header("operation", self.operation.as_str())
+            .with_header("kind", self.entity.kind())
+            .with_header("source", &self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entity::{EdgeEnds, EntityRef};
+
+    #[test]
+    fn vertices_and_edges_look_like_gizmo_events() {
+        let vertex = Entity::new(
+            "srv-1".into(),
+            "pserver".into(),
+            r#"{"hostname":"a"}"#.into(),
+            Some("v11".into()),
+            None,
+        )
+        .unwrap();
+        let change = Change {
+            operation: Operation::Create,
+            entity: vertex,
+            timestamp: 1514927928167,
+            transaction_id: "t".into(),
+            database_transaction_id: Some("d".into()),
+            source: "inv".into(),
+        };
+        assert_eq!(
+            String::from_utf8(change.to_json()).unwrap(),
+            r#"{"timestamp":1514927928167,"operation":"CREATE","vertex":{"key":"srv-1","type":"pserver","schema-version":"v11","properties":{"hostname":"a"}},"transaction-id":"t","database-transaction-id":"d","source":"inv"}"#
+        );
+        let edge = Entity::new(
+            "e".into(),
+            "tosca.relationships.HostedOn".into(),
+            "{}".into(),
+            None,
+            Some(EdgeEnds {
+                source: EntityRef {
+                    key: "vm".into(),
+                    kind: "vserver".into(),
+                },
+                target: EntityRef {
+                    key: "srv-1".into(),
+                    kind: "pserver".into(),
+                },
+            }),
+        )
+        .unwrap();
+        let change = Change {
+            operation: Operation::Delete,
+            entity: edge,
+            database_transaction_id: None,
+            ..change
+        };
+        let json: serde_json::Value = serde_json::from_slice(&change.to_json()).unwrap();
+        assert_eq!(json["operation"], "DELETE");
+        assert_eq!(
+            json["edge"]["source"],
+            serde_json::json!({"key": "vm", "type": "vserver"})
+        );
+        assert_eq!(json["edge"]["target"]["key"], "srv-1");
+        assert!(json.get("vertex").is_none() && json.get("database-transaction-id").is_none());
+        let message = change.to_message();
+        assert_eq!(message.header("kind"), Some("tosca.relationships.HostedOn"));
+        assert_eq!(message.key.as_deref(), Some("e"));
+    }
+}

@@ -1,0 +1,217 @@
+//! Runs collectors: schedule, collect, diff, publish, then commit.
+//!
+//! The order is what makes delivery at-least-once: changes are published before the
+//! baseline that records them is committed. A crash in between leaves the old baseline,
+//! so the next collect announces the same changes again; nothing is ever lost, and only
+//! that batch can be repeated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::sync::watch;
+
+use crate::capability::{CallContext, Services};
+use crate::change::Change;
+use crate::diff::{Hashes, Operation, Outcome};
+use crate::plugin::Plugin;
+use crate::runtime::{CallError, Collected, Runtime};
+
+/// What one collect did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub entities: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("collect failed, nothing changed: {0}")]
+    Call(#[from] CallError),
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
+}
+
+/// One collector and its in-memory copy of its baseline.
+pub struct Collector {
+    plugin: Arc<Plugin>,
+    runtime: Arc<Runtime>,
+    services: Services,
+    /// `None` until loaded, and after a failed commit (so it is reloaded from disk).
+    baseline: Option<Hashes>,
+}
+
+impl Collector {
+    pub fn new(plugin: Arc<Plugin>, runtime: Arc<Runtime>, services: Services) -> Collector {
+        Collector {
+            plugin,
+            runtime,
+            services,
+            baseline: None,
+        }
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&crate::state::State) -> Result<T, crate::state::StateError> + Send + 'static,
+    ) -> Result<T, CollectError> {
+        let state = self.services.state.clone();
+        tokio::task::spawn_blocking(move || op(&state))
+            .await
+            .expect("state operations do not panic")
+            .map_err(CollectError::from)
+    }
+
+    /// Collects once: a failure changes nothing.
+    pub async fn collect(&mut self) -> Result<Report, CollectError> {
+        let baseline = match self.baseline.take() {
+            Some(baseline) => baseline,
+            None => {
+                let name = self.plugin.name.clone();
+                self.blocking(move |s| s.load_baseline(&name)).await?
+            }
+        };
+        let call = CallContext {
+            plugin: self.plugin.name.clone(),
+            grants: self.plugin.grants.clone(),
+            services: self.services.clone(),
+            deadline: Instant::now() + self.plugin.limits.deadline,
+        };
+        let outcome = match self
+            .runtime
+            .collect(&self.plugin.prepared, call, self.plugin.limits, baseline)
+            .await
+        {
+            Collected::Done(outcome) => outcome,
+            Collected::Failed { error, baseline } => {
+                self.baseline = Some(baseline);
+                return Err(error.into());
+            }
+        };
+        self.publish_and_commit(outcome).await
+    }
+
+    async fn publish_and_commit(&mut self, outcome: Outcome) -> Result<Report, CollectError> {
+        let Outcome {
+            upserts,
+            deletes,
+            next,
+        } = outcome;
+        let report = Report {
+            entities: next.len(),
+            created: upserts
+                .iter()
+                .filter(|u| u.operation == Operation::Create)
+                .count(),
+            updated: upserts
+                .iter()
+                .filter(|u| u.operation == Operation::Update)
+                .count(),
+            deleted: deletes.len(),
+        };
+        if upserts.is_empty() && deletes.is_empty() {
+            self.baseline = Some(next);
+            return Ok(report);
+        }
+        let name = self.plugin.name.clone();
+        let (deletes, deleted) = self
+            .blocking(move |s| {
+                let deleted = s.baseline_entities(&name, &deletes)?;
+                Ok((deletes, deleted))
+            })
+            .await?;
+        let batch = uuid::Uuid::new_v4().to_string();
+        let timestamp = crate::change::now_millis();
+        let changes = upserts
+            .iter()
+            .map(|u| (u.operation, u.entity.clone()))
+            .chain(deleted.into_iter().map(|e| (Operation::Delete, e)));
+        for (operation, entity) in changes {
+            let change = Change {
+                operation,
+                entity,
+                timestamp,
+                transaction_id: uuid::Uuid::new_v4().to_string(),
+                database_transaction_id: Some(batch.clone()),
+                source: self.plugin.name.to_string(),
+            };
+            self.services.bus.publish(change.to_message()).await;
+        }
+        let name = self.plugin.name.clone();
+        // On failure `self.baseline` stays `None`: the next collect reloads the committed
+        // baseline and announces these changes again.
+        self.blocking(move |s| s.commit_collect(&name, &upserts, &deletes))
+            .await?;
+        self.baseline = Some(next);
+        Ok(report)
+    }
+
+    /// Collects on the plugin's schedule until `shutdown` turns true. A collect in
+    /// progress finishes (it has a deadline) before this returns.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let schedule = self
+            .plugin
+            .manifest
+            .schedule
+            .clone()
+            .expect("collectors are validated to have a schedule");
+        loop {
+            let started = Instant::now();
+            match self.collect().await {
+                Ok(report) if report.created + report.updated + report.deleted == 0 => {
+                    tracing::debug!(plugin = %self.plugin.name, entities = report.entities, "collected: no change");
+                }
+                Ok(report) => tracing::info!(
+                    plugin = %self.plugin.name,
+                    entities = report.entities,
+                    created = report.created,
+                    updated = report.updated,
+                    deleted = report.deleted,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "collected"
+                ),
+                Err(error) => tracing::warn!(plugin = %self.plugin.name, "{error}"),
+            }
+            let pause = jittered(schedule.interval, schedule.jitter());
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+}
+
+/// `interval` ± up to `jitter`, so collectors started together spread out.
+fn jittered(interval: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return interval;
+    }
+    let offset = rand::rng().random_range(0..=jitter.as_micros() as u64 * 2);
+    (interval + Duration::from_micros(offset)).saturating_sub(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..1000 {
+            let d = jittered(Duration::from_secs(10), Duration::from_secs(1));
+            assert!(
+                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            jittered(Duration::from_secs(3), Duration::ZERO),
+            Duration::from_secs(3)
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The host's configuration: `synchro run --config FILE`, or the embedded defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Limits every plugin gets unless its manifest asks for less.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DefaultLimits {
+    /// Wall-clock deadline of one plugin call.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Linear memory a plugin instance may grow to.
+    pub memory_mb: u64,
+}
+
+impl Default for DefaultLimits {
+    fn default() -> Self {
+        DefaultLimits {
+            deadline: Duration::from_secs(30),
+            memory_mb: 256,
+        }
+    }
+}
+
+/// Host-side settings of the `poll` capability.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PollSettings {
+    /// Timeout of one request unless the plugin asks for less.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Largest response body handed to a plugin.
+    pub max_body_bytes: usize,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            timeout: Duration::from_secs(10),
+            max_body_bytes: 16 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the state database and the compiled-component cache live.
+    pub data_dir: PathBuf,
+    /// Where plugin manifests (`*.toml`) and their components are.
+    pub plugin_dir: PathBuf,
+    pub limits: DefaultLimits,
+    pub poll: PollSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(".synchro"),
+            plugin_dir: PathBuf::from("plugins.d"),
+            limits: DefaultLimits::default(),
+            poll: PollSettings::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; relative directories in it are relative to the file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        config.plugin_dir = base.join(&config.plugin_dir);
+        Ok(config)
+    }
+
+    /// The config at `path`, or the embedded defaults.
+    pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<Config> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files_are_relative_to_themselves_and_typos_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synchro.toml");
+        std::fs::write(&path, "plugin-dir = \"p\"\n[limits]\ndeadline = \"2s\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.plugin_dir, dir.path().join("p"));
+        assert_eq!(config.data_dir, dir.path().join(".synchro"));
+        assert_eq!(config.limits.deadline, Duration::from_secs(2));
+        assert_eq!(config.limits.memory_mb, 256);
+
+        std::fs::write(&path, "plugins-dir = \"p\"\n").unwrap();
+        let error = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(error.contains("unknown field `plugins-dir`"), "{error}");
+    }
+}

@@ -1,0 +1,314 @@
+//! Turns a snapshot into change notifications against a baseline of hashes (the
+//! Vitrage semantics).
+//!
+//! A [`Diff`] is fed entities one batch at a time while the collector runs, so the host
+//! holds one hash per entity plus only the entities that changed — never the snapshot.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use crate::entity::{Entity, EntityError};
+
+/// The baseline of one plugin: entity key → hash of its canonical form.
+pub type Hashes = HashMap<String, u64>;
+
+/// What a changed entity became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        }
+    }
+}
+
+/// Whether a snapshot covers the whole outside system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// Entities absent from the snapshot were deleted.
+    Complete,
+    /// The snapshot says nothing about absent entities.
+    Partial,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Entity(#[from] EntityError),
+    #[error("key `{0}` appears twice in one snapshot")]
+    DuplicateKey(String),
+}
+
+/// A created or updated entity and the hash the baseline will record for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    pub operation: Operation,
+    pub entity: Entity,
+    pub hash: u64,
+}
+
+/// The result of a finished diff: what to publish, and the baseline to commit after.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Entities to announce as CREATE or UPDATE, in snapshot order.
+    pub upserts: Vec<Upsert>,
+    /// Keys to announce as DELETE (complete snapshots only), sorted.
+    pub deletes: Vec<String>,
+    /// The baseline once these changes are committed.
+    pub next: Hashes,
+}
+
+impl Outcome {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// An in-progress diff of one snapshot against the previous baseline.
+#[derive(Debug)]
+pub struct Diff {
+    previous: Hashes,
+    seen: Hashes,
+    upserts: Vec<Upsert>,
+    scratch: Vec<u8>,
+}
+
+impl Diff {
+    pub fn new(previous: Hashes) -> Diff {
+        let capacity = previous.len();
+        Diff {
+            previous,
+            seen: HashMap::with_capacity(capacity),
+            upserts: Vec::new(),
+            scratch: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Adds one entity of the snapshot. A duplicate key is an error of the whole snapshot.
+    pub fn add(&mut self, entity: Entity) -> Result<(), DiffError> {
+        let hash = entity.hash_with(&mut self.scratch);
+        let operation = match self.previous.get(entity.key()) {
+            None => Some(Operation::Create),
+            Some(&old) if old != hash => Some(Operation::Update),
+            Some(_) => None,
+        };
+        match operation {
+            None => match self.seen.entry(entity.into_parts().0) {
+                Entry::Occupied(e) => return Err(DiffError::DuplicateKey(e.key().clone())),
+                Entry::Vacant(e) => {
+                    e.insert(hash);
+                }
+            },
+            Some(operation) => {
+                match self.seen.entry(entity.key().to_owned()) {
+                    Entry::Occupied(e) => return Err(DiffError::DuplicateKey(e.key().clone())),
+                    Entry::Vacant(e) => {
+                        e.insert(hash);
+                    }
+                }
+                self.upserts.push(Upsert {
+                    operation,
+                    entity,
+                    hash,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of entities added so far.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Ends the snapshot. Only a complete snapshot deletes what it did not mention.
+    pub fn finish(self, completeness: Completeness) -> Outcome {
+        let Diff {
+            previous,
+            mut seen,
+            upserts,
+            ..
+        } = self;
+        let deletes = match completeness {
+            Completeness::Complete => {
+                let mut gone: Vec<String> = previous
+                    .into_keys()
+                    .filter(|key| !seen.contains_key(key))
+                    .collect();
+                gone.sort_unstable();
+                gone
+            }
+            Completeness::Partial => {
+                for (key, hash) in previous {
+                    seen.entry(key).or_insert(hash);
+                }
+                Vec::new()
+            }
+        };
+        Outcome {
+            upserts,
+            deletes,
+            next: seen,
+        }
+    }
+
+    /// Abandons the snapshot (the collect failed): the previous baseline, untouched.
+    pub fn abandon(self) -> Hashes {
+        self.previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entity(key: &str, props: &str) -> Entity {
+        Entity::new(key.into(), "pserver".into(), props.into(), None, None).unwrap()
+    }
+
+    fn run(previous: Hashes, snapshot: &[(&str, &str)], completeness: Completeness) -> Outcome {
+        let mut diff = Diff::new(previous);
+        for (key, props) in snapshot {
+            diff.add(entity(key, props)).unwrap();
+        }
+        diff.finish(completeness)
+    }
+
+    fn ops(outcome: &Outcome) -> Vec<(Operation, String)> {
+        let mut ops: Vec<_> = outcome
+            .upserts
+            .iter()
+            .map(|u| (u.operation, u.entity.key().to_owned()))
+            .chain(
+                outcome
+                    .deletes
+                    .iter()
+                    .map(|k| (Operation::Delete, k.clone())),
+            )
+            .collect();
+        ops.sort_by(|a, b| a.1.cmp(&b.1));
+        ops
+    }
+
+    #[test]
+    fn create_update_delete_and_silence() {
+        let first = run(
+            Hashes::new(),
+            &[("a", "{}"), ("b", r#"{"x":1}"#), ("c", "{}")],
+            Completeness::Complete,
+        );
+        assert_eq!(
+            ops(&first),
+            [
+                (Operation::Create, "a".into()),
+                (Operation::Create, "b".into()),
+                (Operation::Create, "c".into())
+            ]
+        );
+        let second = run(
+            first.next,
+            &[("a", "{}"), ("b", r#"{"x":2}"#), ("d", "{}")],
+            Completeness::Complete,
+        );
+        assert_eq!(
+            ops(&second),
+            [
+                (Operation::Update, "b".into()),
+                (Operation::Delete, "c".into()),
+                (Operation::Create, "d".into())
+            ]
+        );
+        let third = run(
+            second.next.clone(),
+            &[("d", "{}"), ("b", r#"{ "x" : 2 }"#), ("a", "{}")],
+            Completeness::Complete,
+        );
+        assert!(
+            third.is_empty(),
+            "unchanged entities are never re-emitted: {:?}",
+            ops(&third)
+        );
+        assert_eq!(third.next, second.next);
+    }
+
+    #[test]
+    fn partial_snapshots_never_delete() {
+        let first = run(
+            Hashes::new(),
+            &[("a", "{}"), ("b", "{}")],
+            Completeness::Complete,
+        );
+        let partial = run(
+            first.next.clone(),
+            &[("b", r#"{"x":1}"#)],
+            Completeness::Partial,
+        );
+        assert_eq!(ops(&partial), [(Operation::Update, "b".into())]);
+        assert!(
+            partial.next.contains_key("a"),
+            "a partial snapshot keeps what it did not mention"
+        );
+        assert_ne!(partial.next["b"], first.next["b"]);
+    }
+
+    #[test]
+    fn an_abandoned_diff_returns_the_baseline_untouched() {
+        let first = run(
+            Hashes::new(),
+            &[("a", "{}"), ("b", "{}")],
+            Completeness::Complete,
+        );
+        let mut diff = Diff::new(first.next.clone());
+        diff.add(entity("a", r#"{"changed":true}"#)).unwrap();
+        assert_eq!(
+            diff.abandon(),
+            first.next,
+            "a failed collect changes nothing"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_fail_the_snapshot() {
+        for previous in [
+            Hashes::new(),
+            run(Hashes::new(), &[("a", "{}")], Completeness::Complete).next,
+        ] {
+            let mut diff = Diff::new(previous);
+            diff.add(entity("a", "{}")).unwrap();
+            assert_eq!(
+                diff.add(entity("a", r#"{"x":1}"#)),
+                Err(DiffError::DuplicateKey("a".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_complete_snapshot_deletes_everything() {
+        let first = run(
+            Hashes::new(),
+            &[("a", "{}"), ("b", "{}")],
+            Completeness::Complete,
+        );
+        let empty = run(first.next, &[], Completeness::Complete);
+        assert_eq!(
+            ops(&empty),
+            [
+                (Operation::Delete, "a".into()),
+                (Operation::Delete, "b".into())
+            ]
+        );
+        assert!(empty.next.is_empty());
+    }
+}

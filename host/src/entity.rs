@@ -1,0 +1,355 @@
+//! The model's unit: a graph vertex or edge, with its canonical form and hash.
+//!
+//! The canonical form is the JSON object `{"edge":…,"key":…,"kind":…,"properties":…,
+//! "schema-version":…}` with keys sorted at every level, no insignificant whitespace and
+//! absent options omitted. It is both what the baseline stores and what is hashed (xxh3),
+//! so a stored baseline is byte-for-byte what its hash covers. Changing this encoding
+//! changes every hash: a baseline written by an older encoding would re-emit everything
+//! as UPDATE. The golden test below pins it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A reference from an edge to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityRef {
+    pub key: String,
+    pub kind: String,
+}
+
+/// The two endpoints of an edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeEnds {
+    pub source: EntityRef,
+    pub target: EntityRef,
+}
+
+/// A vertex, or an edge when `edge` is set. Built only through [`Entity::new`], so its
+/// properties are always a canonical JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    key: String,
+    kind: String,
+    properties: String,
+    schema_version: Option<String>,
+    edge: Option<EdgeEnds>,
+}
+
+/// Why an entity was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntityError {
+    #[error("an entity has an empty key")]
+    EmptyKey,
+    #[error("entity `{key}` has an empty kind")]
+    EmptyKind { key: String },
+    #[error("entity `{key}`: properties are not valid JSON: {reason}")]
+    InvalidJson { key: String, reason: String },
+    #[error("entity `{key}`: properties must be a JSON object, not {found}")]
+    NotAnObject { key: String, found: &'static str },
+    #[error("edge `{key}` has an endpoint with an empty key or kind")]
+    BadEndpoint { key: String },
+    #[error("stored entity is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Entity {
+    /// Validates and canonicalises an entity. `properties` must be a JSON object; it is
+    /// re-serialised only when it is not canonical already (the common case for guests
+    /// that serialise a `serde_json::Value`, whose maps are sorted).
+    pub fn new(
+        key: String,
+        kind: String,
+        properties: String,
+        schema_version: Option<String>,
+        edge: Option<EdgeEnds>,
+    ) -> Result<Entity, EntityError> {
+        if key.is_empty() {
+            return Err(EntityError::EmptyKey);
+        }
+        if kind.is_empty() {
+            return Err(EntityError::EmptyKind { key });
+        }
+        if let Some(ends) = &edge {
+            let empty = |r: &EntityRef| r.key.is_empty() || r.kind.is_empty();
+            if empty(&ends.source) || empty(&ends.target) {
+                return Err(EntityError::BadEndpoint { key });
+            }
+        }
+        let properties = canonical_object(&key, properties)?;
+        Ok(Entity {
+            key,
+            kind,
+            properties,
+            schema_version,
+            edge,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The properties as canonical JSON object text.
+    pub fn properties(&self) -> &str {
+        &self.properties
+    }
+
+    pub fn schema_version(&self) -> Option<&str> {
+        self.schema_version.as_deref()
+    }
+
+    pub fn edge(&self) -> Option<&EdgeEnds> {
+        self.edge.as_ref()
+    }
+
+    /// Splits the entity into its parts, e.g. to hand it to a guest.
+    pub fn into_parts(self) -> (String, String, String, Option<String>, Option<EdgeEnds>) {
+        (
+            self.key,
+            self.kind,
+            self.properties,
+            self.schema_version,
+            self.edge,
+        )
+    }
+
+    /// Appends the canonical form to `out` (see the module docs).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        if let Some(ends) = &self.edge {
+            out.extend_from_slice(b"\"edge\":{\"source\":");
+            encode_ref(&ends.source, out);
+            out.extend_from_slice(b",\"target\":");
+            encode_ref(&ends.target, out);
+            out.extend_from_slice(b"},");
+        }
+        out.extend_from_slice(b"\"key\":");
+        encode_str(&self.key, out);
+        out.extend_from_slice(b",\"kind\":");
+        encode_str(&self.kind, out);
+        out.extend_from_slice(b",\"properties\":");
+        out.extend_from_slice(self.properties.as_bytes());
+        if let Some(version) = &self.schema_version {
+            out.extend_from_slice(b",\"schema-version\":");
+            encode_str(version, out);
+        }
+        out.push(b'}');
+    }
+
+    /// The canonical form as a new buffer.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.properties.len() + self.key.len() + 64);
+        self.encode(&mut out);
+        out
+    }
+
+    /// xxh3 of the canonical form, using `scratch` to avoid an allocation per entity.
+    pub fn hash_with(&self, scratch: &mut Vec<u8>) -> u64 {
+        scratch.clear();
+        self.encode(scratch);
+        xxhash_rust::xxh3::xxh3_64(scratch)
+    }
+
+    /// Parses a canonical form written by [`Entity::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Entity, EntityError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Stored<'a> {
+            edge: Option<EdgeEnds>,
+            key: String,
+            kind: String,
+            #[serde(borrow)]
+            properties: &'a RawValue,
+            #[serde(rename = "schema-version")]
+            schema_version: Option<String>,
+        }
+        let stored: Stored =
+            serde_json::from_slice(bytes).map_err(|e| EntityError::Corrupt(e.to_string()))?;
+        Entity::new(
+            stored.key,
+            stored.kind,
+            stored.properties.get().to_owned(),
+            stored.schema_version,
+            stored.edge,
+        )
+    }
+}
+
+fn encode_ref(r: &EntityRef, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"key\":");
+    encode_str(&r.key, out);
+    out.extend_from_slice(b",\"kind\":");
+    encode_str(&r.kind, out);
+    out.push(b'}');
+}
+
+fn encode_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, s).expect("writing a string to a Vec cannot fail");
+}
+
+/// Returns `text` in canonical form, reusing the string when it already is.
+fn canonical_object(key: &str, text: String) -> Result<String, EntityError> {
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| EntityError::InvalidJson {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if !value.is_object() {
+        return Err(EntityError::NotAnObject {
+            key: key.to_owned(),
+            found: json_type(&value),
+        });
+    }
+    // serde_json's map is a BTreeMap (the `preserve_order` feature is off), so writing
+    // the value back yields sorted keys and no whitespace.
+    let canonical = serde_json::to_string(&value).expect("a parsed value serialises");
+    Ok(if canonical == text { text } else { canonical })
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vertex(props: &str) -> Entity {
+        Entity::new("k".into(), "pserver".into(), props.into(), None, None).unwrap()
+    }
+
+    fn hash(e: &Entity) -> u64 {
+        e.hash_with(&mut Vec::new())
+    }
+
+    #[test]
+    fn key_order_and_whitespace_do_not_change_the_hash() {
+        let a = vertex(r#"{"b": 1, "a": {"y": [1, 2], "x": null}}"#);
+        let b = vertex(r#"{"a":{"x":null,"y":[1,2]},"b":1}"#);
+        assert_eq!(hash(&a), hash(&b));
+        assert_eq!(a.properties(), r#"{"a":{"x":null,"y":[1,2]},"b":1}"#);
+    }
+
+    #[test]
+    fn value_and_type_changes_change_the_hash() {
+        let base = hash(&vertex(r#"{"port":1}"#));
+        assert_ne!(base, hash(&vertex(r#"{"port":"1"}"#)), "number vs string");
+        assert_ne!(base, hash(&vertex(r#"{"port":1.0}"#)), "integer vs float");
+        assert_ne!(base, hash(&vertex(r#"{"port":2}"#)), "value");
+        assert_ne!(base, hash(&vertex(r#"{"port":[1]}"#)), "array");
+        assert_ne!(base, hash(&vertex(r#"{"Port":1}"#)), "key case");
+    }
+
+    #[test]
+    fn every_field_takes_part_in_the_hash() {
+        let v = vertex("{}");
+        let other_kind =
+            Entity::new("k".into(), "vserver".into(), "{}".into(), None, None).unwrap();
+        let versioned = Entity::new(
+            "k".into(),
+            "pserver".into(),
+            "{}".into(),
+            Some("v11".into()),
+            None,
+        )
+        .unwrap();
+        let ends = |t: &str| EdgeEnds {
+            source: EntityRef {
+                key: "a".into(),
+                kind: "vserver".into(),
+            },
+            target: EntityRef {
+                key: t.into(),
+                kind: "pserver".into(),
+            },
+        };
+        let edge_b = Entity::new(
+            "k".into(),
+            "pserver".into(),
+            "{}".into(),
+            None,
+            Some(ends("b")),
+        )
+        .unwrap();
+        let edge_c = Entity::new(
+            "k".into(),
+            "pserver".into(),
+            "{}".into(),
+            None,
+            Some(ends("c")),
+        )
+        .unwrap();
+        let hashes = [
+            hash(&v),
+            hash(&other_kind),
+            hash(&versioned),
+            hash(&edge_b),
+            hash(&edge_c),
+        ];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_form_is_pinned() {
+        let e = Entity::new(
+            "vm-1/hosted-on".into(),
+            "tosca.relationships.HostedOn".into(),
+            r#"{"z":"\u00e9","a":true}"#.into(),
+            Some("v11".into()),
+            Some(EdgeEnds {
+                source: EntityRef {
+                    key: "vm-1".into(),
+                    kind: "vserver".into(),
+                },
+                target: EntityRef {
+                    key: "srv-1".into(),
+                    kind: "pserver".into(),
+                },
+            }),
+        )
+        .unwrap();
+        let canonical = String::from_utf8(e.to_canonical()).unwrap();
+        assert_eq!(
+            canonical,
+            r#"{"edge":{"source":{"key":"vm-1","kind":"vserver"},"target":{"key":"srv-1","kind":"pserver"}},"key":"vm-1/hosted-on","kind":"tosca.relationships.HostedOn","properties":{"a":true,"z":"é"},"schema-version":"v11"}"#
+        );
+        assert_eq!(
+            hash(&e),
+            0x9e88_2d10_27f4_360c,
+            "the canonical encoding changed: {:#x}",
+            hash(&e)
+        );
+        assert_eq!(Entity::decode(canonical.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn bad_entities_are_refused_with_their_key() {
+        let new = |key: &str, kind: &str, props: &str| {
+            Entity::new(key.into(), kind.into(), props.into(), None, None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(new("", "k", "{}"), "an entity has an empty key");
+        assert_eq!(new("a", "", "{}"), "entity `a` has an empty kind");
+        assert!(new("a", "k", "{oops").starts_with("entity `a`: properties are not valid JSON"));
+        assert_eq!(
+            new("a", "k", "[1]"),
+            "entity `a`: properties must be a JSON object, not an array"
+        );
+    }
+}

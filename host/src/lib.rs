@@ -1,0 +1,13 @@
+pub mod bus;
+pub mod capability;
+pub mod change;
+pub mod collector;
+pub mod config;
+pub mod diff;
+pub mod entity;
+pub mod host;
+pub mod manifest;
+pub mod plugin;
+pub mod runtime;
+pub mod state;
+pub mod toolchain;

@@ -1,0 +1,87 @@
+//! A loaded plugin: manifest, grants and linked component, validated together so that a
+//! plugin either loads whole or is refused with a message naming the file and the reason.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::capability::{Grants, Services};
+use crate::config::DefaultLimits;
+use crate::manifest::Manifest;
+use crate::runtime::{CallLimits, Origin, Prepared, Runtime};
+
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub manifest: Manifest,
+    pub grants: Arc<Grants>,
+    pub prepared: Prepared,
+    pub limits: CallLimits,
+    /// Whether the compiled component came from the cache.
+    pub origin: Origin,
+}
+
+impl Plugin {
+    /// Loads the plugin described by the manifest at `path`.
+    pub fn load(
+        runtime: &Runtime,
+        path: &Path,
+        defaults: &DefaultLimits,
+    ) -> anyhow::Result<Plugin> {
+        let manifest = Manifest::load(path)?;
+        let grants = Grants::from_manifest(&manifest)?;
+        let bytes = std::fs::read(&manifest.component).with_context(|| {
+            format!(
+                "{}: cannot read its component {}",
+                path.display(),
+                manifest.component.display()
+            )
+        })?;
+        let (component, origin) = runtime
+            .compile(&bytes)
+            .with_context(|| format!("{}: not a valid component", manifest.component.display()))?;
+        let prepared = runtime
+            .prepare(&component, &manifest.roles)
+            .with_context(|| {
+                format!(
+                    "{}: does not fit its manifest {}",
+                    manifest.component.display(),
+                    path.display()
+                )
+            })?;
+        let limits = CallLimits {
+            deadline: manifest.limits.deadline.unwrap_or(defaults.deadline),
+            memory_bytes: (manifest.limits.memory_mb.unwrap_or(defaults.memory_mb) << 20) as usize,
+        };
+        Ok(Plugin {
+            name: manifest.name.as_str().into(),
+            manifest,
+            grants: Arc::new(grants),
+            prepared,
+            limits,
+            origin,
+        })
+    }
+
+    /// Readies the host services this plugin's grants need.
+    pub fn activate(&self, services: &Services) {
+        self.grants.activate(services);
+    }
+}
+
+/// The manifests (`*.toml`) in `dir`, sorted so that loading order is stable.
+pub fn manifests_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}

@@ -1,0 +1,400 @@
+//! The WebAssembly runtime: the only module that knows wasmtime.
+//!
+//! One [`Engine`] for the process; components compiled once and cached on disk; an
+//! [`InstancePre`](wasmtime::component::InstancePre) per plugin so that instantiation
+//! does no linking; and a fresh [`Store`] per call, so nothing a plugin does in one call
+//! can leak into the next. Every call has a wall-clock deadline — epoch interruption
+//! stops a guest that spins, a timer stops one that waits on the host — and a memory cap.
+
+pub mod bindings;
+mod cache;
+pub mod convert;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use cache::Origin;
+
+use crate::capability::{self, CallContext, Capabilities};
+use crate::diff::{Completeness, Diff, DiffError, Hashes, Outcome};
+use bindings::CollectorPluginPre;
+
+/// How often the epoch advances; a deadline is rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The data of a plugin call's [`Store`].
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    pub caps: Capabilities,
+    /// The snapshot being collected; present during a collector's `collect` only.
+    pub snapshot: Option<SnapshotSink>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The host side of `snapshot.add`: feeds a [`Diff`] and remembers the first error, so
+/// a guest that ignores a refused batch still fails its collect.
+pub struct SnapshotSink {
+    diff: Diff,
+    error: Option<DiffError>,
+}
+
+/// `None` outside a collect: a plugin that calls `snapshot.add` then gets an error.
+impl bindings::synchro::plugin::snapshot::Host for Option<SnapshotSink> {
+    async fn add(
+        &mut self,
+        batch: Vec<bindings::synchro::plugin::types::Entity>,
+    ) -> Result<(), convert::WitError> {
+        let Some(sink) = self else {
+            return Err(convert::error(
+                convert::ErrorCode::Denied,
+                "snapshot.add is only available while `collect` runs",
+            ));
+        };
+        sink.add(batch)
+    }
+}
+
+impl SnapshotSink {
+    fn add(
+        &mut self,
+        batch: Vec<bindings::synchro::plugin::types::Entity>,
+    ) -> Result<(), convert::WitError> {
+        if let Some(error) = &self.error {
+            return Err(convert::error(
+                convert::ErrorCode::InvalidInput,
+                format!("the snapshot already failed: {error}"),
+            ));
+        }
+        for entity in batch {
+            let added = convert::entity_from_wit(entity)
+                .map_err(DiffError::from)
+                .and_then(|e| self.diff.add(e));
+            if let Err(error) = added {
+                let message = error.to_string();
+                self.error = Some(error);
+                return Err(convert::error(convert::ErrorCode::InvalidInput, message));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a plugin call failed. Each fails that call only.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("could not instantiate: {0}")]
+    Instantiate(String),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("exceeded its deadline of {0:?}")]
+    Deadline(Duration),
+    #[error("returned an error ({code}): {message}")]
+    Plugin {
+        code: convert::ErrorCode,
+        message: String,
+    },
+    #[error("produced invalid output: {0}")]
+    InvalidOutput(#[from] DiffError),
+}
+
+/// Limits of one plugin's calls, after defaults and the manifest are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+}
+
+/// A plugin's component, linked and ready to instantiate, for each role it implements.
+#[derive(Clone)]
+pub struct Prepared {
+    collector: Option<CollectorPluginPre<PluginState>>,
+}
+
+impl Prepared {
+    pub fn is_collector(&self) -> bool {
+        self.collector.is_some()
+    }
+}
+
+/// The outcome of a collect call, with the baseline handed back either way.
+pub enum Collected {
+    Done(Outcome),
+    Failed { error: CallError, baseline: Hashes },
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: cache::ComponentCache,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine (with the pooling allocator when the machine allows it) and the
+    /// linker with every host capability and a denied-by-default WASI.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Runtime> {
+        let (engine, pooling) = match Engine::new(&engine_config(true)) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::info!("pooling allocator unavailable ({e}); using on-demand allocation");
+                let engine = Engine::new(&engine_config(false)).map_err(anyhow::Error::from)?;
+                (engine, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        capability::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
+        bindings::synchro::plugin::snapshot::add_to_linker::<
+            _,
+            wasmtime::component::HasSelf<Option<SnapshotSink>>,
+        >(&mut linker, |state| &mut state.snapshot)
+        .map_err(anyhow::Error::from)?;
+        let cache = cache::ComponentCache::new(&engine, cache_dir.to_owned());
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            pooling,
+            _ticker: ticker,
+        })
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles (or loads from the cache) the component in `bytes`.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<(Component, Origin)> {
+        if wasmparser_is_core_module(bytes) {
+            anyhow::bail!(
+                "this is a core wasm module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+            );
+        }
+        self.cache.load(&self.engine, bytes)
+    }
+
+    /// Links `component` and checks it against the world of each role in `roles`,
+    /// saying exactly what does not match.
+    pub fn prepare(
+        &self,
+        component: &Component,
+        roles: &[crate::manifest::Role],
+    ) -> anyhow::Result<Prepared> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("its imports do not match what this host provides")?;
+        let mut prepared = Prepared { collector: None };
+        for role in roles {
+            match role {
+                crate::manifest::Role::Collector => {
+                    let collector = CollectorPluginPre::new(pre.clone())
+                        .map_err(anyhow::Error::from)
+                        .context("it does not export `synchro:plugin/collector@0.1.0` as the collector role requires")?;
+                    prepared.collector = Some(collector);
+                }
+                other => anyhow::bail!("role `{}` is not supported by this host yet", other.name()),
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// The roles whose export interface `component` has, judged by export names only.
+    pub fn exported_roles(&self, component: &Component) -> Vec<crate::manifest::Role> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        crate::manifest::Role::ALL
+            .into_iter()
+            .filter(|role| {
+                let prefix = format!("synchro:plugin/{}@", role.name());
+                names.iter().any(|n| n.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    /// The imports of `component`, by name.
+    pub fn imports(&self, component: &Component) -> Vec<String> {
+        let ty = component.component_type();
+        ty.imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    fn store(
+        &self,
+        call: CallContext,
+        limits: CallLimits,
+        snapshot: Option<SnapshotSink>,
+    ) -> Store<PluginState> {
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .build(),
+            caps: Capabilities::new(&call),
+            snapshot,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let ticks = limits.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs a collector's `collect` against `baseline`.
+    pub async fn collect(
+        &self,
+        prepared: &Prepared,
+        call: CallContext,
+        limits: CallLimits,
+        baseline: Hashes,
+    ) -> Collected {
+        let pre = prepared
+            .collector
+            .as_ref()
+            .expect("collect is only scheduled for collectors");
+        let sink = SnapshotSink {
+            diff: Diff::new(baseline),
+            error: None,
+        };
+        let mut store = self.store(call, limits, Some(sink));
+        let result = tokio::time::timeout(limits.deadline, async {
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+            instance
+                .synchro_plugin_collector()
+                .call_collect(&mut store)
+                .await
+                .map_err(|e| trap(e, limits.deadline))
+        })
+        .await;
+        let sink = store
+            .data_mut()
+            .snapshot
+            .take()
+            .expect("the sink stays for the whole call");
+        let completeness = match result {
+            Err(_elapsed) => Err(CallError::Deadline(limits.deadline)),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(Err(e))) => Err(CallError::Plugin {
+                code: e.code,
+                message: e.message,
+            }),
+            Ok(Ok(Ok(completeness))) => match sink.error {
+                Some(ref error) => Err(CallError::InvalidOutput(error.clone())),
+                None => Ok(match completeness {
+                    bindings::exports::synchro::plugin::collector::Completeness::Complete => {
+                        Completeness::Complete
+                    }
+                    bindings::exports::synchro::plugin::collector::Completeness::Partial => {
+                        Completeness::Partial
+                    }
+                }),
+            },
+        };
+        match completeness {
+            Ok(completeness) => Collected::Done(sink.diff.finish(completeness)),
+            Err(error) => Collected::Failed {
+                error,
+                baseline: sink.diff.abandon(),
+            },
+        }
+    }
+}
+
+/// Classifies a wasmtime error from a call: deadline, or another trap.
+fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        CallError::Deadline(deadline)
+    } else {
+        CallError::Trap(format!("{:#}", anyhow::Error::from(error)))
+    }
+}
+
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    // Core modules and components share the magic; the version field tells them apart.
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+fn engine_config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    // Calls run as fibers on tokio threads; each fiber gets its own stack.
+    config.max_wasm_stack(1 << 20);
+    config.async_stack_size(2 << 20);
+    if pooling {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(1024)
+            .total_memories(512)
+            .total_tables(512)
+            .total_stacks(256)
+            .max_memory_size(4 << 30);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Advances the engine's epoch on a background thread, which is what makes deadlines
+/// interrupt a guest that never yields.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("synchro-epoch".into())
+            .spawn(move || {
+                let mut next = Instant::now();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    next += EPOCH_TICK;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

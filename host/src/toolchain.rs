@@ -1,0 +1,196 @@
+//! `synchro plugin build`: turns a Rust plugin folder into a component.
+//!
+//! Two routes, tried in order (see TOOLCHAIN.md): rustup's `wasm32-wasip2` target when it
+//! is installed or can be added; otherwise Debian's rustc with `-Zbuild-std`, whose
+//! packages are installed when missing. Either way cargo's own progress is shown.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+const TARGET: &str = "wasm32-wasip2";
+/// The Debian packages of the build-std route.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "lld-22",
+    "wasi-libc",
+];
+
+/// Which toolchain builds the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// rustup's target when available, else Debian's.
+    Auto,
+    /// rustup's `wasm32-wasip2` target (added if missing).
+    Rustup,
+    /// Debian's rustc with `-Zbuild-std` (packages installed if missing).
+    Debian,
+}
+
+/// Builds the plugin crate in `dir` in release mode; returns the component's path.
+pub fn build(dir: &Path, route: Route) -> anyhow::Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} has no Cargo.toml: `plugin build` builds a Rust plugin crate",
+            dir.display()
+        );
+    }
+    let use_rustup = match route {
+        Route::Rustup => {
+            ensure_rustup_target()?;
+            true
+        }
+        Route::Debian => false,
+        Route::Auto => match ensure_rustup_target() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("synchro: rustup route unavailable ({e:#}); using Debian's toolchain");
+                false
+            }
+        },
+    };
+    let mut cargo = if use_rustup {
+        Command::new("cargo")
+    } else {
+        ensure_debian_packages()?;
+        let mut cargo = Command::new("/usr/bin/cargo");
+        let path = std::env::var("PATH").unwrap_or_default();
+        cargo
+            .env("PATH", format!("/usr/lib/llvm-22/bin:{path}"))
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
+            // rustup's cargo and rustc must not leak into Debian's build.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO");
+        cargo
+    };
+    cargo.current_dir(dir).args([
+        "build",
+        "--release",
+        "--target",
+        TARGET,
+        "--message-format=json-render-diagnostics",
+    ]);
+    if !use_rustup {
+        cargo.arg("-Zbuild-std=std,panic_abort");
+    }
+    eprintln!("synchro: building {} for {TARGET}", dir.display());
+    let output = cargo
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!(
+            "cargo build failed for {} (its errors are above)",
+            dir.display()
+        );
+    }
+    component_from_messages(&output.stdout, &manifest)
+}
+
+/// Finds the `.wasm` cargo produced for the crate at `manifest` in its JSON messages.
+fn component_from_messages(stdout: &[u8], manifest: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = manifest
+        .canonicalize()
+        .with_context(|| format!("resolving {}", manifest.display()))?;
+    let mut found = None;
+    for line in stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let same_crate = message["manifest_path"]
+            .as_str()
+            .and_then(|p| Path::new(p).canonicalize().ok())
+            == Some(manifest.clone());
+        if !same_crate {
+            continue;
+        }
+        if let Some(files) = message["filenames"].as_array() {
+            found = files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+                .map(PathBuf::from)
+                .or(found);
+        }
+    }
+    found.with_context(|| {
+        format!(
+            "cargo built {} but produced no .wasm: is it a `cdylib` crate?",
+            manifest.display()
+        )
+    })
+}
+
+fn ensure_rustup_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("rustup is not available")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    eprintln!("synchro: adding the {TARGET} target with rustup");
+    let mut child = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot run rustup")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!("`rustup target add {TARGET}` failed ({status})");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("`rustup target add {TARGET}` did not finish in 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ensure_debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("synchro: installing Debian packages: {}", missing.join(" "));
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!(
+            "apt-get install {} failed ({status}); run `apt-get update` and retry",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
