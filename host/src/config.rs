@@ -73,8 +73,13 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut config: Config =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                crate::manifest::toml_error(&text, &e)
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         config.plugin_dir = base.join(&config.plugin_dir);

@@ -136,8 +136,7 @@ impl Manifest {
             path: path.to_owned(),
             message,
         };
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
+        let raw: Raw = toml::from_str(text).map_err(|e| fail(toml_error(text, &e)))?;
         if !is_valid_name(&raw.name) {
             return Err(fail(format!(
                 "field `name`: `{}` must be 1 to 64 characters of a-z, 0-9, `-` and `_`",
@@ -196,6 +195,19 @@ impl Manifest {
             path: self.path.clone(),
             message: message.into(),
         }
+    }
+}
+
+/// A TOML error on one line, `line L, column C: message`, so that it reads well in logs.
+pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", error.message())
+        }
+        None => error.message().to_owned(),
     }
 }
 
@@ -261,12 +273,15 @@ mod tests {
                 GOOD.replace("version = \"0.1.0\"", ""),
                 "missing field `version`",
             ),
-            (format!("extra = 1\n{GOOD}"), "unknown field `extra`"),
+            (
+                format!("extra = 1\n{GOOD}"),
+                "line 1, column 1: unknown field `extra`",
+            ),
             (
                 GOOD.replace("[schedule]\n        interval = \"10s\"", ""),
                 "needs a `[schedule]`",
             ),
-            ("name = ".into(), "/p/inv.toml"),
+            ("name = ".into(), "/p/inv.toml: line 1, column 8: "),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err();

@@ -55,7 +55,7 @@ impl ComponentCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
+        let component = Component::from_binary(engine, bytes).map_err(anyhow::Error::from)?;
         if let Err(e) = self.store(&entry, &component) {
             tracing::warn!(dir = %self.dir.display(), "cannot cache a compiled component: {e:#}");
         }

@@ -184,10 +184,15 @@ impl Runtime {
 
     /// Compiles (or loads from the cache) the component in `bytes`.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<(Component, Origin)> {
-        if wasmparser_is_core_module(bytes) {
-            anyhow::bail!(
+        // Core modules and components share the magic; the version field tells them apart.
+        match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => anyhow::bail!(
                 "this is a core wasm module, not a component; build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
-            );
+            ),
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => anyhow::bail!(
+                "not a WebAssembly binary (it does not start with the wasm magic bytes)"
+            ),
         }
         self.cache.load(&self.engine, bytes)
     }
@@ -342,11 +347,6 @@ fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
     } else {
         CallError::Trap(format!("{:#}", anyhow::Error::from(error)))
     }
-}
-
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
-    // Core modules and components share the magic; the version field tells them apart.
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
 fn engine_config(pooling: bool) -> Config {

@@ -10,7 +10,9 @@
 //! item becomes a property, so any edit to the inventory shows as an UPDATE.
 
 use serde_json::Value;
-use synchro_guest::{Collector, Completeness, Error, ErrorCode, Snapshot, config, edge, error, http, vertex};
+use synchro_guest::{
+    Collector, Completeness, Error, ErrorCode, Snapshot, config, edge, error, http, vertex,
+};
 
 struct HttpInventory;
 
@@ -44,13 +46,19 @@ fn items<'a>(inventory: &'a Value, field: &str) -> Result<&'a [Value], Error> {
     match inventory.get(field) {
         None => Ok(&[]),
         Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(error(ErrorCode::InvalidInput, format!("inventory field `{field}` is not an array"))),
+        Some(_) => Err(error(
+            ErrorCode::InvalidInput,
+            format!("inventory field `{field}` is not an array"),
+        )),
     }
 }
 
 fn id_of<'a>(item: &'a Value, list: &str, index: usize, field: &str) -> Result<&'a str, Error> {
     item.get(field).and_then(Value::as_str).ok_or_else(|| {
-        error(ErrorCode::InvalidInput, format!("{list}[{index}] has no string `{field}`"))
+        error(
+            ErrorCode::InvalidInput,
+            format!("{list}[{index}] has no string `{field}`"),
+        )
     })
 }
 
