@@ -57,6 +57,12 @@ impl Collector {
         &self.plugin
     }
 
+    /// Switches to another version of the plugin, keeping the baseline: the next collect
+    /// diffs against what the previous version reported.
+    pub fn reload(&mut self, plugin: Arc<Plugin>) {
+        self.plugin = plugin;
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&crate::state::State) -> Result<T, crate::state::StateError> + Send + 'static,

@@ -10,7 +10,11 @@ use std::collections::hash_map::Entry;
 use crate::entity::{Entity, EntityError};
 
 /// The baseline of one plugin: entity key → hash of its canonical form.
-pub type Hashes = HashMap<String, u64>;
+///
+/// foldhash instead of std's SipHash: several times faster on short keys, which this map
+/// hashes twice per entity per collect, and still seeded at random per map, so keys chosen
+/// by a plugin cannot be crafted to collide.
+pub type Hashes = HashMap<String, u64, foldhash::fast::RandomState>;
 
 /// What a changed entity became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +90,7 @@ impl Diff {
         let capacity = previous.len();
         Diff {
             previous,
-            seen: HashMap::with_capacity(capacity),
+            seen: Hashes::with_capacity_and_hasher(capacity, Default::default()),
             upserts: Vec::new(),
             scratch: Vec::with_capacity(1024),
         }
@@ -205,7 +209,7 @@ mod tests {
     #[test]
     fn create_update_delete_and_silence() {
         let first = run(
-            Hashes::new(),
+            Hashes::default(),
             &[("a", "{}"), ("b", r#"{"x":1}"#), ("c", "{}")],
             Completeness::Complete,
         );
@@ -246,7 +250,7 @@ mod tests {
     #[test]
     fn partial_snapshots_never_delete() {
         let first = run(
-            Hashes::new(),
+            Hashes::default(),
             &[("a", "{}"), ("b", "{}")],
             Completeness::Complete,
         );
@@ -266,7 +270,7 @@ mod tests {
     #[test]
     fn an_abandoned_diff_returns_the_baseline_untouched() {
         let first = run(
-            Hashes::new(),
+            Hashes::default(),
             &[("a", "{}"), ("b", "{}")],
             Completeness::Complete,
         );
@@ -282,8 +286,8 @@ mod tests {
     #[test]
     fn duplicate_keys_fail_the_snapshot() {
         for previous in [
-            Hashes::new(),
-            run(Hashes::new(), &[("a", "{}")], Completeness::Complete).next,
+            Hashes::default(),
+            run(Hashes::default(), &[("a", "{}")], Completeness::Complete).next,
         ] {
             let mut diff = Diff::new(previous);
             diff.add(entity("a", "{}")).unwrap();
@@ -297,7 +301,7 @@ mod tests {
     #[test]
     fn an_empty_complete_snapshot_deletes_everything() {
         let first = run(
-            Hashes::new(),
+            Hashes::default(),
             &[("a", "{}"), ("b", "{}")],
             Completeness::Complete,
         );

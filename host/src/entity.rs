@@ -193,32 +193,27 @@ fn encode_str(s: &str, out: &mut Vec<u8>) {
 
 /// Returns `text` in canonical form, reusing the string when it already is.
 fn canonical_object(key: &str, text: String) -> Result<String, EntityError> {
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| EntityError::InvalidJson {
-            key: key.to_owned(),
-            reason: e.to_string(),
-        })?;
-    if !value.is_object() {
-        return Err(EntityError::NotAnObject {
-            key: key.to_owned(),
-            found: json_type(&value),
-        });
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    // serde_json's map is a BTreeMap (the `preserve_order` feature is off), so writing
-    // the value back yields sorted keys and no whitespace.
-    let canonical = serde_json::to_string(&value).expect("a parsed value serialises");
-    Ok(if canonical == text { text } else { canonical })
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
+    SCRATCH.with_borrow_mut(|out| {
+        let kind =
+            crate::canonical::canonicalize(&text, out).map_err(|e| EntityError::InvalidJson {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if kind != crate::canonical::Kind::Object {
+            return Err(EntityError::NotAnObject {
+                key: key.to_owned(),
+                found: kind.described(),
+            });
+        }
+        Ok(if out.as_slice() == text.as_bytes() {
+            text
+        } else {
+            String::from_utf8(out.clone()).expect("canonical JSON of a str is UTF-8")
+        })
+    })
 }
 
 #[cfg(test)]

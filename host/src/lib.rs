@@ -1,4 +1,5 @@
 pub mod bus;
+pub mod canonical;
 pub mod capability;
 pub mod change;
 pub mod collector;

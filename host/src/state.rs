@@ -86,10 +86,13 @@ impl State {
         let txn = self.db.begin_read().map_err(dberr)?;
         let table = match txn.open_table(baseline_def(&name)) {
             Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Hashes::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Hashes::default()),
             Err(e) => return Err(dberr(e)),
         };
-        let mut hashes = Hashes::with_capacity(table.len().map_err(dberr)? as usize);
+        let mut hashes = Hashes::with_capacity_and_hasher(
+            table.len().map_err(dberr)? as usize,
+            Default::default(),
+        );
         for row in table.iter().map_err(dberr)? {
             let (key, value) = row.map_err(dberr)?;
             hashes.insert(key.value().to_owned(), value.value().0);
