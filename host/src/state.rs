@@ -57,6 +57,8 @@ fn baseline_table(plugin: &str) -> String {
     format!("baseline/{plugin}")
 }
 
+type BaselineTable = redb::ReadOnlyTable<&'static str, (u64, &'static [u8])>;
+
 fn baseline_def(name: &str) -> TableDefinition<'_, &'static str, (u64, &'static [u8])> {
     TableDefinition::new(name)
 }
@@ -80,24 +82,36 @@ impl State {
         Ok(State { db })
     }
 
-    /// The baseline hashes of `plugin` (empty for a plugin never collected).
-    pub fn load_baseline(&self, plugin: &str) -> Result<Hashes, StateError> {
+    /// Runs `read` on the baseline table of `plugin`; a plugin never collected has no
+    /// table, which reads as `empty`.
+    fn read_baseline<T>(
+        &self,
+        plugin: &str,
+        empty: T,
+        read: impl FnOnce(&BaselineTable) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
         let name = baseline_table(plugin);
         let txn = self.db.begin_read().map_err(dberr)?;
-        let table = match txn.open_table(baseline_def(&name)) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Hashes::default()),
-            Err(e) => return Err(dberr(e)),
-        };
-        let mut hashes = Hashes::with_capacity_and_hasher(
-            table.len().map_err(dberr)? as usize,
-            Default::default(),
-        );
-        for row in table.iter().map_err(dberr)? {
-            let (key, value) = row.map_err(dberr)?;
-            hashes.insert(key.value().to_owned(), value.value().0);
+        match txn.open_table(baseline_def(&name)) {
+            Ok(table) => read(&table),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+            Err(e) => Err(dberr(e)),
         }
-        Ok(hashes)
+    }
+
+    /// The baseline hashes of `plugin` (empty for a plugin never collected).
+    pub fn load_baseline(&self, plugin: &str) -> Result<Hashes, StateError> {
+        self.read_baseline(plugin, Hashes::default(), |table| {
+            let mut hashes = Hashes::with_capacity_and_hasher(
+                table.len().map_err(dberr)? as usize,
+                Default::default(),
+            );
+            for row in table.iter().map_err(dberr)? {
+                let (key, value) = row.map_err(dberr)?;
+                hashes.insert(key.value().to_owned(), value.value().0);
+            }
+            Ok(hashes)
+        })
     }
 
     /// The last entities the baseline of `plugin` recorded under `keys` (to announce
@@ -107,20 +121,15 @@ impl State {
         plugin: &str,
         keys: &[String],
     ) -> Result<Vec<Entity>, StateError> {
-        let name = baseline_table(plugin);
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = match txn.open_table(baseline_def(&name)) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(dberr(e)),
-        };
-        let mut entities = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some(value) = table.get(key.as_str()).map_err(dberr)? {
-                entities.push(Entity::decode(value.value().1)?);
+        self.read_baseline(plugin, Vec::new(), |table| {
+            let mut entities = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(value) = table.get(key.as_str()).map_err(dberr)? {
+                    entities.push(Entity::decode(value.value().1)?);
+                }
             }
-        }
-        Ok(entities)
+            Ok(entities)
+        })
     }
 
     /// Commits a diff's changes in one transaction: the plugin's baseline and the model
@@ -157,23 +166,18 @@ impl State {
 
     /// Every entry of the baseline of `plugin`, in key order (Vitrage's "get all").
     pub fn list_baseline(&self, plugin: &str) -> Result<Vec<BaselineEntry>, StateError> {
-        let name = baseline_table(plugin);
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = match txn.open_table(baseline_def(&name)) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(dberr(e)),
-        };
-        let mut entries = Vec::new();
-        for row in table.iter().map_err(dberr)? {
-            let (_, value) = row.map_err(dberr)?;
-            let (hash, bytes) = value.value();
-            entries.push(BaselineEntry {
-                hash,
-                entity: Entity::decode(bytes)?,
-            });
-        }
-        Ok(entries)
+        self.read_baseline(plugin, Vec::new(), |table| {
+            let mut entries = Vec::new();
+            for row in table.iter().map_err(dberr)? {
+                let (_, value) = row.map_err(dberr)?;
+                let (hash, bytes) = value.value();
+                entries.push(BaselineEntry {
+                    hash,
+                    entity: Entity::decode(bytes)?,
+                });
+            }
+            Ok(entries)
+        })
     }
 
     /// Forgets the baseline of `plugin`, so its next collect announces everything as

@@ -7,15 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
-
 use super::{CallContext, NameList, Services, denied, parse_entry};
 use crate::bus::Message;
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::bus as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::bus as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
+use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,11 +103,4 @@ impl wit::Host for Capability {
             Err(e) => Err(convert::error(ErrorCode::InvalidInput, e.to_string())),
         }
     }
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }

@@ -3,12 +3,9 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::CallContext;
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::config as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::config as wit;
 
 pub struct Grant {
     settings: Arc<serde_json::Map<String, serde_json::Value>>,
@@ -55,11 +52,4 @@ impl wit::Host for Capability {
     async fn all(&mut self) -> String {
         serde_json::to_string(&*self.settings).expect("a JSON map serialises")
     }
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }

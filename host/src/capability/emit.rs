@@ -5,13 +5,10 @@
 //! emit = true
 //! ```
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::{CallContext, denied, parse_entry};
 use crate::change::Change;
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::emit as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::emit as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
 
 pub struct Grant {
@@ -64,11 +61,4 @@ impl wit::Host for Capability {
         self.call.services.bus.publish(change.to_message()).await;
         Ok(())
     }
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }

@@ -1,12 +1,9 @@
 //! `log`: structured logging, attributed to the plugin. Always granted; a plugin that
 //! logs more than a bounded number of lines per call has the rest dropped and counted.
 
-use wasmtime::component::{HasSelf, Linker};
-
 use super::{CallContext, parse_entry};
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::log as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::log as wit;
 
 /// Default cap on lines per call.
 const LINES_PER_CALL: u32 = 100;
@@ -84,11 +81,4 @@ impl std::fmt::Display for FieldList<'_> {
         }
         Ok(())
     }
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }

@@ -15,7 +15,7 @@ mod store;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::component::Linker;
+use wasmtime::component::{HasSelf, Linker};
 
 use crate::manifest::{Manifest, ManifestError};
 use crate::runtime::PluginState;
@@ -120,9 +120,9 @@ macro_rules! capabilities {
             }
         }
 
-        /// Links every capability's WIT interface.
+        /// Links every capability's WIT interface (each module's `wit`) to its state.
         pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-            $($name::add_to_linker(linker, |state| &mut state.caps.$name)?;)*
+            $($name::wit::add_to_linker::<_, HasSelf<$name::Capability>>(linker, |state| &mut state.caps.$name)?;)*
             Ok(())
         }
     };

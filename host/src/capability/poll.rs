@@ -13,14 +13,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
-
 use super::{CallContext, denied, parse_entry};
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::poll as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::poll as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
+use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Origin {
@@ -214,13 +211,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }
 
 #[cfg(test)]

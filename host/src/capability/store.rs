@@ -9,18 +9,15 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use wasmtime::component::{HasSelf, Linker};
-
 use super::{CallContext, NameList, denied, parse_entry};
 use crate::change::Change;
 use crate::diff::Operation;
 use crate::entity::Entity;
 use crate::manifest::{Manifest, ManifestError};
-use crate::runtime::PluginState;
-use crate::runtime::bindings::synchro::plugin::store as wit;
+pub(super) use crate::runtime::bindings::synchro::plugin::store as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
 use crate::state::{State, StateError};
+use serde::Deserialize;
 
 /// Most entities one `query` returns.
 const MAX_PAGE: u32 = 1000;
@@ -156,11 +153,4 @@ impl wit::Host for Capability {
         }
         Ok(())
     }
-}
-
-pub fn add_to_linker(
-    linker: &mut Linker<PluginState>,
-    get: fn(&mut PluginState) -> &mut Capability,
-) -> wasmtime::Result<()> {
-    wit::add_to_linker::<_, HasSelf<Capability>>(linker, get)
 }

@@ -340,12 +340,16 @@ impl Runtime {
     }
 }
 
-/// Classifies a wasmtime error from a call: deadline, or another trap.
+/// Classifies a wasmtime error from a call: deadline, or another trap. The reason goes
+/// on one line; the wasm backtrace only to debug logs.
 fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
-    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-        CallError::Deadline(deadline)
-    } else {
-        CallError::Trap(format!("{:#}", anyhow::Error::from(error)))
+    match error.downcast_ref::<wasmtime::Trap>().copied() {
+        Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
+        Some(trap) => {
+            tracing::debug!("plugin trap: {:?}", anyhow::Error::from(error));
+            CallError::Trap(trap.to_string())
+        }
+        None => CallError::Trap(format!("{:#}", anyhow::Error::from(error))),
     }
 }
 

@@ -1,0 +1,120 @@
+//! End to end: collects that fail in every way change nothing, and poll's limits hold.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Setup, Source, pairs};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn script(mode: &str, entities: &[(&str, serde_json::Value)]) -> String {
+    let entities: Vec<_> = entities
+        .iter()
+        .map(|(key, properties)| json!({"key": key, "kind": "thing", "properties": properties}))
+        .collect();
+    json!({"mode": mode, "entities": entities}).to_string()
+}
+
+fn install_scripted(setup: &Setup, source: &Source, deadline: &str) {
+    std::fs::copy(
+        common::plugin("scripted-collector"),
+        setup.plugin_dir().join("scripted.wasm"),
+    )
+    .unwrap();
+    setup.write(
+        "scripted.toml",
+        &format!(
+            "name = \"scripted\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
+             [limits]\ndeadline = \"{deadline}\"\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+}
+
+#[test]
+fn errors_traps_timeouts_and_bad_output_never_delete() {
+    let source = Source::start(&script(
+        "complete",
+        &[("a", json!({"v": 1})), ("b", json!({"v": 1}))],
+    ));
+    let setup = Setup::new();
+    install_scripted(&setup, &source, "700ms");
+    let host = setup.run();
+    assert_eq!(
+        host.events(2, WAIT),
+        pairs(&[("CREATE", "a"), ("CREATE", "b")])
+    );
+
+    // Each of these reports nothing (or garbage) and then fails: not one DELETE may follow.
+    let cases = [
+        (
+            script("error", &[]),
+            "returned an error (unavailable): the script asked for an error",
+        ),
+        (script("trap", &[]), "trapped: wasm trap: wasm `unreachable` instruction executed"),
+        (script("trap", &[("a", json!({"v": 2}))]), "trapped: wasm trap: wasm `unreachable` instruction executed"),
+        (script("spin", &[]), "exceeded its deadline of 700ms"),
+        (
+            script("complete", &[("a", json!("{not json"))]),
+            "entity `a`: properties are not valid JSON",
+        ),
+        (
+            script("complete", &[("a", json!([1, 2]))]),
+            "entity `a`: properties must be a JSON object, not an array",
+        ),
+        (
+            script("complete", &[("", json!({}))]),
+            "an entity has an empty key",
+        ),
+        (
+            script("complete", &[("a", json!({})), ("a", json!({}))]),
+            "key `a` appears twice in one snapshot",
+        ),
+    ];
+    for (body, symptom) in cases {
+        source.set(200, &body);
+        host.wait_for_log(symptom, WAIT);
+        host.expect_silence(Duration::from_millis(250));
+    }
+
+    // A partial snapshot updates what it names and deletes nothing; a complete one deletes.
+    source.set(200, &script("partial", &[("a", json!({"v": 2}))]));
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "a")]));
+    host.expect_silence(Duration::from_millis(400));
+    source.set(200, &script("complete", &[("a", json!({"v": 2}))]));
+    assert_eq!(host.events(1, WAIT), pairs(&[("DELETE", "b")]));
+    host.stop();
+}
+
+#[test]
+fn poll_enforces_the_size_cap_and_the_timeout() {
+    let source = Source::start(&script(
+        "complete",
+        &[("a", json!({"pad": "x".repeat(400)}))],
+    ));
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[poll]\nmax-body-bytes = 200\ntimeout = \"300ms\"\n",
+    )
+    .unwrap();
+    install_scripted(&setup, &source, "5s");
+    let host = setup.run();
+    host.wait_for_log("is larger than the 200-byte cap", WAIT);
+    host.expect_silence(Duration::from_millis(300));
+
+    source.set_delay(Duration::from_secs(2));
+    source.set(200, &script("complete", &[("a", json!({}))]));
+    host.wait_for_log("no complete response within 300ms", WAIT);
+    host.expect_silence(Duration::from_millis(300));
+
+    source.set_delay(Duration::ZERO);
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    host.stop();
+}
