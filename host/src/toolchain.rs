@@ -58,10 +58,14 @@ pub fn build(dir: &Path, route: Route) -> anyhow::Result<PathBuf> {
         Command::new("cargo")
     } else {
         ensure_debian_packages()?;
+        let linker_dir = component_linker_dir()?;
         let mut cargo = Command::new("/usr/bin/cargo");
         let path = std::env::var("PATH").unwrap_or_default();
         cargo
-            .env("PATH", format!("/usr/lib/llvm-22/bin:{path}"))
+            .env(
+                "PATH",
+                format!("{}:/usr/lib/llvm-22/bin:{path}", linker_dir.display()),
+            )
             .env("RUSTC", "/usr/bin/rustc")
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTFLAGS", "-L /usr/lib/wasm32-wasi")
@@ -164,6 +168,53 @@ fn ensure_rustup_target() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A directory holding `wasm-component-ld`, the linker rustc uses for wasm32-wasip2.
+/// Debian's packages do not ship it: use the one on PATH or in a rustup toolchain, else
+/// install it from crates.io.
+fn component_linker_dir() -> anyhow::Result<PathBuf> {
+    const LINKER: &str = "wasm-component-ld";
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join(LINKER).is_file());
+    if let Some(dir) = on_path {
+        return Ok(dir);
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(sysroot) = sysroot {
+        let rustlib = sysroot.join("lib/rustlib");
+        for entry in std::fs::read_dir(&rustlib).into_iter().flatten().flatten() {
+            let dir = entry.path().join("bin");
+            if dir.join(LINKER).is_file() {
+                return Ok(dir);
+            }
+        }
+    }
+    let root = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let bin = root.join("bin");
+    if bin.join(LINKER).is_file() {
+        return Ok(bin);
+    }
+    eprintln!("synchro: installing {LINKER} from crates.io (once)");
+    let status = Command::new("/usr/bin/cargo")
+        .args(["install", "--locked", LINKER, "--root"])
+        .arg(&root)
+        .status()
+        .context("cannot run cargo install")?;
+    if !status.success() {
+        bail!("`cargo install {LINKER}` failed ({status})");
+    }
+    Ok(bin)
 }
 
 fn ensure_debian_packages() -> anyhow::Result<()> {

@@ -67,9 +67,9 @@ fn changes_follow_the_source_and_a_restart_is_silent() {
     );
     host.stop();
 
-    // A clean restart emits nothing for unchanged data.
+    // A clean restart emits nothing for unchanged data, and skips compiling the component.
     let host = setup.run();
-    host.wait_for_log("loaded", WAIT);
+    host.wait_for_log("loaded plugin=inv version=0.1.0 cached=true", WAIT);
     host.expect_silence(QUIET);
     host.stop();
 
@@ -212,4 +212,16 @@ fn plugin_check_names_roles_and_mismatches() {
         String::from_utf8_lossy(&liar.stderr).contains("role sync-step"),
         "{liar:?}"
     );
+}
+
+#[test]
+fn without_room_for_the_pooling_allocator_the_host_falls_back_and_runs() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    // 16 GiB of address space: far less than the pool reserves, enough for on-demand.
+    let host = setup.run_with_address_space(16 << 20);
+    host.wait_for_log("pooling allocator unavailable", WAIT);
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    host.stop();
 }

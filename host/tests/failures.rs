@@ -57,8 +57,14 @@ fn errors_traps_timeouts_and_bad_output_never_delete() {
             script("error", &[]),
             "returned an error (unavailable): the script asked for an error",
         ),
-        (script("trap", &[]), "trapped: wasm trap: wasm `unreachable` instruction executed"),
-        (script("trap", &[("a", json!({"v": 2}))]), "trapped: wasm trap: wasm `unreachable` instruction executed"),
+        (
+            script("trap", &[]),
+            "trapped: wasm trap: wasm `unreachable` instruction executed",
+        ),
+        (
+            script("trap", &[("a", json!({"v": 2}))]),
+            "trapped: wasm trap: wasm `unreachable` instruction executed",
+        ),
         (script("spin", &[]), "exceeded its deadline of 700ms"),
         (
             script("complete", &[("a", json!("{not json"))]),

@@ -166,7 +166,22 @@ impl Setup {
 
     /// Starts `synchro run --json`.
     pub fn run(&self) -> Running {
-        let mut child = Command::new(SYNCHRO)
+        self.spawn(Command::new(SYNCHRO))
+    }
+
+    /// Starts `synchro run --json` with its virtual memory limited to `kib` (`ulimit -v`).
+    pub fn run_with_address_space(&self, kib: u64) -> Running {
+        let mut command = Command::new("bash");
+        command.args([
+            "-c",
+            &format!("ulimit -v {kib} && exec \"$0\" \"$@\""),
+            SYNCHRO,
+        ]);
+        self.spawn(command)
+    }
+
+    fn spawn(&self, mut command: Command) -> Running {
+        let mut child = command
             .args(["run", "--json", "--config"])
             .arg(self.config())
             .env("RUST_LOG", "info")
