@@ -1,12 +1,10 @@
 //! Change notifications as they go on the bus: A&AI Gizmo's event shape (`operation`,
 //! `vertex` or `edge`, `transaction-id`, `timestamp`) plus the plugin they came from.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-
 use crate::bus::Message;
 use crate::diff::Operation;
 use crate::entity::Entity;
+use crate::gizmo;
 
 /// The bus topic that carries change notifications.
 pub const TOPIC: &str = "changes";
@@ -25,46 +23,6 @@ pub struct Change {
     pub source: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Endpoint<'a> {
-    key: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Element<'a> {
-    key: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(rename = "schema-version", skip_serializing_if = "Option::is_none")]
-    schema_version: Option<&'a str>,
-    #[serde(borrow)]
-    properties: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
-    source: Option<Endpoint<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none", borrow)]
-    target: Option<Endpoint<'a>>,
-}
-
-#[derive(Serialize)]
-struct Event<'a> {
-    timestamp: u64,
-    operation: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vertex: Option<Element<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    edge: Option<Element<'a>>,
-    #[serde(rename = "transaction-id")]
-    transaction_id: &'a str,
-    #[serde(
-        rename = "database-transaction-id",
-        skip_serializing_if = "Option::is_none"
-    )]
-    database_transaction_id: Option<&'a str>,
-    source: &'a str,
-}
-
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> u64 {
     std::time::SystemTime::now()
@@ -73,40 +31,45 @@ pub fn now_millis() -> u64 {
 }
 
 impl Change {
+    /// The change as a Gizmo event.
+    pub fn to_event(&self) -> gizmo::Event {
+        let e = &self.entity;
+        let endpoint = |r: &crate::entity::EntityRef| gizmo::Endpoint {
+            key: r.key.clone(),
+            kind: r.kind.clone(),
+        };
+        let element = gizmo::Element {
+            key: e.key().to_owned(),
+            kind: e.kind().to_owned(),
+            schema_version: e.schema_version().map(str::to_owned),
+            properties: Some(
+                serde_json::from_str(e.properties())
+                    .expect("entity properties are a JSON object by construction"),
+            ),
+            source: e.edge().map(|ends| endpoint(&ends.source)),
+            target: e.edge().map(|ends| endpoint(&ends.target)),
+        };
+        gizmo::Event {
+            timestamp: self.timestamp,
+            operation: match self.operation {
+                Operation::Create => gizmo::Operation::Create,
+                Operation::Update => gizmo::Operation::Update,
+                Operation::Delete => gizmo::Operation::Delete,
+            },
+            subject: if e.edge().is_some() {
+                gizmo::Subject::Edge(element)
+            } else {
+                gizmo::Subject::Vertex(element)
+            },
+            transaction_id: self.transaction_id.clone(),
+            database_transaction_id: self.database_transaction_id.clone(),
+            source: Some(self.source.clone()),
+        }
+    }
+
     /// The Gizmo-shaped JSON document.
     pub fn to_json(&self) -> Vec<u8> {
-        let e = &self.entity;
-        let properties: &RawValue = serde_json::from_str(e.properties())
-            .expect("entity properties are canonical JSON by construction");
-        let element = Element {
-            key: e.key(),
-            kind: e.kind(),
-            schema_version: e.schema_version(),
-            properties,
-            source: e.edge().map(|ends| Endpoint {
-                key: &ends.source.key,
-                kind: &ends.source.kind,
-            }),
-            target: e.edge().map(|ends| Endpoint {
-                key: &ends.target.key,
-                kind: &ends.target.kind,
-            }),
-        };
-        let (vertex, edge) = if e.edge().is_some() {
-            (None, Some(element))
-        } else {
-            (Some(element), None)
-        };
-        serde_json::to_vec(&Event {
-            timestamp: self.timestamp,
-            operation: self.operation.as_str(),
-            vertex,
-            edge,
-            transaction_id: &self.transaction_id,
-            database_transaction_id: self.database_transaction_id.as_deref(),
-            source: &self.source,
-        })
-        .expect("an event serialises")
+        serde_json::to_vec(&self.to_event()).expect("an event serialises")
     }
 
     /// The bus message: keyed by entity, with headers that let subscribers filter by
