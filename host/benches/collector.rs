@@ -99,10 +99,10 @@ fn main() -> anyhow::Result<()> {
     let (component, _) = runtime.compile(&std::fs::read(&wasm)?)?;
     let prepared = runtime.prepare(&component, &[Role::Collector])?;
     let tokio = tokio::runtime::Runtime::new()?;
-    let bus = Bus::new();
+    let bus = Bus::embedded();
     let state = Arc::new(State::open(&dir.path().join("data"))?);
     let services = Services::new(bus.clone(), state, synchro::config::PollSettings::default())?;
-    let mut drain = bus.subscribe(synchro::change::TOPIC, Filter::All);
+    let mut drain = bus.subscribe(synchro::change::TOPIC, Filter::All)?;
     tokio.spawn(async move { while drain.recv().await.is_some() {} });
 
     println!(

@@ -32,6 +32,10 @@ pub enum CollectError {
     Call(#[from] CallError),
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+    #[error(
+        "publishing changes failed, nothing committed (the next collect announces them again): {0}"
+    )]
+    Bus(#[from] crate::bus::BusError),
 }
 
 /// One collector and its in-memory copy of its baseline.
@@ -147,7 +151,7 @@ impl Collector {
                 database_transaction_id: Some(batch.clone()),
                 source: self.plugin.name.to_string(),
             };
-            self.services.bus.publish(change.to_message()).await;
+            self.services.bus.publish(change.to_message()).await?;
         }
         let name = self.plugin.name.clone();
         // On failure `self.baseline` stays `None`: the next collect reloads the committed

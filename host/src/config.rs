@@ -46,6 +46,16 @@ impl Default for PollSettings {
     }
 }
 
+/// Which bus the host uses: `[bus]` with `kind = "embedded"` (the default) or
+/// `kind = "kafka"` and the Kafka settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum BusSettings {
+    #[default]
+    Embedded,
+    Kafka(crate::bus::kafka::KafkaSettings),
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
@@ -55,6 +65,7 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     pub limits: DefaultLimits,
     pub poll: PollSettings,
+    pub bus: BusSettings,
 }
 
 impl Default for Config {
@@ -64,6 +75,7 @@ impl Default for Config {
             plugin_dir: PathBuf::from("plugins.d"),
             limits: DefaultLimits::default(),
             poll: PollSettings::default(),
+            bus: BusSettings::default(),
         }
     }
 }

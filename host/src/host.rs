@@ -35,7 +35,7 @@ impl Host {
 
     /// Loads every plugin of the plugin directory. A plugin that fails to load is logged
     /// with the reason and skipped: the others run.
-    pub fn load_plugins(&self) -> anyhow::Result<Vec<Arc<Plugin>>> {
+    pub async fn load_plugins(&self) -> anyhow::Result<Vec<Arc<Plugin>>> {
         let mut plugins: Vec<Arc<Plugin>> = Vec::new();
         for path in manifests_in(&self.config.plugin_dir)? {
             match Plugin::load(&self.runtime, &path, &self.config.limits) {
@@ -47,13 +47,16 @@ impl Host {
                     );
                 }
                 Ok(plugin) => {
+                    if let Err(error) = plugin.activate(&self.services).await {
+                        tracing::error!("plugin not loaded: {error:#}");
+                        continue;
+                    }
                     tracing::info!(
                         plugin = %plugin.name,
                         version = %plugin.manifest.version,
                         cached = plugin.origin == crate::runtime::Origin::Cache,
                         "loaded"
                     );
-                    plugin.activate(&self.services);
                     plugins.push(Arc::new(plugin));
                 }
                 Err(error) => tracing::error!("plugin not loaded: {error:#}"),
@@ -64,7 +67,7 @@ impl Host {
 
     /// Runs the plugins until `shutdown` turns true, then waits for calls in flight.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let plugins = self.load_plugins()?;
+        let plugins = self.load_plugins().await?;
         if plugins.is_empty() {
             tracing::warn!(dir = %self.config.plugin_dir.display(), "no plugin loaded");
         }

@@ -192,13 +192,13 @@ fn known_plugin(state: &State, plugin: &str) -> anyhow::Result<()> {
 
 /// `synchro run`: the host, plus a printer of change notifications on stdout.
 async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()> {
-    let bus = Bus::new();
+    let bus = Bus::from_settings(&config.bus)?;
     let filter = if kinds.is_empty() {
         Filter::All
     } else {
         Filter::Kinds(kinds.into_iter().collect())
     };
-    let mut changes = bus.subscribe(synchro::change::TOPIC, filter);
+    let mut changes = bus.subscribe(synchro::change::TOPIC, filter)?;
     let printer = tokio::spawn(async move {
         let mut out = std::io::stdout();
         while let Some(message) = changes.recv().await {

@@ -64,8 +64,11 @@ impl Plugin {
     }
 
     /// Readies the host services this plugin's grants need.
-    pub fn activate(&self, services: &Services) {
-        self.grants.activate(services);
+    pub async fn activate(&self, services: &Services) -> anyhow::Result<()> {
+        self.grants
+            .activate(services)
+            .await
+            .with_context(|| format!("{}: cannot set up its grants", self.manifest.path.display()))
     }
 }
 

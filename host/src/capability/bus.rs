@@ -8,33 +8,58 @@
 use std::time::{Duration, Instant};
 
 use super::{CallContext, NameList, Services, denied, parse_entry};
-use crate::bus::Message;
+use crate::bus::{CorrelationId, Message};
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::bus as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct Grant {
-    #[serde(default)]
     publish: NameList,
-    #[serde(default, rename = "await")]
     await_: NameList,
+    /// Where the responses on the `await` topics carry their correlation id.
+    correlation: CorrelationId,
 }
 
 impl super::Grant for Grant {
+    /// `bus = { publish = [...], await = [...], correlation = "header:NAME" | "json:PATH" }`
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
-        entry.map_or_else(|| Ok(Grant::default()), |e| parse_entry(manifest, "bus", e))
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            publish: NameList,
+            #[serde(default, rename = "await")]
+            await_: NameList,
+            correlation: Option<String>,
+        }
+        let Some(entry) = entry else {
+            return Ok(Grant::default());
+        };
+        let raw: Raw = parse_entry(manifest, "bus", entry)?;
+        let correlation = match raw.correlation {
+            Some(text) => CorrelationId::parse(&text).map_err(|e| {
+                manifest.error(format!("field `capabilities.bus.correlation`: {e}"))
+            })?,
+            None => CorrelationId::default(),
+        };
+        Ok(Grant {
+            publish: raw.publish,
+            await_: raw.await_,
+            correlation,
+        })
     }
 
     /// Response topics keep responses that arrive before their waiter.
-    fn activate(&self, services: &Services) {
-        for topic in &self.await_.0 {
-            if topic != "*" {
-                services.bus.expect_responses(topic);
-            }
+    async fn activate(&self, services: &Services) -> anyhow::Result<()> {
+        for topic in self.await_.names() {
+            services
+                .bus
+                .expect_responses(topic, self.correlation.clone())
+                .await?;
         }
+        Ok(())
     }
 }
 
@@ -70,8 +95,12 @@ impl wit::Host for Capability {
             headers,
             timestamp: 0,
         };
-        self.call.services.bus.publish(message).await;
-        Ok(())
+        self.call
+            .services
+            .bus
+            .publish(message)
+            .await
+            .map_err(|e| convert::error(ErrorCode::Unavailable, e.to_string()))
     }
 
     async fn await_response(

@@ -58,7 +58,11 @@ impl wit::Host for Capability {
             database_transaction_id: None,
             source: self.call.plugin.to_string(),
         };
-        self.call.services.bus.publish(change.to_message()).await;
-        Ok(())
+        self.call
+            .services
+            .bus
+            .publish(change.to_message())
+            .await
+            .map_err(|e| convert::error(ErrorCode::Unavailable, e.to_string()))
     }
 }

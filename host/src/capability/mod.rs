@@ -56,7 +56,9 @@ pub trait Grant: Sized + Send + Sync + 'static {
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError>;
 
     /// Readies host services for a plugin holding this grant.
-    fn activate(&self, _services: &Services) {}
+    fn activate(&self, _services: &Services) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Who is calling and until when: what every capability needs to know about a call.
@@ -102,8 +104,9 @@ macro_rules! capabilities {
                 })
             }
 
-            pub fn activate(&self, services: &Services) {
-                $(Grant::activate(&self.$name, services);)*
+            pub async fn activate(&self, services: &Services) -> anyhow::Result<()> {
+                $(Grant::activate(&self.$name, services).await?;)*
+                Ok(())
             }
         }
 
@@ -150,6 +153,11 @@ pub struct NameList(Vec<String>);
 impl NameList {
     pub fn allows(&self, name: &str) -> bool {
         self.0.iter().any(|n| n == "*" || n == name)
+    }
+
+    /// The names listed, without the `*` wildcard.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str).filter(|n| *n != "*")
     }
 }
 

@@ -69,7 +69,7 @@ impl Capability {
         self.call.grants.store.read.allows(entity.kind())
     }
 
-    async fn publish(&self, operation: Operation, entity: Entity) {
+    async fn publish(&self, operation: Operation, entity: Entity) -> Result<(), WitError> {
         let change = Change {
             operation,
             entity,
@@ -78,7 +78,17 @@ impl Capability {
             database_transaction_id: None,
             source: self.call.plugin.to_string(),
         };
-        self.call.services.bus.publish(change.to_message()).await;
+        self.call
+            .services
+            .bus
+            .publish(change.to_message())
+            .await
+            .map_err(|e| {
+                convert::error(
+                    ErrorCode::Unavailable,
+                    format!("saved, but the change notification failed: {e}"),
+                )
+            })
     }
 }
 
@@ -130,8 +140,8 @@ impl wit::Host for Capability {
         let previous = self.state(move |s| s.model_put(&saved)).await?;
         match previous {
             Some(previous) if previous == entity => {}
-            Some(_) => self.publish(Operation::Update, entity).await,
-            None => self.publish(Operation::Create, entity).await,
+            Some(_) => self.publish(Operation::Update, entity).await?,
+            None => self.publish(Operation::Create, entity).await?,
         }
         Ok(())
     }
@@ -149,7 +159,7 @@ impl wit::Host for Capability {
             ));
         }
         if let Some(removed) = self.state(move |s| s.model_delete(&key)).await? {
-            self.publish(Operation::Delete, removed).await;
+            self.publish(Operation::Delete, removed).await?;
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! the plugins in the repo, and a real HTTP source on 127.0.0.1.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod broker;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,251 @@
+//! Responses correlated by id, for both bus implementations (Gizmo's async mode, minus
+//! the race where a response that beats its waiter is dropped).
+//!
+//! A waiter registers before it waits; a response whose waiter has not registered yet is
+//! parked for a while, so publish-then-await never loses a fast response. Responses that
+//! arrive after their waiter gave up (late), for an id already answered (duplicate), or
+//! that nobody ever claims (unknown) are dropped and counted.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{BusError, Message};
+
+/// Responses kept for waiters that have not started waiting yet, per topic.
+const PARKED: usize = 10_000;
+/// How long a response nobody awaits is kept.
+const PARKED_TTL: Duration = Duration::from_secs(60);
+/// Ids remembered as answered or abandoned, to tell late and duplicate responses apart.
+const REMEMBERED: usize = 10_000;
+
+/// What happened to the responses a host has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Handed to a waiter (directly, or after being parked).
+    pub delivered: u64,
+    /// Arrived before their waiter and were parked.
+    pub early: u64,
+    /// Arrived after their waiter timed out.
+    pub late: u64,
+    /// Arrived for an id that was already answered.
+    pub duplicate: u64,
+    /// Parked and never claimed.
+    pub unknown: u64,
+}
+
+/// Where a response carries its correlation id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorrelationId {
+    /// A header, `correlation-id` by default.
+    Header(String),
+    /// A string field of the JSON payload, as a dotted path: Gizmo's responses carry it
+    /// in `transaction-id`, its requests in `body.transaction-id`.
+    JsonField(String),
+}
+
+impl Default for CorrelationId {
+    fn default() -> Self {
+        CorrelationId::Header(super::CORRELATION_HEADER.to_owned())
+    }
+}
+
+impl CorrelationId {
+    /// Parses `header:NAME` or `json:PATH`.
+    pub fn parse(text: &str) -> Result<CorrelationId, String> {
+        match text.split_once(':') {
+            Some(("header", name)) if !name.is_empty() => {
+                Ok(CorrelationId::Header(name.to_owned()))
+            }
+            Some(("json", path)) if !path.is_empty() => {
+                Ok(CorrelationId::JsonField(path.to_owned()))
+            }
+            _ => Err(format!(
+                "`{text}`: expected `header:NAME` or `json:FIELD.PATH`"
+            )),
+        }
+    }
+
+    /// The id `message` carries, if any.
+    pub fn of(&self, message: &Message) -> Option<String> {
+        match self {
+            CorrelationId::Header(name) => message.header(name).map(str::to_owned),
+            CorrelationId::JsonField(path) => {
+                let value: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
+                path.split('.')
+                    .try_fold(&value, |v, field| v.get(field))?
+                    .as_str()
+                    .map(str::to_owned)
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Topic {
+    id: CorrelationId,
+    waiting: HashMap<String, oneshot::Sender<Arc<Message>>>,
+    parked: HashMap<String, Arc<Message>>,
+    /// Arrival order of `parked`, to expire and cap it.
+    arrivals: VecDeque<(Instant, String)>,
+    answered: Remembered,
+    abandoned: Remembered,
+}
+
+/// A bounded set of recent ids.
+#[derive(Default)]
+struct Remembered {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Remembered {
+    fn insert(&mut self, id: &str) {
+        if self.ids.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            if self.order.len() > REMEMBERED {
+                let old = self.order.pop_front().expect("not empty");
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+}
+
+/// The correlation state of every response topic of one host.
+#[derive(Clone, Default)]
+pub struct Correlator {
+    topics: Arc<Mutex<HashMap<String, Topic>>>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Correlator {
+    /// Declares `topic` as a response topic whose ids are found by `id`; returns whether
+    /// it is new. The first declaration of a topic decides where its ids are.
+    pub fn declare(&self, topic: &str, id: CorrelationId) -> bool {
+        let mut topics = self.topics.lock().expect("correlator lock");
+        if let Some(existing) = topics.get(topic) {
+            if existing.id != id {
+                tracing::warn!(
+                    topic,
+                    "response topic already declared with ids from {:?}; keeping that",
+                    existing.id
+                );
+            }
+            return false;
+        }
+        topics.insert(
+            topic.to_owned(),
+            Topic {
+                id,
+                ..Topic::default()
+            },
+        );
+        true
+    }
+
+    pub fn is_declared(&self, topic: &str) -> bool {
+        self.topics
+            .lock()
+            .expect("correlator lock")
+            .contains_key(topic)
+    }
+
+    pub fn stats(&self) -> Stats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    /// Offers a message that arrived on `topic`; only declared topics and messages with a
+    /// correlation id take part.
+    pub fn offer(&self, topic: &str, message: &Arc<Message>) {
+        let mut topics = self.topics.lock().expect("correlator lock");
+        let Some(state) = topics.get_mut(topic) else {
+            return;
+        };
+        let Some(id) = state.id.of(message) else {
+            return;
+        };
+        let mut stats = self.stats.lock().expect("stats lock");
+        if let Some(waiter) = state.waiting.remove(&id)
+            && waiter.send(message.clone()).is_ok()
+        {
+            stats.delivered += 1;
+            state.answered.insert(&id);
+            return;
+        }
+        if state.answered.contains(&id) {
+            stats.duplicate += 1;
+            tracing::debug!(topic, id, "dropped a duplicate response");
+            return;
+        }
+        if state.abandoned.contains(&id) {
+            stats.late += 1;
+            tracing::info!(
+                topic,
+                id,
+                "dropped a response that arrived after its waiter timed out"
+            );
+            return;
+        }
+        let now = Instant::now();
+        while let Some((at, _)) = state.arrivals.front() {
+            if now.duration_since(*at) < PARKED_TTL && state.arrivals.len() < PARKED {
+                break;
+            }
+            let (_, old) = state.arrivals.pop_front().expect("front exists");
+            if state.parked.remove(&old).is_some() {
+                stats.unknown += 1;
+            }
+        }
+        stats.early += 1;
+        state.parked.insert(id.clone(), message.clone());
+        state.arrivals.push_back((now, id));
+    }
+
+    /// Waits up to `timeout` for the response `id` on `topic`.
+    pub async fn wait(
+        &self,
+        topic: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Message>, BusError> {
+        let rx = {
+            let mut topics = self.topics.lock().expect("correlator lock");
+            let state = topics.entry(topic.to_owned()).or_default();
+            if let Some(message) = state.parked.remove(id) {
+                state.answered.insert(id);
+                self.stats.lock().expect("stats lock").delivered += 1;
+                return Ok(message);
+            }
+            if state.waiting.get(id).is_some_and(|w| !w.is_closed()) {
+                return Err(BusError::AlreadyAwaited {
+                    topic: topic.to_owned(),
+                    id: id.to_owned(),
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            state.waiting.insert(id.to_owned(), tx);
+            rx
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(message)) => Ok(message),
+            _ => {
+                let mut topics = self.topics.lock().expect("correlator lock");
+                if let Some(state) = topics.get_mut(topic) {
+                    state.waiting.remove(id);
+                    state.abandoned.insert(id);
+                }
+                Err(BusError::TimedOut {
+                    topic: topic.to_owned(),
+                    id: id.to_owned(),
+                    timeout,
+                })
+            }
+        }
+    }
+}
