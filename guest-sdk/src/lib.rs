@@ -40,6 +40,26 @@ pub mod __bindings {
         export_macro_name: "__export_collector_plugin",
         default_bindings_module: "synchro_guest::__bindings",
     });
+
+    /// The event-step world, sharing the imports generated above.
+    pub mod event_step {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "synchro:plugin/event-step-plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_event_step_plugin",
+            default_bindings_module: "synchro_guest::__bindings::event_step",
+            with: {
+                "synchro:plugin/types@0.1.0": crate::__bindings::synchro::plugin::types,
+                "synchro:plugin/bus@0.1.0": crate::__bindings::synchro::plugin::bus,
+                "synchro:plugin/poll@0.1.0": crate::__bindings::synchro::plugin::poll,
+                "synchro:plugin/emit@0.1.0": crate::__bindings::synchro::plugin::emit,
+                "synchro:plugin/store@0.1.0": crate::__bindings::synchro::plugin::store,
+                "synchro:plugin/log@0.1.0": crate::__bindings::synchro::plugin::log,
+                "synchro:plugin/config@0.1.0": crate::__bindings::synchro::plugin::config,
+            },
+        });
+    }
 }
 
 pub use __bindings::exports::synchro::plugin::collector::Completeness;
@@ -57,6 +77,14 @@ pub trait Collector {
     /// that entities missing from it are deleted, or [`Completeness::Partial`] when it does
     /// not. Returning an error discards the snapshot: nothing is created, updated or deleted.
     fn collect(snapshot: &mut Snapshot) -> Result<Completeness, Error>;
+}
+
+/// A plugin that consumes bus messages (an XOS event step).
+pub trait EventStep {
+    /// Handles one message. An error leaves the message to be retried with backoff; after
+    /// the configured attempts it goes to the dead-letter topic. Handling must be
+    /// idempotent: a message can be delivered more than once.
+    fn process_event(message: Message) -> Result<(), Error>;
 }
 
 /// Builds an [`Error`] from a code and anything printable.
@@ -90,6 +118,25 @@ macro_rules! export_collector {
 
         $crate::__bindings::__export_collector_plugin!(
             __SynchroCollector with_types_in $crate::__bindings
+        );
+    };
+}
+
+/// Exports `$plugin`, a type implementing [`EventStep`], as this component's event step.
+#[macro_export]
+macro_rules! export_event_step {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __SynchroEventStep;
+
+        impl $crate::__bindings::event_step::exports::synchro::plugin::event_step::Guest for __SynchroEventStep {
+            fn process_event(message: $crate::Message) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::EventStep>::process_event(message)
+            }
+        }
+
+        $crate::__bindings::event_step::__export_event_step_plugin!(
+            __SynchroEventStep with_types_in $crate::__bindings::event_step
         );
     };
 }

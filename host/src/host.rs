@@ -10,6 +10,7 @@ use crate::bus::Bus;
 use crate::capability::Services;
 use crate::collector::Collector;
 use crate::config::Config;
+use crate::event_step::EventStep;
 use crate::plugin::{Plugin, manifests_in};
 use crate::runtime::Runtime;
 use crate::state::State;
@@ -74,8 +75,13 @@ impl Host {
         let mut tasks = JoinSet::new();
         for plugin in plugins {
             if plugin.prepared.is_collector() {
-                let collector = Collector::new(plugin, self.runtime.clone(), self.services.clone());
+                let collector =
+                    Collector::new(plugin.clone(), self.runtime.clone(), self.services.clone());
                 tasks.spawn(collector.run(shutdown.clone()));
+            }
+            if plugin.prepared.is_event_step() {
+                let step = EventStep::new(plugin, self.runtime.clone(), self.services.clone());
+                tasks.spawn(step.run(shutdown.clone()));
             }
         }
         shutdown

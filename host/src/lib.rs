@@ -6,6 +6,7 @@ pub mod collector;
 pub mod config;
 pub mod diff;
 pub mod entity;
+pub mod event_step;
 pub mod gizmo;
 pub mod host;
 pub mod manifest;

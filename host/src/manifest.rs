@@ -80,6 +80,53 @@ impl Schedule {
     }
 }
 
+/// `[events]`: what an event step consumes and how it treats failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Events {
+    pub topics: crate::bus::Topics,
+    /// Where the plugin's consumer group starts on its first deploy; later deploys
+    /// resume from the committed offsets.
+    pub start: crate::bus::StartFrom,
+    /// Attempts after the first before a message goes to the dead-letter topic.
+    pub retries: u32,
+    /// Pause before the first retry; doubles on each next one.
+    pub backoff: Duration,
+    pub dead_letter: String,
+    /// The consumer group: each plugin has its own, so two plugins on one topic each see
+    /// every event.
+    pub group: String,
+    /// Consecutive events one instance may handle before a fresh one replaces it.
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawEvents {
+    topics: Option<Vec<String>>,
+    pattern: Option<String>,
+    #[serde(default)]
+    start: crate::bus::StartFrom,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    backoff: Duration,
+    dead_letter: Option<String>,
+    #[serde(default = "default_batch")]
+    batch: usize,
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_batch() -> usize {
+    1024
+}
+
 /// Per-plugin limits; each unset one falls back to the host's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -97,6 +144,7 @@ struct Raw {
     roles: Vec<Role>,
     component: Option<PathBuf>,
     schedule: Option<Schedule>,
+    events: Option<RawEvents>,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -116,6 +164,7 @@ pub struct Manifest {
     /// The component file, resolved against the manifest's directory.
     pub component: PathBuf,
     pub schedule: Option<Schedule>,
+    pub events: Option<Events>,
     pub limits: Limits,
     /// Raw capability grants; each capability parses its own entry.
     pub capabilities: toml::Table,
@@ -163,6 +212,22 @@ impl Manifest {
                 Some(_) => {}
             }
         }
+        let events = match (raw.roles.contains(&Role::EventStep), raw.events) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(fail(
+                    "`[events]` is only for plugins with the event-step role".into(),
+                ));
+            }
+            (true, None) => {
+                return Err(fail(
+                    "an event step needs an `[events]` with `topics` or `pattern`".into(),
+                ));
+            }
+            (true, Some(events)) => {
+                Some(events_of(&raw.name, events).map_err(|m| fail(format!("field `events.{m}")))?)
+            }
+        };
         if raw.limits.deadline.is_some_and(|d| d.is_zero()) {
             return Err(fail(
                 "field `limits.deadline`: must be longer than zero".into(),
@@ -183,6 +248,7 @@ impl Manifest {
             roles: raw.roles,
             component,
             schedule: raw.schedule,
+            events,
             limits: raw.limits,
             capabilities: raw.capabilities,
             settings: raw.settings,
@@ -196,6 +262,37 @@ impl Manifest {
             message: message.into(),
         }
     }
+}
+
+/// Validates `[events]`; errors start with the field name (after `events.`).
+fn events_of(plugin: &str, raw: RawEvents) -> Result<Events, String> {
+    let topics = match (raw.topics, raw.pattern) {
+        (Some(_), Some(_)) => return Err("topics`: give `topics` or `pattern`, not both".into()),
+        (None, None) => return Err("topics`: give `topics` or `pattern`".into()),
+        (Some(topics), None) if topics.is_empty() || topics.iter().any(String::is_empty) => {
+            return Err("topics`: list at least one topic, and no empty name".into());
+        }
+        (Some(topics), None) => crate::bus::Topics::Names(topics),
+        (None, Some(pattern)) => {
+            regex::Regex::new(&pattern)
+                .map_err(|e| format!("pattern`: not a regular expression: {e}"))?;
+            crate::bus::Topics::Pattern(pattern)
+        }
+    };
+    if raw.batch == 0 {
+        return Err("batch`: must be at least 1".into());
+    }
+    Ok(Events {
+        topics,
+        start: raw.start,
+        retries: raw.retries,
+        backoff: raw.backoff,
+        dead_letter: raw
+            .dead_letter
+            .unwrap_or_else(|| format!("{plugin}.dead-letter")),
+        group: format!("synchro.{plugin}"),
+        batch: raw.batch,
+    })
 }
 
 /// A TOML error on one line, `line L, column C: message`, so that it reads well in logs.
@@ -248,6 +345,71 @@ mod tests {
         );
         assert_eq!(m.roles, [Role::Collector]);
         assert!(m.capabilities.contains_key("poll"));
+    }
+
+    const STEP: &str = r#"
+        name = "people"
+        version = "0.1.0"
+        roles = ["event-step"]
+        [events]
+        topics = ["MyTopic"]
+    "#;
+
+    #[test]
+    fn event_steps_get_their_own_group_and_a_dead_letter_topic() {
+        let m = parse(STEP).unwrap();
+        let events = m.events.unwrap();
+        assert_eq!(
+            events.topics,
+            crate::bus::Topics::Names(vec!["MyTopic".into()])
+        );
+        assert_eq!(
+            (events.group.as_str(), events.dead_letter.as_str()),
+            ("synchro.people", "people.dead-letter")
+        );
+        assert_eq!(
+            (events.retries, events.start),
+            (3, crate::bus::StartFrom::Latest)
+        );
+        let cases = [
+            (
+                STEP.replace(
+                    "topics = [\"MyTopic\"]",
+                    "topics = [\"a\"]\npattern = \"b.*\"",
+                ),
+                "field `events.topics`: give `topics` or `pattern`, not both",
+            ),
+            (
+                STEP.replace("topics = [\"MyTopic\"]", ""),
+                "field `events.topics`: give `topics` or `pattern`",
+            ),
+            (
+                STEP.replace("topics = [\"MyTopic\"]", "topics = []"),
+                "list at least one topic",
+            ),
+            (
+                STEP.replace("topics = [\"MyTopic\"]", "pattern = \"(\""),
+                "field `events.pattern`: not a regular expression",
+            ),
+            (
+                STEP.replace("[events]\n        topics = [\"MyTopic\"]", ""),
+                "an event step needs an `[events]`",
+            ),
+            (
+                STEP.replace(
+                    "topics = [\"MyTopic\"]",
+                    "topics = [\"a\"]\nstart = \"middle\"",
+                ),
+                "unknown variant `middle`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "expected `{expected}` in: {error}"
+            );
+        }
     }
 
     #[test]

@@ -275,27 +275,13 @@ macro_rules! suite {
 }
 
 suite!(embedded, Bus::embedded());
-suite!(kafka, kafka_bus());
-
-/// A Kafka bus on the shared broker, with a topic prefix of its own.
-fn kafka_bus() -> Bus {
-    let broker = common::broker::shared();
-    let settings = synchro::bus::kafka::KafkaSettings {
-        brokers: broker.address.clone(),
-        topic_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
-        partitions: 1,
-        replication: 1,
-        delivery_timeout: Duration::from_secs(20),
-        properties: Default::default(),
-    };
-    Bus::Kafka(synchro::bus::kafka::Kafka::new(settings).unwrap())
-}
+suite!(kafka, common::broker::kafka_bus());
 
 /// Hosts sharing one response topic each get their own responses (no consumer group
 /// takes another host's replies).
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_hosts_sharing_a_response_topic_each_get_theirs() {
-    let a = kafka_bus();
+    let a = common::broker::kafka_bus();
     let Bus::Kafka(kafka) = &a else {
         unreachable!()
     };

@@ -15,6 +15,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -361,11 +362,17 @@ pub struct Consumer {
 
 impl Consumer {
     pub async fn next(&mut self) -> Result<Delivery, BusError> {
-        let m = self
-            .consumer
-            .recv()
-            .await
-            .map_err(|e| self.kafka.error(e))?;
+        let m = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m,
+                // A subscribed topic that does not exist yet: it will be created by its
+                // first publish, and librdkafka picks it up on its next metadata refresh.
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    tracing::debug!("waiting for a subscribed topic to be created");
+                }
+                Err(e) => return Err(self.kafka.error(e)),
+            }
+        };
         Ok(Delivery {
             message: Arc::new(self.kafka.owned(&m)),
             partition: m.partition(),

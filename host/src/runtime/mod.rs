@@ -24,6 +24,7 @@ pub use cache::Origin;
 use crate::capability::{self, CallContext, Capabilities};
 use crate::diff::{Completeness, Diff, DiffError, Hashes, Outcome};
 use bindings::CollectorPluginPre;
+use bindings::event_step::{EventStepPlugin, EventStepPluginPre};
 
 /// How often the epoch advances; a deadline is rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -124,11 +125,16 @@ pub struct CallLimits {
 #[derive(Clone)]
 pub struct Prepared {
     collector: Option<CollectorPluginPre<PluginState>>,
+    event_step: Option<EventStepPluginPre<PluginState>>,
 }
 
 impl Prepared {
     pub fn is_collector(&self) -> bool {
         self.collector.is_some()
+    }
+
+    pub fn is_event_step(&self) -> bool {
+        self.event_step.is_some()
     }
 }
 
@@ -209,7 +215,10 @@ impl Runtime {
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("its imports do not match what this host provides")?;
-        let mut prepared = Prepared { collector: None };
+        let mut prepared = Prepared {
+            collector: None,
+            event_step: None,
+        };
         for role in roles {
             match role {
                 crate::manifest::Role::Collector => {
@@ -217,6 +226,12 @@ impl Runtime {
                         .map_err(anyhow::Error::from)
                         .context("it does not export `synchro:plugin/collector@0.1.0` as the collector role requires")?;
                     prepared.collector = Some(collector);
+                }
+                crate::manifest::Role::EventStep => {
+                    let step = EventStepPluginPre::new(pre.clone())
+                        .map_err(anyhow::Error::from)
+                        .context("it does not export `synchro:plugin/event-step@0.1.0` as the event-step role requires")?;
+                    prepared.event_step = Some(step);
                 }
                 other => anyhow::bail!("role `{}` is not supported by this host yet", other.name()),
             }
@@ -271,8 +286,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        let ticks = limits.deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(epoch_ticks(limits.deadline));
         store.epoch_deadline_trap();
         store
     }
@@ -338,6 +352,71 @@ impl Runtime {
             },
         }
     }
+}
+
+/// An event step's instance, reused for consecutive events of one stream so that a
+/// message costs a call, not an instantiation. Each call gets its own deadline and fresh
+/// capability state; a failed call ends the session (a trap may leave the instance
+/// unusable), and the caller starts a new one.
+pub struct EventSession {
+    store: Store<PluginState>,
+    instance: EventStepPlugin,
+    limits: CallLimits,
+    call: CallContext,
+}
+
+impl Runtime {
+    /// Instantiates an event step for a session of calls.
+    pub async fn event_session(
+        &self,
+        prepared: &Prepared,
+        call: CallContext,
+        limits: CallLimits,
+    ) -> Result<EventSession, CallError> {
+        let pre = prepared
+            .event_step
+            .as_ref()
+            .expect("sessions are only opened for event steps");
+        let mut store = self.store(call.clone(), limits, None);
+        let instance = tokio::time::timeout(limits.deadline, pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| CallError::Deadline(limits.deadline))?
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(EventSession {
+            store,
+            instance,
+            limits,
+            call,
+        })
+    }
+}
+
+impl EventSession {
+    /// Calls `process-event` with `message`.
+    pub async fn process(&mut self, message: &crate::bus::Message) -> Result<(), CallError> {
+        let deadline = self.limits.deadline;
+        let call = CallContext {
+            deadline: Instant::now() + deadline,
+            ..self.call.clone()
+        };
+        self.store.data_mut().caps = Capabilities::new(&call);
+        self.store.set_epoch_deadline(epoch_ticks(deadline));
+        let wit = convert::message_to_wit(message);
+        let step = self.instance.synchro_plugin_event_step();
+        match tokio::time::timeout(deadline, step.call_process_event(&mut self.store, &wit)).await {
+            Err(_elapsed) => Err(CallError::Deadline(deadline)),
+            Ok(Err(e)) => Err(trap(e, deadline)),
+            Ok(Ok(Err(e))) => Err(CallError::Plugin {
+                code: e.code,
+                message: e.message,
+            }),
+            Ok(Ok(Ok(()))) => Ok(()),
+        }
+    }
+}
+
+fn epoch_ticks(deadline: Duration) -> u64 {
+    deadline.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1
 }
 
 /// Classifies a wasmtime error from a call: deadline, or another trap. The reason goes

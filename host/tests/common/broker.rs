@@ -76,3 +76,17 @@ impl Broker {
         }
     }
 }
+
+/// A Kafka bus on the shared broker, with a topic prefix of its own so that tests do not
+/// see each other's topics.
+pub fn kafka_bus() -> synchro::bus::Bus {
+    let settings = synchro::bus::kafka::KafkaSettings {
+        brokers: shared().address.clone(),
+        topic_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
+        partitions: 1,
+        replication: 1,
+        delivery_timeout: Duration::from_secs(20),
+        properties: Default::default(),
+    };
+    synchro::bus::Bus::Kafka(synchro::bus::kafka::Kafka::new(settings).unwrap())
+}

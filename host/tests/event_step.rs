@@ -1,0 +1,240 @@
+//! Event steps on both buses: the XOS people example (plugins/xos-people) consuming
+//! `{first_name, last_name}` events.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use synchro::bus::{Bus, Consumer, Message, StartFrom, Topics};
+use synchro::capability::Services;
+use synchro::config::{DefaultLimits, PollSettings};
+use synchro::event_step::EventStep;
+use synchro::plugin::Plugin;
+use synchro::runtime::Runtime;
+use synchro::state::State;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Host {
+    _dir: tempfile::TempDir,
+    runtime: Arc<Runtime>,
+    services: Services,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+async fn host(bus: &Bus, names: &[&str], topic: &str) -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(Runtime::new(&dir.path().join("cache")).unwrap());
+    let state = Arc::new(State::open(&dir.path().join("data")).unwrap());
+    let services = Services::new(bus.clone(), state, PollSettings::default()).unwrap();
+    let mut plugins = Vec::new();
+    for name in names {
+        std::fs::copy(
+            common::plugin("xos-people"),
+            dir.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        let manifest = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+                 [events]\ntopics = [\"{topic}\"]\nstart = \"earliest\"\nretries = 2\nbackoff = \"10ms\"\n\
+                 [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n"
+            ),
+        )
+        .unwrap();
+        let plugin = Plugin::load(&runtime, &manifest, &DefaultLimits::default()).unwrap();
+        plugin.activate(&services).await.unwrap();
+        plugins.push(Arc::new(plugin));
+    }
+    Host {
+        _dir: dir,
+        runtime,
+        services,
+        plugins,
+    }
+}
+
+impl Host {
+    /// Starts every plugin's event step; stop them with the returned sender.
+    fn start(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+        let (stop, shutdown) = watch::channel(false);
+        let tasks = self
+            .plugins
+            .iter()
+            .map(|p| {
+                tokio::spawn(
+                    EventStep::new(p.clone(), self.runtime.clone(), self.services.clone())
+                        .run(shutdown.clone()),
+                )
+            })
+            .collect();
+        (stop, tasks)
+    }
+}
+
+async fn stop(stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    stop.send(true).unwrap();
+    for task in tasks {
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the step stops")
+            .unwrap();
+    }
+}
+
+async fn send(bus: &Bus, topic: &str, payloads: &[&str]) {
+    for payload in payloads {
+        bus.publish(Message::new(topic, payload.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+}
+
+async fn next(consumer: &mut Consumer) -> Arc<Message> {
+    let delivery = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a message in time")
+        .unwrap();
+    consumer.commit(&delivery).unwrap();
+    delivery.message
+}
+
+/// The key of a change notification.
+fn changed_key(message: &Message) -> String {
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["operation"], "CREATE");
+    event["vertex"]["key"].as_str().unwrap().to_owned()
+}
+
+async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
+    let host = host(&bus, &["people"], "MyTopic").await;
+    let mut changes = bus
+        .consume(
+            "test-changes",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let mut dead = bus
+        .consume(
+            "test-dead",
+            Topics::Names(vec!["people.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    send(
+        &bus,
+        "MyTopic",
+        &[
+            r#"{"first_name": "John", "last_name": "Doe"}"#,
+            r#"{"first_name": "John", "last_name": "Doe"}"#,
+            "not json",
+            r#"{"first_name": "Jane", "last_name": "Roe"}"#,
+        ],
+    )
+    .await;
+    let (stopper, tasks) = host.start();
+    assert_eq!(changed_key(&*next(&mut changes).await), "person/john-doe");
+    assert_eq!(
+        changed_key(&*next(&mut changes).await),
+        "person/jane-roe",
+        "once per person, and past the poison"
+    );
+
+    let poison = next(&mut dead).await;
+    assert_eq!(poison.payload, b"not json");
+    assert_eq!(poison.header("synchro-plugin"), Some("people"));
+    assert_eq!(
+        poison.header("synchro-attempts"),
+        Some("3"),
+        "the first attempt and two retries"
+    );
+    assert_eq!(poison.header("synchro-topic"), Some("MyTopic"));
+    assert!(
+        poison
+            .header("synchro-error")
+            .unwrap()
+            .contains("event is not JSON"),
+        "{:?}",
+        poison.headers
+    );
+    stop(stopper, tasks).await;
+
+    // A restart resumes after the committed offset: only the new events are handled.
+    send(
+        &bus,
+        "MyTopic",
+        &[
+            r#"{"first_name": ""}"#,
+            r#"{"first_name": "Alice", "last_name": "Smith"}"#,
+        ],
+    )
+    .await;
+    let (stopper, tasks) = host.start();
+    assert_eq!(
+        changed_key(&*next(&mut changes).await),
+        "person/alice-smith"
+    );
+    let poison = next(&mut dead).await;
+    assert_eq!(
+        poison.payload, br#"{"first_name": ""}"#,
+        "the old poison is not handled twice"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), changes.next())
+            .await
+            .is_err(),
+        "nothing else changed"
+    );
+    stop(stopper, tasks).await;
+}
+
+async fn two_plugins_on_one_topic_each_see_every_event(bus: Bus) {
+    let host = host(&bus, &["left", "right"], "Shared").await;
+    let mut left = bus
+        .consume(
+            "test-left",
+            Topics::Names(vec!["left.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let mut right = bus
+        .consume(
+            "test-right",
+            Topics::Names(vec!["right.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    send(&bus, "Shared", &["poison one", "poison two"]).await;
+    let (stopper, tasks) = host.start();
+    for consumer in [&mut left, &mut right] {
+        assert_eq!(next(consumer).await.payload, b"poison one");
+        assert_eq!(next(consumer).await.payload, b"poison two");
+    }
+    stop(stopper, tasks).await;
+}
+
+macro_rules! suite {
+    ($module:ident, $bus:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn poison_is_dead_lettered_and_the_stream_goes_on() {
+                super::poison_is_dead_lettered_and_the_stream_goes_on($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn two_plugins_on_one_topic_each_see_every_event() {
+                super::two_plugins_on_one_topic_each_see_every_event($bus).await
+            }
+        }
+    };
+}
+
+suite!(embedded, Bus::embedded());
+suite!(kafka, common::broker::kafka_bus());
