@@ -7,6 +7,7 @@
 //! spent: nothing is lost, and a poison message does not stop the stream.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -27,6 +28,18 @@ pub struct EventStep {
     runtime: Arc<Runtime>,
     services: Services,
     events: Events,
+    stats: Arc<Stats>,
+}
+
+/// What an event step has done since it started.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages handled successfully and committed.
+    pub processed: AtomicU64,
+    /// Failed attempts that were retried.
+    pub retried: AtomicU64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: AtomicU64,
 }
 
 /// An instance and how many events it has handled.
@@ -54,7 +67,13 @@ impl EventStep {
             runtime,
             services,
             events,
+            stats: Arc::default(),
         }
+    }
+
+    /// Counters that stay readable while the step runs.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// Consumes until `shutdown` turns true.
@@ -158,6 +177,7 @@ impl EventStep {
                 Err(error) => Err(error),
             };
             let Err(error) = result else {
+                self.stats.processed.fetch_add(1, Ordering::Relaxed);
                 return Handled::Done;
             };
             *session = None;
@@ -166,6 +186,7 @@ impl EventStep {
                 tracing::warn!(plugin = %self.plugin.name, topic = %message.topic, offset = delivery.offset, attempt, "giving up: {error}");
                 return self.dead_letter(delivery, &error, attempt, shutdown).await;
             }
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
             tracing::info!(plugin = %self.plugin.name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => pause = (pause * 2).min(MAX_BACKOFF),
@@ -202,7 +223,10 @@ impl EventStep {
         let mut pause = self.events.backoff;
         loop {
             match self.services.bus.publish(message.clone()).await {
-                Ok(()) => return Handled::Done,
+                Ok(()) => {
+                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    return Handled::Done;
+                }
                 Err(e) => {
                     tracing::warn!(plugin = %self.plugin.name, "dead-letter publish failed ({e}); retrying in {pause:?}")
                 }

@@ -78,14 +78,14 @@ impl Kafka {
     /// Connects lazily: a broker that is down now is retried by librdkafka with backoff;
     /// publishes fail after the delivery timeout with an error naming the brokers.
     pub fn new(settings: KafkaSettings) -> Result<Kafka, BusError> {
-        let producer: FutureProducer = client_config(&settings)
+        let producer: FutureProducer = client_config(&settings, &[("linger.ms", "1")])
             .set(
                 "message.timeout.ms",
                 settings.delivery_timeout.as_millis().to_string(),
             )
             .create()
             .map_err(|e| kafka_error(&settings, e))?;
-        let admin = client_config(&settings)
+        let admin = client_config(&settings, &[])
             .create()
             .map_err(|e| kafka_error(&settings, e))?;
         Ok(Kafka {
@@ -177,7 +177,9 @@ impl Kafka {
     }
 
     fn consumer(&self, group: &str, start: StartFrom) -> Result<StreamConsumer, BusError> {
-        client_config(&self.inner.settings)
+        // Fetch without waiting long for more data: responses and events are latency
+        // sensitive, and librdkafka's default wait is 500 ms.
+        client_config(&self.inner.settings, &[("fetch.wait.max.ms", "5")])
             .set(
                 "group.id",
                 format!("{}{group}", self.inner.settings.topic_prefix),
@@ -394,9 +396,14 @@ impl Consumer {
     }
 }
 
-fn client_config(settings: &KafkaSettings) -> ClientConfig {
+/// A client config: the brokers, then `defaults`, then the operator's properties, which
+/// override both.
+fn client_config(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
     for (key, value) in &settings.properties {
         config.set(key, value);
     }
