@@ -130,7 +130,9 @@ impl Kafka {
             settings.partitions,
             TopicReplication::Fixed(settings.replication),
         );
-        let options = AdminOptions::new().operation_timeout(Some(settings.delivery_timeout));
+        let options = AdminOptions::new()
+            .operation_timeout(Some(settings.delivery_timeout))
+            .request_timeout(Some(settings.delivery_timeout));
         let results = self
             .inner
             .admin
@@ -242,12 +244,21 @@ impl Kafka {
         let (tx, rx) = mpsc::channel(1024);
         let kafka = self.clone();
         tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
             loop {
                 let message = match consumer.recv().await {
-                    Ok(m) => kafka.owned(&m),
+                    Ok(m) => {
+                        pause = Duration::from_millis(100);
+                        kafka.owned(&m)
+                    }
                     Err(e) => {
-                        tracing::warn!("Kafka subscription to `{wire}`: {e}");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if pause >= Duration::from_secs(1) {
+                            tracing::warn!(
+                                "Kafka subscription to `{wire}`: {e}; retrying in {pause:?}"
+                            );
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(30));
                         continue;
                     }
                 };

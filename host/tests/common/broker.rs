@@ -39,13 +39,21 @@ pub fn shared() -> &'static Broker {
     BROKER.get_or_init(Broker::start)
 }
 
+/// A free loopback port (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Broker {
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Broker::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Broker {
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
         let child = Command::new(tansu())
@@ -80,9 +88,17 @@ impl Broker {
 /// A Kafka bus on the shared broker, with a topic prefix of its own so that tests do not
 /// see each other's topics.
 pub fn kafka_bus() -> synchro::bus::Bus {
+    kafka_bus_on(
+        &shared().address,
+        &format!("t{}.", uuid::Uuid::new_v4().simple()),
+    )
+}
+
+/// A Kafka bus on the broker at `address` with `prefix`.
+pub fn kafka_bus_on(address: &str, prefix: &str) -> synchro::bus::Bus {
     let settings = synchro::bus::kafka::KafkaSettings {
-        brokers: shared().address.clone(),
-        topic_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
+        brokers: address.to_owned(),
+        topic_prefix: prefix.to_owned(),
         partitions: 1,
         replication: 1,
         delivery_timeout: Duration::from_secs(20),

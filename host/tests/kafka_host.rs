@@ -1,0 +1,72 @@
+//! End to end on Kafka: the `synchro` binary with `[bus] kind = "kafka"`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::broker::{Broker, free_port, kafka_bus_on};
+use common::{INVENTORY, Setup, Source};
+use synchro::bus::{StartFrom, Topics};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A broker that is down when the host starts: the host keeps running, says which
+/// brokers it cannot reach, commits nothing, and delivers every change once a broker is
+/// there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_down_at_start_delays_changes_but_loses_none() {
+    let port = free_port();
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+             [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\ndelivery-timeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    setup.inventory_plugin("inv", &source);
+    let host = setup.run();
+    host.wait_for_log(&format!("publishing changes failed, nothing committed (the next collect announces them again): Kafka (127.0.0.1:{port})"), WAIT);
+
+    let broker = Broker::start_on(port);
+    let bus = kafka_bus_on(&broker.address, &prefix);
+    let mut changes = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        let delivery = tokio::time::timeout(WAIT, changes.next())
+            .await
+            .expect("changes arrive")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+        assert_eq!(event["operation"], "CREATE");
+        let element = event.get("vertex").or_else(|| event.get("edge")).unwrap();
+        seen.insert(element["key"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        ["srv-1", "srv-2", "vm-1", "vm-1/hosted-on"]
+            .map(String::from)
+            .into()
+    );
+    source.set(200, &INVENTORY.replace("alpha", "alpha-2"));
+    let delivery = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect("the update arrives")
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+    assert_eq!(
+        (event["operation"].as_str(), event["vertex"]["key"].as_str()),
+        (Some("UPDATE"), Some("srv-1"))
+    );
+    host.stop();
+}
