@@ -8,8 +8,8 @@
 //!
 //! `SYNCHRO_BENCH_EVENTS` (default 100000; Kafka uses a fifth) scales it.
 
-#[path = "../tests/common/broker.rs"]
-mod broker;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,26 +22,6 @@ use synchro::event_step::EventStep;
 use synchro::plugin::Plugin;
 use synchro::runtime::Runtime;
 use synchro::state::State;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn build_plugin(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins")
-        .join(name);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synchro"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(output.status.success(), "building {name} failed");
-    Ok(String::from_utf8(output.stdout)?.trim().into())
-}
 
 async fn fill(bus: &Bus, topic: &str, count: u64) -> anyhow::Result<()> {
     let payload = vec![b'x'; 100];
@@ -157,8 +137,8 @@ async fn round_trips(bus: &Bus, count: usize) -> anyhow::Result<(Duration, Durat
 }
 
 fn main() -> anyhow::Result<()> {
-    let count = env("SYNCHRO_BENCH_EVENTS", 100_000);
-    let wasm = build_plugin("bench-event-step")?;
+    let count = common::env_u64("SYNCHRO_BENCH_EVENTS", 100_000);
+    let wasm = common::plugin("bench-event-step");
     println!(
         "bus benchmark (RUST_BACKTRACE={})",
         std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "unset".into())
@@ -183,12 +163,12 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let kafka_count = count / 5;
     let (wasm_rate, bus_rate) =
-        runtime.block_on(throughput(&broker::kafka_bus(), &wasm, kafka_count))?;
+        runtime.block_on(throughput(&common::broker::kafka_bus(), &wasm, kafka_count))?;
     println!(
         "  kafka (tansu, loopback): event step {:.0} events/s; bus alone {:.0} events/s ({kafka_count} events)",
         wasm_rate, bus_rate
     );
-    let (p50, p99) = runtime.block_on(round_trips(&broker::kafka_bus(), 300))?;
+    let (p50, p99) = runtime.block_on(round_trips(&common::broker::kafka_bus(), 300))?;
     println!(
         "  kafka await-response round trip: p50 {:.2} ms, p99 {:.2} ms",
         us(p50) / 1e3,

@@ -12,6 +12,8 @@
 //!
 //! `SYNCHRO_BENCH_ENTITIES` (default 100000) and `SYNCHRO_BENCH_CYCLES` (default 7) scale it.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
 #[path = "../../plugins/bench-collector/src/data.rs"]
 mod data;
 
@@ -27,13 +29,6 @@ use synchro::manifest::{Manifest, Role};
 use synchro::plugin::Plugin;
 use synchro::runtime::{CallLimits, Collected, Origin, Prepared, Runtime};
 use synchro::state::State;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -90,10 +85,10 @@ fn changes(outcome: &Outcome) -> usize {
 }
 
 fn main() -> anyhow::Result<()> {
-    let count = env("SYNCHRO_BENCH_ENTITIES", 100_000);
-    let cycles = env("SYNCHRO_BENCH_CYCLES", 7);
+    let count = common::env_u64("SYNCHRO_BENCH_ENTITIES", 100_000);
+    let cycles = common::env_u64("SYNCHRO_BENCH_CYCLES", 7);
     let expected = (count / data::CHANGED_EVERY) as usize;
-    let wasm = build_plugin("bench-collector")?;
+    let wasm = common::plugin("bench-collector");
     let dir = tempfile::tempdir()?;
     let runtime = Arc::new(Runtime::new(&dir.path().join("cache"))?);
     let (component, _) = runtime.compile(&std::fs::read(&wasm)?)?;
@@ -219,7 +214,7 @@ fn main() -> anyhow::Result<()> {
 
     // A fresh instance and a call of a trivial collector (no entities).
     let trivial = plugin(&prepared, 0, 0);
-    let calls = env("SYNCHRO_BENCH_CALLS", 2000);
+    let calls = common::env_u64("SYNCHRO_BENCH_CALLS", 2000);
     let mut samples = Vec::with_capacity(calls as usize);
     for _ in 0..calls {
         let started = Instant::now();
@@ -241,17 +236,4 @@ fn main() -> anyhow::Result<()> {
         samples[samples.len() * 99 / 100].as_secs_f64() * 1e6
     );
     Ok(())
-}
-
-fn build_plugin(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins")
-        .join(name);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synchro"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    anyhow::ensure!(output.status.success(), "building {name} failed");
-    Ok(String::from_utf8(output.stdout)?.trim().into())
 }

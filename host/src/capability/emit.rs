@@ -6,7 +6,6 @@
 //! ```
 
 use super::{CallContext, denied, parse_entry};
-use crate::change::Change;
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::emit as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
@@ -42,27 +41,15 @@ impl wit::Host for Capability {
         }
         let entity = convert::entity_from_wit(c.entity)
             .map_err(|e| convert::error(ErrorCode::InvalidInput, e.to_string()))?;
-        let change = Change {
-            operation: convert::operation_from_wit(c.operation),
-            entity,
-            timestamp: if c.timestamp == 0 {
-                crate::change::now_millis()
-            } else {
-                c.timestamp
-            },
-            transaction_id: if c.transaction_id.is_empty() {
-                uuid::Uuid::new_v4().to_string()
-            } else {
-                c.transaction_id
-            },
-            database_transaction_id: None,
-            source: self.call.plugin.to_string(),
-        };
+        let timestamp = Some(c.timestamp).filter(|t| *t != 0);
+        let transaction_id = Some(c.transaction_id).filter(|t| !t.is_empty());
         self.call
-            .services
-            .bus
-            .publish(change.to_message())
+            .publish_change(
+                convert::operation_from_wit(c.operation),
+                entity,
+                timestamp,
+                transaction_id,
+            )
             .await
-            .map_err(|e| convert::error(ErrorCode::Unavailable, e.to_string()))
     }
 }

@@ -133,6 +133,37 @@ macro_rules! capabilities {
 
 capabilities!(bus, poll, emit, store, log, config);
 
+impl CallContext {
+    /// Publishes a change notification attributed to the calling plugin, stamped now
+    /// with a new transaction id unless `timestamp` / `transaction_id` say otherwise.
+    async fn publish_change(
+        &self,
+        operation: crate::diff::Operation,
+        entity: crate::entity::Entity,
+        timestamp: Option<u64>,
+        transaction_id: Option<String>,
+    ) -> Result<(), crate::runtime::convert::WitError> {
+        let change = crate::change::Change {
+            operation,
+            entity,
+            timestamp: timestamp.unwrap_or_else(crate::change::now_millis),
+            transaction_id: transaction_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            database_transaction_id: None,
+            source: self.plugin.to_string(),
+        };
+        self.services
+            .bus
+            .publish(change.to_message())
+            .await
+            .map_err(|e| {
+                crate::runtime::convert::error(
+                    crate::runtime::convert::ErrorCode::Unavailable,
+                    format!("the change notification could not be published: {e}"),
+                )
+            })
+    }
+}
+
 /// Logs and builds the error a plugin gets for a denied call.
 fn denied(
     plugin: &str,

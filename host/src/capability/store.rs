@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use super::{CallContext, NameList, denied, parse_entry};
-use crate::change::Change;
 use crate::diff::Operation;
 use crate::entity::Entity;
 use crate::manifest::{Manifest, ManifestError};
@@ -68,28 +67,6 @@ impl Capability {
     fn readable(&self, entity: &Entity) -> bool {
         self.call.grants.store.read.allows(entity.kind())
     }
-
-    async fn publish(&self, operation: Operation, entity: Entity) -> Result<(), WitError> {
-        let change = Change {
-            operation,
-            entity,
-            timestamp: crate::change::now_millis(),
-            transaction_id: uuid::Uuid::new_v4().to_string(),
-            database_transaction_id: None,
-            source: self.call.plugin.to_string(),
-        };
-        self.call
-            .services
-            .bus
-            .publish(change.to_message())
-            .await
-            .map_err(|e| {
-                convert::error(
-                    ErrorCode::Unavailable,
-                    format!("saved, but the change notification failed: {e}"),
-                )
-            })
-    }
 }
 
 impl wit::Host for Capability {
@@ -140,8 +117,16 @@ impl wit::Host for Capability {
         let previous = self.state(move |s| s.model_put(&saved)).await?;
         match previous {
             Some(previous) if previous == entity => {}
-            Some(_) => self.publish(Operation::Update, entity).await?,
-            None => self.publish(Operation::Create, entity).await?,
+            Some(_) => {
+                self.call
+                    .publish_change(Operation::Update, entity, None, None)
+                    .await?
+            }
+            None => {
+                self.call
+                    .publish_change(Operation::Create, entity, None, None)
+                    .await?
+            }
         }
         Ok(())
     }
@@ -159,7 +144,9 @@ impl wit::Host for Capability {
             ));
         }
         if let Some(removed) = self.state(move |s| s.model_delete(&key)).await? {
-            self.publish(Operation::Delete, removed).await?;
+            self.call
+                .publish_change(Operation::Delete, removed, None, None)
+                .await?;
         }
         Ok(())
     }

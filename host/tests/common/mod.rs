@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 
 pub const SYNCHRO: &str = env!("CARGO_BIN_EXE_synchro");
 
+/// A number from the environment, for the size of benchmarks.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Builds `plugins/NAME` with `synchro plugin build` once per test binary.
 pub fn plugin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
