@@ -70,3 +70,49 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
     );
     host.stop();
 }
+
+/// A broker restarted mid-stream (here one that comes back empty: tansu's memory
+/// storage) loses nothing synchro is responsible for: changes made while it was away are
+/// announced once it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restarted_mid_stream_loses_no_change() {
+    let port = free_port();
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+             [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\ndelivery-timeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    setup.inventory_plugin("inv", &source);
+    let broker = Broker::start_on(port);
+    let host = setup.run();
+    host.wait_for_log("collected plugin=inv entities=4 created=4", WAIT);
+    drop(broker);
+
+    source.set(200, &INVENTORY.replace("beta", "beta-2"));
+    host.wait_for_log("publishing changes failed, nothing committed", WAIT);
+    let broker = Broker::start_on(port);
+    let bus = kafka_bus_on(&broker.address, &prefix);
+    let mut changes = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let delivery = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect("the change made while the broker was away")
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+    assert_eq!(
+        (event["operation"].as_str(), event["vertex"]["key"].as_str()),
+        (Some("UPDATE"), Some("srv-2"))
+    );
+    host.stop();
+}

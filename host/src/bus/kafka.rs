@@ -170,12 +170,18 @@ impl Kafka {
         if message.timestamp != 0 {
             record = record.timestamp(message.timestamp as i64);
         }
-        self.inner
+        let sent = self
+            .inner
             .producer
             .send(record, self.inner.settings.delivery_timeout)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| self.error(format!("publishing to `{wire}`: {e}")))
+            .await;
+        if let Err((e, _)) = sent {
+            // The topic may be gone (a broker that restarted empty, an operator's delete):
+            // forget it, so that the next publish creates it again.
+            self.inner.topics.lock().await.remove(&wire);
+            return Err(self.error(format!("publishing to `{wire}`: {e}")));
+        }
+        Ok(())
     }
 
     fn consumer(&self, group: &str, start: StartFrom) -> Result<StreamConsumer, BusError> {
