@@ -46,6 +46,9 @@ fn manifest(count: u64, cycle: u64) -> Manifest {
 const LIMITS: CallLimits = CallLimits {
     deadline: Duration::from_secs(120),
     memory_bytes: 1 << 30,
+    max_entities: u64::MAX,
+    max_snapshot_bytes: u64::MAX,
+    max_message_bytes: usize::MAX,
 };
 
 fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
@@ -61,12 +64,7 @@ fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
 }
 
 fn call(plugin: &Plugin, services: &Services) -> CallContext {
-    CallContext {
-        plugin: plugin.name.clone(),
-        grants: plugin.grants.clone(),
-        services: services.clone(),
-        deadline: Instant::now() + LIMITS.deadline,
-    }
+    CallContext::new(plugin, services)
 }
 
 fn native_cycle(count: u64, cycle: u64, baseline: Hashes) -> Outcome {
@@ -145,7 +143,6 @@ fn main() -> anyhow::Result<()> {
     let mut baseline = match tokio.block_on(runtime.collect(
         &prepared,
         call(&plugin(&prepared, count, 0), &services),
-        LIMITS,
         Hashes::default(),
     )) {
         Collected::Done(outcome) => outcome.next,
@@ -155,15 +152,11 @@ fn main() -> anyhow::Result<()> {
     for cycle in 1..=cycles {
         let plugin = plugin(&prepared, count, cycle);
         let started = Instant::now();
-        let outcome = match tokio.block_on(runtime.collect(
-            &prepared,
-            call(&plugin, &services),
-            LIMITS,
-            baseline,
-        )) {
-            Collected::Done(outcome) => outcome,
-            Collected::Failed { error, .. } => anyhow::bail!("bench collect failed: {error}"),
-        };
+        let outcome =
+            match tokio.block_on(runtime.collect(&prepared, call(&plugin, &services), baseline)) {
+                Collected::Done(outcome) => outcome,
+                Collected::Failed { error, .. } => anyhow::bail!("bench collect failed: {error}"),
+            };
         collect.push(started.elapsed());
         assert_eq!(changes(&outcome), expected);
         baseline = outcome.next;
@@ -221,7 +214,6 @@ fn main() -> anyhow::Result<()> {
         match tokio.block_on(runtime.collect(
             &prepared,
             call(&trivial, &services),
-            LIMITS,
             Hashes::default(),
         )) {
             Collected::Done(_) => {}

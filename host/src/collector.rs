@@ -87,15 +87,10 @@ impl Collector {
                 self.blocking(move |s| s.load_baseline(&name)).await?
             }
         };
-        let call = CallContext {
-            plugin: self.plugin.name.clone(),
-            grants: self.plugin.grants.clone(),
-            services: self.services.clone(),
-            deadline: Instant::now() + self.plugin.limits.deadline,
-        };
+        let call = CallContext::new(&self.plugin, &self.services);
         let outcome = match self
             .runtime
-            .collect(&self.plugin.prepared, call, self.plugin.limits, baseline)
+            .collect(&self.plugin.prepared, call, baseline)
             .await
         {
             Collected::Done(outcome) => outcome,

@@ -15,6 +15,12 @@ pub struct DefaultLimits {
     pub deadline: Duration,
     /// Linear memory a plugin instance may grow to.
     pub memory_mb: u64,
+    /// Entities one snapshot may have.
+    pub max_entities: u64,
+    /// Bytes (keys, kinds and properties) one snapshot may have.
+    pub max_snapshot_kb: u64,
+    /// Bytes one published message (payload, key and headers) may have.
+    pub max_message_kb: u64,
 }
 
 impl Default for DefaultLimits {
@@ -22,6 +28,9 @@ impl Default for DefaultLimits {
         DefaultLimits {
             deadline: Duration::from_secs(30),
             memory_mb: 256,
+            max_entities: 10_000_000,
+            max_snapshot_kb: 4 << 20,
+            max_message_kb: 1024,
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -137,15 +137,10 @@ impl EventStep {
         session: &'s mut Option<Session>,
     ) -> Result<&'s mut Session, CallError> {
         if session.is_none() {
-            let call = CallContext {
-                plugin: self.plugin.name.clone(),
-                grants: self.plugin.grants.clone(),
-                services: self.services.clone(),
-                deadline: Instant::now() + self.plugin.limits.deadline,
-            };
+            let call = CallContext::new(&self.plugin, &self.services);
             let fresh = self
                 .runtime
-                .event_session(&self.plugin.prepared, call, self.plugin.limits)
+                .event_session(&self.plugin.prepared, call)
                 .await?;
             *session = Some(Session {
                 session: fresh,

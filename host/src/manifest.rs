@@ -134,6 +134,12 @@ pub struct Limits {
     #[serde(default, with = "humantime_serde")]
     pub deadline: Option<Duration>,
     pub memory_mb: Option<u64>,
+    /// Entities one snapshot may have.
+    pub max_entities: Option<u64>,
+    /// Bytes (keys, kinds and properties) one snapshot may have.
+    pub max_snapshot_kb: Option<u64>,
+    /// Bytes one published message (payload, key and headers) may have.
+    pub max_message_kb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -49,9 +49,14 @@ impl Plugin {
                     path.display()
                 )
             })?;
+        let asked = &manifest.limits;
         let limits = CallLimits {
-            deadline: manifest.limits.deadline.unwrap_or(defaults.deadline),
-            memory_bytes: (manifest.limits.memory_mb.unwrap_or(defaults.memory_mb) << 20) as usize,
+            deadline: asked.deadline.unwrap_or(defaults.deadline),
+            memory_bytes: (asked.memory_mb.unwrap_or(defaults.memory_mb) << 20) as usize,
+            max_entities: asked.max_entities.unwrap_or(defaults.max_entities),
+            max_snapshot_bytes: asked.max_snapshot_kb.unwrap_or(defaults.max_snapshot_kb) << 10,
+            max_message_bytes: (asked.max_message_kb.unwrap_or(defaults.max_message_kb) << 10)
+                as usize,
         };
         Ok(Plugin {
             name: manifest.name.as_str().into(),

@@ -17,7 +17,8 @@ fn script(mode: &str, entities: &[(&str, serde_json::Value)]) -> String {
     json!({"mode": mode, "entities": entities}).to_string()
 }
 
-fn install_scripted(setup: &Setup, source: &Source, deadline: &str) {
+/// Installs the scripted collector; `limits` are extra lines of its `[limits]`.
+fn install_scripted(setup: &Setup, source: &Source, deadline: &str, limits: &str) {
     std::fs::copy(
         common::plugin("scripted-collector"),
         setup.plugin_dir().join("scripted.wasm"),
@@ -28,7 +29,7 @@ fn install_scripted(setup: &Setup, source: &Source, deadline: &str) {
         &format!(
             "name = \"scripted\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
              [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [limits]\ndeadline = \"{deadline}\"\n\
+             [limits]\ndeadline = \"{deadline}\"\n{limits}\n\
              [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
              [settings]\nurl = \"{}\"\n",
             source.origin(),
@@ -44,7 +45,7 @@ fn errors_traps_timeouts_and_bad_output_never_delete() {
         &[("a", json!({"v": 1})), ("b", json!({"v": 1}))],
     ));
     let setup = Setup::new();
-    install_scripted(&setup, &source, "700ms");
+    install_scripted(&setup, &source, "700ms", "");
     let host = setup.run();
     assert_eq!(
         host.events(2, WAIT),
@@ -110,7 +111,7 @@ fn poll_enforces_the_size_cap_and_the_timeout() {
         "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[poll]\nmax-body-bytes = 200\ntimeout = \"300ms\"\n",
     )
     .unwrap();
-    install_scripted(&setup, &source, "5s");
+    install_scripted(&setup, &source, "5s", "");
     let host = setup.run();
     host.wait_for_log("is larger than the 200-byte cap", WAIT);
     host.expect_silence(Duration::from_millis(300));
@@ -122,5 +123,46 @@ fn poll_enforces_the_size_cap_and_the_timeout() {
 
     source.set_delay(Duration::ZERO);
     assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    host.stop();
+}
+
+#[test]
+fn snapshots_over_the_limits_fail_and_change_nothing() {
+    let source = Source::start(&script("complete", &[("a", json!({})), ("b", json!({}))]));
+    let setup = Setup::new();
+    install_scripted(
+        &setup,
+        &source,
+        "5s",
+        "max-entities = 2\nmax-snapshot-kb = 1",
+    );
+    let host = setup.run();
+    assert_eq!(
+        host.events(2, WAIT),
+        pairs(&[("CREATE", "a"), ("CREATE", "b")])
+    );
+
+    source.set(
+        200,
+        &script(
+            "complete",
+            &[("a", json!({})), ("b", json!({})), ("c", json!({}))],
+        ),
+    );
+    host.wait_for_log(
+        "produced invalid output: the snapshot has more than 2 entities (limits.max-entities)",
+        WAIT,
+    );
+    host.expect_silence(Duration::from_millis(300));
+
+    source.set(
+        200,
+        &script("complete", &[("a", json!({"pad": "x".repeat(2000)}))]),
+    );
+    host.wait_for_log(
+        "produced invalid output: the snapshot is larger than 1 KiB (limits.max-snapshot-kb)",
+        WAIT,
+    );
+    host.expect_silence(Duration::from_millis(300));
     host.stop();
 }

@@ -95,6 +95,7 @@ impl wit::Host for Capability {
             headers,
             timestamp: 0,
         };
+        check_size(&message, self.call.limits.max_message_bytes)?;
         self.call
             .services
             .bus
@@ -131,5 +132,45 @@ impl wit::Host for Capability {
             }
             Err(e) => Err(convert::error(ErrorCode::InvalidInput, e.to_string())),
         }
+    }
+}
+
+/// Refuses a message over the plugin's `limits.max-message-kb`.
+fn check_size(message: &Message, limit: usize) -> Result<(), WitError> {
+    let size = message.payload.len()
+        + message.key.as_ref().map_or(0, String::len)
+        + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if size > limit {
+        return Err(convert::error(
+            ErrorCode::InvalidInput,
+            format!(
+                "a message of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_over_the_limit_are_refused_counting_every_part() {
+        let message = Message::new("t", vec![0; 1000])
+            .with_key("k")
+            .with_header("h", "v");
+        assert!(check_size(&message, 1003).is_ok());
+        let error = check_size(&message, 1002).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidInput);
+        assert!(
+            error
+                .message
+                .contains("a message of 1003 bytes is over this plugin's limit of 1002 bytes")
+        );
     }
 }

@@ -39,6 +39,16 @@ impl wit::Host for Capability {
         if !self.call.grants.emit.allowed {
             return Err(denied(&self.call.plugin, "emit", "emitting changes"));
         }
+        let size = c.entity.key.len() + c.entity.kind.len() + c.entity.properties.len();
+        let limit = self.call.limits.max_message_bytes;
+        if size > limit {
+            return Err(convert::error(
+                ErrorCode::InvalidInput,
+                format!(
+                    "a change of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
+                ),
+            ));
+        }
         let entity = convert::entity_from_wit(c.entity)
             .map_err(|e| convert::error(ErrorCode::InvalidInput, e.to_string()))?;
         let timestamp = Some(c.timestamp).filter(|t| *t != 0);

@@ -67,8 +67,22 @@ pub struct CallContext {
     pub plugin: Arc<str>,
     pub grants: Arc<Grants>,
     pub services: Services,
+    pub limits: crate::runtime::CallLimits,
     /// When the call's deadline passes; host waits never outlast it.
     pub deadline: Instant,
+}
+
+impl CallContext {
+    /// The context of a call of `plugin` starting now.
+    pub fn new(plugin: &crate::plugin::Plugin, services: &Services) -> CallContext {
+        CallContext {
+            plugin: plugin.name.clone(),
+            grants: plugin.grants.clone(),
+            services: services.clone(),
+            limits: plugin.limits,
+            deadline: Instant::now() + plugin.limits.deadline,
+        }
+    }
 }
 
 /// Parses the grant of a capability from a TOML value, naming the entry on error.

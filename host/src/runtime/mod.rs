@@ -52,7 +52,11 @@ impl WasiView for PluginState {
 /// a guest that ignores a refused batch still fails its collect.
 pub struct SnapshotSink {
     diff: Diff,
-    error: Option<DiffError>,
+    /// The first reason the snapshot is invalid; it fails the collect.
+    error: Option<String>,
+    /// Bytes of keys, kinds and properties so far, against `limits.max_snapshot_bytes`.
+    bytes: u64,
+    limits: CallLimits,
 }
 
 /// `None` outside a collect: a plugin that calls `snapshot.add` then gets an error.
@@ -83,12 +87,25 @@ impl SnapshotSink {
             ));
         }
         for entity in batch {
-            let added = convert::entity_from_wit(entity)
-                .map_err(DiffError::from)
-                .and_then(|e| self.diff.add(e));
-            if let Err(error) = added {
-                let message = error.to_string();
-                self.error = Some(error);
+            self.bytes += (entity.key.len() + entity.kind.len() + entity.properties.len()) as u64;
+            let added = if self.diff.len() as u64 >= self.limits.max_entities {
+                Err(format!(
+                    "the snapshot has more than {} entities (limits.max-entities)",
+                    self.limits.max_entities
+                ))
+            } else if self.bytes > self.limits.max_snapshot_bytes {
+                Err(format!(
+                    "the snapshot is larger than {} KiB (limits.max-snapshot-kb)",
+                    self.limits.max_snapshot_bytes >> 10
+                ))
+            } else {
+                convert::entity_from_wit(entity)
+                    .map_err(DiffError::from)
+                    .and_then(|e| self.diff.add(e))
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(message) = added {
+                self.error = Some(message.clone());
                 return Err(convert::error(convert::ErrorCode::InvalidInput, message));
             }
         }
@@ -111,7 +128,7 @@ pub enum CallError {
         message: String,
     },
     #[error("produced invalid output: {0}")]
-    InvalidOutput(#[from] DiffError),
+    InvalidOutput(String),
 }
 
 /// Limits of one plugin's calls, after defaults and the manifest are combined.
@@ -119,6 +136,9 @@ pub enum CallError {
 pub struct CallLimits {
     pub deadline: Duration,
     pub memory_bytes: usize,
+    pub max_entities: u64,
+    pub max_snapshot_bytes: u64,
+    pub max_message_bytes: usize,
 }
 
 /// A plugin's component, linked and ready to instantiate, for each role it implements.
@@ -263,12 +283,8 @@ impl Runtime {
             .collect()
     }
 
-    fn store(
-        &self,
-        call: CallContext,
-        limits: CallLimits,
-        snapshot: Option<SnapshotSink>,
-    ) -> Store<PluginState> {
+    fn store(&self, call: CallContext, snapshot: Option<SnapshotSink>) -> Store<PluginState> {
+        let limits = call.limits;
         let wasi = WasiCtxBuilder::new()
             .allow_tcp(false)
             .allow_udp(false)
@@ -296,9 +312,9 @@ impl Runtime {
         &self,
         prepared: &Prepared,
         call: CallContext,
-        limits: CallLimits,
         baseline: Hashes,
     ) -> Collected {
+        let limits = call.limits;
         let pre = prepared
             .collector
             .as_ref()
@@ -306,8 +322,10 @@ impl Runtime {
         let sink = SnapshotSink {
             diff: Diff::new(baseline),
             error: None,
+            bytes: 0,
+            limits,
         };
-        let mut store = self.store(call, limits, Some(sink));
+        let mut store = self.store(call, Some(sink));
         let result = tokio::time::timeout(limits.deadline, async {
             let instance = pre
                 .instantiate_async(&mut store)
@@ -320,29 +338,23 @@ impl Runtime {
                 .map_err(|e| trap(e, limits.deadline))
         })
         .await;
-        let sink = store
+        let mut sink = store
             .data_mut()
             .snapshot
             .take()
             .expect("the sink stays for the whole call");
-        let completeness = match result {
-            Err(_elapsed) => Err(CallError::Deadline(limits.deadline)),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(Err(e))) => Err(CallError::Plugin {
+        use bindings::exports::synchro::plugin::collector::Completeness as Wit;
+        let completeness = match (result, sink.error.take()) {
+            (Err(_elapsed), _) => Err(CallError::Deadline(limits.deadline)),
+            (Ok(Err(error)), _) => Err(error),
+            // A refused batch is the root cause, whatever the plugin made of it.
+            (Ok(Ok(_)), Some(error)) => Err(CallError::InvalidOutput(error)),
+            (Ok(Ok(Err(e))), None) => Err(CallError::Plugin {
                 code: e.code,
                 message: e.message,
             }),
-            Ok(Ok(Ok(completeness))) => match sink.error {
-                Some(ref error) => Err(CallError::InvalidOutput(error.clone())),
-                None => Ok(match completeness {
-                    bindings::exports::synchro::plugin::collector::Completeness::Complete => {
-                        Completeness::Complete
-                    }
-                    bindings::exports::synchro::plugin::collector::Completeness::Partial => {
-                        Completeness::Partial
-                    }
-                }),
-            },
+            (Ok(Ok(Ok(Wit::Complete))), None) => Ok(Completeness::Complete),
+            (Ok(Ok(Ok(Wit::Partial))), None) => Ok(Completeness::Partial),
         };
         match completeness {
             Ok(completeness) => Collected::Done(sink.diff.finish(completeness)),
@@ -371,13 +383,13 @@ impl Runtime {
         &self,
         prepared: &Prepared,
         call: CallContext,
-        limits: CallLimits,
     ) -> Result<EventSession, CallError> {
+        let limits = call.limits;
         let pre = prepared
             .event_step
             .as_ref()
             .expect("sessions are only opened for event steps");
-        let mut store = self.store(call.clone(), limits, None);
+        let mut store = self.store(call.clone(), None);
         let instance = tokio::time::timeout(limits.deadline, pre.instantiate_async(&mut store))
             .await
             .map_err(|_| CallError::Deadline(limits.deadline))?
