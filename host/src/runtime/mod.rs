@@ -8,7 +8,9 @@
 
 pub mod bindings;
 mod cache;
+mod collect;
 pub mod convert;
+mod event;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +22,12 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::Origin;
+pub use collect::{Collected, SnapshotSink};
+pub use event::EventSession;
 
 use crate::capability::{self, CallContext, Capabilities};
-use crate::diff::{Completeness, Diff, DiffError, Hashes, Outcome};
 use bindings::CollectorPluginPre;
-use bindings::event_step::{EventStepPlugin, EventStepPluginPre};
+use bindings::event_step::EventStepPluginPre;
 
 /// How often the epoch advances; a deadline is rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -45,71 +48,6 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-/// The host side of `snapshot.add`: feeds a [`Diff`] and remembers the first error, so
-/// a guest that ignores a refused batch still fails its collect.
-pub struct SnapshotSink {
-    diff: Diff,
-    /// The first reason the snapshot is invalid; it fails the collect.
-    error: Option<String>,
-    /// Bytes of keys, kinds and properties so far, against `limits.max_snapshot_bytes`.
-    bytes: u64,
-    limits: CallLimits,
-}
-
-/// `None` outside a collect: a plugin that calls `snapshot.add` then gets an error.
-impl bindings::synchro::plugin::snapshot::Host for Option<SnapshotSink> {
-    async fn add(
-        &mut self,
-        batch: Vec<bindings::synchro::plugin::types::Entity>,
-    ) -> Result<(), convert::WitError> {
-        let Some(sink) = self else {
-            return Err(convert::error(
-                convert::ErrorCode::Denied,
-                "snapshot.add is only available while `collect` runs",
-            ));
-        };
-        sink.add(batch)
-    }
-}
-
-impl SnapshotSink {
-    fn add(
-        &mut self,
-        batch: Vec<bindings::synchro::plugin::types::Entity>,
-    ) -> Result<(), convert::WitError> {
-        if let Some(error) = &self.error {
-            return Err(convert::error(
-                convert::ErrorCode::InvalidInput,
-                format!("the snapshot already failed: {error}"),
-            ));
-        }
-        for entity in batch {
-            self.bytes += (entity.key.len() + entity.kind.len() + entity.properties.len()) as u64;
-            let added = if self.diff.len() as u64 >= self.limits.max_entities {
-                Err(format!(
-                    "the snapshot has more than {} entities (limits.max-entities)",
-                    self.limits.max_entities
-                ))
-            } else if self.bytes > self.limits.max_snapshot_bytes {
-                Err(format!(
-                    "the snapshot is larger than {} KiB (limits.max-snapshot-kb)",
-                    self.limits.max_snapshot_bytes >> 10
-                ))
-            } else {
-                convert::entity_from_wit(entity)
-                    .map_err(DiffError::from)
-                    .and_then(|e| self.diff.add(e))
-                    .map_err(|e| e.to_string())
-            };
-            if let Err(message) = added {
-                self.error = Some(message.clone());
-                return Err(convert::error(convert::ErrorCode::InvalidInput, message));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -156,12 +94,6 @@ impl Prepared {
     pub fn is_event_step(&self) -> bool {
         self.event_step.is_some()
     }
-}
-
-/// The outcome of a collect call, with the baseline handed back either way.
-pub enum Collected {
-    Done(Outcome),
-    Failed { error: CallError, baseline: Hashes },
 }
 
 pub struct Runtime {
@@ -305,125 +237,6 @@ impl Runtime {
         store.set_epoch_deadline(epoch_ticks(limits.deadline));
         store.epoch_deadline_trap();
         store
-    }
-
-    /// Runs a collector's `collect` against `baseline`.
-    pub async fn collect(
-        &self,
-        prepared: &Prepared,
-        call: CallContext,
-        baseline: Hashes,
-    ) -> Collected {
-        let limits = call.limits;
-        let pre = prepared
-            .collector
-            .as_ref()
-            .expect("collect is only scheduled for collectors");
-        let sink = SnapshotSink {
-            diff: Diff::new(baseline),
-            error: None,
-            bytes: 0,
-            limits,
-        };
-        let mut store = self.store(call, Some(sink));
-        let result = tokio::time::timeout(limits.deadline, async {
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-            instance
-                .synchro_plugin_collector()
-                .call_collect(&mut store)
-                .await
-                .map_err(|e| trap(e, limits.deadline))
-        })
-        .await;
-        let mut sink = store
-            .data_mut()
-            .snapshot
-            .take()
-            .expect("the sink stays for the whole call");
-        use bindings::exports::synchro::plugin::collector::Completeness as Wit;
-        let completeness = match (result, sink.error.take()) {
-            (Err(_elapsed), _) => Err(CallError::Deadline(limits.deadline)),
-            (Ok(Err(error)), _) => Err(error),
-            // A refused batch is the root cause, whatever the plugin made of it.
-            (Ok(Ok(_)), Some(error)) => Err(CallError::InvalidOutput(error)),
-            (Ok(Ok(Err(e))), None) => Err(CallError::Plugin {
-                code: e.code,
-                message: e.message,
-            }),
-            (Ok(Ok(Ok(Wit::Complete))), None) => Ok(Completeness::Complete),
-            (Ok(Ok(Ok(Wit::Partial))), None) => Ok(Completeness::Partial),
-        };
-        match completeness {
-            Ok(completeness) => Collected::Done(sink.diff.finish(completeness)),
-            Err(error) => Collected::Failed {
-                error,
-                baseline: sink.diff.abandon(),
-            },
-        }
-    }
-}
-
-/// An event step's instance, reused for consecutive events of one stream so that a
-/// message costs a call, not an instantiation. Each call gets its own deadline and fresh
-/// capability state; a failed call ends the session (a trap may leave the instance
-/// unusable), and the caller starts a new one.
-pub struct EventSession {
-    store: Store<PluginState>,
-    instance: EventStepPlugin,
-    limits: CallLimits,
-    call: CallContext,
-}
-
-impl Runtime {
-    /// Instantiates an event step for a session of calls.
-    pub async fn event_session(
-        &self,
-        prepared: &Prepared,
-        call: CallContext,
-    ) -> Result<EventSession, CallError> {
-        let limits = call.limits;
-        let pre = prepared
-            .event_step
-            .as_ref()
-            .expect("sessions are only opened for event steps");
-        let mut store = self.store(call.clone(), None);
-        let instance = tokio::time::timeout(limits.deadline, pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| CallError::Deadline(limits.deadline))?
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        Ok(EventSession {
-            store,
-            instance,
-            limits,
-            call,
-        })
-    }
-}
-
-impl EventSession {
-    /// Calls `process-event` with `message`.
-    pub async fn process(&mut self, message: &crate::bus::Message) -> Result<(), CallError> {
-        let deadline = self.limits.deadline;
-        let call = CallContext {
-            deadline: Instant::now() + deadline,
-            ..self.call.clone()
-        };
-        self.store.data_mut().caps = Capabilities::new(&call);
-        self.store.set_epoch_deadline(epoch_ticks(deadline));
-        let wit = convert::message_to_wit(message);
-        let step = self.instance.synchro_plugin_event_step();
-        match tokio::time::timeout(deadline, step.call_process_event(&mut self.store, &wit)).await {
-            Err(_elapsed) => Err(CallError::Deadline(deadline)),
-            Ok(Err(e)) => Err(trap(e, deadline)),
-            Ok(Ok(Err(e))) => Err(CallError::Plugin {
-                code: e.code,
-                message: e.message,
-            }),
-            Ok(Ok(Ok(()))) => Ok(()),
-        }
     }
 }
 
