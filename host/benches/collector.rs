@@ -59,6 +59,10 @@ fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
         manifest,
         prepared: prepared.clone(),
         limits: LIMITS,
+        failure: synchro::failure::Policy {
+            quarantine_after: u32::MAX,
+            max_backoff: Duration::from_secs(1),
+        },
         origin: Origin::Cache,
     })
 }

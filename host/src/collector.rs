@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::capability::{CallContext, Services};
 use crate::change::Change;
 use crate::diff::{Hashes, Operation, Outcome};
+use crate::failure::Verdict;
 use crate::plugin::Plugin;
 use crate::runtime::{CallError, Collected, Runtime};
 
@@ -166,9 +167,11 @@ impl Collector {
             .schedule
             .clone()
             .expect("collectors are validated to have a schedule");
+        let mut failures = crate::failure::Tracker::default();
         loop {
             let started = Instant::now();
-            match self.collect().await {
+            let result = self.collect().await;
+            match &result {
                 Ok(report) if report.created + report.updated + report.deleted == 0 => {
                     tracing::debug!(plugin = %self.plugin.name, entities = report.entities, "collected: no change");
                 }
@@ -183,7 +186,20 @@ impl Collector {
                 ),
                 Err(error) => tracing::warn!(plugin = %self.plugin.name, "{error}"),
             }
-            let pause = jittered(schedule.interval, schedule.jitter());
+            let normal = jittered(schedule.interval, schedule.jitter());
+            let pause = match failures.record(&self.plugin.failure, result.is_ok(), normal) {
+                Verdict::Continue { pause } => pause,
+                Verdict::Quarantine { failures } => {
+                    let last = result.err().map(|e| e.to_string()).unwrap_or_default();
+                    tracing::error!(
+                        plugin = %self.plugin.name,
+                        "quarantined after {failures} consecutive failed collects (limits.quarantine-after); \
+                         the last: {last}. It is not called again until the host restarts"
+                    );
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                    return;
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,

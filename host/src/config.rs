@@ -21,6 +21,11 @@ pub struct DefaultLimits {
     pub max_snapshot_kb: u64,
     /// Bytes one published message (payload, key and headers) may have.
     pub max_message_kb: u64,
+    /// Consecutive failed calls after which a plugin is quarantined.
+    pub quarantine_after: u32,
+    /// The longest pause between attempts of a failing plugin.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
 }
 
 impl Default for DefaultLimits {
@@ -31,6 +36,8 @@ impl Default for DefaultLimits {
             max_entities: 10_000_000,
             max_snapshot_kb: 4 << 20,
             max_message_kb: 1024,
+            quarantine_after: 10,
+            max_backoff: Duration::from_secs(300),
         }
     }
 }

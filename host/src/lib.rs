@@ -7,6 +7,7 @@ pub mod config;
 pub mod diff;
 pub mod entity;
 pub mod event_step;
+pub mod failure;
 pub mod gizmo;
 pub mod host;
 pub mod manifest;

@@ -17,6 +17,7 @@ pub struct Plugin {
     pub grants: Arc<Grants>,
     pub prepared: Prepared,
     pub limits: CallLimits,
+    pub failure: crate::failure::Policy,
     /// Whether the compiled component came from the cache.
     pub origin: Origin,
 }
@@ -58,7 +59,15 @@ impl Plugin {
             max_message_bytes: (asked.max_message_kb.unwrap_or(defaults.max_message_kb) << 10)
                 as usize,
         };
+        let failure = crate::failure::Policy {
+            quarantine_after: asked
+                .quarantine_after
+                .unwrap_or(defaults.quarantine_after)
+                .max(1),
+            max_backoff: asked.max_backoff.unwrap_or(defaults.max_backoff),
+        };
         Ok(Plugin {
+            failure,
             name: manifest.name.as_str().into(),
             manifest,
             grants: Arc::new(grants),

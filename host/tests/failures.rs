@@ -17,8 +17,14 @@ fn script(mode: &str, entities: &[(&str, serde_json::Value)]) -> String {
     json!({"mode": mode, "entities": entities}).to_string()
 }
 
-/// Installs the scripted collector; `limits` are extra lines of its `[limits]`.
+/// Installs the scripted collector; `limits` are extra lines of its `[limits]`. Without
+/// any, failures neither back off nor quarantine it, so a test can walk through many.
 fn install_scripted(setup: &Setup, source: &Source, deadline: &str, limits: &str) {
+    let limits = if limits.is_empty() {
+        "quarantine-after = 1000\nmax-backoff = \"100ms\""
+    } else {
+        limits
+    };
     std::fs::copy(
         common::plugin("scripted-collector"),
         setup.plugin_dir().join("scripted.wasm"),
@@ -164,5 +170,33 @@ fn snapshots_over_the_limits_fail_and_change_nothing() {
         WAIT,
     );
     host.expect_silence(Duration::from_millis(300));
+    host.stop();
+}
+
+#[test]
+fn a_failing_collector_backs_off_then_is_quarantined() {
+    let source = Source::start(&script("error", &[]));
+    let setup = Setup::new();
+    install_scripted(
+        &setup,
+        &source,
+        "5s",
+        "quarantine-after = 3\nmax-backoff = \"300ms\"",
+    );
+    let host = setup.run();
+    host.wait_for_log(
+        "quarantined after 3 consecutive failed collects (limits.quarantine-after)",
+        WAIT,
+    );
+    let failed = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("collect failed"))
+            .count()
+    };
+    assert_eq!(failed(&host.log()), 3);
+    // Quarantined: not called again, even once the source is fine.
+    source.set(200, &script("complete", &[("a", json!({}))]));
+    host.expect_silence(Duration::from_millis(800));
+    assert_eq!(failed(&host.log()), 3);
     host.stop();
 }

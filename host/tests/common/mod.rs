@@ -154,6 +154,7 @@ impl Setup {
             &format!(
                 "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
                  [schedule]\ninterval = \"150ms\"\njitter = \"0s\"\n\
+                 [limits]\nquarantine-after = 1000\nmax-backoff = \"150ms\"\n\
                  [capabilities]\n{capabilities}\n\
                  [settings]\nurl = \"{url}\"\n"
             ),
