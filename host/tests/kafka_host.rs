@@ -11,24 +11,50 @@ use synchro::bus::{StartFrom, Topics};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A host configured for Kafka on a free loopback port (no broker yet), with the
+/// http-inventory collector polling `source`.
+struct KafkaHost {
+    port: u16,
+    prefix: String,
+    source: Source,
+    setup: Setup,
+}
+
+impl KafkaHost {
+    fn new() -> KafkaHost {
+        let port = free_port();
+        let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        let source = Source::start(INVENTORY);
+        let setup = Setup::new();
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                 [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\ndelivery-timeout = \"1s\"\n"
+            ),
+        )
+        .unwrap();
+        setup.inventory_plugin("inv", &source);
+        KafkaHost {
+            port,
+            prefix,
+            source,
+            setup,
+        }
+    }
+}
+
 /// A broker that is down when the host starts: the host keeps running, says which
 /// brokers it cannot reach, commits nothing, and delivers every change once a broker is
 /// there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_down_at_start_delays_changes_but_loses_none() {
-    let port = free_port();
-    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
-    let source = Source::start(INVENTORY);
-    let setup = Setup::new();
-    std::fs::write(
-        setup.config(),
-        format!(
-            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
-             [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\ndelivery-timeout = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    setup.inventory_plugin("inv", &source);
+    let KafkaHost {
+        port,
+        prefix,
+        source,
+        setup,
+    } = KafkaHost::new();
     let host = setup.run();
     host.wait_for_log(&format!("publishing changes failed, nothing committed (the next collect announces them again): Kafka (127.0.0.1:{port})"), WAIT);
 
@@ -76,19 +102,12 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
 /// announced once it is back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restarted_mid_stream_loses_no_change() {
-    let port = free_port();
-    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
-    let source = Source::start(INVENTORY);
-    let setup = Setup::new();
-    std::fs::write(
-        setup.config(),
-        format!(
-            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
-             [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\ndelivery-timeout = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    setup.inventory_plugin("inv", &source);
+    let KafkaHost {
+        port,
+        prefix,
+        source,
+        setup,
+    } = KafkaHost::new();
     let broker = Broker::start_on(port);
     let host = setup.run();
     host.wait_for_log("collected plugin=inv entities=4 created=4", WAIT);
