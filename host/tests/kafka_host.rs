@@ -11,6 +11,23 @@ use synchro::bus::{StartFrom, Topics};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The next change notification as (operation, entity key).
+async fn next_change(changes: &mut synchro::bus::Consumer, what: &str) -> (String, String) {
+    let delivery = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect(what)
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+    let element = event
+        .get("vertex")
+        .or_else(|| event.get("edge"))
+        .expect("vertex or edge");
+    (
+        event["operation"].as_str().unwrap().to_owned(),
+        element["key"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// A host configured for Kafka on a free loopback port (no broker yet), with the
 /// http-inventory collector polling `source`.
 struct KafkaHost {
@@ -69,14 +86,9 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
         .unwrap();
     let mut seen = BTreeSet::new();
     while seen.len() < 4 {
-        let delivery = tokio::time::timeout(WAIT, changes.next())
-            .await
-            .expect("changes arrive")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
-        assert_eq!(event["operation"], "CREATE");
-        let element = event.get("vertex").or_else(|| event.get("edge")).unwrap();
-        seen.insert(element["key"].as_str().unwrap().to_owned());
+        let (operation, key) = next_change(&mut changes, "changes arrive").await;
+        assert_eq!(operation, "CREATE");
+        seen.insert(key);
     }
     assert_eq!(
         seen,
@@ -85,14 +97,9 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
             .into()
     );
     source.set(200, &INVENTORY.replace("alpha", "alpha-2"));
-    let delivery = tokio::time::timeout(WAIT, changes.next())
-        .await
-        .expect("the update arrives")
-        .unwrap();
-    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
     assert_eq!(
-        (event["operation"].as_str(), event["vertex"]["key"].as_str()),
-        (Some("UPDATE"), Some("srv-1"))
+        next_change(&mut changes, "the update arrives").await,
+        ("UPDATE".into(), "srv-1".into())
     );
     host.stop();
 }
@@ -124,14 +131,9 @@ async fn a_broker_restarted_mid_stream_loses_no_change() {
             StartFrom::Earliest,
         )
         .unwrap();
-    let delivery = tokio::time::timeout(WAIT, changes.next())
-        .await
-        .expect("the change made while the broker was away")
-        .unwrap();
-    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
     assert_eq!(
-        (event["operation"].as_str(), event["vertex"]["key"].as_str()),
-        (Some("UPDATE"), Some("srv-2"))
+        next_change(&mut changes, "the change made while the broker was away").await,
+        ("UPDATE".into(), "srv-2".into())
     );
     host.stop();
 }
