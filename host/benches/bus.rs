@@ -12,7 +12,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use synchro::bus::{Bus, CorrelationId, Message, StartFrom, Topics};
@@ -71,12 +70,13 @@ async fn throughput(bus: &Bus, wasm: &std::path::Path, count: u64) -> anyhow::Re
     }
     let bus_only = count as f64 / started.elapsed().as_secs_f64();
 
-    let step = EventStep::new(plugin, runtime, services);
-    let stats = step.stats();
+    let step = EventStep::new(synchro::live::Live::new(plugin), runtime, services);
+    let live = step.live().clone();
+    let processed = || live.status.counters.values().processed;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let task = tokio::spawn(step.run(shutdown));
-    while stats.processed.load(Ordering::Relaxed) < count {
+    while processed() < count {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let through_wasm = count as f64 / started.elapsed().as_secs_f64();

@@ -68,7 +68,7 @@ fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
 }
 
 fn call(plugin: &Plugin, services: &Services) -> CallContext {
-    CallContext::new(plugin, services)
+    CallContext::new(plugin, &Default::default(), services)
 }
 
 fn native_cycle(count: u64, cycle: u64, baseline: Hashes) -> Outcome {
@@ -169,14 +169,14 @@ fn main() -> anyhow::Result<()> {
 
     // wasm end to end: collect, diff, publish, commit.
     let mut collector = Collector::new(
-        plugin(&prepared, count, 0),
+        synchro::live::Live::new(plugin(&prepared, count, 0)),
         runtime.clone(),
         services.clone(),
     );
     tokio.block_on(collector.collect())?;
     let mut end_to_end = Vec::new();
     for cycle in 1..=cycles {
-        collector.reload(plugin(&prepared, count, cycle));
+        collector.live().swap(plugin(&prepared, count, cycle));
         let started = Instant::now();
         let report = tokio.block_on(collector.collect())?;
         end_to_end.push(started.elapsed());

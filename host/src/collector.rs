@@ -15,8 +15,10 @@ use crate::capability::{CallContext, Services};
 use crate::change::Change;
 use crate::diff::{Hashes, Operation, Outcome};
 use crate::failure::Verdict;
+use crate::live::Live;
 use crate::plugin::Plugin;
 use crate::runtime::{CallError, Collected, Runtime};
+use crate::status::Counters;
 
 /// What one collect did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +43,7 @@ pub enum CollectError {
 
 /// One collector and its in-memory copy of its baseline.
 pub struct Collector {
-    plugin: Arc<Plugin>,
+    live: Arc<Live>,
     runtime: Arc<Runtime>,
     services: Services,
     /// `None` until loaded, and after a failed commit (so it is reloaded from disk).
@@ -49,23 +51,19 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(plugin: Arc<Plugin>, runtime: Arc<Runtime>, services: Services) -> Collector {
+    pub fn new(live: Arc<Live>, runtime: Arc<Runtime>, services: Services) -> Collector {
         Collector {
-            plugin,
+            live,
             runtime,
             services,
             baseline: None,
         }
     }
 
-    pub fn plugin(&self) -> &Plugin {
-        &self.plugin
-    }
-
-    /// Switches to another version of the plugin, keeping the baseline: the next collect
-    /// diffs against what the previous version reported.
-    pub fn reload(&mut self, plugin: Arc<Plugin>) {
-        self.plugin = plugin;
+    /// The running version, which a reload replaces; the baseline stays, so the next
+    /// collect diffs against what the previous version reported.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     async fn blocking<T: Send + 'static>(
@@ -79,31 +77,42 @@ impl Collector {
             .map_err(CollectError::from)
     }
 
-    /// Collects once: a failure changes nothing.
+    /// Collects once with the current version: a failure changes nothing.
     pub async fn collect(&mut self) -> Result<Report, CollectError> {
+        let live = self.live.clone();
+        let plugin = live.current();
+        Counters::bump(&live.status.counters.calls);
+        let result = self.collect_with(&plugin).await;
+        if result.is_err() {
+            Counters::bump(&live.status.counters.failures);
+        }
+        result
+    }
+
+    async fn collect_with(&mut self, plugin: &Plugin) -> Result<Report, CollectError> {
         let baseline = match self.baseline.take() {
             Some(baseline) => baseline,
             None => {
-                let name = self.plugin.name.clone();
+                let name = plugin.name.clone();
                 self.blocking(move |s| s.load_baseline(&name)).await?
             }
         };
-        let call = CallContext::new(&self.plugin, &self.services);
-        let outcome = match self
-            .runtime
-            .collect(&self.plugin.prepared, call, baseline)
-            .await
-        {
+        let call = CallContext::new(plugin, &self.live.status, &self.services);
+        let outcome = match self.runtime.collect(&plugin.prepared, call, baseline).await {
             Collected::Done(outcome) => outcome,
             Collected::Failed { error, baseline } => {
                 self.baseline = Some(baseline);
                 return Err(error.into());
             }
         };
-        self.publish_and_commit(outcome).await
+        self.publish_and_commit(plugin, outcome).await
     }
 
-    async fn publish_and_commit(&mut self, outcome: Outcome) -> Result<Report, CollectError> {
+    async fn publish_and_commit(
+        &mut self,
+        plugin: &Plugin,
+        outcome: Outcome,
+    ) -> Result<Report, CollectError> {
         let Outcome {
             upserts,
             deletes,
@@ -125,7 +134,7 @@ impl Collector {
             self.baseline = Some(next);
             return Ok(report);
         }
-        let name = self.plugin.name.clone();
+        let name = plugin.name.clone();
         let (deletes, deleted) = self
             .blocking(move |s| {
                 let deleted = s.baseline_entities(&name, &deletes)?;
@@ -145,11 +154,12 @@ impl Collector {
                 timestamp,
                 transaction_id: uuid::Uuid::new_v4().to_string(),
                 database_transaction_id: Some(batch.clone()),
-                source: self.plugin.name.to_string(),
+                source: plugin.name.to_string(),
             };
             self.services.bus.publish(change.to_message()).await?;
+            Counters::bump(&self.live.status.counters.changes);
         }
-        let name = self.plugin.name.clone();
+        let name = plugin.name.clone();
         // On failure `self.baseline` stays `None`: the next collect reloads the committed
         // baseline and announces these changes again.
         self.blocking(move |s| s.commit_collect(&name, &upserts, &deletes))
@@ -159,24 +169,21 @@ impl Collector {
     }
 
     /// Collects on the plugin's schedule until `shutdown` turns true. A collect in
-    /// progress finishes (it has a deadline) before this returns.
+    /// progress finishes (it has a deadline) before this returns. A new version is
+    /// collected with at once, on its own schedule, with its failure count reset.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let schedule = self
-            .plugin
-            .manifest
-            .schedule
-            .clone()
-            .expect("collectors are validated to have a schedule");
+        let mut versions = self.live.versions();
         let mut failures = crate::failure::Tracker::default();
         loop {
             let started = Instant::now();
             let result = self.collect().await;
+            let plugin = self.live.current();
             match &result {
                 Ok(report) if report.created + report.updated + report.deleted == 0 => {
-                    tracing::debug!(plugin = %self.plugin.name, entities = report.entities, "collected: no change");
+                    tracing::debug!(plugin = %plugin.name, entities = report.entities, "collected: no change");
                 }
                 Ok(report) => tracing::info!(
-                    plugin = %self.plugin.name,
+                    plugin = %plugin.name,
                     entities = report.entities,
                     created = report.created,
                     updated = report.updated,
@@ -184,24 +191,35 @@ impl Collector {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "collected"
                 ),
-                Err(error) => tracing::warn!(plugin = %self.plugin.name, "{error}"),
+                Err(error) => tracing::warn!(plugin = %plugin.name, "{error}"),
             }
+            let schedule = plugin
+                .manifest
+                .schedule
+                .as_ref()
+                .expect("collectors are validated to have a schedule");
             let normal = jittered(schedule.interval, schedule.jitter());
-            let pause = match failures.record(&self.plugin.failure, result.is_ok(), normal) {
-                Verdict::Continue { pause } => pause,
-                Verdict::Quarantine { failures } => {
-                    let last = result.err().map(|e| e.to_string()).unwrap_or_default();
-                    tracing::error!(
-                        plugin = %self.plugin.name,
-                        "quarantined after {failures} consecutive failed collects (limits.quarantine-after); \
-                         the last: {last}. It is not called again until the host restarts"
-                    );
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                    return;
+            let error = result.err().map(|e| e.to_string());
+            let pause = match failures.record(&plugin.failure, error.is_none(), normal) {
+                Verdict::Continue { pause } => {
+                    let consecutive = failures.consecutive();
+                    self.live
+                        .record(error.map_or(Ok(()), |e| Err((consecutive, e))));
+                    pause
+                }
+                Verdict::Quarantine { failures: count } => {
+                    let reason = error.unwrap_or_default();
+                    if !self.live.quarantine(count, reason, &mut shutdown).await {
+                        return;
+                    }
+                    failures = Default::default();
+                    versions.borrow_and_update();
+                    continue;
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
+                _ = versions.changed() => failures = Default::default(),
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }

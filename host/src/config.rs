@@ -82,6 +82,9 @@ pub struct Config {
     pub limits: DefaultLimits,
     pub poll: PollSettings,
     pub bus: BusSettings,
+    pub admin: crate::admin::AdminSettings,
+    /// Whether changed, added and removed plugin files are picked up while running.
+    pub watch: bool,
 }
 
 impl Default for Config {
@@ -92,6 +95,8 @@ impl Default for Config {
             limits: DefaultLimits::default(),
             poll: PollSettings::default(),
             bus: BusSettings::default(),
+            admin: crate::admin::AdminSettings::default(),
+            watch: true,
         }
     }
 }

@@ -7,16 +7,18 @@
 //! spent: nothing is lost, and a poison message does not stop the stream.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::bus::{Consumer, Delivery, Message};
 use crate::capability::{CallContext, Services};
+use crate::failure::Verdict;
+use crate::live::Live;
 use crate::manifest::Events;
 use crate::plugin::Plugin;
 use crate::runtime::{CallError, EventSession, Runtime};
+use crate::status::Counters;
 
 /// An instance idle this long is dropped; the next message gets a fresh one.
 const IDLE: Duration = Duration::from_millis(200);
@@ -24,89 +26,115 @@ const IDLE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct EventStep {
-    plugin: Arc<Plugin>,
+    live: Arc<Live>,
     runtime: Arc<Runtime>,
     services: Services,
+    /// The `[events]` the consumer was joined with; a version with others re-joins.
     events: Events,
-    stats: Arc<Stats>,
 }
 
-/// What an event step has done since it started.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Messages handled successfully and committed.
-    pub processed: AtomicU64,
-    /// Failed attempts that were retried.
-    pub retried: AtomicU64,
-    /// Messages sent to the dead-letter topic.
-    pub dead_lettered: AtomicU64,
-}
-
-/// An instance and how many events it has handled.
+/// An instance of one version and how many events it has handled.
 struct Session {
     session: EventSession,
+    plugin: Arc<Plugin>,
     served: usize,
 }
 
 enum Handled {
-    /// Processed, or dead-lettered: commit it.
+    /// Processed: commit it.
     Done,
+    /// Retries spent and dead-lettered: commit it, and count a failure of the plugin.
+    DeadLettered(CallError),
     /// Shutdown came first: leave it uncommitted, to be delivered again.
     Stopped,
 }
 
 impl EventStep {
-    pub fn new(plugin: Arc<Plugin>, runtime: Arc<Runtime>, services: Services) -> EventStep {
-        let events = plugin
-            .manifest
-            .events
-            .clone()
-            .expect("event steps are validated to have [events]");
+    pub fn new(live: Arc<Live>, runtime: Arc<Runtime>, services: Services) -> EventStep {
+        let events = events_of(&live.current());
         EventStep {
-            plugin,
+            live,
             runtime,
             services,
             events,
-            stats: Arc::default(),
         }
     }
 
-    /// Counters that stay readable while the step runs.
-    pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+    /// The running version, which a reload replaces between two events.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
-    /// Consumes until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Consumes until `shutdown` turns true. Consecutive events that end dead-lettered
+    /// count as failures of the plugin: past `quarantine-after` it is quarantined and
+    /// the rest of the stream waits, uncommitted, on the bus.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let Some(mut consumer) = self.join(&mut shutdown).await else {
             return;
         };
+        let mut versions = self.live.versions();
+        let mut failures = crate::failure::Tracker::default();
         let mut session: Option<Session> = None;
         loop {
             let next = tokio::select! {
-                next = consumer.next() => next,
+                next = consumer.next() => Some(next),
                 _ = shutdown.wait_for(|stop| *stop) => return,
                 _ = tokio::time::sleep(IDLE), if session.is_some() => {
                     session = None;
                     continue;
                 }
+                _ = versions.changed() => None,
+            };
+            let Some(next) = next else {
+                // A new version: fresh instances, a fresh failure count, and the consumer
+                // joined again only if its `[events]` changed.
+                session = None;
+                failures = Default::default();
+                let events = events_of(&versions.borrow_and_update());
+                if events != self.events {
+                    tracing::info!(plugin = %self.live.current().name, "[events] changed: joining again");
+                    drop(consumer);
+                    self.events = events;
+                    let Some(joined) = self.join(&mut shutdown).await else {
+                        return;
+                    };
+                    consumer = joined;
+                }
+                continue;
             };
             let delivery = match next {
                 Ok(delivery) => delivery,
                 Err(error) => {
-                    tracing::warn!(plugin = %self.plugin.name, "consuming: {error}");
+                    tracing::warn!(plugin = %self.live.current().name, "consuming: {error}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             };
-            match self.handle(&mut session, &delivery, &mut shutdown).await {
-                Handled::Done => {
-                    if let Err(error) = consumer.commit(&delivery) {
-                        // The message will be delivered again: handling is idempotent.
-                        tracing::warn!(plugin = %self.plugin.name, "commit failed: {error}");
-                    }
-                }
+            let handled = self.handle(&mut session, &delivery, &mut shutdown).await;
+            let failed = match handled {
+                Handled::Done => None,
+                Handled::DeadLettered(error) => Some(error.to_string()),
                 Handled::Stopped => return,
+            };
+            if let Err(error) = consumer.commit(&delivery) {
+                // The message will be delivered again: handling is idempotent.
+                tracing::warn!(plugin = %self.live.current().name, "commit failed: {error}");
+            }
+            let policy = self.live.current().failure;
+            match failures.record(&policy, failed.is_none(), Duration::ZERO) {
+                Verdict::Continue { .. } => {
+                    let consecutive = failures.consecutive();
+                    self.live
+                        .record(failed.map_or(Ok(()), |e| Err((consecutive, e))));
+                }
+                Verdict::Quarantine { failures: count } => {
+                    session = None;
+                    let reason = failed.unwrap_or_default();
+                    if !self.live.quarantine(count, reason, &mut shutdown).await {
+                        return;
+                    }
+                    failures = Default::default();
+                }
             }
         }
     }
@@ -122,7 +150,7 @@ impl EventStep {
             ) {
                 Ok(consumer) => return Some(consumer),
                 Err(error) => {
-                    tracing::warn!(plugin = %self.plugin.name, "cannot consume yet ({error}); retrying in {pause:?}")
+                    tracing::warn!(plugin = %self.live.current().name, "cannot consume yet ({error}); retrying in {pause:?}")
                 }
             }
             tokio::select! {
@@ -132,18 +160,22 @@ impl EventStep {
         }
     }
 
+    /// The instance to call: the current one, or a fresh one of the current version.
     async fn session<'s>(
         &self,
         session: &'s mut Option<Session>,
     ) -> Result<&'s mut Session, CallError> {
-        if session.is_none() {
-            let call = CallContext::new(&self.plugin, &self.services);
-            let fresh = self
-                .runtime
-                .event_session(&self.plugin.prepared, call)
-                .await?;
+        let plugin = self.live.current();
+        if session
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(&s.plugin, &plugin))
+        {
+            *session = None;
+            let call = CallContext::new(&plugin, &self.live.status, &self.services);
+            let fresh = self.runtime.event_session(&plugin.prepared, call).await?;
             *session = Some(Session {
                 session: fresh,
+                plugin,
                 served: 0,
             });
         }
@@ -156,10 +188,12 @@ impl EventStep {
         delivery: &Delivery,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
+        let counters = &self.live.status.counters;
         let mut attempt: u32 = 0;
         let mut pause = self.events.backoff;
         loop {
             attempt += 1;
+            Counters::bump(&counters.calls);
             let result = match self.session(session).await {
                 Ok(current) => {
                     let result = current.session.process(&delivery.message).await;
@@ -172,17 +206,22 @@ impl EventStep {
                 Err(error) => Err(error),
             };
             let Err(error) = result else {
-                self.stats.processed.fetch_add(1, Ordering::Relaxed);
+                Counters::bump(&counters.processed);
                 return Handled::Done;
             };
+            Counters::bump(&counters.failures);
             *session = None;
             let message = &delivery.message;
+            let name = self.live.current().name.clone();
             if attempt > self.events.retries {
-                tracing::warn!(plugin = %self.plugin.name, topic = %message.topic, offset = delivery.offset, attempt, "giving up: {error}");
-                return self.dead_letter(delivery, &error, attempt, shutdown).await;
+                tracing::warn!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "giving up: {error}");
+                return match self.dead_letter(delivery, &error, attempt, shutdown).await {
+                    Handled::Done => Handled::DeadLettered(error),
+                    other => other,
+                };
             }
-            self.stats.retried.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(plugin = %self.plugin.name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
+            Counters::bump(&counters.retried);
+            tracing::info!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => pause = (pause * 2).min(MAX_BACKOFF),
                 _ = shutdown.wait_for(|stop| *stop) => return Handled::Stopped,
@@ -206,7 +245,10 @@ impl EventStep {
         };
         message.headers.extend([
             ("synchro-error".to_owned(), error.to_string()),
-            ("synchro-plugin".to_owned(), self.plugin.name.to_string()),
+            (
+                "synchro-plugin".to_owned(),
+                self.live.current().name.to_string(),
+            ),
             ("synchro-attempts".to_owned(), attempts.to_string()),
             ("synchro-topic".to_owned(), original.topic.clone()),
             (
@@ -219,11 +261,11 @@ impl EventStep {
         loop {
             match self.services.bus.publish(message.clone()).await {
                 Ok(()) => {
-                    self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    Counters::bump(&self.live.status.counters.dead_lettered);
                     return Handled::Done;
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %self.plugin.name, "dead-letter publish failed ({e}); retrying in {pause:?}")
+                    tracing::warn!(plugin = %self.live.current().name, "dead-letter publish failed ({e}); retrying in {pause:?}")
                 }
             }
             tokio::select! {
@@ -232,4 +274,12 @@ impl EventStep {
             }
         }
     }
+}
+
+fn events_of(plugin: &Plugin) -> Events {
+    plugin
+        .manifest
+        .events
+        .clone()
+        .expect("event steps are validated to have [events]")
 }

@@ -28,6 +28,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Failures since the last success.
+    pub fn consecutive(&self) -> u32 {
+        self.consecutive
+    }
+
     /// Records the outcome of a call whose normal next attempt is after `pause`.
     pub fn record(&mut self, policy: &Policy, succeeded: bool, pause: Duration) -> Verdict {
         if succeeded {

@@ -1,19 +1,18 @@
-//! The running host: state, bus, runtime and the plugins of the plugin directory.
+//! The running host: state, bus, runtime, the plugins of the plugin directory kept in
+//! step with it, and the admin API.
 
 use std::sync::Arc;
 
-use anyhow::Context;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 
+use crate::admin::Request;
 use crate::bus::Bus;
 use crate::capability::Services;
-use crate::collector::Collector;
 use crate::config::Config;
-use crate::event_step::EventStep;
-use crate::plugin::{Plugin, manifests_in};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::state::State;
+use crate::watch::DirWatcher;
 
 pub struct Host {
     services: Services,
@@ -34,63 +33,68 @@ impl Host {
         })
     }
 
-    /// Loads every plugin of the plugin directory. A plugin that fails to load is logged
-    /// with the reason and skipped: the others run.
-    pub async fn load_plugins(&self) -> anyhow::Result<Vec<Arc<Plugin>>> {
-        let mut plugins: Vec<Arc<Plugin>> = Vec::new();
-        for path in manifests_in(&self.config.plugin_dir)? {
-            match Plugin::load(&self.runtime, &path, &self.config.limits) {
-                Ok(plugin) if plugins.iter().any(|p| p.name == plugin.name) => {
-                    tracing::error!(
-                        "{}: plugin `{}` is already loaded from another manifest; skipped",
-                        path.display(),
-                        plugin.name
-                    );
-                }
-                Ok(plugin) => {
-                    if let Err(error) = plugin.activate(&self.services).await {
-                        tracing::error!("plugin not loaded: {error:#}");
-                        continue;
-                    }
-                    tracing::info!(
-                        plugin = %plugin.name,
-                        version = %plugin.manifest.version,
-                        cached = plugin.origin == crate::runtime::Origin::Cache,
-                        "loaded"
-                    );
-                    plugins.push(Arc::new(plugin));
-                }
-                Err(error) => tracing::error!("plugin not loaded: {error:#}"),
-            }
-        }
-        Ok(plugins)
-    }
-
     /// Runs the plugins until `shutdown` turns true, then waits for calls in flight.
+    /// A plugin that fails to load is logged with the reason and skipped: the others run.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let plugins = self.load_plugins().await?;
-        if plugins.is_empty() {
+        let mut registry = Registry::new(self.runtime, self.services, self.config.clone());
+        registry.scan().await;
+        if registry.is_empty() {
             tracing::warn!(dir = %self.config.plugin_dir.display(), "no plugin loaded");
         }
-        let mut tasks = JoinSet::new();
-        for plugin in plugins {
-            if plugin.prepared.is_collector() {
-                let collector =
-                    Collector::new(plugin.clone(), self.runtime.clone(), self.services.clone());
-                tasks.spawn(collector.run(shutdown.clone()));
-            }
-            if plugin.prepared.is_event_step() {
-                let step = EventStep::new(plugin, self.runtime.clone(), self.services.clone());
-                tasks.spawn(step.run(shutdown.clone()));
+        let (requests, mut admin) = mpsc::channel(16);
+        if self.config.admin.enabled {
+            crate::admin::serve(
+                &self.config.admin,
+                &self.config.data_dir,
+                requests,
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        let mut watcher = self.config.watch.then(|| watcher(&registry)).flatten();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
+                    registry.scan().await;
+                    watch_dirs(watcher.as_mut().expect("guarded"), &registry);
+                }
+                Some(request) = admin.recv() => {
+                    match request {
+                        Request::Status(reply) => drop(reply.send(registry.report())),
+                        Request::Reload(name, reply) => drop(reply.send(registry.reload(&name).await)),
+                        Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    }
+                    if let Some(watcher) = watcher.as_mut() {
+                        watch_dirs(watcher, &registry);
+                    }
+                }
             }
         }
-        shutdown
-            .wait_for(|stop| *stop)
-            .await
-            .context("shutdown signal lost")?;
-        while let Some(done) = tasks.join_next().await {
-            done.context("a plugin task panicked")?;
-        }
+        registry.shutdown().await;
         Ok(())
+    }
+}
+
+/// A watcher of the plugin files, or `None` (logged) where the system refuses one: the
+/// admin API still reloads.
+fn watcher(registry: &Registry) -> Option<DirWatcher> {
+    match DirWatcher::new() {
+        Ok(mut watcher) => {
+            watch_dirs(&mut watcher, registry);
+            Some(watcher)
+        }
+        Err(error) => {
+            tracing::warn!("{error:#}; plugins reload only through `synchro plugin reload`");
+            None
+        }
+    }
+}
+
+fn watch_dirs(watcher: &mut DirWatcher, registry: &Registry) {
+    for dir in registry.watched_dirs() {
+        if let Err(error) = watcher.watch(&dir) {
+            tracing::warn!("{error:#}; changes there are not noticed");
+        }
     }
 }

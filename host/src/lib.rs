@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod bus;
 pub mod canonical;
 pub mod capability;
@@ -10,8 +11,12 @@ pub mod event_step;
 pub mod failure;
 pub mod gizmo;
 pub mod host;
+pub mod live;
 pub mod manifest;
 pub mod plugin;
+pub mod registry;
 pub mod runtime;
 pub mod state;
+pub mod status;
 pub mod toolchain;
+pub mod watch;

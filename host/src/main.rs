@@ -43,6 +43,15 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Shows the plugins of a running host: health, counters, refused manifests.
+    Status {
+        /// The config the host runs with (it locates the host's data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the JSON the admin API returns.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspects and resets collector baselines (the host must not be running).
     Baseline {
         #[command(subcommand)]
@@ -65,6 +74,20 @@ enum PluginCommand {
     /// Checks a component (.wasm) or a plugin manifest (.toml) against the WIT worlds.
     Check {
         file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Loads a plugin of a running host again from its files and swaps it in.
+    Reload {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Ends the quarantine of a plugin of a running host.
+    Release {
+        name: String,
+        /// The config the host runs with.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -141,6 +164,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load_or_default(config.as_deref())?;
             check(&file, &config)
         }
+        Command::Status { config, json } => {
+            let report = admin(config.as_deref(), |c| async move { c.status().await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_status(&report);
+            }
+            Ok(())
+        }
+        Command::Plugin {
+            command: PluginCommand::Reload { name, config },
+        } => {
+            let reloaded = admin(config.as_deref(), |c| async move { c.reload(&name).await })?;
+            println!(
+                "reloaded {} {} in {} ms ({})",
+                reloaded.name,
+                reloaded.version,
+                reloaded.elapsed_ms,
+                if reloaded.cached {
+                    "compiled component from the cache"
+                } else {
+                    "compiled"
+                }
+            );
+            Ok(())
+        }
+        Command::Plugin {
+            command: PluginCommand::Release { name, config },
+        } => {
+            admin(config.as_deref(), |c| {
+                let name = name.clone();
+                async move { c.release(&name).await }
+            })?;
+            println!("released {name}: it is called again on its schedule");
+            Ok(())
+        }
         Command::Baseline {
             command: BaselineCommand::List { plugin, config },
         } => {
@@ -171,6 +230,62 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Runs one admin API call against the host that runs with `config`.
+fn admin<T, F: Future<Output = anyhow::Result<T>>>(
+    config: Option<&Path>,
+    call: impl FnOnce(synchro::admin::Client) -> F,
+) -> anyhow::Result<T> {
+    let config = Config::load_or_default(config)?;
+    let client = synchro::admin::Client::for_data_dir(&config.data_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(call(client))
+}
+
+fn print_status(report: &synchro::status::HostReport) {
+    use synchro::status::Health;
+    for plugin in &report.plugins {
+        let health = match &plugin.health {
+            Health::Running => "running".to_owned(),
+            Health::BackingOff {
+                failures,
+                last_error,
+            } => format!("backing off after {failures} failures: {last_error}"),
+            Health::Quarantined { failures, reason } => {
+                format!("QUARANTINED after {failures} failures: {reason}")
+            }
+        };
+        println!(
+            "{} {} [{}] {health}",
+            plugin.name,
+            plugin.version,
+            plugin.roles.join(", ")
+        );
+        let c = &plugin.counters;
+        println!(
+            "  calls {} failures {} denials {} changes {} processed {} retried {} dead-lettered {} quarantines {} reloads {} failed-reloads {}",
+            c.calls,
+            c.failures,
+            c.denials,
+            c.changes,
+            c.processed,
+            c.retried,
+            c.dead_lettered,
+            c.quarantines,
+            c.reloads,
+            c.failed_reloads
+        );
+        if let Some(error) = &plugin.reload_error {
+            println!("  last reload refused: {error}");
+        }
+    }
+    for refused in &report.refused {
+        println!("NOT LOADED {}: {}", refused.manifest, refused.error);
+    }
+    if report.plugins.is_empty() && report.refused.is_empty() {
+        println!("no plugin");
     }
 }
 

@@ -67,8 +67,12 @@ impl Host {
             .iter()
             .map(|p| {
                 tokio::spawn(
-                    EventStep::new(p.clone(), self.runtime.clone(), self.services.clone())
-                        .run(shutdown.clone()),
+                    EventStep::new(
+                        synchro::live::Live::new(p.clone()),
+                        self.runtime.clone(),
+                        self.services.clone(),
+                    )
+                    .run(shutdown.clone()),
                 )
             })
             .collect();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{Setup, Source, pairs};
 use serde_json::json;
+use synchro::status::Health;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -17,33 +18,6 @@ fn script(mode: &str, entities: &[(&str, serde_json::Value)]) -> String {
     json!({"mode": mode, "entities": entities}).to_string()
 }
 
-/// Installs the scripted collector; `limits` are extra lines of its `[limits]`. Without
-/// any, failures neither back off nor quarantine it, so a test can walk through many.
-fn install_scripted(setup: &Setup, source: &Source, deadline: &str, limits: &str) {
-    let limits = if limits.is_empty() {
-        "quarantine-after = 1000\nmax-backoff = \"100ms\""
-    } else {
-        limits
-    };
-    std::fs::copy(
-        common::plugin("scripted-collector"),
-        setup.plugin_dir().join("scripted.wasm"),
-    )
-    .unwrap();
-    setup.write(
-        "scripted.toml",
-        &format!(
-            "name = \"scripted\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [limits]\ndeadline = \"{deadline}\"\n{limits}\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
-             [settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
-}
-
 #[test]
 fn errors_traps_timeouts_and_bad_output_never_delete() {
     let source = Source::start(&script(
@@ -51,7 +25,7 @@ fn errors_traps_timeouts_and_bad_output_never_delete() {
         &[("a", json!({"v": 1})), ("b", json!({"v": 1}))],
     ));
     let setup = Setup::new();
-    install_scripted(&setup, &source, "700ms", "");
+    setup.scripted_plugin("scripted", &source, "700ms", "");
     let host = setup.run();
     assert_eq!(
         host.events(2, WAIT),
@@ -117,7 +91,7 @@ fn poll_enforces_the_size_cap_and_the_timeout() {
         "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[poll]\nmax-body-bytes = 200\ntimeout = \"300ms\"\n",
     )
     .unwrap();
-    install_scripted(&setup, &source, "5s", "");
+    setup.scripted_plugin("scripted", &source, "5s", "");
     let host = setup.run();
     host.wait_for_log("is larger than the 200-byte cap", WAIT);
     host.expect_silence(Duration::from_millis(300));
@@ -136,8 +110,8 @@ fn poll_enforces_the_size_cap_and_the_timeout() {
 fn snapshots_over_the_limits_fail_and_change_nothing() {
     let source = Source::start(&script("complete", &[("a", json!({})), ("b", json!({}))]));
     let setup = Setup::new();
-    install_scripted(
-        &setup,
+    setup.scripted_plugin(
+        "scripted",
         &source,
         "5s",
         "max-entities = 2\nmax-snapshot-kb = 1",
@@ -174,19 +148,35 @@ fn snapshots_over_the_limits_fail_and_change_nothing() {
 }
 
 #[test]
-fn a_failing_collector_backs_off_then_is_quarantined() {
+fn a_failing_collector_backs_off_is_quarantined_and_released_by_the_operator() {
     let source = Source::start(&script("error", &[]));
     let setup = Setup::new();
-    install_scripted(
-        &setup,
+    setup.scripted_plugin(
+        "scripted",
         &source,
         "5s",
         "quarantine-after = 3\nmax-backoff = \"300ms\"",
     );
     let host = setup.run();
     host.wait_for_log(
-        "quarantined after 3 consecutive failed collects (limits.quarantine-after)",
+        "quarantined after 3 consecutive failures (limits.quarantine-after)",
         WAIT,
+    );
+    let status = setup.plugin_status("scripted");
+    assert_eq!(
+        status.health,
+        Health::Quarantined {
+            failures: 3,
+            reason: "collect failed, nothing changed: returned an error (unavailable): the script asked for an error".into()
+        }
+    );
+    assert_eq!(
+        (
+            status.counters.calls,
+            status.counters.failures,
+            status.counters.quarantines
+        ),
+        (3, 3, 1)
     );
     let failed = |log: &str| {
         log.lines()
@@ -198,5 +188,22 @@ fn a_failing_collector_backs_off_then_is_quarantined() {
     source.set(200, &script("complete", &[("a", json!({}))]));
     host.expect_silence(Duration::from_millis(800));
     assert_eq!(failed(&host.log()), 3);
+
+    // The operator releases it: it runs again, and what it reports arrives.
+    let refused = setup.command(&["plugin", "release", "nobody"]);
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim(),
+        "synchro: no plugin named `nobody` is running (running: scripted)"
+    );
+    let released = setup.command(&["plugin", "release", "scripted"]);
+    assert!(released.status.success(), "{released:?}");
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    assert_eq!(setup.plugin_status("scripted").health, Health::Running);
+    let again = setup.command(&["plugin", "release", "scripted"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr).trim(),
+        "synchro: `scripted` is not quarantined"
+    );
     host.stop();
 }

@@ -75,7 +75,11 @@ async fn collector(bus: &Bus, dir: &tempfile::TempDir, publish: &str) -> Collect
     .unwrap();
     let plugin = Plugin::load(&runtime, &manifest, &DefaultLimits::default()).unwrap();
     plugin.activate(&services).await.unwrap();
-    Collector::new(Arc::new(plugin), runtime, services)
+    Collector::new(
+        synchro::live::Live::new(Arc::new(plugin)),
+        runtime,
+        services,
+    )
 }
 
 async fn a_collector_asks_a_responder_on_the_bus(bus: Bus) {

@@ -83,7 +83,7 @@ impl wit::Host for Capability {
     ) -> Result<(), WitError> {
         if !self.call.grants.bus.publish.allows(&topic) {
             return Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "bus",
                 format_args!("publishing to topic `{topic}`"),
             ));
@@ -112,7 +112,7 @@ impl wit::Host for Capability {
     ) -> Result<wit::Message, WitError> {
         if !self.call.grants.bus.await_.allows(&topic) {
             return Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "bus",
                 format_args!("awaiting responses on topic `{topic}`"),
             ));

@@ -37,7 +37,7 @@ impl Capability {
 impl wit::Host for Capability {
     async fn emit_change(&mut self, c: wit::Change) -> Result<(), WitError> {
         if !self.call.grants.emit.allowed {
-            return Err(denied(&self.call.plugin, "emit", "emitting changes"));
+            return Err(denied(&self.call, "emit", "emitting changes"));
         }
         let size = c.entity.key.len() + c.entity.kind.len() + c.entity.properties.len();
         let limit = self.call.limits.max_message_bytes;

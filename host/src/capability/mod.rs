@@ -68,18 +68,25 @@ pub struct CallContext {
     pub grants: Arc<Grants>,
     pub services: Services,
     pub limits: crate::runtime::CallLimits,
+    /// Where denials are counted.
+    pub status: Arc<crate::status::Status>,
     /// When the call's deadline passes; host waits never outlast it.
     pub deadline: Instant,
 }
 
 impl CallContext {
     /// The context of a call of `plugin` starting now.
-    pub fn new(plugin: &crate::plugin::Plugin, services: &Services) -> CallContext {
+    pub fn new(
+        plugin: &crate::plugin::Plugin,
+        status: &Arc<crate::status::Status>,
+        services: &Services,
+    ) -> CallContext {
         CallContext {
             plugin: plugin.name.clone(),
             grants: plugin.grants.clone(),
             services: services.clone(),
             limits: plugin.limits,
+            status: status.clone(),
             deadline: Instant::now() + plugin.limits.deadline,
         }
     }
@@ -178,13 +185,14 @@ impl CallContext {
     }
 }
 
-/// Logs and builds the error a plugin gets for a denied call.
+/// Logs, counts and builds the error a plugin gets for a denied call.
 fn denied(
-    plugin: &str,
+    call: &CallContext,
     capability: &str,
     what: impl std::fmt::Display,
 ) -> crate::runtime::convert::WitError {
-    tracing::warn!(plugin, capability, "denied: {what}");
+    tracing::warn!(plugin = %call.plugin, capability, "denied: {what}");
+    crate::status::Counters::bump(&call.status.counters.denials);
     crate::runtime::convert::error(
         crate::runtime::convert::ErrorCode::Denied,
         format!("{capability}: {what} is not granted by the manifest"),

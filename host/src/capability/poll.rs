@@ -121,11 +121,7 @@ impl wit::Host for Capability {
             )
         })?;
         if !self.call.grants.poll.origins.iter().any(|o| o.allows(&url)) {
-            return Err(denied(
-                &self.call.plugin,
-                "poll",
-                format_args!("fetching `{url}`"),
-            ));
+            return Err(denied(&self.call, "poll", format_args!("fetching `{url}`")));
         }
         let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| {
             Self::fail(

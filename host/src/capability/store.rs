@@ -74,7 +74,7 @@ impl wit::Host for Capability {
         let found = self.state(move |s| s.model_get(&key)).await?;
         match found {
             Some(e) if !self.readable(&e) => Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "store",
                 format_args!("reading kind `{}`", e.kind()),
             )),
@@ -87,7 +87,7 @@ impl wit::Host for Capability {
             && !self.call.grants.store.read.allows(kind)
         {
             return Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "store",
                 format_args!("reading kind `{kind}`"),
             ));
@@ -108,7 +108,7 @@ impl wit::Host for Capability {
             .map_err(|e| convert::error(ErrorCode::InvalidInput, e.to_string()))?;
         if !self.call.grants.store.write.allows(entity.kind()) {
             return Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "store",
                 format_args!("writing kind `{}`", entity.kind()),
             ));
@@ -138,7 +138,7 @@ impl wit::Host for Capability {
         };
         if !self.call.grants.store.write.allows(existing.kind()) {
             return Err(denied(
-                &self.call.plugin,
+                &self.call,
                 "store",
                 format_args!("deleting kind `{}`", existing.kind()),
             ));

@@ -253,7 +253,13 @@ fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
             tracing::debug!("plugin trap: {:?}", anyhow::Error::from(error));
             CallError::Trap(trap.to_string())
         }
-        None => CallError::Trap(format!("{:#}", anyhow::Error::from(error))),
+        // A limiter refusal and the like: the root cause names it; the wasm backtrace
+        // wrapped around it is for debug logs only.
+        None => {
+            let error = anyhow::Error::from(error);
+            tracing::debug!("plugin trap: {error:?}");
+            CallError::Trap(error.root_cause().to_string())
+        }
     }
 }
 

@@ -161,6 +161,99 @@ impl Setup {
         );
     }
 
+    /// Installs the scripted collector as `name`, driven by `source`; `limits` are extra
+    /// lines of its `[limits]`. Without any, failures neither back off nor quarantine it,
+    /// so a test can walk through many. `extra` is appended to the manifest.
+    pub fn scripted_plugin(&self, name: &str, source: &Source, deadline: &str, limits: &str) {
+        self.scripted_plugin_with(name, source, deadline, limits, "");
+    }
+
+    pub fn scripted_plugin_with(
+        &self,
+        name: &str,
+        source: &Source,
+        deadline: &str,
+        limits: &str,
+        capabilities: &str,
+    ) {
+        let limits = if limits.is_empty() {
+            "quarantine-after = 1000\nmax-backoff = \"100ms\""
+        } else {
+            limits
+        };
+        std::fs::copy(
+            plugin("scripted-collector"),
+            self.plugin_dir().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        self.write(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+                 [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
+                 [limits]\ndeadline = \"{deadline}\"\n{limits}\n\
+                 [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n{capabilities}\n\
+                 [settings]\nurl = \"{}\"\n",
+                source.origin(),
+                source.url()
+            ),
+        );
+    }
+
+    /// What `synchro status --json` says about the running host.
+    pub fn status(&self) -> synchro::status::HostReport {
+        self.try_status().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The status, or why `synchro status` failed (the host may not listen yet).
+    pub fn try_status(&self) -> Result<synchro::status::HostReport, String> {
+        let output = self.command(&["status", "--json"]);
+        if !output.status.success() {
+            return Err(format!(
+                "synchro status failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+    }
+
+    /// The status of plugin `name`.
+    pub fn plugin_status(&self, name: &str) -> synchro::status::PluginReport {
+        let report = self.status();
+        report
+            .plugins
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no plugin `{name}` in {report:?}"))
+            .clone()
+    }
+
+    /// Waits until the status of `name` satisfies `condition`; returns it.
+    pub fn wait_status(
+        &self,
+        name: &str,
+        timeout: Duration,
+        condition: impl Fn(&synchro::status::PluginReport) -> bool,
+    ) -> synchro::status::PluginReport {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let report = self.try_status();
+            if let Some(plugin) = report
+                .as_ref()
+                .ok()
+                .and_then(|r| r.plugins.iter().find(|p| p.name == name))
+                && condition(plugin)
+            {
+                return plugin.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the status of `{name}` never matched: {report:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn write(&self, file: &str, content: &str) {
         std::fs::write(self.plugin_dir().join(file), content).unwrap();
     }
@@ -297,6 +390,10 @@ impl Running {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log(&self) -> String {

@@ -1,37 +1,56 @@
-//! A collector for tests, driven by the JSON document at the `url` setting:
+//! A collector for tests — well-behaved or hostile — driven by the JSON document at the
+//! `url` setting:
 //!
 //! ```json
 //! { "mode": "complete", "entities": [ { "key": "a", "kind": "k", "properties": {} } ] }
 //! ```
 //!
-//! It adds the entities, then behaves as `mode` says: `complete` or `partial` succeed
-//! with that completeness; `error` returns an error; `trap` panics (a wasm trap); `spin`
-//! loops forever (the host's deadline must stop it). Properties may be any JSON value, so
-//! tests can send invalid ones.
+//! It adds the entities, then behaves as `mode` says:
+//!
+//! - `complete` / `partial`: succeed with that completeness;
+//! - `error`: return an error; `trap`: panic (a wasm trap);
+//! - `spin`: loop forever (the host's deadline must stop it);
+//! - `memory-bomb`: allocate until memory runs out (the host's memory cap must stop it);
+//! - `recursion`: recurse without end (the stack limit must stop it);
+//! - `many`: add `count` generated entities (the snapshot caps must stop it);
+//! - `poll`: fetch the URL in `target` (a denied origin must be refused);
+//! - `publish`: publish to the topic in `target` (an ungranted topic must be refused);
+//! - `await`: await a response on `target` that never comes, for `timeout-ms`;
+//! - `probe`: try to read a file, the environment and open a TCP socket to `target`, and
+//!   report what happened as the properties of entity `probe` — the sandbox must have
+//!   refused all three.
+//!
+//! Properties may be any JSON value, so tests can send invalid ones.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use synchro_guest::{
-    Collector, Completeness, Entity, Error, ErrorCode, Snapshot, config, error, http,
+    Collector, Completeness, Entity, Error, ErrorCode, Snapshot, bus, config, error, http,
 };
 
 struct Scripted;
 
+fn entity(key: &str, kind: &str, properties: String) -> Entity {
+    Entity {
+        key: key.to_owned(),
+        kind: kind.to_owned(),
+        properties,
+        schema_version: None,
+        edge: None,
+    }
+}
+
 impl Collector for Scripted {
     fn collect(snapshot: &mut Snapshot) -> Result<Completeness, Error> {
         let script = http::get_json(&config::require("url")?)?;
-        for entity in script["entities"].as_array().into_iter().flatten() {
-            let text = |field: &str| entity[field].as_str().unwrap_or_default().to_owned();
-            snapshot.add(Entity {
-                key: text("key"),
-                kind: text("kind"),
-                properties: match &entity["properties"] {
-                    Value::String(raw) => raw.clone(),
-                    other => other.to_string(),
-                },
-                schema_version: None,
-                edge: None,
-            })?;
+        for e in script["entities"].as_array().into_iter().flatten() {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            let properties = match &e["properties"] {
+                Value::String(raw) => raw.clone(),
+                other => other.to_string(),
+            };
+            snapshot.add(entity(&text("key"), &text("kind"), properties))?;
         }
+        let target = script["target"].as_str().unwrap_or_default();
         match script["mode"].as_str().unwrap_or("complete") {
             "complete" => Ok(Completeness::Complete),
             "partial" => Ok(Completeness::Partial),
@@ -46,11 +65,64 @@ impl Collector for Scripted {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+                }
+            }
+            "recursion" => Ok(if recurse(u64::MAX) == 0 {
+                Completeness::Complete
+            } else {
+                Completeness::Partial
+            }),
+            "many" => {
+                let count = script["count"].as_u64().unwrap_or(0);
+                for i in 0..count {
+                    snapshot.add(entity(&format!("e{i}"), "many", "{}".into()))?;
+                }
+                Ok(Completeness::Complete)
+            }
+            "poll" => http::get(target).map(|_| Completeness::Complete),
+            "publish" => {
+                bus::publish(target, None, b"{}", &[]).map(|()| Completeness::Complete)
+            }
+            "await" => {
+                let timeout = script["timeout-ms"].as_u64().unwrap_or(3_600_000) as u32;
+                bus::await_response(target, "never", timeout).map(|_| Completeness::Complete)
+            }
+            "probe" => {
+                let report = json!({
+                    "file": outcome(std::fs::read("/etc/passwd").map(|b| b.len())),
+                    "dir": outcome(std::fs::read_dir(".").map(|d| d.count())),
+                    "env": std::env::vars().count(),
+                    "socket": outcome(std::net::TcpStream::connect(target).map(|_| "connected")),
+                });
+                snapshot.add(entity("probe", "probe", report.to_string()))?;
+                Ok(Completeness::Complete)
+            }
             other => Err(error(
                 ErrorCode::InvalidInput,
                 format!("unknown mode `{other}`"),
             )),
         }
+    }
+}
+
+/// Recurses `depth` times, keeping a frame alive at each level.
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    let frame = std::hint::black_box([depth; 16]);
+    // Indexing by the result keeps the call from being turned into a loop.
+    frame[(recurse(depth - 1) % 16) as usize]
+}
+
+fn outcome<T: std::fmt::Debug>(result: std::io::Result<T>) -> String {
+    match result {
+        Ok(value) => format!("ok: {value:?}"),
+        Err(e) => format!("refused: {e}"),
     }
 }
 

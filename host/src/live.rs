@@ -1,0 +1,106 @@
+//! The running version of one plugin, which a reload replaces without stopping it.
+//!
+//! Each call takes the version that is current when it starts and keeps it to the end:
+//! a swap is one pointer store, in-flight calls finish on the old version, and the next
+//! call runs the new one. Nothing else changes hands — baselines, consumer offsets and
+//! counters belong to the plugin, not to a version.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::plugin::Plugin;
+use crate::status::{Counters, Health, Status};
+
+pub struct Live {
+    version: watch::Sender<Arc<Plugin>>,
+    /// Bumped by each release, waking every task of the plugin that is quarantined.
+    releases: watch::Sender<u64>,
+    pub status: Arc<Status>,
+}
+
+/// Why a release was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not quarantined")]
+pub struct NotQuarantined(pub String);
+
+impl Live {
+    pub fn new(plugin: Arc<Plugin>) -> Arc<Live> {
+        Arc::new(Live {
+            version: watch::Sender::new(plugin),
+            releases: watch::Sender::new(0),
+            status: Arc::default(),
+        })
+    }
+
+    /// The version new calls go to.
+    pub fn current(&self) -> Arc<Plugin> {
+        self.version.borrow().clone()
+    }
+
+    /// Wakes on each swap after this call.
+    pub fn versions(&self) -> watch::Receiver<Arc<Plugin>> {
+        self.version.subscribe()
+    }
+
+    /// Makes `plugin` the version new calls go to. A new version also ends a quarantine:
+    /// it deserves its own chance.
+    pub fn swap(&self, plugin: Arc<Plugin>) {
+        self.version.send_replace(plugin);
+        self.status.set_reload_error(None);
+        Counters::bump(&self.status.counters.reloads);
+    }
+
+    /// Ends a quarantine: the plugin is called again on its normal schedule.
+    pub fn release(&self) -> Result<(), NotQuarantined> {
+        if !matches!(self.status.health(), Health::Quarantined { .. }) {
+            return Err(NotQuarantined(self.current().name.to_string()));
+        }
+        self.releases.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Quarantines the plugin and waits until an operator releases it, a new version is
+    /// swapped in, or `shutdown`; `false` on shutdown. A quarantined plugin costs nothing
+    /// but this wait.
+    pub async fn quarantine(
+        &self,
+        failures: u32,
+        reason: String,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut releases = self.releases.subscribe();
+        let mut versions = self.versions();
+        let name = self.current().name.clone();
+        tracing::error!(
+            plugin = %name,
+            "quarantined after {failures} consecutive failures (limits.quarantine-after); the last: {reason}. \
+             It is not called again until `synchro plugin release {name}` or a new version"
+        );
+        self.status
+            .set_health(Health::Quarantined { failures, reason });
+        Counters::bump(&self.status.counters.quarantines);
+        let resumed = tokio::select! {
+            _ = releases.changed() => true,
+            _ = versions.changed() => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        if resumed {
+            tracing::info!(plugin = %name, "released from quarantine");
+            self.status.set_health(Health::Running);
+        }
+        resumed
+    }
+
+    /// Records the outcome of one call in the plugin's health.
+    pub fn record(&self, outcome: Result<(), (u32, String)>) {
+        let health = match outcome {
+            Ok(()) => Health::Running,
+            Err((failures, last_error)) => Health::BackingOff {
+                failures,
+                last_error,
+            },
+        };
+        self.status.set_health(health);
+    }
+}

@@ -1,0 +1,75 @@
+//! Watches the plugin directory (and the directories of components kept elsewhere) so
+//! that a changed, added or removed plugin is noticed within milliseconds.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// Writes that arrive this close together are one change: a copy of a component is
+/// several writes, and loading it halfway through would only log a spurious error.
+const SETTLE: Duration = Duration::from_millis(20);
+
+pub struct DirWatcher {
+    watcher: notify::RecommendedWatcher,
+    changes: mpsc::Receiver<()>,
+    watched: HashSet<PathBuf>,
+}
+
+impl DirWatcher {
+    pub fn new() -> anyhow::Result<DirWatcher> {
+        // One pending signal is enough: a scan looks at every file anyway.
+        let (tx, changes) = mpsc::channel(1);
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = match event {
+                // Reading files (which every scan does) must not trigger another scan.
+                Ok(event) => match event.kind {
+                    EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                    EventKind::Access(_) => false,
+                    _ => true,
+                },
+                // An overflowed queue lost events: scan to be safe.
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = tx.try_send(());
+            }
+        })
+        .context("cannot watch the plugin directory")?;
+        Ok(DirWatcher {
+            watcher,
+            changes,
+            watched: HashSet::new(),
+        })
+    }
+
+    /// Watches the files directly in `dir` (idempotent).
+    pub fn watch(&mut self, dir: &Path) -> anyhow::Result<()> {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        if self.watched.contains(&dir) {
+            return Ok(());
+        }
+        self.watcher
+            .watch(&dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch {}", dir.display()))?;
+        self.watched.insert(dir);
+        Ok(())
+    }
+
+    /// Waits for a change, then for the writes around it to settle.
+    pub async fn changed(&mut self) {
+        if self.changes.recv().await.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(SETTLE).await;
+            if self.changes.try_recv().is_err() {
+                return;
+            }
+        }
+    }
+}
