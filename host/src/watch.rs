@@ -17,6 +17,8 @@ const SETTLE: Duration = Duration::from_millis(20);
 pub struct DirWatcher {
     watcher: notify::RecommendedWatcher,
     changes: mpsc::Receiver<()>,
+    /// A change was received but not yet reported: kept across a cancelled `changed`.
+    pending: bool,
     watched: HashSet<PathBuf>,
 }
 
@@ -43,6 +45,7 @@ impl DirWatcher {
         Ok(DirWatcher {
             watcher,
             changes,
+            pending: false,
             watched: HashSet::new(),
         })
     }
@@ -60,14 +63,19 @@ impl DirWatcher {
         Ok(())
     }
 
-    /// Waits for a change, then for the writes around it to settle.
+    /// Waits for a change, then for the writes around it to settle. Cancel-safe: a
+    /// change received before the future is dropped is reported by the next call.
     pub async fn changed(&mut self) {
-        if self.changes.recv().await.is_none() {
-            return std::future::pending().await;
+        if !self.pending {
+            if self.changes.recv().await.is_none() {
+                return std::future::pending().await;
+            }
+            self.pending = true;
         }
         loop {
             tokio::time::sleep(SETTLE).await;
             if self.changes.try_recv().is_err() {
+                self.pending = false;
                 return;
             }
         }

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use synchro::bus::{Bus, Consumer, Message, StartFrom, Topics};
 use synchro::capability::Services;
-use synchro::config::{DefaultLimits, PollSettings};
+use synchro::config::{Config, DefaultLimits, PollSettings};
 use synchro::event_step::EventStep;
 use synchro::plugin::Plugin;
+use synchro::registry::Registry;
 use synchro::runtime::Runtime;
 use synchro::state::State;
+use synchro::status::{Health, PluginReport};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -222,6 +224,143 @@ async fn two_plugins_on_one_topic_each_see_every_event(bus: Bus) {
     stop(stopper, tasks).await;
 }
 
+/// A registry running the people step from a plugin directory, as `synchro run` does.
+struct Live {
+    dir: tempfile::TempDir,
+    registry: Registry,
+}
+
+fn people_manifest(version: &str, limits: &str) -> String {
+    format!(
+        "name = \"people\"\nversion = \"{version}\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"Stream\"]\nstart = \"earliest\"\nretries = 0\nbackoff = \"10ms\"\n\
+         [limits]\n{limits}\n\
+         [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n"
+    )
+}
+
+async fn live(bus: &Bus, limits: &str) -> Live {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(common::plugin("xos-people"), plugins.join("people.wasm")).unwrap();
+    std::fs::write(
+        plugins.join("people.toml"),
+        people_manifest("0.1.0", limits),
+    )
+    .unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        plugin_dir: plugins,
+        watch: false,
+        ..Config::default()
+    };
+    let runtime = Arc::new(Runtime::new(&config.data_dir.join("cache")).unwrap());
+    let state = Arc::new(State::open(&config.data_dir).unwrap());
+    let services = Services::new(bus.clone(), state, PollSettings::default()).unwrap();
+    let mut registry = Registry::new(runtime, services, config);
+    registry.scan().await;
+    Live { dir, registry }
+}
+
+impl Live {
+    fn people(&self) -> PluginReport {
+        self.registry
+            .report()
+            .plugins
+            .into_iter()
+            .next()
+            .expect("people runs")
+    }
+
+    async fn wait(&self, condition: impl Fn(&PluginReport) -> bool) -> PluginReport {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let report = self.people();
+            if condition(&report) {
+                return report;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never: {report:#?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn person(i: usize) -> String {
+    format!(r#"{{"first_name": "p{i}", "last_name": "stream"}}"#)
+}
+
+async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
+    const BATCHES: usize = 10;
+    const PER_BATCH: usize = 100;
+    let mut live = live(&bus, "").await;
+    let mut changes = bus
+        .consume(
+            "test-changes",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    for batch in 0..BATCHES {
+        for i in 0..PER_BATCH {
+            bus.publish(Message::new(
+                "Stream",
+                person(batch * PER_BATCH + i).into_bytes(),
+            ))
+            .await
+            .unwrap();
+        }
+        // Half the swaps come from a changed manifest, half from the admin command.
+        if batch % 2 == 0 {
+            std::fs::write(
+                live.dir.path().join("plugins/people.toml"),
+                people_manifest(&format!("0.2.{batch}"), ""),
+            )
+            .unwrap();
+            live.registry.scan().await;
+        } else {
+            live.registry.reload("people").await.unwrap();
+        }
+    }
+    let total = (BATCHES * PER_BATCH) as u64;
+    let at_last_swap = live.people().counters.processed;
+    assert!(at_last_swap < total, "the swaps must happen while events flow");
+    live.wait(|p| p.counters.processed >= total).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = live.people();
+    assert_eq!(
+        report.counters.processed, total,
+        "every event exactly once: {report:#?}"
+    );
+    assert_eq!(report.counters.failures, 0, "{report:#?}");
+    assert_eq!(report.counters.reloads, BATCHES as u64, "{report:#?}");
+    assert_eq!(report.version, "0.2.8");
+    let mut people = std::collections::BTreeSet::new();
+    while people.len() < BATCHES * PER_BATCH {
+        people.insert(changed_key(&*next(&mut changes).await));
+    }
+    live.registry.shutdown().await;
+}
+
+async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release(bus: Bus) {
+    let live = live(&bus, "quarantine-after = 2").await;
+    send(&bus, "Stream", &["poison one", "poison two", &person(1)]).await;
+    let report = live
+        .wait(|p| matches!(p.health, Health::Quarantined { .. }))
+        .await;
+    assert_eq!(report.counters.dead_lettered, 2, "{report:#?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        live.people().counters.processed,
+        0,
+        "quarantined: the good event waits"
+    );
+    live.registry.release("people").unwrap();
+    let report = live.wait(|p| p.counters.processed == 1).await;
+    assert_eq!(report.health, Health::Running);
+    live.registry.shutdown().await;
+}
+
 macro_rules! suite {
     ($module:ident, $bus:expr) => {
         mod $module {
@@ -230,6 +369,17 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn poison_is_dead_lettered_and_the_stream_goes_on() {
                 super::poison_is_dead_lettered_and_the_stream_goes_on($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn reloads_while_events_flow_lose_and_repeat_nothing() {
+                super::reloads_while_events_flow_lose_and_repeat_nothing($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release() {
+                super::a_failing_event_step_is_quarantined_and_the_rest_waits_for_release($bus)
+                    .await
             }
 
             #[tokio::test(flavor = "multi_thread")]
