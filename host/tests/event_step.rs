@@ -324,7 +324,10 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
     }
     let total = (BATCHES * PER_BATCH) as u64;
     let at_last_swap = live.people().counters.processed;
-    assert!(at_last_swap < total, "the swaps must happen while events flow");
+    assert!(
+        at_last_swap < total,
+        "the swaps must happen while events flow"
+    );
     live.wait(|p| p.counters.processed >= total).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = live.people();

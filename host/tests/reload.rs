@@ -86,7 +86,9 @@ fn plugins_are_swapped_live_keeping_their_baseline_and_bad_versions_change_nothi
     assert!(reloaded.status.success(), "{reloaded:?}");
     assert!(
         out.starts_with("reloaded inv 0.2.0 in ")
-            && out.trim_end().ends_with("ms (compiled component from the cache)"),
+            && out
+                .trim_end()
+                .ends_with("ms (compiled component from the cache)"),
         "{out}"
     );
     let unknown = setup.command(&["plugin", "reload", "nope"]);

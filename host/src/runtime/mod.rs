@@ -9,6 +9,7 @@
 pub mod bindings;
 mod cache;
 mod collect;
+mod contract;
 pub mod convert;
 mod event;
 
@@ -23,6 +24,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::Origin;
 pub use collect::{Collected, SnapshotSink};
+pub use contract::Contract;
 pub use event::EventSession;
 
 use crate::capability::{self, CallContext, Capabilities};
@@ -158,6 +160,25 @@ impl Runtime {
     /// Links `component` and checks it against the world of each role in `roles`,
     /// saying exactly what does not match.
     pub fn prepare(
+        &self,
+        component: &Component,
+        roles: &[crate::manifest::Role],
+    ) -> anyhow::Result<Prepared> {
+        let mut names = self.imports(component);
+        names.extend(
+            component
+                .component_type()
+                .exports(&self.engine)
+                .map(|(name, _)| name.to_owned()),
+        );
+        match Contract::of_component(names.iter().map(String::as_str))
+            .map_err(anyhow::Error::msg)?
+        {
+            Contract::V0_1 => self.prepare_v0_1(component, roles),
+        }
+    }
+
+    fn prepare_v0_1(
         &self,
         component: &Component,
         roles: &[crate::manifest::Role],
