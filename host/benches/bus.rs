@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use synchro::bus::{Bus, CorrelationId, Message, StartFrom, Topics};
 use synchro::capability::Services;
-use synchro::config::{DefaultLimits, PollSettings};
+use synchro::config::{Config, PollSettings};
 use synchro::event_step::EventStep;
 use synchro::plugin::Plugin;
 use synchro::runtime::Runtime;
@@ -51,11 +51,7 @@ async fn throughput(bus: &Bus, wasm: &std::path::Path, count: u64) -> anyhow::Re
         &manifest,
         "name = \"bench\"\nversion = \"0\"\nroles = [\"event-step\"]\n[events]\ntopics = [\"bench\"]\nstart = \"earliest\"\n",
     )?;
-    let plugin = Arc::new(Plugin::load(
-        &runtime,
-        &manifest,
-        &DefaultLimits::default(),
-    )?);
+    let plugin = Arc::new(Plugin::load(&runtime, &manifest, &Config::default())?);
     fill(bus, "bench", count).await?;
 
     let started = Instant::now();

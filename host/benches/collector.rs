@@ -55,7 +55,7 @@ fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
     let manifest = manifest(count, cycle);
     Arc::new(Plugin {
         name: "bench".into(),
-        grants: Arc::new(Grants::from_manifest(&manifest).unwrap()),
+        grants: Arc::new(Grants::from_manifest(&manifest, None).unwrap()),
         manifest,
         prepared: prepared.clone(),
         limits: LIMITS,

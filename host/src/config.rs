@@ -42,6 +42,19 @@ impl Default for DefaultLimits {
     }
 }
 
+/// The most any plugin gets, whatever its manifest asks: a manifest asking for more is
+/// held to the ceiling (and the log says so). Unset: no ceiling.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Ceilings {
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    pub memory_mb: Option<u64>,
+    pub max_entities: Option<u64>,
+    pub max_snapshot_kb: Option<u64>,
+    pub max_message_kb: Option<u64>,
+}
+
 /// Host-side settings of the `poll` capability.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -80,6 +93,14 @@ pub struct Config {
     /// Where plugin manifests (`*.toml`) and their components are.
     pub plugin_dir: PathBuf,
     pub limits: DefaultLimits,
+    pub ceilings: Ceilings,
+    /// The operator's grants, per plugin name: the same shape as a manifest's
+    /// `[capabilities]`. A plugin with an entry gets only what both its manifest asks for
+    /// and the entry allows.
+    pub grants: std::collections::BTreeMap<String, toml::Table>,
+    /// Whether a plugin without a `[grants.NAME]` entry is granted nothing (`true`) or
+    /// what its manifest asks for (`false`, the default).
+    pub grants_required: bool,
     pub poll: PollSettings,
     pub bus: BusSettings,
     pub admin: crate::admin::AdminSettings,
@@ -93,6 +114,9 @@ impl Default for Config {
             data_dir: PathBuf::from(".synchro"),
             plugin_dir: PathBuf::from("plugins.d"),
             limits: DefaultLimits::default(),
+            ceilings: Ceilings::default(),
+            grants: Default::default(),
+            grants_required: false,
             poll: PollSettings::default(),
             bus: BusSettings::default(),
             admin: crate::admin::AdminSettings::default(),
@@ -102,6 +126,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The operator's grants for plugin `name`: its `[grants.NAME]`, nothing when grants
+    /// are required and it has none, or `None`: as the manifest asks.
+    pub fn grants_for(&self, name: &str) -> Option<std::borrow::Cow<'_, toml::Table>> {
+        match self.grants.get(name) {
+            Some(table) => Some(std::borrow::Cow::Borrowed(table)),
+            None if self.grants_required => Some(std::borrow::Cow::Owned(toml::Table::new())),
+            None => None,
+        }
+    }
+
     /// Reads `path`; relative directories in it are relative to the file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)

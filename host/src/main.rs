@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use synchro::bus::{Bus, Filter};
 use synchro::config::Config;
 use synchro::host::Host;
-use synchro::manifest::Manifest;
 use synchro::runtime::Runtime;
 use synchro::state::State;
 use synchro::toolchain::Route;
@@ -385,34 +384,61 @@ fn readable(message: &synchro::bus::Message) -> String {
     line
 }
 
-/// `synchro plugin check`: which roles a component implements, or what does not match.
+/// `synchro plugin check`: which roles a component implements, or what does not match;
+/// for a manifest, also what it asks for and what this host's config grants it.
 fn check(file: &Path, config: &Config) -> anyhow::Result<()> {
     let runtime = Runtime::new(&config.data_dir.join("cache"))?;
-    let (component_path, manifest) = if file.extension().is_some_and(|e| e == "toml") {
-        let manifest = Manifest::load(file)?;
-        synchro::capability::Grants::from_manifest(&manifest)?;
-        (manifest.component.clone(), Some(manifest))
-    } else {
-        (file.to_owned(), None)
-    };
-    let bytes = std::fs::read(&component_path)
-        .with_context(|| format!("cannot read {}", component_path.display()))?;
+    if file.extension().is_some_and(|e| e == "toml") {
+        let plugin = synchro::plugin::Plugin::load(&runtime, file, config)?;
+        let manifest = &plugin.manifest;
+        println!(
+            "{}: ok ({} {}, component {})",
+            file.display(),
+            manifest.name,
+            manifest.version,
+            manifest.component.display()
+        );
+        for role in &manifest.roles {
+            println!("  role {}: ok", role.name());
+        }
+        for (name, ask) in &manifest.capabilities {
+            println!("  asks for {name}: {ask}");
+        }
+        let narrowed = if plugin.grants.narrowed {
+            " (narrowed by the host config's grants)"
+        } else {
+            ""
+        };
+        println!("  granted{narrowed}:");
+        for (name, grant) in plugin.grants.describe() {
+            println!("    {name}: {grant}");
+        }
+        let l = &plugin.limits;
+        println!(
+            "  limits: deadline {:?}, memory {} MiB, {} entities / {} KiB per snapshot, {} KiB per message; quarantined after {} failures",
+            l.deadline,
+            l.memory_bytes >> 20,
+            l.max_entities,
+            l.max_snapshot_bytes >> 10,
+            l.max_message_bytes >> 10,
+            plugin.failure.quarantine_after
+        );
+        return Ok(());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (component, _) = runtime
         .compile(&bytes)
-        .with_context(|| format!("{} is not a valid component", component_path.display()))?;
+        .with_context(|| format!("{} is not a valid component", file.display()))?;
     println!(
         "{}: a component of {} KiB",
-        component_path.display(),
+        file.display(),
         bytes.len() / 1024
     );
-    let roles = match &manifest {
-        Some(manifest) => manifest.roles.clone(),
-        None => runtime.exported_roles(&component),
-    };
+    let roles = runtime.exported_roles(&component);
     if roles.is_empty() {
         anyhow::bail!(
-            "{} exports none of the synchro:plugin@0.1.0 roles (collector, event-step, model-policy, sync-step); its exports do not match",
-            component_path.display()
+            "{} exports none of the synchro:plugin roles (collector, event-step, model-policy, sync-step); its exports do not match",
+            file.display()
         );
     }
     for role in &roles {
@@ -423,16 +449,5 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<()> {
     }
     let imports = runtime.imports(&component);
     println!("  imports ({}): {}", imports.len(), imports.join(", "));
-    if let Some(manifest) = manifest {
-        println!(
-            "  manifest {}: ok ({} {})",
-            file.display(),
-            manifest.name,
-            manifest.version
-        );
-        for (name, grant) in &manifest.capabilities {
-            println!("  asks for {name}: {grant}");
-        }
-    }
     Ok(())
 }

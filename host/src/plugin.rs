@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::capability::{Grants, Services};
-use crate::config::DefaultLimits;
+use crate::config::Config;
 use crate::manifest::Manifest;
 use crate::runtime::{CallLimits, Origin, Prepared, Runtime};
 
@@ -23,14 +23,12 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// Loads the plugin described by the manifest at `path`.
-    pub fn load(
-        runtime: &Runtime,
-        path: &Path,
-        defaults: &DefaultLimits,
-    ) -> anyhow::Result<Plugin> {
+    /// Loads the plugin described by the manifest at `path`, under the operator's
+    /// defaults, ceilings and grants in `config`.
+    pub fn load(runtime: &Runtime, path: &Path, config: &Config) -> anyhow::Result<Plugin> {
         let manifest = Manifest::load(path)?;
-        let grants = Grants::from_manifest(&manifest)?;
+        let grants =
+            Grants::from_manifest(&manifest, config.grants_for(&manifest.name).as_deref())?;
         let bytes = std::fs::read(&manifest.component).with_context(|| {
             format!(
                 "{}: cannot read its component {}",
@@ -51,13 +49,40 @@ impl Plugin {
                 )
             })?;
         let asked = &manifest.limits;
+        let (defaults, ceilings) = (&config.limits, &config.ceilings);
+        let name = manifest.name.as_str();
+        let deadline = held(
+            name,
+            "deadline",
+            asked.deadline.unwrap_or(defaults.deadline),
+            ceilings.deadline,
+        );
         let limits = CallLimits {
-            deadline: asked.deadline.unwrap_or(defaults.deadline),
-            memory_bytes: (asked.memory_mb.unwrap_or(defaults.memory_mb) << 20) as usize,
-            max_entities: asked.max_entities.unwrap_or(defaults.max_entities),
-            max_snapshot_bytes: asked.max_snapshot_kb.unwrap_or(defaults.max_snapshot_kb) << 10,
-            max_message_bytes: (asked.max_message_kb.unwrap_or(defaults.max_message_kb) << 10)
-                as usize,
+            deadline,
+            memory_bytes: (held(
+                name,
+                "memory-mb",
+                asked.memory_mb.unwrap_or(defaults.memory_mb),
+                ceilings.memory_mb,
+            ) << 20) as usize,
+            max_entities: held(
+                name,
+                "max-entities",
+                asked.max_entities.unwrap_or(defaults.max_entities),
+                ceilings.max_entities,
+            ),
+            max_snapshot_bytes: held(
+                name,
+                "max-snapshot-kb",
+                asked.max_snapshot_kb.unwrap_or(defaults.max_snapshot_kb),
+                ceilings.max_snapshot_kb,
+            ) << 10,
+            max_message_bytes: (held(
+                name,
+                "max-message-kb",
+                asked.max_message_kb.unwrap_or(defaults.max_message_kb),
+                ceilings.max_message_kb,
+            ) << 10) as usize,
         };
         let failure = crate::failure::Policy {
             quarantine_after: asked
@@ -83,6 +108,25 @@ impl Plugin {
             .activate(services)
             .await
             .with_context(|| format!("{}: cannot set up its grants", self.manifest.path.display()))
+    }
+}
+
+/// `value`, unless it is above the operator's `ceiling`: then the ceiling, logged.
+fn held<T: PartialOrd + std::fmt::Debug>(
+    plugin: &str,
+    field: &str,
+    value: T,
+    ceiling: Option<T>,
+) -> T {
+    match ceiling {
+        Some(ceiling) if value > ceiling => {
+            tracing::warn!(
+                plugin = %plugin,
+                "limits.{field} = {value:?} is above the operator's ceiling: held to {ceiling:?}"
+            );
+            ceiling
+        }
+        _ => value,
     }
 }
 

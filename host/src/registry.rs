@@ -271,8 +271,8 @@ impl Registry {
     async fn load_checked(&self, path: &Path) -> Result<Plugin, String> {
         let runtime = self.runtime.clone();
         let owned = path.to_owned();
-        let limits = self.config.limits.clone();
-        let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &owned, &limits))
+        let config = self.config.clone();
+        let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &owned, &config))
             .await
             .map_err(|e| format!("{}: loading panicked: {e}", path.display()))?
             .map_err(|e| format!("{e:#}"))?;

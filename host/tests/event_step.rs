@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use synchro::bus::{Bus, Consumer, Message, StartFrom, Topics};
 use synchro::capability::Services;
-use synchro::config::{Config, DefaultLimits, PollSettings};
+use synchro::config::{Config, PollSettings};
 use synchro::event_step::EventStep;
 use synchro::plugin::Plugin;
 use synchro::registry::Registry;
@@ -48,7 +48,7 @@ async fn host(bus: &Bus, names: &[&str], topic: &str) -> Host {
             ),
         )
         .unwrap();
-        let plugin = Plugin::load(&runtime, &manifest, &DefaultLimits::default()).unwrap();
+        let plugin = Plugin::load(&runtime, &manifest, &Config::default()).unwrap();
         plugin.activate(&services).await.unwrap();
         plugins.push(Arc::new(plugin));
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use synchro::bus::{Bus, Message, StartFrom, Topics};
 use synchro::capability::Services;
 use synchro::collector::Collector;
-use synchro::config::{DefaultLimits, PollSettings};
+use synchro::config::{Config, PollSettings};
 use synchro::plugin::Plugin;
 use synchro::runtime::Runtime;
 use synchro::state::State;
@@ -73,7 +73,7 @@ async fn collector(bus: &Bus, dir: &tempfile::TempDir, publish: &str) -> Collect
         ),
     )
     .unwrap();
-    let plugin = Plugin::load(&runtime, &manifest, &DefaultLimits::default()).unwrap();
+    let plugin = Plugin::load(&runtime, &manifest, &Config::default()).unwrap();
     plugin.activate(&services).await.unwrap();
     Collector::new(
         synchro::live::Live::new(Arc::new(plugin)),

@@ -46,6 +46,15 @@ pub enum CorrelationId {
     JsonField(String),
 }
 
+impl std::fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorrelationId::Header(name) => write!(f, "header:{name}"),
+            CorrelationId::JsonField(path) => write!(f, "json:{path}"),
+        }
+    }
+}
+
 impl Default for CorrelationId {
     fn default() -> Self {
         CorrelationId::Header(super::CORRELATION_HEADER.to_owned())

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{CallContext, NameList, Services, denied, parse_entry};
+use super::{CallContext, NameList, Services, denied, parse_entry, raw};
 use crate::bus::{CorrelationId, Message};
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::bus as wit;
@@ -49,6 +49,32 @@ impl super::Grant for Grant {
             await_: raw.await_,
             correlation,
         })
+    }
+
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        #[derive(Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            publish: NameList,
+            #[serde(default, rename = "await")]
+            await_: NameList,
+        }
+        let operator: Raw = operator.map(raw).transpose()?.unwrap_or_default();
+        self.publish = self.publish.narrow(&operator.publish);
+        self.await_ = self.await_.narrow(&operator.await_);
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.publish.is_empty() {
+            parts.push(format!("publish {}", self.publish));
+        }
+        if !self.await_.is_empty() {
+            parts.push(format!("await {} ({})", self.await_, self.correlation));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 
     /// Response topics keep responses that arrive before their waiter.

@@ -27,6 +27,10 @@ impl super::Grant for Grant {
             settings: Arc::new(settings),
         })
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("its [settings] ({} keys)", self.settings.len()))
+    }
 }
 
 pub struct Capability {

@@ -5,7 +5,7 @@
 //! emit = true
 //! ```
 
-use super::{CallContext, denied, parse_entry};
+use super::{CallContext, denied, parse_entry, raw};
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::emit as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
@@ -21,6 +21,16 @@ impl super::Grant for Grant {
             None => false,
         };
         Ok(Grant { allowed })
+    }
+
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        let operator: bool = operator.map(raw).transpose()?.unwrap_or(false);
+        self.allowed &= operator;
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        self.allowed.then(|| "change notifications".to_owned())
     }
 }
 

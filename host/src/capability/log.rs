@@ -27,6 +27,10 @@ impl super::Grant for Grant {
             },
         })
     }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("up to {} lines per call", self.lines_per_call))
+    }
 }
 
 pub struct Capability {

@@ -49,11 +49,25 @@ impl Services {
     }
 }
 
-/// A capability's grant: what the manifest allows, parsed once when the plugin loads.
+/// A capability's grant: what the manifest asks for, narrowed by what the operator grants,
+/// parsed once when the plugin loads.
 pub trait Grant: Sized + Send + Sync + 'static {
     /// Parses the `[capabilities]` entry named after the capability (`None` when the
     /// manifest has none: the capability is denied, or has its default).
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError>;
+
+    /// Keeps only what the operator's entry for this capability (the same shape as the
+    /// manifest's) also allows; `None`: the operator grants none of it. Capabilities that
+    /// are the plugin's own (its settings, its log) cannot be narrowed.
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        match operator {
+            None => Ok(()),
+            Some(_) => Err("is always granted and cannot be narrowed".into()),
+        }
+    }
+
+    /// What is granted, for `synchro plugin check`; `None` when nothing is.
+    fn describe(&self) -> Option<String>;
 
     /// Readies host services for a plugin holding this grant.
     fn activate(&self, _services: &Services) -> impl Future<Output = anyhow::Result<()>> + Send {
@@ -98,9 +112,15 @@ fn parse_entry<T: serde::de::DeserializeOwned>(
     name: &str,
     entry: &toml::Value,
 ) -> Result<T, ManifestError> {
-    entry.clone().try_into().map_err(|e: toml::de::Error| {
-        manifest.error(format!("field `capabilities.{name}`: {}", e.message()))
-    })
+    raw(entry).map_err(|e| manifest.error(format!("field `capabilities.{name}`: {e}")))
+}
+
+/// Deserialises a grant entry (the manifest's or the operator's).
+fn raw<T: serde::de::DeserializeOwned>(entry: &toml::Value) -> Result<T, String> {
+    entry
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_owned())
 }
 
 macro_rules! capabilities {
@@ -108,21 +128,60 @@ macro_rules! capabilities {
         /// Every grant of one plugin.
         pub struct Grants {
             $(pub $name: $name::Grant,)*
+            /// Whether the operator narrowed what the manifest asks for.
+            pub narrowed: bool,
         }
 
         impl Grants {
-            /// Parses the manifest's `[capabilities]`; an unknown name is an error.
-            pub fn from_manifest(manifest: &Manifest) -> Result<Grants, ManifestError> {
+            /// Parses the manifest's `[capabilities]`, narrowed by `operator` (the host
+            /// config's `[grants.NAME]` for this plugin) when there is one. An unknown
+            /// capability name in either is an error.
+            pub fn from_manifest(
+                manifest: &Manifest,
+                operator: Option<&toml::Table>,
+            ) -> Result<Grants, ManifestError> {
                 const KNOWN: &[&str] = &[$(stringify!($name)),*];
-                if let Some(unknown) = manifest.capabilities.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+                let unknown = |name: &String| !KNOWN.contains(&name.as_str());
+                if let Some(name) = manifest.capabilities.keys().find(|k| unknown(k)) {
                     return Err(manifest.error(format!(
-                        "field `capabilities.{unknown}`: no such capability (known: {})",
+                        "field `capabilities.{name}`: no such capability (known: {})",
                         KNOWN.join(", ")
                     )));
                 }
-                Ok(Grants {
+                let mut grants = Grants {
                     $($name: <$name::Grant as Grant>::parse(manifest, manifest.capabilities.get(stringify!($name)))?,)*
-                })
+                    narrowed: operator.is_some(),
+                };
+                if let Some(operator) = operator {
+                    let operator_error = |e: String| {
+                        manifest.error(format!(
+                            "the host config's `[grants.{}]`: {e}",
+                            manifest.name
+                        ))
+                    };
+                    if let Some(name) = operator.keys().find(|k| unknown(k)) {
+                        return Err(operator_error(format!(
+                            "no such capability `{name}` (known: {})",
+                            KNOWN.join(", ")
+                        )));
+                    }
+                    $(
+                        Grant::narrow(&mut grants.$name, operator.get(stringify!($name)))
+                            .map_err(|e| operator_error(format!("`{}` {e}", stringify!($name))))?;
+                    )*
+                }
+                Ok(grants)
+            }
+
+            /// Each capability granted, with what it allows.
+            pub fn describe(&self) -> Vec<(&'static str, String)> {
+                let mut granted = Vec::new();
+                $(
+                    if let Some(text) = Grant::describe(&self.$name) {
+                        granted.push((stringify!($name), text));
+                    }
+                )*
+                granted
             }
 
             pub async fn activate(&self, services: &Services) -> anyhow::Result<()> {
@@ -193,9 +252,14 @@ fn denied(
 ) -> crate::runtime::convert::WitError {
     tracing::warn!(plugin = %call.plugin, capability, "denied: {what}");
     crate::status::Counters::bump(&call.status.counters.denials);
+    let by = if call.grants.narrowed {
+        "the manifest and the operator's grants"
+    } else {
+        "the manifest"
+    };
     crate::runtime::convert::error(
         crate::runtime::convert::ErrorCode::Denied,
-        format!("{capability}: {what} is not granted by the manifest"),
+        format!("{capability}: {what} is not granted by {by}"),
     )
 }
 
@@ -212,10 +276,53 @@ impl NameList {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str).filter(|n| *n != "*")
     }
+
+    /// The names both lists allow.
+    pub fn narrow(&self, operator: &NameList) -> NameList {
+        let both: Vec<String> = if operator.allows("*") {
+            self.0.clone()
+        } else if self.allows("*") {
+            operator.0.clone()
+        } else {
+            self.0
+                .iter()
+                .filter(|n| operator.allows(n))
+                .cloned()
+                .collect()
+        };
+        NameList(both)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for NameList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]", self.0.join(", "))
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for NameList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Vec::<String>::deserialize(d).map(NameList)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NameList;
+
+    fn list(names: &[&str]) -> NameList {
+        NameList(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn name_lists_narrow_to_what_both_allow() {
+        assert_eq!(list(&["a", "b"]).narrow(&list(&["b", "c"])), list(&["b"]));
+        assert_eq!(list(&["*"]).narrow(&list(&["b"])), list(&["b"]));
+        assert_eq!(list(&["a"]).narrow(&list(&["*"])), list(&["a"]));
+        assert_eq!(list(&["a"]).narrow(&list(&[])), list(&[]));
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{CallContext, denied, parse_entry};
+use super::{CallContext, denied, raw};
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::poll as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
@@ -57,6 +57,21 @@ impl Origin {
         })
     }
 
+    /// Whether every origin `other` allows, this one allows too.
+    fn covers(&self, other: &Origin) -> bool {
+        if self.scheme != other.scheme || self.port != other.port {
+            return false;
+        }
+        match (self.wildcard, other.wildcard) {
+            (false, false) | (true, true) if self.host == other.host => true,
+            (true, _) => other
+                .host
+                .strip_suffix(&self.host)
+                .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+            _ => false,
+        }
+    }
+
     fn allows(&self, url: &url::Url) -> bool {
         let Some(host) = url.host_str() else {
             return false;
@@ -77,24 +92,59 @@ pub struct Grant {
     origins: Vec<Origin>,
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let wildcard = if self.wildcard { "*." } else { "" };
+        write!(f, "{}://{wildcard}{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    hosts: Vec<String>,
+}
+
+fn origins(entry: &toml::Value) -> Result<Vec<Origin>, String> {
+    let raw: Raw = raw(entry)?;
+    raw.hosts
+        .iter()
+        .map(|h| Origin::parse(h))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("hosts: {e}"))
+}
+
 impl super::Grant for Grant {
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            hosts: Vec<String>,
-        }
         let Some(entry) = entry else {
             return Ok(Grant::default());
         };
-        let raw: Raw = parse_entry(manifest, "poll", entry)?;
-        let origins = raw
-            .hosts
-            .iter()
-            .map(|h| Origin::parse(h))
-            .collect::<Result<_, _>>()
-            .map_err(|e| manifest.error(format!("field `capabilities.poll.hosts`: {e}")))?;
+        let origins = origins(entry)
+            .map_err(|e| manifest.error(format!("field `capabilities.poll`: {e}")))?;
         Ok(Grant { origins })
+    }
+
+    /// Keeps the asked origins an operator origin covers, and the operator's origins that
+    /// an asked wildcard covers.
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        let operator = operator.map(origins).transpose()?.unwrap_or_default();
+        let asked = std::mem::take(&mut self.origins);
+        for origin in &asked {
+            if operator.iter().any(|o| o.covers(origin)) {
+                self.origins.push(origin.clone());
+            }
+        }
+        for origin in operator {
+            if !self.origins.contains(&origin) && asked.iter().any(|a| a.covers(&origin)) {
+                self.origins.push(origin);
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        let origins: Vec<String> = self.origins.iter().map(|o| o.to_string()).collect();
+        (!origins.is_empty()).then(|| origins.join(", "))
     }
 }
 
@@ -217,6 +267,67 @@ mod tests {
         Origin::parse(origin)
             .unwrap()
             .allows(&url::Url::parse(url).unwrap())
+    }
+
+    fn narrowed(asked: &[&str], operator: Option<&[&str]>) -> Option<String> {
+        use crate::capability::Grant as _;
+        let hosts = |list: &[&str]| {
+            let list = list.iter().map(|h| toml::Value::from(*h)).collect();
+            toml::Value::Table(toml::Table::from_iter([(
+                "hosts".to_owned(),
+                toml::Value::Array(list),
+            )]))
+        };
+        let mut grant = Grant {
+            origins: origins(&hosts(asked)).unwrap(),
+        };
+        grant.narrow(operator.map(hosts).as_ref()).unwrap();
+        grant.describe()
+    }
+
+    #[test]
+    fn the_operator_narrows_origins_to_those_both_allow() {
+        let asked = ["https://*.example.com", "http://127.0.0.1:8181"];
+        assert_eq!(narrowed(&asked, None), None, "no operator entry: nothing");
+        assert_eq!(
+            narrowed(
+                &asked,
+                Some(&["http://127.0.0.1:8181", "https://other.net"])
+            ),
+            Some("http://127.0.0.1:8181".into())
+        );
+        assert_eq!(
+            narrowed(&asked, Some(&["https://api.example.com"])),
+            Some("https://api.example.com:443".into()),
+            "an asked wildcard narrows to the operator's host"
+        );
+        assert_eq!(
+            narrowed(
+                &["https://api.example.com"],
+                Some(&["https://*.example.com"])
+            ),
+            Some("https://api.example.com:443".into()),
+            "an operator wildcard keeps the asked host, and no more"
+        );
+        assert_eq!(
+            narrowed(
+                &["https://*.example.com"],
+                Some(&["https://*.a.example.com"])
+            ),
+            Some("https://*.a.example.com:443".into())
+        );
+        assert_eq!(
+            narrowed(&["https://example.com"], Some(&["https://*.example.com"])),
+            None,
+            "a wildcard does not cover its bare domain"
+        );
+        assert_eq!(
+            narrowed(
+                &["http://127.0.0.1:8181"],
+                Some(&["https://127.0.0.1:8181"])
+            ),
+            None
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::{CallContext, NameList, denied, parse_entry};
+use super::{CallContext, NameList, denied, parse_entry, raw};
 use crate::diff::Operation;
 use crate::entity::Entity;
 use crate::manifest::{Manifest, ManifestError};
@@ -21,7 +21,7 @@ use serde::Deserialize;
 /// Most entities one `query` returns.
 const MAX_PAGE: u32 = 1000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     #[serde(default)]
@@ -36,6 +36,20 @@ impl super::Grant for Grant {
             || Ok(Grant::default()),
             |e| parse_entry(manifest, "store", e),
         )
+    }
+
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        let operator: Grant = operator.map(raw).transpose()?.unwrap_or_default();
+        self.read = self.read.narrow(&operator.read);
+        self.write = self.write.narrow(&operator.write);
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        match (self.read.is_empty(), self.write.is_empty()) {
+            (true, true) => None,
+            _ => Some(format!("read {}; write {}", self.read, self.write)),
+        }
     }
 }
 
