@@ -54,7 +54,9 @@ impl Host {
         let mut watcher = self.config.watch.then(|| watcher(&registry)).flatten();
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => break,
+                // Dropped at once: a `watch::Ref` held across the awaits below would make
+                // this future !Send.
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
                 _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
                     registry.scan().await;
                     watch_dirs(watcher.as_mut().expect("guarded"), &registry);

@@ -17,8 +17,9 @@ const SETTLE: Duration = Duration::from_millis(20);
 pub struct DirWatcher {
     watcher: notify::RecommendedWatcher,
     changes: mpsc::Receiver<()>,
-    /// A change was received but not yet reported: kept across a cancelled `changed`.
-    pending: bool,
+    /// When the change received but not yet reported settles: kept across a cancelled
+    /// `changed`, so that frequent admin requests cannot postpone a reload forever.
+    settles: Option<tokio::time::Instant>,
     watched: HashSet<PathBuf>,
 }
 
@@ -45,7 +46,7 @@ impl DirWatcher {
         Ok(DirWatcher {
             watcher,
             changes,
-            pending: false,
+            settles: None,
             watched: HashSet::new(),
         })
     }
@@ -66,18 +67,43 @@ impl DirWatcher {
     /// Waits for a change, then for the writes around it to settle. Cancel-safe: a
     /// change received before the future is dropped is reported by the next call.
     pub async fn changed(&mut self) {
-        if !self.pending {
+        if self.settles.is_none() {
             if self.changes.recv().await.is_none() {
                 return std::future::pending().await;
             }
-            self.pending = true;
+            self.settles = Some(tokio::time::Instant::now() + SETTLE);
         }
-        loop {
-            tokio::time::sleep(SETTLE).await;
-            if self.changes.try_recv().is_err() {
-                self.pending = false;
-                return;
+        while let Some(settles) = self.settles {
+            tokio::time::sleep_until(settles).await;
+            self.settles = match self.changes.try_recv() {
+                Ok(()) => Some(tokio::time::Instant::now() + SETTLE),
+                Err(_) => None,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_is_reported_even_when_every_wait_is_cancelled_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = DirWatcher::new().unwrap();
+        watcher.watch(dir.path()).unwrap();
+        std::fs::write(dir.path().join("plugin.toml"), "x").unwrap();
+        // As the host's loop does when admin requests keep arriving: each wait is cut
+        // short well before the change settles.
+        let reported = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                tokio::select! {
+                    _ = watcher.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                }
             }
-        }
+        })
+        .await;
+        assert!(reported.is_ok(), "the change was never reported");
     }
 }
