@@ -21,6 +21,8 @@ pub struct DefaultLimits {
     pub max_snapshot_kb: u64,
     /// Bytes one published message (payload, key and headers) may have.
     pub max_message_kb: u64,
+    /// Fuel one call may burn (needs `fuel-metering`); unset: no budget.
+    pub fuel: Option<u64>,
     /// Consecutive failed calls after which a plugin is quarantined.
     pub quarantine_after: u32,
     /// The longest pause between attempts of a failing plugin.
@@ -36,6 +38,7 @@ impl Default for DefaultLimits {
             max_entities: 10_000_000,
             max_snapshot_kb: 4 << 20,
             max_message_kb: 1024,
+            fuel: None,
             quarantine_after: 10,
             max_backoff: Duration::from_secs(300),
         }
@@ -53,6 +56,7 @@ pub struct Ceilings {
     pub max_entities: Option<u64>,
     pub max_snapshot_kb: Option<u64>,
     pub max_message_kb: Option<u64>,
+    pub fuel: Option<u64>,
 }
 
 /// Host-side settings of the `poll` capability.
@@ -94,6 +98,9 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     pub limits: DefaultLimits,
     pub ceilings: Ceilings,
+    /// Whether calls count fuel, so that `limits.fuel` budgets can be set. Off by default:
+    /// metering slows every guest, and the deadline already stops one that spins.
+    pub fuel_metering: bool,
     /// The operator's grants, per plugin name: the same shape as a manifest's
     /// `[capabilities]`. A plugin with an entry gets only what both its manifest asks for
     /// and the entry allows.
@@ -115,6 +122,7 @@ impl Default for Config {
             plugin_dir: PathBuf::from("plugins.d"),
             limits: DefaultLimits::default(),
             ceilings: Ceilings::default(),
+            fuel_metering: false,
             grants: Default::default(),
             grants_required: false,
             poll: PollSettings::default(),

@@ -24,7 +24,7 @@ impl Host {
     /// Opens the state and builds the runtime; loads no plugin yet.
     pub fn new(config: Config, bus: Bus) -> anyhow::Result<Host> {
         let state = Arc::new(State::open(&config.data_dir)?);
-        let runtime = Arc::new(Runtime::new(&config.data_dir.join("cache"))?);
+        let runtime = Arc::new(Runtime::for_config(&config)?);
         let services = Services::new(bus, state, config.poll.clone())?;
         Ok(Host {
             services,

@@ -387,7 +387,7 @@ fn readable(message: &synchro::bus::Message) -> String {
 /// `synchro plugin check`: which roles a component implements, or what does not match;
 /// for a manifest, also what it asks for and what this host's config grants it.
 fn check(file: &Path, config: &Config) -> anyhow::Result<()> {
-    let runtime = Runtime::new(&config.data_dir.join("cache"))?;
+    let runtime = Runtime::for_config(config)?;
     if file.extension().is_some_and(|e| e == "toml") {
         let plugin = synchro::plugin::Plugin::load(&runtime, file, config)?;
         let manifest = &plugin.manifest;
@@ -415,12 +415,13 @@ fn check(file: &Path, config: &Config) -> anyhow::Result<()> {
         }
         let l = &plugin.limits;
         println!(
-            "  limits: deadline {:?}, memory {} MiB, {} entities / {} KiB per snapshot, {} KiB per message; quarantined after {} failures",
+            "  limits: deadline {:?}, memory {} MiB, {} entities / {} KiB per snapshot, {} KiB per message, fuel {}; quarantined after {} failures",
             l.deadline,
             l.memory_bytes >> 20,
             l.max_entities,
             l.max_snapshot_bytes >> 10,
             l.max_message_bytes >> 10,
+            l.fuel.map_or("unmetered".to_owned(), |f| f.to_string()),
             plugin.failure.quarantine_after
         );
         return Ok(());

@@ -140,6 +140,9 @@ pub struct Limits {
     pub max_snapshot_kb: Option<u64>,
     /// Bytes one published message (payload, key and headers) may have.
     pub max_message_kb: Option<u64>,
+    /// Fuel (roughly, wasm instructions) one call may burn; needs a host with
+    /// `fuel-metering = true`.
+    pub fuel: Option<u64>,
     /// Consecutive failed calls after which the plugin is quarantined.
     pub quarantine_after: Option<u32>,
     /// The longest pause between attempts of a failing plugin.

@@ -83,7 +83,20 @@ impl Plugin {
                 asked.max_message_kb.unwrap_or(defaults.max_message_kb),
                 ceilings.max_message_kb,
             ) << 10) as usize,
+            fuel: match (asked.fuel.or(defaults.fuel), ceilings.fuel) {
+                (None, ceiling) => ceiling,
+                (Some(fuel), ceiling) => Some(held(name, "fuel", fuel, ceiling)),
+            },
         };
+        if let Some(fuel) = limits.fuel
+            && !runtime.fuel_metering()
+        {
+            anyhow::bail!(
+                "{}: a fuel budget ({fuel}) needs fuel metering, which this host runs without \
+                 (set `fuel-metering = true` in the host config)",
+                path.display()
+            );
+        }
         let failure = crate::failure::Policy {
             quarantine_after: asked
                 .quarantine_after

@@ -207,3 +207,39 @@ fn a_failing_collector_backs_off_is_quarantined_and_released_by_the_operator() {
     );
     host.stop();
 }
+
+#[test]
+fn a_fuel_budget_stops_a_spinning_plugin_long_before_its_deadline() {
+    let source = Source::start(&script("spin", &[]));
+    let setup = Setup::new();
+    setup.scripted_plugin(
+        "scripted",
+        &source,
+        "60s",
+        "fuel = 20000000\nquarantine-after = 1000\nmax-backoff = \"100ms\"",
+    );
+    let manifest = setup.plugin_dir().join("scripted.toml");
+    let unmetered = setup.command(&["plugin", "check", manifest.to_str().unwrap()]);
+    assert!(!unmetered.status.success());
+    assert!(
+        String::from_utf8_lossy(&unmetered.stderr).contains(
+            "a fuel budget (20000000) needs fuel metering, which this host runs without \
+             (set `fuel-metering = true` in the host config)"
+        ),
+        "{unmetered:?}"
+    );
+
+    std::fs::write(
+        setup.config(),
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\nfuel-metering = true\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let host = setup.run();
+    host.wait_for_log(
+        "collect failed, nothing changed: used up its fuel budget of 20000000 (limits.fuel)",
+        WAIT,
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    host.stop();
+}

@@ -105,7 +105,7 @@ impl Runtime {
                 .synchro_plugin_collector()
                 .call_collect(&mut store)
                 .await
-                .map_err(|e| trap(e, limits.deadline))
+                .map_err(|e| trap(e, &limits))
         })
         .await;
         let mut sink = store

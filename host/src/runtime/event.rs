@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 use super::bindings::event_step::EventStepPlugin;
-use super::{CallError, CallLimits, PluginState, Prepared, Runtime, convert, epoch_ticks, trap};
+use super::{
+    CallError, CallLimits, PluginState, Prepared, Runtime, convert, epoch_ticks, refuel, trap,
+};
 use crate::capability::{CallContext, Capabilities};
 use wasmtime::Store;
 
@@ -16,6 +18,7 @@ pub struct EventSession {
     instance: EventStepPlugin,
     limits: CallLimits,
     call: CallContext,
+    fuel_metering: bool,
 }
 
 impl Runtime {
@@ -40,6 +43,7 @@ impl Runtime {
             instance,
             limits,
             call,
+            fuel_metering: self.fuel_metering,
         })
     }
 }
@@ -53,12 +57,13 @@ impl EventSession {
             ..self.call.clone()
         };
         self.store.data_mut().caps = Capabilities::new(&call);
+        refuel(&mut self.store, self.fuel_metering, &self.limits);
         self.store.set_epoch_deadline(epoch_ticks(deadline));
         let wit = convert::message_to_wit(message);
         let step = self.instance.synchro_plugin_event_step();
         match tokio::time::timeout(deadline, step.call_process_event(&mut self.store, &wit)).await {
             Err(_elapsed) => Err(CallError::Deadline(deadline)),
-            Ok(Err(e)) => Err(trap(e, deadline)),
+            Ok(Err(e)) => Err(trap(e, &self.limits)),
             Ok(Ok(Err(e))) => Err(CallError::Plugin {
                 code: e.code,
                 message: e.message,

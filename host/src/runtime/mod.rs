@@ -62,6 +62,8 @@ pub enum CallError {
     Trap(String),
     #[error("exceeded its deadline of {0:?}")]
     Deadline(Duration),
+    #[error("used up its fuel budget of {0} (limits.fuel)")]
+    OutOfFuel(u64),
     #[error("returned an error ({code}): {message}")]
     Plugin {
         code: convert::ErrorCode,
@@ -79,6 +81,8 @@ pub struct CallLimits {
     pub max_entities: u64,
     pub max_snapshot_bytes: u64,
     pub max_message_bytes: usize,
+    /// Fuel per call; `None`: unmetered, or no budget.
+    pub fuel: Option<u64>,
 }
 
 /// A plugin's component, linked and ready to instantiate, for each role it implements.
@@ -103,18 +107,29 @@ pub struct Runtime {
     linker: Linker<PluginState>,
     cache: cache::ComponentCache,
     pooling: bool,
+    fuel_metering: bool,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Builds the engine (with the pooling allocator when the machine allows it) and the
-    /// linker with every host capability and a denied-by-default WASI.
+    /// linker with every host capability and a denied-by-default WASI; no fuel metering.
     pub fn new(cache_dir: &Path) -> anyhow::Result<Runtime> {
-        let (engine, pooling) = match Engine::new(&engine_config(true)) {
+        Runtime::build(cache_dir, false)
+    }
+
+    /// The runtime `config` asks for: its cache in the data directory, fuel metering if set.
+    pub fn for_config(config: &crate::config::Config) -> anyhow::Result<Runtime> {
+        Runtime::build(&config.data_dir.join("cache"), config.fuel_metering)
+    }
+
+    fn build(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<Runtime> {
+        let (engine, pooling) = match Engine::new(&engine_config(true, fuel_metering)) {
             Ok(engine) => (engine, true),
             Err(e) => {
                 tracing::info!("pooling allocator unavailable ({e}); using on-demand allocation");
-                let engine = Engine::new(&engine_config(false)).map_err(anyhow::Error::from)?;
+                let engine = Engine::new(&engine_config(false, fuel_metering))
+                    .map_err(anyhow::Error::from)?;
                 (engine, false)
             }
         };
@@ -133,6 +148,7 @@ impl Runtime {
             linker,
             cache,
             pooling,
+            fuel_metering,
             _ticker: ticker,
         })
     }
@@ -140,6 +156,11 @@ impl Runtime {
     /// Whether instances come from the pooling allocator.
     pub fn pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// Whether calls count fuel (`limits.fuel` budgets need it).
+    pub fn fuel_metering(&self) -> bool {
+        self.fuel_metering
     }
 
     /// Compiles (or loads from the cache) the component in `bytes`.
@@ -255,9 +276,19 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        refuel(&mut store, self.fuel_metering, &limits);
         store.set_epoch_deadline(epoch_ticks(limits.deadline));
         store.epoch_deadline_trap();
         store
+    }
+}
+
+/// Gives a store the fuel of one call: its budget, or without end.
+fn refuel(store: &mut Store<PluginState>, fuel_metering: bool, limits: &CallLimits) {
+    if fuel_metering {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .expect("fuel metering is on");
     }
 }
 
@@ -267,9 +298,10 @@ fn epoch_ticks(deadline: Duration) -> u64 {
 
 /// Classifies a wasmtime error from a call: deadline, or another trap. The reason goes
 /// on one line; the wasm backtrace only to debug logs.
-fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
+fn trap(error: wasmtime::Error, limits: &CallLimits) -> CallError {
     match error.downcast_ref::<wasmtime::Trap>().copied() {
-        Some(wasmtime::Trap::Interrupt) => CallError::Deadline(deadline),
+        Some(wasmtime::Trap::Interrupt) => CallError::Deadline(limits.deadline),
+        Some(wasmtime::Trap::OutOfFuel) => CallError::OutOfFuel(limits.fuel.unwrap_or(0)),
         Some(trap) => {
             tracing::debug!("plugin trap: {:?}", anyhow::Error::from(error));
             CallError::Trap(trap.to_string())
@@ -284,9 +316,10 @@ fn trap(error: wasmtime::Error, deadline: Duration) -> CallError {
     }
 }
 
-fn engine_config(pooling: bool) -> Config {
+fn engine_config(pooling: bool, fuel_metering: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    config.consume_fuel(fuel_metering);
     // Calls run as fibers on tokio threads; each fiber gets its own stack.
     config.max_wasm_stack(1 << 20);
     config.async_stack_size(2 << 20);
