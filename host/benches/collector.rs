@@ -49,6 +49,7 @@ const LIMITS: CallLimits = CallLimits {
     max_entities: u64::MAX,
     max_snapshot_bytes: u64::MAX,
     max_message_bytes: usize::MAX,
+    fuel: None,
 };
 
 fn plugin(prepared: &Prepared, count: u64, cycle: u64) -> Arc<Plugin> {
