@@ -251,9 +251,9 @@ fn print_status(report: &synchro::status::HostReport) {
             Health::BackingOff {
                 failures,
                 last_error,
-            } => format!("backing off after {failures} failures: {last_error}"),
+            } => format!("backing off after {failures} failed call(s): {last_error}"),
             Health::Quarantined { failures, reason } => {
-                format!("QUARANTINED after {failures} failures: {reason}")
+                format!("QUARANTINED after {failures} failed calls: {reason}")
             }
         };
         println!(
@@ -281,7 +281,8 @@ fn print_status(report: &synchro::status::HostReport) {
         }
     }
     for refused in &report.refused {
-        println!("NOT LOADED {}: {}", refused.manifest, refused.error);
+        // The error names the manifest.
+        println!("NOT LOADED: {}", refused.error);
     }
     if report.plugins.is_empty() && report.refused.is_empty() {
         println!("no plugin");

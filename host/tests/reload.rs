@@ -132,3 +132,28 @@ fn admin_commands_say_clearly_when_no_host_runs() {
         "{error}"
     );
 }
+
+#[test]
+fn a_collect_in_flight_finishes_on_the_old_version() {
+    let slow = Source::start(INVENTORY);
+    slow.set_delay(Duration::from_millis(1500));
+    let setup = Setup::new();
+    std::fs::copy(
+        common::plugin("http-inventory"),
+        setup.plugin_dir().join("inv.wasm"),
+    )
+    .unwrap();
+    setup.write("inv.toml", &manifest("0.1.0", &slow));
+    let host = setup.run();
+    // The first collect is waiting on the slow source when the new version arrives.
+    host.wait_for_log("loaded plugin=inv version=0.1.0", WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let fast = Source::start(&INVENTORY.replace("beta", "gamma"));
+    setup.write("inv.toml", &manifest("0.2.0", &fast));
+    host.wait_for_log("loaded plugin=inv version=0.2.0", WAIT);
+    // The old version's collect completes and is announced; the new version's first
+    // collect then diffs against it.
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
+    host.stop();
+}
