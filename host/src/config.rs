@@ -45,20 +45,6 @@ impl Default for DefaultLimits {
     }
 }
 
-/// The most any plugin gets, whatever its manifest asks: a manifest asking for more is
-/// held to the ceiling (and the log says so). Unset: no ceiling.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct Ceilings {
-    #[serde(with = "humantime_serde")]
-    pub deadline: Option<Duration>,
-    pub memory_mb: Option<u64>,
-    pub max_entities: Option<u64>,
-    pub max_snapshot_kb: Option<u64>,
-    pub max_message_kb: Option<u64>,
-    pub fuel: Option<u64>,
-}
-
 /// Host-side settings of the `poll` capability.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -97,7 +83,9 @@ pub struct Config {
     /// Where plugin manifests (`*.toml`) and their components are.
     pub plugin_dir: PathBuf,
     pub limits: DefaultLimits,
-    pub ceilings: Ceilings,
+    /// The most any plugin gets, whatever its manifest asks: the fields of a manifest's
+    /// `[limits]`. A manifest asking for more is held to the ceiling (the log says so).
+    pub ceilings: crate::manifest::Limits,
     /// Whether calls count fuel, so that `limits.fuel` budgets can be set. Off by default:
     /// metering slows every guest, and the deadline already stops one that spins.
     pub fuel_metering: bool,
@@ -121,7 +109,7 @@ impl Default for Config {
             data_dir: PathBuf::from(".synchro"),
             plugin_dir: PathBuf::from("plugins.d"),
             limits: DefaultLimits::default(),
-            ceilings: Ceilings::default(),
+            ceilings: Default::default(),
             fuel_metering: false,
             grants: Default::default(),
             grants_required: false,

@@ -98,11 +98,19 @@ impl Plugin {
             );
         }
         let failure = crate::failure::Policy {
-            quarantine_after: asked
-                .quarantine_after
-                .unwrap_or(defaults.quarantine_after)
-                .max(1),
-            max_backoff: asked.max_backoff.unwrap_or(defaults.max_backoff),
+            quarantine_after: held(
+                name,
+                "quarantine-after",
+                asked.quarantine_after.unwrap_or(defaults.quarantine_after),
+                ceilings.quarantine_after,
+            )
+            .max(1),
+            max_backoff: held(
+                name,
+                "max-backoff",
+                asked.max_backoff.unwrap_or(defaults.max_backoff),
+                ceilings.max_backoff,
+            ),
         };
         Ok(Plugin {
             failure,

@@ -25,12 +25,7 @@ fn manifest(version: &str, source: &Source) -> String {
 fn plugins_are_swapped_live_keeping_their_baseline_and_bad_versions_change_nothing() {
     let first = Source::start(INVENTORY);
     let setup = Setup::new();
-    std::fs::copy(
-        common::plugin("http-inventory"),
-        setup.plugin_dir().join("inv.wasm"),
-    )
-    .unwrap();
-    setup.write("inv.toml", &manifest("0.1.0", &first));
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &first));
     setup.write("broken.toml", "name = \"broken\"\nroles = [\"collector\"\n");
     let host = setup.run();
     assert_eq!(host.events(4, WAIT).len(), 4);
@@ -99,13 +94,9 @@ fn plugins_are_swapped_live_keeping_their_baseline_and_bad_versions_change_nothi
 
     // A plugin added while running starts; removing a manifest stops its plugin.
     let other = Source::start(r#"{"servers": [{"id": "srv-9", "hostname": "x"}]}"#);
-    std::fs::copy(
-        common::plugin("http-inventory"),
-        setup.plugin_dir().join("other.wasm"),
-    )
-    .unwrap();
-    setup.write(
-        "other.toml",
+    setup.install(
+        "other",
+        "http-inventory",
         &manifest("0.1.0", &other).replace("name = \"inv\"", "name = \"other\""),
     );
     assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "srv-9")]));
@@ -138,12 +129,7 @@ fn a_collect_in_flight_finishes_on_the_old_version() {
     let slow = Source::start(INVENTORY);
     slow.set_delay(Duration::from_millis(1500));
     let setup = Setup::new();
-    std::fs::copy(
-        common::plugin("http-inventory"),
-        setup.plugin_dir().join("inv.wasm"),
-    )
-    .unwrap();
-    setup.write("inv.toml", &manifest("0.1.0", &slow));
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &slow));
     let host = setup.run();
     // The first collect is waiting on the slow source when the new version arrives.
     host.wait_for_log("loaded plugin=inv version=0.1.0", WAIT);

@@ -22,18 +22,20 @@ pub struct Grant {
     correlation: CorrelationId,
 }
 
+/// The `bus` entry, in a manifest or in the operator's grants.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    publish: NameList,
+    #[serde(default, rename = "await")]
+    await_: NameList,
+    correlation: Option<String>,
+}
+
 impl super::Grant for Grant {
     /// `bus = { publish = [...], await = [...], correlation = "header:NAME" | "json:PATH" }`
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            #[serde(default)]
-            publish: NameList,
-            #[serde(default, rename = "await")]
-            await_: NameList,
-            correlation: Option<String>,
-        }
         let Some(entry) = entry else {
             return Ok(Grant::default());
         };
@@ -52,15 +54,10 @@ impl super::Grant for Grant {
     }
 
     fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
-        #[derive(Default, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            #[serde(default)]
-            publish: NameList,
-            #[serde(default, rename = "await")]
-            await_: NameList,
-        }
         let operator: Raw = operator.map(raw).transpose()?.unwrap_or_default();
+        if operator.correlation.is_some() {
+            return Err("`correlation` is the plugin's to choose, not a grant".into());
+        }
         self.publish = self.publish.narrow(&operator.publish);
         self.await_ = self.await_.narrow(&operator.await_);
         Ok(())

@@ -144,13 +144,9 @@ impl Setup {
     }
 
     pub fn inventory_plugin_with(&self, name: &str, capabilities: &str, url: &str) {
-        std::fs::copy(
-            plugin("http-inventory"),
-            self.plugin_dir().join(format!("{name}.wasm")),
-        )
-        .unwrap();
-        self.write(
-            &format!("{name}.toml"),
+        self.install(
+            name,
+            "http-inventory",
             &format!(
                 "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
                  [schedule]\ninterval = \"150ms\"\njitter = \"0s\"\n\
@@ -163,7 +159,7 @@ impl Setup {
 
     /// Installs the scripted collector as `name`, driven by `source`; `limits` are extra
     /// lines of its `[limits]`. Without any, failures neither back off nor quarantine it,
-    /// so a test can walk through many. `extra` is appended to the manifest.
+    /// so a test can walk through many.
     pub fn scripted_plugin(&self, name: &str, source: &Source, deadline: &str, limits: &str) {
         self.scripted_plugin_with(name, source, deadline, limits, "");
     }
@@ -181,13 +177,9 @@ impl Setup {
         } else {
             limits
         };
-        std::fs::copy(
-            plugin("scripted-collector"),
-            self.plugin_dir().join(format!("{name}.wasm")),
-        )
-        .unwrap();
-        self.write(
-            &format!("{name}.toml"),
+        self.install(
+            name,
+            "scripted-collector",
             &format!(
                 "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
                  [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
@@ -198,6 +190,16 @@ impl Setup {
                 source.url()
             ),
         );
+    }
+
+    /// Installs the component built from `plugins/PLUGIN` as `name`, with `manifest`.
+    pub fn install(&self, name: &str, plugin_crate: &str, manifest: &str) {
+        std::fs::copy(
+            plugin(plugin_crate),
+            self.plugin_dir().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        self.write(&format!("{name}.toml"), manifest);
     }
 
     /// What `synchro status --json` says about the running host.
