@@ -231,9 +231,13 @@ struct Live {
 }
 
 fn people_manifest(version: &str, limits: &str) -> String {
+    people_manifest_on("Stream", version, limits)
+}
+
+fn people_manifest_on(topic: &str, version: &str, limits: &str) -> String {
     format!(
         "name = \"people\"\nversion = \"{version}\"\nroles = [\"event-step\"]\n\
-         [events]\ntopics = [\"Stream\"]\nstart = \"earliest\"\nretries = 0\nbackoff = \"10ms\"\n\
+         [events]\ntopics = [\"{topic}\"]\nstart = \"earliest\"\nretries = 0\nbackoff = \"10ms\"\n\
          [limits]\n{limits}\n\
          [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n"
     )
@@ -345,6 +349,29 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
     live.registry.shutdown().await;
 }
 
+async fn a_version_reading_other_topics_joins_again(bus: Bus) {
+    let mut live = live(&bus, "").await;
+    send(&bus, "Stream", &[&person(1)]).await;
+    live.wait(|p| p.counters.processed == 1).await;
+    std::fs::write(
+        live.dir.path().join("plugins/people.toml"),
+        people_manifest_on("Other", "0.2.0", ""),
+    )
+    .unwrap();
+    live.registry.scan().await;
+    send(&bus, "Stream", &[&person(2)]).await;
+    send(&bus, "Other", &[&person(3)]).await;
+    live.wait(|p| p.counters.processed == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = live.people();
+    assert_eq!(
+        (report.version.as_str(), report.counters.processed),
+        ("0.2.0", 2),
+        "only the new topic is read: {report:#?}"
+    );
+    live.registry.shutdown().await;
+}
+
 async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release(bus: Bus) {
     let live = live(&bus, "quarantine-after = 2").await;
     send(&bus, "Stream", &["poison one", "poison two", &person(1)]).await;
@@ -377,6 +404,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn reloads_while_events_flow_lose_and_repeat_nothing() {
                 super::reloads_while_events_flow_lose_and_repeat_nothing($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_version_reading_other_topics_joins_again() {
+                super::a_version_reading_other_topics_joins_again($bus).await
             }
 
             #[tokio::test(flavor = "multi_thread")]
