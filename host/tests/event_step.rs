@@ -244,6 +244,11 @@ fn people_manifest_on(topic: &str, version: &str, limits: &str) -> String {
 }
 
 async fn live(bus: &Bus, limits: &str) -> Live {
+    live_with(bus, limits, "").await
+}
+
+/// `grants`: the host config's `[grants]` tables, as TOML.
+async fn live_with(bus: &Bus, limits: &str, grants: &str) -> Live {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
@@ -257,6 +262,7 @@ async fn live(bus: &Bus, limits: &str) -> Live {
         data_dir: dir.path().join("data"),
         plugin_dir: plugins,
         watch: false,
+        grants: toml::from_str(grants).unwrap(),
         ..Config::default()
     };
     let runtime = Arc::new(Runtime::new(&config.data_dir.join("cache")).unwrap());
@@ -389,6 +395,38 @@ async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release(bus:
     let report = live.wait(|p| p.counters.processed == 1).await;
     assert_eq!(report.health, Health::Running);
     live.registry.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_must_grant_the_topics_an_event_step_reads() {
+    let store = "store = { read = [\"person\"], write = [\"person\"] }";
+    let refused = live_with(
+        &Bus::embedded(),
+        "",
+        &format!("[people]\n{store}\nbus = {{ subscribe = [\"Other\"] }}\n"),
+    )
+    .await;
+    let report = refused.registry.report();
+    assert!(report.plugins.is_empty());
+    assert!(
+        report.refused[0].error.ends_with(
+            "the host config's `[grants.people]`: `bus` does not grant reading topic `Stream`, \
+             which `[events]` asks for (add it to `subscribe`)"
+        ),
+        "{report:?}"
+    );
+    refused.registry.shutdown().await;
+
+    let bus = Bus::embedded();
+    let granted = live_with(
+        &bus,
+        "",
+        &format!("[people]\n{store}\nbus = {{ subscribe = [\"Stream\"] }}\n"),
+    )
+    .await;
+    send(&bus, "Stream", &[&person(1)]).await;
+    granted.wait(|p| p.counters.processed == 1).await;
+    granted.registry.shutdown().await;
 }
 
 macro_rules! suite {

@@ -4,11 +4,14 @@
 //! [capabilities]
 //! bus = { publish = ["requests"], await = ["responses"] }
 //! ```
+//!
+//! An event step's subscription is asked for in its `[events]`; the operator's grants
+//! allow it with `subscribe = [...]` (a topic pattern needs `"*"`).
 
 use std::time::{Duration, Instant};
 
 use super::{CallContext, NameList, Services, denied, parse_entry, raw};
-use crate::bus::{CorrelationId, Message};
+use crate::bus::{CorrelationId, Message, Topics};
 use crate::manifest::{Manifest, ManifestError};
 pub(super) use crate::runtime::bindings::synchro::plugin::bus as wit;
 use crate::runtime::convert::{self, ErrorCode, WitError};
@@ -20,6 +23,8 @@ pub struct Grant {
     await_: NameList,
     /// Where the responses on the `await` topics carry their correlation id.
     correlation: CorrelationId,
+    /// The topics an event step's `[events]` reads.
+    subscribe: Option<Topics>,
 }
 
 /// The `bus` entry, in a manifest or in the operator's grants.
@@ -31,15 +36,26 @@ struct Raw {
     #[serde(default, rename = "await")]
     await_: NameList,
     correlation: Option<String>,
+    /// Only in the operator's grants: what `[events]` may read.
+    subscribe: Option<NameList>,
 }
 
 impl super::Grant for Grant {
     /// `bus = { publish = [...], await = [...], correlation = "header:NAME" | "json:PATH" }`
     fn parse(manifest: &Manifest, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        let subscribe = manifest.events.as_ref().map(|e| e.topics.clone());
         let Some(entry) = entry else {
-            return Ok(Grant::default());
+            return Ok(Grant {
+                subscribe,
+                ..Grant::default()
+            });
         };
         let raw: Raw = parse_entry(manifest, "bus", entry)?;
+        if raw.subscribe.is_some() {
+            return Err(manifest.error(
+                "field `capabilities.bus.subscribe`: an event step's topics are declared in `[events]`",
+            ));
+        }
         let correlation = match raw.correlation {
             Some(text) => CorrelationId::parse(&text).map_err(|e| {
                 manifest.error(format!("field `capabilities.bus.correlation`: {e}"))
@@ -50,6 +66,7 @@ impl super::Grant for Grant {
             publish: raw.publish,
             await_: raw.await_,
             correlation,
+            subscribe,
         })
     }
 
@@ -60,11 +77,34 @@ impl super::Grant for Grant {
         }
         self.publish = self.publish.narrow(&operator.publish);
         self.await_ = self.await_.narrow(&operator.await_);
+        // Reading is not narrowed but checked: an event step reading less than its
+        // `[events]` say would silently skip events.
+        let allowed = operator.subscribe.unwrap_or_default();
+        match &self.subscribe {
+            Some(Topics::Names(topics)) => {
+                if let Some(topic) = topics.iter().find(|t| !allowed.allows(t)) {
+                    return Err(format!(
+                        "does not grant reading topic `{topic}`, which `[events]` asks for (add it to `subscribe`)"
+                    ));
+                }
+            }
+            Some(Topics::Pattern(pattern)) if !allowed.allows("*") => {
+                return Err(format!(
+                    "does not grant reading the topics matching `{pattern}`, which `[events]` asks for (that needs `subscribe = [\"*\"]`)"
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 
     fn describe(&self) -> Option<String> {
         let mut parts = Vec::new();
+        match &self.subscribe {
+            Some(Topics::Names(topics)) => parts.push(format!("subscribe [{}]", topics.join(", "))),
+            Some(Topics::Pattern(pattern)) => parts.push(format!("subscribe /{pattern}/")),
+            None => {}
+        }
         if !self.publish.is_empty() {
             parts.push(format!("publish {}", self.publish));
         }
