@@ -243,3 +243,32 @@ fn a_fuel_budget_stops_a_spinning_plugin_long_before_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(10));
     host.stop();
 }
+
+#[test]
+fn a_plugin_flooding_the_log_is_held_to_its_lines_and_bytes() {
+    let source = Source::start(
+        &json!({"mode": "log-flood", "count": 1000, "size": 100_000, "entities": [{"key": "a", "kind": "k", "properties": {}}]})
+            .to_string(),
+    );
+    let setup = Setup::new();
+    setup.scripted_plugin_with("flood", &source, "5s", "", "log = { lines-per-call = 5 }");
+    let host = setup.run();
+    // The plugin is not failed for it: its entity arrives.
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    host.wait_for_log(
+        "log lines over the per-call cap were dropped plugin=flood dropped=995",
+        WAIT,
+    );
+    let log = host.log();
+    let first_call = &log[..log.find("dropped=995").unwrap()];
+    let lines: Vec<&str> = first_call
+        .lines()
+        .filter(|l| l.contains("flood line"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{first_call}");
+    for line in lines {
+        assert!(line.len() < 4096 + 200, "a line of {} bytes", line.len());
+        assert!(line.contains("… [95915 bytes cut]"), "{line}");
+    }
+    host.stop();
+}

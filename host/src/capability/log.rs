@@ -1,5 +1,6 @@
 //! `log`: structured logging, attributed to the plugin. Always granted; a plugin that
-//! logs more than a bounded number of lines per call has the rest dropped and counted.
+//! logs more than a bounded number of lines per call has the rest dropped and counted,
+//! and a line longer than 4 KiB is cut.
 
 use super::{CallContext, parse_entry};
 use crate::manifest::{Manifest, ManifestError};
@@ -7,6 +8,8 @@ pub(super) use crate::runtime::bindings::synchro::plugin::log as wit;
 
 /// Default cap on lines per call.
 const LINES_PER_CALL: u32 = 100;
+/// Bytes of one line (message and fields) kept; the rest is cut and said so.
+const LINE_BYTES: usize = 4096;
 
 pub struct Grant {
     lines_per_call: u32,
@@ -65,15 +68,47 @@ impl wit::Host for Capability {
             return;
         }
         let plugin = &*self.call.plugin;
+        let mut message = message;
+        let mut fields = fields;
+        let mut budget = cut(&mut message, LINE_BYTES);
+        for (key, value) in &mut fields {
+            budget = cut(value, budget.saturating_sub(key.len()));
+        }
         let fields = FieldList(&fields);
         match level {
-            wit::Level::Trace => tracing::trace!(target: "plugin", plugin, %fields, "{message}"),
-            wit::Level::Debug => tracing::debug!(target: "plugin", plugin, %fields, "{message}"),
-            wit::Level::Info => tracing::info!(target: "plugin", plugin, %fields, "{message}"),
-            wit::Level::Warn => tracing::warn!(target: "plugin", plugin, %fields, "{message}"),
-            wit::Level::Error => tracing::error!(target: "plugin", plugin, %fields, "{message}"),
+            wit::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin = %plugin, %fields, "{message}")
+            }
+            wit::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin = %plugin, %fields, "{message}")
+            }
+            wit::Level::Info => {
+                tracing::info!(target: "plugin", plugin = %plugin, %fields, "{message}")
+            }
+            wit::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin = %plugin, %fields, "{message}")
+            }
+            wit::Level::Error => {
+                tracing::error!(target: "plugin", plugin = %plugin, %fields, "{message}")
+            }
         }
     }
+}
+
+/// Cuts `text` to at most `limit` bytes (on a character boundary), noting how much was
+/// cut; returns the bytes left of the limit.
+fn cut(text: &mut String, limit: usize) -> usize {
+    if text.len() <= limit {
+        return limit - text.len();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… [{cut} bytes cut]"));
+    0
 }
 
 struct FieldList<'a>(&'a [(String, String)]);
@@ -84,5 +119,20 @@ impl std::fmt::Display for FieldList<'_> {
             write!(f, "{}{k}={v:?}", if i == 0 { "" } else { " " })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary_and_say_so() {
+        let mut short = "héllo".to_owned();
+        assert_eq!(cut(&mut short, 10), 4);
+        assert_eq!(short, "héllo");
+        let mut long = "ééééé".to_owned(); // 10 bytes
+        assert_eq!(cut(&mut long, 3), 0);
+        assert_eq!(long, "é… [8 bytes cut]");
     }
 }

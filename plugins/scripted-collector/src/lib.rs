@@ -16,6 +16,7 @@
 //! - `poll`: fetch the URL in `target` (a denied origin must be refused);
 //! - `publish`: publish to the topic in `target` (an ungranted topic must be refused);
 //! - `await`: await a response on `target` that never comes, for `timeout-ms`;
+//! - `log-flood`: log `count` lines of `size` bytes each, then succeed;
 //! - `probe`: try to read a file, the environment and open a TCP socket to `target`, and
 //!   report what happened as the properties of entity `probe` — the sandbox must have
 //!   refused all three.
@@ -24,7 +25,7 @@
 
 use serde_json::{Value, json};
 use synchro_guest::{
-    Collector, Completeness, Entity, Error, ErrorCode, Snapshot, bus, config, error, http,
+    Collector, Completeness, Entity, Error, ErrorCode, Snapshot, bus, config, error, http, log,
 };
 
 struct Scripted;
@@ -90,6 +91,13 @@ impl Collector for Scripted {
             "await" => {
                 let timeout = script["timeout-ms"].as_u64().unwrap_or(3_600_000) as u32;
                 bus::await_response(target, "never", timeout).map(|_| Completeness::Complete)
+            }
+            "log-flood" => {
+                let line = format!("flood line {}", "x".repeat(script["size"].as_u64().unwrap_or(0) as usize));
+                for _ in 0..script["count"].as_u64().unwrap_or(0) {
+                    log::warn(&line);
+                }
+                Ok(Completeness::Complete)
             }
             "probe" => {
                 let report = json!({
