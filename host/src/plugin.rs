@@ -51,38 +51,23 @@ impl Plugin {
         let asked = &manifest.limits;
         let (defaults, ceilings) = (&config.limits, &config.ceilings);
         let name = manifest.name.as_str();
-        let deadline = held(
-            name,
-            "deadline",
-            asked.deadline.unwrap_or(defaults.deadline),
-            ceilings.deadline,
-        );
+        // The manifest's value, or the host's default, held to the operator's ceiling.
+        macro_rules! effective {
+            ($field:ident, $key:literal) => {
+                held(
+                    name,
+                    $key,
+                    asked.$field.unwrap_or(defaults.$field),
+                    ceilings.$field,
+                )
+            };
+        }
         let limits = CallLimits {
-            deadline,
-            memory_bytes: (held(
-                name,
-                "memory-mb",
-                asked.memory_mb.unwrap_or(defaults.memory_mb),
-                ceilings.memory_mb,
-            ) << 20) as usize,
-            max_entities: held(
-                name,
-                "max-entities",
-                asked.max_entities.unwrap_or(defaults.max_entities),
-                ceilings.max_entities,
-            ),
-            max_snapshot_bytes: held(
-                name,
-                "max-snapshot-kb",
-                asked.max_snapshot_kb.unwrap_or(defaults.max_snapshot_kb),
-                ceilings.max_snapshot_kb,
-            ) << 10,
-            max_message_bytes: (held(
-                name,
-                "max-message-kb",
-                asked.max_message_kb.unwrap_or(defaults.max_message_kb),
-                ceilings.max_message_kb,
-            ) << 10) as usize,
+            deadline: effective!(deadline, "deadline"),
+            memory_bytes: (effective!(memory_mb, "memory-mb") << 20) as usize,
+            max_entities: effective!(max_entities, "max-entities"),
+            max_snapshot_bytes: effective!(max_snapshot_kb, "max-snapshot-kb") << 10,
+            max_message_bytes: (effective!(max_message_kb, "max-message-kb") << 10) as usize,
             fuel: match (asked.fuel.or(defaults.fuel), ceilings.fuel) {
                 (None, ceiling) => ceiling,
                 (Some(fuel), ceiling) => Some(held(name, "fuel", fuel, ceiling)),
@@ -98,19 +83,8 @@ impl Plugin {
             );
         }
         let failure = crate::failure::Policy {
-            quarantine_after: held(
-                name,
-                "quarantine-after",
-                asked.quarantine_after.unwrap_or(defaults.quarantine_after),
-                ceilings.quarantine_after,
-            )
-            .max(1),
-            max_backoff: held(
-                name,
-                "max-backoff",
-                asked.max_backoff.unwrap_or(defaults.max_backoff),
-                ceilings.max_backoff,
-            ),
+            quarantine_after: effective!(quarantine_after, "quarantine-after").max(1),
+            max_backoff: effective!(max_backoff, "max-backoff"),
         };
         Ok(Plugin {
             failure,

@@ -109,6 +109,16 @@ async fn next(consumer: &mut Consumer) -> Arc<Message> {
     delivery.message
 }
 
+/// A consumer of the change notifications, from the start.
+fn changes(bus: &Bus) -> Consumer {
+    bus.consume(
+        "test-changes",
+        Topics::Names(vec!["changes".into()]),
+        StartFrom::Earliest,
+    )
+    .unwrap()
+}
+
 /// The key of a change notification.
 fn changed_key(message: &Message) -> String {
     let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
@@ -118,13 +128,7 @@ fn changed_key(message: &Message) -> String {
 
 async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "MyTopic").await;
-    let mut changes = bus
-        .consume(
-            "test-changes",
-            Topics::Names(vec!["changes".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut changes = changes(&bus);
     let mut dead = bus
         .consume(
             "test-dead",
@@ -304,13 +308,7 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
     const BATCHES: usize = 10;
     const PER_BATCH: usize = 100;
     let mut live = live(&bus, "").await;
-    let mut changes = bus
-        .consume(
-            "test-changes",
-            Topics::Names(vec!["changes".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut changes = changes(&bus);
     for batch in 0..BATCHES {
         for i in 0..PER_BATCH {
             bus.publish(Message::new(
