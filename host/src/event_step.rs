@@ -76,14 +76,17 @@ impl EventStep {
         let mut failures = crate::failure::Tracker::default();
         let mut session: Option<Session> = None;
         loop {
+            // Biased: a swap that has happened is acted on before the next message, so a
+            // message read after the swap is never read under the old `[events]`.
             let next = tokio::select! {
-                next = consumer.next() => Some(next),
+                biased;
                 _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = versions.changed() => None,
+                next = consumer.next() => Some(next),
                 _ = tokio::time::sleep(IDLE), if session.is_some() => {
                     session = None;
                     continue;
                 }
-                _ = versions.changed() => None,
             };
             let Some(next) = next else {
                 // A new version: fresh instances, a fresh failure count, and the consumer
