@@ -240,7 +240,8 @@ fn a_fuel_budget_stops_a_spinning_plugin_long_before_its_deadline() {
         "collect failed, nothing changed: used up its fuel budget of 20000000 (limits.fuel)",
         WAIT,
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // The deadline is 60 s: fuel, not the deadline, stopped it.
+    assert!(started.elapsed() < Duration::from_secs(30));
     host.stop();
 }
 
