@@ -244,11 +244,18 @@ impl Registry {
             {
                 running.live.swap(Arc::new(plugin));
             }
-            // Renamed or re-roled: a different plugin from the same file.
+            // Renamed or re-roled: a different plugin from the same file. The old one is
+            // waited for (at most its call in flight), so that the two never share a
+            // consumer group.
             Some(_) => {
                 let old = self.running.remove(path).expect("present");
                 tracing::info!(plugin = %old.live.current().name, "its manifest now names another plugin or roles: restarting");
-                self.stop(old);
+                let _ = old.stop.send(true);
+                for task in old.tasks {
+                    if let Err(error) = task.await {
+                        tracing::error!("a plugin task panicked: {error}");
+                    }
+                }
                 self.start(path, plugin);
             }
             None => self.start(path, plugin),

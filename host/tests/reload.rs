@@ -143,3 +143,26 @@ fn a_collect_in_flight_finishes_on_the_old_version() {
     assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
     host.stop();
 }
+
+#[test]
+fn a_manifest_that_now_names_another_plugin_restarts_it_under_that_name() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &source));
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    setup.write(
+        "inv.toml",
+        &manifest("0.1.0", &source).replace("name = \"inv\"", "name = \"renamed\""),
+    );
+    // A new name is a new plugin with its own (empty) baseline: it announces everything.
+    let events = host.raw_events(4, WAIT);
+    assert!(
+        events.iter().all(|e| e["source"] == "renamed"),
+        "{events:?}"
+    );
+    let report = setup.status();
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["renamed"]);
+    host.stop();
+}
