@@ -67,9 +67,9 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
             name: "huge-snapshot",
             script: json!({"mode": "many", "count": 5_000_000}),
             deadline: "5s",
-            limits: "max-entities = 100000",
+            limits: "max-entities = 10000",
             capabilities: "",
-            reasons: &["the snapshot has more than 100000 entities (limits.max-entities)"],
+            reasons: &["the snapshot has more than 10000 entities (limits.max-entities)"],
         },
         Hostile {
             name: "invalid-json",
@@ -162,7 +162,6 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
         "the plugin saw environment variables: {seen}"
     );
 
-    let rss_before = rss_kib(host.pid());
     for hostile in &hostiles {
         let status = setup.wait_status(hostile.name, WAIT, |p| {
             matches!(p.health, Health::Quarantined { .. })
@@ -199,6 +198,7 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
     assert_eq!(neighbour.counters.failures, 0);
 
     // Another round of every hostile costs the host no memory it keeps.
+    let rss_before = rss_kib(host.pid());
     for hostile in &hostiles {
         let released = setup.command(&["plugin", "release", hostile.name]);
         assert!(released.status.success(), "{released:?}");
