@@ -202,9 +202,7 @@ impl Collector {
             let error = result.err().map(|e| e.to_string());
             let pause = match failures.record(&plugin.failure, error.is_none(), normal) {
                 Verdict::Continue { pause } => {
-                    let consecutive = failures.consecutive();
-                    self.live
-                        .record(error.map_or(Ok(()), |e| Err((consecutive, e))));
+                    self.live.record(failures.consecutive(), error);
                     pause
                 }
                 Verdict::Quarantine { failures: count } => {

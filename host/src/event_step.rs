@@ -126,9 +126,7 @@ impl EventStep {
             let policy = self.live.current().failure;
             match failures.record(&policy, failed.is_none(), Duration::ZERO) {
                 Verdict::Continue { .. } => {
-                    let consecutive = failures.consecutive();
-                    self.live
-                        .record(failed.map_or(Ok(()), |e| Err((consecutive, e))));
+                    self.live.record(failures.consecutive(), failed);
                 }
                 Verdict::Quarantine { failures: count } => {
                     session = None;

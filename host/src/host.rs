@@ -61,16 +61,17 @@ impl Host {
                     registry.scan().await;
                     watch_dirs(watcher.as_mut().expect("guarded"), &registry);
                 }
-                Some(request) = admin.recv() => {
-                    match request {
-                        Request::Status(reply) => drop(reply.send(registry.report())),
-                        Request::Reload(name, reply) => drop(reply.send(registry.reload(&name).await)),
-                        Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                Some(request) = admin.recv() => match request {
+                    Request::Status(reply) => drop(reply.send(registry.report())),
+                    Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    Request::Reload(name, reply) => {
+                        drop(reply.send(registry.reload(&name).await));
+                        // A reloaded manifest may point at a component elsewhere.
+                        if let Some(watcher) = watcher.as_mut() {
+                            watch_dirs(watcher, &registry);
+                        }
                     }
-                    if let Some(watcher) = watcher.as_mut() {
-                        watch_dirs(watcher, &registry);
-                    }
-                }
+                },
             }
         }
         registry.shutdown().await;

@@ -6,6 +6,7 @@
 //! counters belong to the plugin, not to a version.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
@@ -16,6 +17,8 @@ pub struct Live {
     version: watch::Sender<Arc<Plugin>>,
     /// Bumped by each release, waking every task of the plugin that is quarantined.
     releases: watch::Sender<u64>,
+    /// Whether the last call failed: a healthy plugin's calls then touch no lock.
+    failing: AtomicBool,
     pub status: Arc<Status>,
 }
 
@@ -29,6 +32,7 @@ impl Live {
         Arc::new(Live {
             version: watch::Sender::new(plugin),
             releases: watch::Sender::new(0),
+            failing: AtomicBool::new(false),
             status: Arc::default(),
         })
     }
@@ -87,20 +91,28 @@ impl Live {
         };
         if resumed {
             tracing::info!(plugin = %name, "released from quarantine");
+            self.failing.store(false, Ordering::Relaxed);
             self.status.set_health(Health::Running);
         }
         resumed
     }
 
-    /// Records the outcome of one call in the plugin's health.
-    pub fn record(&self, outcome: Result<(), (u32, String)>) {
-        let health = match outcome {
-            Ok(()) => Health::Running,
-            Err((failures, last_error)) => Health::BackingOff {
-                failures,
-                last_error,
-            },
-        };
-        self.status.set_health(health);
+    /// Records the outcome of one call in the plugin's health: `error` is the failure, if
+    /// it failed, and `consecutive` how many calls in a row have.
+    pub fn record(&self, consecutive: u32, error: Option<String>) {
+        match error {
+            None => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    self.status.set_health(Health::Running);
+                }
+            }
+            Some(last_error) => {
+                self.failing.store(true, Ordering::Relaxed);
+                self.status.set_health(Health::BackingOff {
+                    failures: consecutive,
+                    last_error,
+                });
+            }
+        }
     }
 }

@@ -230,12 +230,8 @@ impl Registry {
             }
         };
         self.refused.remove(path);
-        let reloaded = Reloaded {
-            name: plugin.name.to_string(),
-            version: plugin.manifest.version.clone(),
-            cached: plugin.origin == Origin::Cache,
-            elapsed_ms: 0,
-        };
+        let (name, version) = (plugin.name.to_string(), plugin.manifest.version.clone());
+        let cached = plugin.origin == Origin::Cache;
         match self.running.get(path) {
             // Same plugin, same roles: swap, keeping its tasks, baseline and offsets.
             Some(running)
@@ -261,8 +257,10 @@ impl Registry {
             None => self.start(path, plugin),
         }
         let reloaded = Reloaded {
+            name,
+            version,
+            cached,
             elapsed_ms: started.elapsed().as_millis() as u64,
-            ..reloaded
         };
         tracing::info!(
             plugin = %reloaded.name,
