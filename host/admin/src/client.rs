@@ -1,0 +1,75 @@
+//! The CLI's side of the API.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use synchro_status::{HostReport, Reloaded};
+
+use crate::{ADDRESS_FILE, ErrorBody};
+
+/// The CLI's side: finds the running host through its data directory.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<Client> {
+        let file: PathBuf = data_dir.join(ADDRESS_FILE);
+        let address = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "no running host uses the data directory {} ({} is missing); pass the --config of the running host",
+                data_dir.display(),
+                file.display()
+            )
+        })?;
+        Ok(Client {
+            base: format!("http://{}", address.trim()),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub async fn status(&self) -> anyhow::Result<HostReport> {
+        self.call(self.http.get(format!("{}/v1/plugins", self.base)))
+            .await
+    }
+
+    pub async fn reload(&self, name: &str) -> anyhow::Result<Reloaded> {
+        self.call(
+            self.http
+                .post(format!("{}/v1/plugins/{name}/reload", self.base)),
+        )
+        .await
+    }
+
+    pub async fn release(&self, name: &str) -> anyhow::Result<()> {
+        self.call::<serde_json::Value>(
+            self.http
+                .post(format!("{}/v1/plugins/{name}/release", self.base)),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the host at {} (has it stopped?)", self.base))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("reading the host's answer")?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).context("the host's answer is not understood");
+        }
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error, .. }) => anyhow::bail!("{error}"),
+            Err(_) => anyhow::bail!("the host answered {status}"),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The API's HTTP side: axum on the configured address, each request forwarded to the
+//! host's loop.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use synchro_model::Error;
+use synchro_status::{HostReport, Reloaded};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{ADDRESS_FILE, AdminSettings, ErrorBody, Request};
+
+type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
+
+/// Serves the API until `shutdown`, forwarding requests to `requests`; returns the bound
+/// address once listening, and writes it to `ADDRESS_FILE` in `data_dir`.
+pub async fn serve(
+    settings: &AdminSettings,
+    data_dir: &Path,
+    requests: mpsc::Sender<Request>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("admin API: cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let file = data_dir.join(ADDRESS_FILE);
+    std::fs::write(&file, address.to_string())
+        .with_context(|| format!("writing {}", file.display()))?;
+    let app = axum::Router::new()
+        .route("/v1/plugins", get(status))
+        .route("/v1/plugins/{name}/reload", post(reload))
+        .route("/v1/plugins/{name}/release", post(release))
+        .with_state(requests);
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("admin API stopped: {error}");
+        }
+        let _ = std::fs::remove_file(&file);
+    });
+    tracing::info!(%address, "admin API listening");
+    Ok(address)
+}
+
+async fn ask<T>(
+    requests: &mpsc::Sender<Request>,
+    request: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, (StatusCode, Json<ErrorBody>)> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        refusal(Error::new(
+            synchro_model::ErrorKind::Unavailable,
+            "the host is stopping",
+        ))
+    };
+    requests
+        .send(request(tx))
+        .await
+        .map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+/// An error answer: the status its kind maps to, its message and its kind.
+fn refusal(error: Error) -> (StatusCode, Json<ErrorBody>) {
+    let status =
+        StatusCode::from_u16(error.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        Json(ErrorBody {
+            error: error.message,
+            kind: Some(error.kind.label().to_owned()),
+        }),
+    )
+}
+
+async fn status(State(requests): State<mpsc::Sender<Request>>) -> Reply<HostReport> {
+    Ok(Json(ask(&requests, Request::Status).await?))
+}
+
+async fn reload(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<Reloaded> {
+    ask(&requests, |tx| Request::Reload(name, tx))
+        .await?
+        .map(Json)
+        .map_err(refusal)
+}
+
+async fn release(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<serde_json::Value> {
+    ask(&requests, |tx| Request::Release(name, tx))
+        .await?
+        .map(|()| Json(serde_json::json!({ "released": true })))
+        .map_err(refusal)
+}

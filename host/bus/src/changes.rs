@@ -1,0 +1,58 @@
+//! How change notifications travel on the bus.
+
+use synchro_model::Change;
+
+use crate::Message;
+
+/// The bus topic that carries change notifications.
+pub const CHANGES: &str = "changes";
+
+/// The bus message of a change: its Gizmo-shaped JSON, keyed by entity, with headers
+/// that let subscribers filter by kind or plugin without parsing the payload.
+pub fn change_message(change: &Change) -> Message {
+    Message::new(CHANGES, change.to_json())
+        .with_key(change.entity.key())
+        .with_header("operation", change.operation.as_str())
+        .with_header("kind", change.entity.kind())
+        .with_header("source", &change.source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_model::{EdgeEnds, Entity, EntityRef, Operation};
+
+    #[test]
+    fn a_change_is_keyed_by_entity_with_filterable_headers() {
+        let edge = Entity::new(
+            "e".into(),
+            "tosca.relationships.HostedOn".into(),
+            "{}".into(),
+            None,
+            Some(EdgeEnds {
+                source: EntityRef {
+                    key: "vm".into(),
+                    kind: "vserver".into(),
+                },
+                target: EntityRef {
+                    key: "srv-1".into(),
+                    kind: "pserver".into(),
+                },
+            }),
+        )
+        .unwrap();
+        let change = Change {
+            operation: Operation::Delete,
+            entity: edge,
+            timestamp: 1,
+            transaction_id: "t".into(),
+            database_transaction_id: None,
+            source: "inv".into(),
+        };
+        let message = change_message(&change);
+        assert_eq!(message.topic, CHANGES);
+        assert_eq!(message.header("kind"), Some("tosca.relationships.HostedOn"));
+        assert_eq!(message.header("operation"), Some("DELETE"));
+        assert_eq!(message.key.as_deref(), Some("e"));
+    }
+}

@@ -1,0 +1,458 @@
+//! The bus on Kafka, through rdkafka (librdkafka): the only module that knows it.
+//!
+//! Topic names on the wire carry the configured prefix; the rest of the host sees
+//! logical names. Topics are created explicitly (with the configured partitions and
+//! replication) before first use, as a careful deployment would, instead of relying on
+//! broker auto-creation. Consumer groups commit only what their consumer commits.
+//! Responses are read by one consumer per host in a group of its own, so hosts sharing a
+//! response topic each see every response and keep those they await.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::correlate::{CorrelationId, Correlator};
+use super::{BusError, Delivery, Filter, Message, StartFrom, Subscription, Topics};
+
+/// `[bus]` with `kind = "kafka"` in the host config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Prepended to every topic name on the wire, and to consumer group ids.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Partitions of the topics synchro creates.
+    #[serde(default = "one")]
+    pub partitions: i32,
+    /// Replication factor of the topics synchro creates.
+    #[serde(default = "one")]
+    pub replication: i32,
+    /// How long a publish may wait for the brokers to acknowledge it.
+    #[serde(default = "delivery_timeout", with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// librdkafka properties passed through as they are (`security.protocol`, ...).
+    #[serde(default)]
+    pub properties: HashMap<String, String>,
+}
+
+impl KafkaSettings {
+    /// Checks the values; errors start with the field's name.
+    pub fn check(&self) -> Result<(), String> {
+        if self.brokers.split(',').all(|b| b.trim().is_empty()) {
+            return Err("brokers`: name at least one broker (`host:port[,host:port…]`)".into());
+        }
+        if self.partitions < 1 {
+            return Err("partitions`: must be at least 1".into());
+        }
+        if self.replication < 1 {
+            return Err("replication`: must be at least 1".into());
+        }
+        if self.delivery_timeout.is_zero() {
+            return Err("delivery-timeout`: must be longer than zero".into());
+        }
+        // librdkafka takes it in milliseconds as an i32.
+        if self.delivery_timeout.as_millis() > i32::MAX as u128 {
+            return Err("delivery-timeout`: must be at most 24 days".into());
+        }
+        Ok(())
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+fn delivery_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Clone)]
+pub struct Kafka {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: KafkaSettings,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist (wire names).
+    topics: tokio::sync::Mutex<HashSet<String>>,
+    correlator: Correlator,
+    responses: Mutex<Option<Arc<StreamConsumer>>>,
+    /// Unique per host: names this host's private consumer groups.
+    host_id: String,
+}
+
+impl Kafka {
+    /// Connects lazily: a broker that is down now is retried by librdkafka with backoff;
+    /// publishes fail after the delivery timeout with an error naming the brokers.
+    pub fn new(settings: KafkaSettings) -> Result<Kafka, BusError> {
+        let producer: FutureProducer = client_config(&settings, &[("linger.ms", "1")])
+            .set(
+                "message.timeout.ms",
+                settings.delivery_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(|e| kafka_error(&settings, e))?;
+        let admin = client_config(&settings, &[])
+            .create()
+            .map_err(|e| kafka_error(&settings, e))?;
+        Ok(Kafka {
+            inner: Arc::new(Inner {
+                producer,
+                admin,
+                topics: Default::default(),
+                correlator: Correlator::default(),
+                responses: Mutex::new(None),
+                host_id: uuid::Uuid::new_v4().to_string(),
+                settings,
+            }),
+        })
+    }
+
+    pub fn correlator(&self) -> &Correlator {
+        &self.inner.correlator
+    }
+
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.inner.settings
+    }
+
+    fn wire(&self, topic: &str) -> String {
+        format!("{}{topic}", self.inner.settings.topic_prefix)
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> BusError {
+        kafka_error(&self.inner.settings, reason)
+    }
+
+    /// Creates `topic` unless it is known to exist.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
+        let wire = self.wire(topic);
+        let mut known = self.inner.topics.lock().await;
+        if known.contains(&wire) {
+            return Ok(());
+        }
+        let settings = &self.inner.settings;
+        let new = NewTopic::new(
+            &wire,
+            settings.partitions,
+            TopicReplication::Fixed(settings.replication),
+        );
+        let options = AdminOptions::new()
+            .operation_timeout(Some(settings.delivery_timeout))
+            .request_timeout(Some(settings.delivery_timeout));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| self.error(format!("creating topic `{wire}`: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(self.error(format!("creating topic `{name}`: {code}")));
+                }
+            }
+        }
+        known.insert(wire);
+        Ok(())
+    }
+
+    pub async fn publish(&self, message: Message) -> Result<(), BusError> {
+        self.ensure_topic(&message.topic).await?;
+        let wire = self.wire(&message.topic);
+        let mut headers = OwnedHeaders::new_with_capacity(message.headers.len());
+        for (key, value) in &message.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut record = FutureRecord::to(&wire)
+            .payload(&message.payload)
+            .headers(headers);
+        if let Some(key) = &message.key {
+            record = record.key(key);
+        }
+        if message.timestamp != 0 {
+            record = record.timestamp(message.timestamp as i64);
+        }
+        let sent = self
+            .inner
+            .producer
+            .send(record, self.inner.settings.delivery_timeout)
+            .await;
+        if let Err((e, _)) = sent {
+            // The topic may be gone (a broker that restarted empty, an operator's delete):
+            // forget it, so that the next publish creates it again.
+            self.inner.topics.lock().await.remove(&wire);
+            return Err(self.error(format!("publishing to `{wire}`: {e}")));
+        }
+        Ok(())
+    }
+
+    fn consumer(&self, group: &str, start: StartFrom) -> Result<StreamConsumer, BusError> {
+        // Fetch without waiting long for more data: responses and events are latency
+        // sensitive, and librdkafka's default wait is 500 ms.
+        client_config(&self.inner.settings, &[("fetch.wait.max.ms", "5")])
+            .set(
+                "group.id",
+                format!("{}{group}", self.inner.settings.topic_prefix),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match start {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            // Subscribe to topics that do not exist yet without an error.
+            .set("allow.auto.create.topics", "false")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .map_err(|e| self.error(e))
+    }
+
+    fn subscription_names(&self, topics: &Topics) -> Vec<String> {
+        let prefix = &self.inner.settings.topic_prefix;
+        match topics {
+            Topics::Names(names) => names.iter().map(|n| format!("{prefix}{n}")).collect(),
+            // librdkafka treats a name starting with `^` as a regular expression (its
+            // own dialect: no `(?:`).
+            Topics::Pattern(pattern) => vec![format!("^{}({pattern})$", regex::escape(prefix))],
+        }
+    }
+
+    pub fn consume(
+        &self,
+        group: &str,
+        topics: Topics,
+        start: StartFrom,
+    ) -> Result<Consumer, BusError> {
+        if let Topics::Pattern(pattern) = &topics {
+            super::compile_pattern(pattern)?;
+        }
+        let consumer = self.consumer(group, start)?;
+        let names = self.subscription_names(&topics);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .map_err(|e| self.error(format!("subscribing to {names:?}: {e}")))?;
+        Ok(Consumer {
+            kafka: self.clone(),
+            consumer,
+        })
+    }
+
+    /// A live subscription: a consumer group of its own starting at the latest offset.
+    pub fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
+        let group = format!("synchro-tail-{}", uuid::Uuid::new_v4());
+        let consumer = self.consumer(&group, StartFrom::Latest)?;
+        let wire = self.wire(topic);
+        consumer
+            .subscribe(&[&wire])
+            .map_err(|e| self.error(format!("subscribing to `{wire}`: {e}")))?;
+        let (tx, rx) = mpsc::channel(1024);
+        let kafka = self.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let message = match consumer.recv().await {
+                    Ok(m) => {
+                        pause = Duration::from_millis(100);
+                        kafka.owned(&m)
+                    }
+                    Err(e) => {
+                        if pause >= Duration::from_secs(1) {
+                            tracing::warn!(
+                                "Kafka subscription to `{wire}`: {e}; retrying in {pause:?}"
+                            );
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                };
+                if filter.matches(&message) && tx.send(Arc::new(message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Declares a response topic and makes this host's response reader read it from its
+    /// current end. When this returns, every response published from then on is seen.
+    ///
+    /// The reader is in no consumer group: it assigns itself every partition of every
+    /// response topic at the high watermark read synchronously here. (Subscribing at
+    /// "latest" instead would lose responses published before the group's assignment
+    /// completes — the race that drops Gizmo's fast responses.)
+    pub async fn expect_responses(&self, topic: &str, id: CorrelationId) -> Result<(), BusError> {
+        if self.inner.correlator.is_declared(topic) {
+            return Ok(());
+        }
+        self.ensure_topic(topic).await?;
+        let reader = self.response_reader()?;
+        let wire = self.wire(topic);
+        let timeout = self.inner.settings.delivery_timeout;
+        let kafka = self.clone();
+        let assigned = tokio::task::spawn_blocking(move || -> Result<(), BusError> {
+            let metadata = reader
+                .fetch_metadata(Some(&wire), timeout)
+                .map_err(|e| kafka.error(format!("metadata of `{wire}`: {e}")))?;
+            let mut list = TopicPartitionList::new();
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = reader
+                    .fetch_watermarks(&wire, partition.id(), timeout)
+                    .map_err(|e| kafka.error(format!("offsets of `{wire}`: {e}")))?;
+                list.add_partition_offset(&wire, partition.id(), Offset::Offset(high))
+                    .map_err(|e| kafka.error(e))?;
+            }
+            reader
+                .incremental_assign(&list)
+                .map_err(|e| kafka.error(format!("reading `{wire}`: {e}")))
+        })
+        .await
+        .expect("assigning does not panic");
+        assigned?;
+        self.inner.correlator.declare(topic, id);
+        Ok(())
+    }
+
+    /// This host's response reader, started on first use.
+    fn response_reader(&self) -> Result<Arc<StreamConsumer>, BusError> {
+        let mut reader = self.inner.responses.lock().expect("responses lock");
+        if let Some(consumer) = &*reader {
+            return Ok(consumer.clone());
+        }
+        let group = format!("synchro-responses-{}", self.inner.host_id);
+        let consumer = Arc::new(self.consumer(&group, StartFrom::Latest)?);
+        let kafka = self.clone();
+        let reading = consumer.clone();
+        tokio::spawn(async move {
+            loop {
+                match reading.recv().await {
+                    Ok(m) => {
+                        let message = Arc::new(kafka.owned(&m));
+                        kafka.inner.correlator.offer(&message.topic, &message);
+                    }
+                    Err(e) => {
+                        tracing::warn!("Kafka response reader: {e}");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        *reader = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    /// An owned message with its logical topic name.
+    fn owned(&self, m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+        let prefix = &self.inner.settings.topic_prefix;
+        Message {
+            topic: m
+                .topic()
+                .strip_prefix(prefix.as_str())
+                .unwrap_or(m.topic())
+                .to_owned(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: m
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            timestamp: m.timestamp().to_millis().unwrap_or(0).max(0) as u64,
+        }
+    }
+}
+
+/// A member of a Kafka consumer group.
+pub struct Consumer {
+    kafka: Kafka,
+    consumer: StreamConsumer,
+}
+
+impl Consumer {
+    pub async fn next(&mut self) -> Result<Delivery, BusError> {
+        let m = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m,
+                // A subscribed topic that does not exist yet: it will be created by its
+                // first publish, and librdkafka picks it up on its next metadata refresh.
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    tracing::debug!("waiting for a subscribed topic to be created");
+                }
+                Err(e) => return Err(self.kafka.error(e)),
+            }
+        };
+        Ok(Delivery {
+            message: Arc::new(self.kafka.owned(&m)),
+            partition: m.partition(),
+            offset: m.offset(),
+        })
+    }
+
+    pub fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(
+            &self.kafka.wire(&delivery.message.topic),
+            delivery.partition,
+            Offset::Offset(delivery.offset + 1),
+        )
+        .map_err(|e| self.kafka.error(e))?;
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|e| self.kafka.error(e))
+    }
+}
+
+/// A client config: the brokers, then `defaults`, then the operator's properties, which
+/// override both.
+fn client_config(settings: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
+    for (key, value) in &settings.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+fn kafka_error(settings: &KafkaSettings, reason: impl std::fmt::Display) -> BusError {
+    BusError::Kafka {
+        brokers: settings.brokers.clone(),
+        reason: reason.to_string(),
+    }
+}

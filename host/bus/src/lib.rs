@@ -1,0 +1,301 @@
+//! The message bus: one abstraction, two implementations — the embedded in-process log
+//! (the default) and Kafka (the only crate that knows rdkafka).
+//!
+//! Both offer the same semantics, checked by one behavioural test suite: publish; live
+//! subscriptions with kind filters; consumer groups that resume from their committed
+//! offsets, where each group sees every message and a message is committed only when its
+//! consumer says so; and responses correlated by id.
+
+mod changes;
+mod correlate;
+mod embedded;
+pub mod kafka;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use changes::{CHANGES, change_message};
+pub use correlate::{CorrelationId, Stats as ResponseStats};
+use synchro_model::ErrorKind;
+
+/// The header that carries a response's correlation id by default.
+pub const CORRELATION_HEADER: &str = "correlation-id";
+
+/// A message on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+    /// Milliseconds since the Unix epoch; stamped on publish when zero.
+    pub timestamp: u64,
+}
+
+impl Message {
+    pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Message {
+        Message {
+            topic: topic.into(),
+            key: None,
+            payload: payload.into(),
+            headers: Vec::new(),
+            timestamp: 0,
+        }
+    }
+
+    pub fn with_key(mut self, key: impl Into<String>) -> Message {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("no response with correlation id `{id}` on topic `{topic}` within {timeout:?}")]
+    TimedOut {
+        topic: String,
+        id: String,
+        timeout: Duration,
+    },
+    #[error("correlation id `{id}` on topic `{topic}` is already being awaited")]
+    AlreadyAwaited { topic: String, id: String },
+    #[error("invalid topic pattern `{pattern}`: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("Kafka ({brokers}): {reason}")]
+    Kafka { brokers: String, reason: String },
+}
+
+impl BusError {
+    /// What kind of failure this is at a boundary: a broker that cannot be reached is the
+    /// bus's trouble, not the caller's.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BusError::TimedOut { .. } => ErrorKind::TimedOut,
+            BusError::AlreadyAwaited { .. } => ErrorKind::Conflict,
+            BusError::BadPattern { .. } => ErrorKind::InvalidInput,
+            BusError::Kafka { .. } => ErrorKind::Unavailable,
+        }
+    }
+}
+
+impl From<BusError> for synchro_model::Error {
+    fn from(error: BusError) -> synchro_model::Error {
+        synchro_model::Error::new(error.kind(), error.to_string())
+    }
+}
+
+/// Which bus the host uses: `[bus]` with `kind = "embedded"` (the default) or
+/// `kind = "kafka"` and the Kafka settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum BusSettings {
+    Embedded(EmbeddedSettings),
+    Kafka(kafka::KafkaSettings),
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings::Embedded(EmbeddedSettings {})
+    }
+}
+
+/// `[bus]` with `kind = "embedded"`: nothing to set, and anything else is a mistake
+/// (a unit variant would silently take any key, such as a Kafka `brokers`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSettings {}
+
+/// Which messages of a topic a live subscriber wants.
+#[derive(Debug, Clone, Default)]
+pub enum Filter {
+    /// Every message.
+    #[default]
+    All,
+    /// Messages whose `kind` header is one of these (change notifications carry it).
+    Kinds(HashSet<String>),
+}
+
+impl Filter {
+    fn matches(&self, message: &Message) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Kinds(kinds) => message.header("kind").is_some_and(|k| kinds.contains(k)),
+        }
+    }
+}
+
+/// The topics a consumer group reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topics {
+    Names(Vec<String>),
+    /// A regular expression over topic names, matched whole; topics created later that
+    /// match are read too.
+    Pattern(String),
+}
+
+/// Where a consumer group that has never committed starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    Earliest,
+    #[default]
+    Latest,
+}
+
+/// A message handed to a consumer, with the position to commit once it is processed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A live subscription's queue: messages published from now on. Dropping it unsubscribes.
+pub type Subscription = tokio::sync::mpsc::Receiver<Arc<Message>>;
+
+#[derive(Clone)]
+pub enum Bus {
+    Embedded(embedded::Embedded),
+    Kafka(kafka::Kafka),
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus::embedded()
+    }
+}
+
+impl Bus {
+    /// The in-process bus.
+    pub fn embedded() -> Bus {
+        Bus::Embedded(embedded::Embedded::new())
+    }
+
+    /// The bus the host configuration asks for.
+    pub fn from_settings(settings: &BusSettings) -> Result<Bus, BusError> {
+        match settings {
+            BusSettings::Embedded(_) => Ok(Bus::embedded()),
+            BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone()).map(Bus::Kafka),
+        }
+    }
+
+    /// Publishes `message`, waiting for a subscriber or a log that is full.
+    pub async fn publish(&self, message: Message) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded(bus) => {
+                bus.publish(message).await;
+                Ok(())
+            }
+            Bus::Kafka(bus) => bus.publish(message).await,
+        }
+    }
+
+    /// Subscribes to messages published on `topic` from now on that pass `filter`.
+    pub fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
+        match self {
+            Bus::Embedded(bus) => Ok(bus.subscribe(topic, filter)),
+            Bus::Kafka(bus) => bus.subscribe(topic, filter),
+        }
+    }
+
+    /// Joins consumer group `group` on `topics`.
+    pub fn consume(
+        &self,
+        group: &str,
+        topics: Topics,
+        start: StartFrom,
+    ) -> Result<Consumer, BusError> {
+        match self {
+            Bus::Embedded(bus) => bus.consume(group, topics, start).map(Consumer::Embedded),
+            Bus::Kafka(bus) => bus.consume(group, topics, start).map(Consumer::Kafka),
+        }
+    }
+
+    /// Declares that `topic` carries responses whose ids `id` finds, so that a response
+    /// published before its waiter starts waiting is kept for it.
+    pub async fn expect_responses(&self, topic: &str, id: CorrelationId) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded(bus) => {
+                bus.correlator().declare(topic, id);
+                Ok(())
+            }
+            Bus::Kafka(bus) => bus.expect_responses(topic, id).await,
+        }
+    }
+
+    /// Waits for the message on `topic` whose correlation id is `id`.
+    pub async fn await_response(
+        &self,
+        topic: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<Message>, BusError> {
+        let correlator = match self {
+            Bus::Embedded(bus) => bus.correlator(),
+            Bus::Kafka(bus) => {
+                bus.expect_responses(topic, CorrelationId::default())
+                    .await?;
+                bus.correlator()
+            }
+        };
+        correlator.wait(topic, id, timeout).await
+    }
+
+    /// What became of the responses this host has seen.
+    pub fn response_stats(&self) -> ResponseStats {
+        match self {
+            Bus::Embedded(bus) => bus.correlator().stats(),
+            Bus::Kafka(bus) => bus.correlator().stats(),
+        }
+    }
+}
+
+/// A member of a consumer group.
+pub enum Consumer {
+    Embedded(embedded::Consumer),
+    Kafka(kafka::Consumer),
+}
+
+impl Consumer {
+    /// The next message, in order within its partition.
+    pub async fn next(&mut self) -> Result<Delivery, BusError> {
+        match self {
+            Consumer::Embedded(c) => Ok(c.next().await),
+            Consumer::Kafka(c) => c.next().await,
+        }
+    }
+
+    /// Commits `delivery` and everything before it in its partition: the group resumes
+    /// after it.
+    pub fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        match self {
+            Consumer::Embedded(c) => {
+                c.commit(delivery);
+                Ok(())
+            }
+            Consumer::Kafka(c) => c.commit(delivery),
+        }
+    }
+}
+
+/// Compiles a topic pattern, anchored to match whole names.
+fn compile_pattern(pattern: &str) -> Result<regex::Regex, BusError> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| BusError::BadPattern {
+        pattern: pattern.to_owned(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,239 @@
+//! `publish` and `await-response`: granted per topic.
+//!
+//! ```toml
+//! [capabilities]
+//! bus = { publish = ["requests"], await = ["responses"] }
+//! ```
+//!
+//! An event step's subscription is asked for in its `[events]`; the operator's grants
+//! allow it with `subscribe = [...]` (a topic pattern needs `"*"`).
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use synchro_bus::{CorrelationId, Message, Topics};
+use synchro_manifest::ManifestError;
+use synchro_model::ErrorKind;
+use synchro_wit::WitError;
+pub(super) use synchro_wit::imports::bus as wit;
+
+use crate::{Asks, CallContext, NameList, Services, denied, fail, parse_entry, raw};
+
+#[derive(Debug, Default)]
+pub struct Grant {
+    publish: NameList,
+    await_: NameList,
+    /// Where the responses on the `await` topics carry their correlation id.
+    correlation: CorrelationId,
+    /// The topics an event step's `[events]` reads.
+    subscribe: Option<Topics>,
+}
+
+/// The `bus` entry, in a manifest or in the operator's grants.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    publish: NameList,
+    #[serde(default, rename = "await")]
+    await_: NameList,
+    correlation: Option<String>,
+    /// Only in the operator's grants: what `[events]` may read.
+    subscribe: Option<NameList>,
+}
+
+impl crate::Grant for Grant {
+    /// `bus = { publish = [...], await = [...], correlation = "header:NAME" | "json:PATH" }`
+    fn parse(asks: &Asks<'_>, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        let subscribe = asks.subscribes.cloned();
+        let Some(entry) = entry else {
+            return Ok(Grant {
+                subscribe,
+                ..Grant::default()
+            });
+        };
+        let raw: Raw = parse_entry(asks.manifest, "bus", entry)?;
+        if raw.subscribe.is_some() {
+            return Err(asks.manifest.error(
+                "field `capabilities.bus.subscribe`: an event step's topics are declared in `[events]`",
+            ));
+        }
+        let correlation = match raw.correlation {
+            Some(text) => CorrelationId::parse(&text).map_err(|e| {
+                asks.manifest
+                    .error(format!("field `capabilities.bus.correlation`: {e}"))
+            })?,
+            None => CorrelationId::default(),
+        };
+        Ok(Grant {
+            publish: raw.publish,
+            await_: raw.await_,
+            correlation,
+            subscribe,
+        })
+    }
+
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        let operator: Raw = operator.map(raw).transpose()?.unwrap_or_default();
+        if operator.correlation.is_some() {
+            return Err("`correlation` is the plugin's to choose, not a grant".into());
+        }
+        self.publish = self.publish.narrow(&operator.publish);
+        self.await_ = self.await_.narrow(&operator.await_);
+        // Reading is not narrowed but checked: an event step reading less than its
+        // `[events]` say would silently skip events.
+        let allowed = operator.subscribe.unwrap_or_default();
+        match &self.subscribe {
+            Some(Topics::Names(topics)) => {
+                if let Some(topic) = topics.iter().find(|t| !allowed.allows(t)) {
+                    return Err(format!(
+                        "does not grant reading topic `{topic}`, which `[events]` asks for (add it to `subscribe`)"
+                    ));
+                }
+            }
+            Some(Topics::Pattern(pattern)) if !allowed.allows("*") => {
+                return Err(format!(
+                    "does not grant reading the topics matching `{pattern}`, which `[events]` asks for (that needs `subscribe = [\"*\"]`)"
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match &self.subscribe {
+            Some(Topics::Names(topics)) => parts.push(format!("subscribe [{}]", topics.join(", "))),
+            Some(Topics::Pattern(pattern)) => parts.push(format!("subscribe /{pattern}/")),
+            None => {}
+        }
+        if !self.publish.is_empty() {
+            parts.push(format!("publish {}", self.publish));
+        }
+        if !self.await_.is_empty() {
+            parts.push(format!("await {} ({})", self.await_, self.correlation));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
+    /// Response topics keep responses that arrive before their waiter.
+    async fn activate(&self, services: &Services) -> Result<(), synchro_model::Error> {
+        for topic in self.await_.names() {
+            services
+                .bus
+                .expect_responses(topic, self.correlation.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Capability {
+    call: CallContext,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability { call: call.clone() }
+    }
+}
+
+impl wit::Host for Capability {
+    async fn publish(
+        &mut self,
+        topic: String,
+        key: Option<String>,
+        payload: Vec<u8>,
+        headers: Vec<(String, String)>,
+    ) -> Result<(), WitError> {
+        if !self.call.grants.bus.publish.allows(&topic) {
+            return Err(denied(
+                &self.call,
+                "bus",
+                format_args!("publishing to topic `{topic}`"),
+            ));
+        }
+        let message = Message {
+            topic,
+            key,
+            payload,
+            headers,
+            timestamp: 0,
+        };
+        check_size(&message, self.call.limits.max_message_bytes())?;
+        self.call
+            .services
+            .bus
+            .publish(message)
+            .await
+            .map_err(|e| fail(e.kind(), e.to_string()))
+    }
+
+    async fn await_response(
+        &mut self,
+        topic: String,
+        correlation_id: String,
+        timeout_ms: u32,
+    ) -> Result<wit::Message, WitError> {
+        if !self.call.grants.bus.await_.allows(&topic) {
+            return Err(denied(
+                &self.call,
+                "bus",
+                format_args!("awaiting responses on topic `{topic}`"),
+            ));
+        }
+        let remaining = self.call.deadline.saturating_duration_since(Instant::now());
+        let timeout = Duration::from_millis(timeout_ms.into()).min(remaining);
+        match self
+            .call
+            .services
+            .bus
+            .await_response(&topic, &correlation_id, timeout)
+            .await
+        {
+            Ok(message) => Ok(synchro_wit::message_to_wit(&message)),
+            Err(e) => Err(fail(e.kind(), e.to_string())),
+        }
+    }
+}
+
+/// Refuses a message over the plugin's `limits.max-message-kb`.
+fn check_size(message: &Message, limit: usize) -> Result<(), WitError> {
+    let size = message.payload.len()
+        + message.key.as_ref().map_or(0, String::len)
+        + message
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    if size > limit {
+        return Err(fail(
+            ErrorKind::InvalidInput,
+            format!(
+                "a message of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_over_the_limit_are_refused_counting_every_part() {
+        let message = Message::new("t", vec![0; 1000])
+            .with_key("k")
+            .with_header("h", "v");
+        assert!(check_size(&message, 1003).is_ok());
+        let error = check_size(&message, 1002).unwrap_err();
+        assert_eq!(error.code, synchro_wit::ErrorCode::InvalidInput);
+        assert!(
+            error
+                .message
+                .contains("a message of 1003 bytes is over this plugin's limit of 1002 bytes")
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! Host capabilities: what a plugin may ask the host to do.
+//!
+//! Each capability is one module that owns its grant (parsed from the manifest's
+//! `[capabilities]` entry of its name), its per-call state, and its implementation of
+//! its WIT interface — the shape Spin's "factors" arrived at. Adding a capability means
+//! adding a module and one line in the `capabilities!` list below.
+
+mod bus;
+mod config;
+mod emit;
+mod log;
+mod poll;
+mod snapshot;
+mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use synchro_bus::{Bus, Topics};
+use synchro_engine::CallState;
+use synchro_engine::wasmtime::component::{HasSelf, Linker};
+use synchro_manifest::{Limits, Manifest, ManifestError};
+use synchro_model::{Change, Entity, Error, ErrorKind, Operation};
+use synchro_status::{Counters, Status};
+use synchro_store::Db;
+use synchro_wit::WitError;
+
+pub use poll::{Http, PollSettings};
+pub use snapshot::SnapshotSink;
+
+/// The host services capabilities act on, shared by every plugin.
+#[derive(Clone)]
+pub struct Services {
+    pub bus: Bus,
+    pub db: Arc<Db>,
+    pub http: Http,
+}
+
+/// What a plugin asks for, as each grant reads it when the plugin loads.
+pub struct Asks<'a> {
+    pub manifest: &'a Manifest,
+    /// The topics the plugin's roles read (an event step's `[events]`), which the
+    /// operator's grants must allow.
+    pub subscribes: Option<&'a Topics>,
+}
+
+/// A capability's grant: what the manifest asks for, narrowed by what the operator grants,
+/// parsed once when the plugin loads.
+pub trait Grant: Sized + Send + Sync + 'static {
+    /// Parses the `[capabilities]` entry named after the capability (`None` when the
+    /// manifest has none: the capability is denied, or has its default).
+    fn parse(asks: &Asks<'_>, entry: Option<&toml::Value>) -> Result<Self, ManifestError>;
+
+    /// Keeps only what the operator's entry for this capability (the same shape as the
+    /// manifest's) also allows; `None`: the operator grants none of it. Capabilities that
+    /// are the plugin's own (its settings, its log) cannot be narrowed.
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        match operator {
+            None => Ok(()),
+            Some(_) => Err("is always granted and cannot be narrowed".into()),
+        }
+    }
+
+    /// What is granted, for `synchro plugin check`; `None` when nothing is.
+    fn describe(&self) -> Option<String>;
+
+    /// Readies host services for a plugin holding this grant.
+    fn activate(&self, _services: &Services) -> impl Future<Output = Result<(), Error>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Who is calling and until when: what every capability needs to know about a call.
+#[derive(Clone)]
+pub struct CallContext {
+    pub plugin: Arc<str>,
+    pub grants: Arc<Grants>,
+    pub services: Services,
+    pub limits: Limits,
+    /// Where denials are counted.
+    pub status: Arc<Status>,
+    /// When the call's deadline passes; host waits never outlast it.
+    pub deadline: Instant,
+}
+
+impl CallContext {
+    /// The same context for a call starting now.
+    pub fn restarted(&self) -> CallContext {
+        CallContext {
+            deadline: Instant::now() + self.limits.deadline,
+            ..self.clone()
+        }
+    }
+}
+
+/// The store data a linker's capabilities reach their per-call state through, as
+/// `wasmtime-wasi` reaches its own through `WasiView`.
+pub trait CapabilityView: Send {
+    fn capabilities(&mut self) -> &mut Capabilities;
+}
+
+impl CapabilityView for CallState<Capabilities> {
+    fn capabilities(&mut self) -> &mut Capabilities {
+        &mut self.caps
+    }
+}
+
+/// A WIT error of `kind`.
+fn fail(kind: ErrorKind, message: impl Into<String>) -> WitError {
+    Error::new(kind, message).into()
+}
+
+/// Parses the grant of a capability from a TOML value, naming the entry on error.
+fn parse_entry<T: serde::de::DeserializeOwned>(
+    manifest: &Manifest,
+    name: &str,
+    entry: &toml::Value,
+) -> Result<T, ManifestError> {
+    raw(entry).map_err(|e| manifest.error(format!("field `capabilities.{name}`: {e}")))
+}
+
+/// Deserialises a grant entry (the manifest's or the operator's).
+fn raw<T: serde::de::DeserializeOwned>(entry: &toml::Value) -> Result<T, String> {
+    entry
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_owned())
+}
+
+macro_rules! capabilities {
+    ($($name:ident),* $(,)?) => {
+        /// Every grant of one plugin.
+        pub struct Grants {
+            $(pub $name: $name::Grant,)*
+            /// Whether the operator narrowed what the manifest asks for.
+            pub narrowed: bool,
+        }
+
+        impl Grants {
+            /// Parses the manifest's `[capabilities]`, narrowed by `operator` (the host
+            /// config's `[grants.NAME]` for this plugin) when there is one. An unknown
+            /// capability name in either is an error.
+            pub fn from_manifest(
+                asks: &Asks<'_>,
+                operator: Option<&toml::Table>,
+            ) -> Result<Grants, ManifestError> {
+                let manifest = asks.manifest;
+                const KNOWN: &[&str] = &[$(stringify!($name)),*];
+                let unknown = |name: &String| !KNOWN.contains(&name.as_str());
+                if let Some(name) = manifest.capabilities.keys().find(|k| unknown(k)) {
+                    return Err(manifest.error(format!(
+                        "field `capabilities.{name}`: no such capability (known: {})",
+                        KNOWN.join(", ")
+                    )));
+                }
+                let mut grants = Grants {
+                    $($name: <$name::Grant as Grant>::parse(asks, manifest.capabilities.get(stringify!($name)))?,)*
+                    narrowed: operator.is_some(),
+                };
+                if let Some(operator) = operator {
+                    let operator_error = |e: String| {
+                        manifest.error(format!(
+                            "the host config's `[grants.{}]`: {e}",
+                            manifest.name
+                        ))
+                    };
+                    if let Some(name) = operator.keys().find(|k| unknown(k)) {
+                        return Err(operator_error(format!(
+                            "no such capability `{name}` (known: {})",
+                            KNOWN.join(", ")
+                        )));
+                    }
+                    $(
+                        Grant::narrow(&mut grants.$name, operator.get(stringify!($name)))
+                            .map_err(|e| operator_error(format!("`{}` {e}", stringify!($name))))?;
+                    )*
+                }
+                Ok(grants)
+            }
+
+            /// Each capability granted, with what it allows.
+            pub fn describe(&self) -> Vec<(&'static str, String)> {
+                let mut granted = Vec::new();
+                $(
+                    if let Some(text) = Grant::describe(&self.$name) {
+                        granted.push((stringify!($name), text));
+                    }
+                )*
+                granted
+            }
+
+            pub async fn activate(&self, services: &Services) -> Result<(), Error> {
+                $(Grant::activate(&self.$name, services).await?;)*
+                Ok(())
+            }
+        }
+
+        /// The per-call state of every capability.
+        pub struct Capabilities {
+            $(pub $name: $name::Capability,)*
+        }
+
+        impl Capabilities {
+            pub fn new(call: &CallContext) -> Capabilities {
+                Capabilities {
+                    $($name: $name::Capability::new(call),)*
+                }
+            }
+        }
+
+        /// Links every capability's WIT interface (each module's `wit`) to its state.
+        pub fn add_to_linker<T: CapabilityView>(
+            linker: &mut Linker<T>,
+        ) -> synchro_engine::wasmtime::Result<()> {
+            $($name::wit::add_to_linker::<_, HasSelf<$name::Capability>>(linker, |state| &mut state.capabilities().$name)?;)*
+            Ok(())
+        }
+    };
+}
+
+capabilities!(bus, poll, emit, store, log, config, snapshot);
+
+impl CallContext {
+    /// Publishes a change notification attributed to the calling plugin, stamped now
+    /// with a new transaction id unless `timestamp` / `transaction_id` say otherwise.
+    async fn publish_change(
+        &self,
+        operation: Operation,
+        entity: Entity,
+        timestamp: Option<u64>,
+        transaction_id: Option<String>,
+    ) -> Result<(), WitError> {
+        let change = Change {
+            operation,
+            entity,
+            timestamp: timestamp.unwrap_or_else(synchro_model::now_millis),
+            transaction_id: transaction_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            database_transaction_id: None,
+            source: self.plugin.to_string(),
+        };
+        self.services
+            .bus
+            .publish(synchro_bus::change_message(&change))
+            .await
+            .map_err(|e| {
+                fail(
+                    e.kind(),
+                    format!("the change notification could not be published: {e}"),
+                )
+            })
+    }
+}
+
+/// Logs, counts and builds the error a plugin gets for a denied call.
+fn denied(call: &CallContext, capability: &str, what: impl std::fmt::Display) -> WitError {
+    tracing::warn!(plugin = %call.plugin, capability, "denied: {what}");
+    Counters::bump(&call.status.counters.denials);
+    let by = if call.grants.narrowed {
+        "the manifest and the operator's grants"
+    } else {
+        "the manifest"
+    };
+    fail(
+        ErrorKind::Denied,
+        format!("{capability}: {what} is not granted by {by}"),
+    )
+}
+
+/// A list of names from a manifest, where `*` grants every name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameList(Vec<String>);
+
+impl NameList {
+    pub fn allows(&self, name: &str) -> bool {
+        self.0.iter().any(|n| n == "*" || n == name)
+    }
+
+    /// The names listed, without the `*` wildcard.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str).filter(|n| *n != "*")
+    }
+
+    /// The names both lists allow.
+    pub fn narrow(&self, operator: &NameList) -> NameList {
+        let both: Vec<String> = if operator.allows("*") {
+            self.0.clone()
+        } else if self.allows("*") {
+            operator.0.clone()
+        } else {
+            self.0
+                .iter()
+                .filter(|n| operator.allows(n))
+                .cloned()
+                .collect()
+        };
+        NameList(both)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for NameList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]", self.0.join(", "))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NameList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(NameList)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NameList;
+
+    fn list(names: &[&str]) -> NameList {
+        NameList(names.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[test]
+    fn name_lists_narrow_to_what_both_allow() {
+        assert_eq!(list(&["a", "b"]).narrow(&list(&["b", "c"])), list(&["b"]));
+        assert_eq!(list(&["*"]).narrow(&list(&["b"])), list(&["b"]));
+        assert_eq!(list(&["a"]).narrow(&list(&["*"])), list(&["a"]));
+        assert_eq!(list(&["a"]).narrow(&list(&[])), list(&[]));
+    }
+}

@@ -1,0 +1,167 @@
+//! `store`: the entity store (the model), readable and writable per entity kind.
+//!
+//! ```toml
+//! [capabilities]
+//! store = { read = ["*"], write = ["pserver"] }
+//! ```
+//!
+//! A save or a delete publishes the change notification, attributed to the plugin.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use synchro_manifest::ManifestError;
+use synchro_model::{Entity, ErrorKind, Operation};
+use synchro_store::{Db, DbError};
+use synchro_wit::WitError;
+pub(super) use synchro_wit::imports::store as wit;
+
+use crate::{Asks, CallContext, NameList, denied, fail, parse_entry, raw};
+
+/// Most entities one `query` returns.
+const MAX_PAGE: u32 = 1000;
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    #[serde(default)]
+    read: NameList,
+    #[serde(default)]
+    write: NameList,
+}
+
+impl crate::Grant for Grant {
+    fn parse(asks: &Asks<'_>, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
+        entry.map_or_else(
+            || Ok(Grant::default()),
+            |e| parse_entry(asks.manifest, "store", e),
+        )
+    }
+
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        let operator: Grant = operator.map(raw).transpose()?.unwrap_or_default();
+        self.read = self.read.narrow(&operator.read);
+        self.write = self.write.narrow(&operator.write);
+        Ok(())
+    }
+
+    fn describe(&self) -> Option<String> {
+        match (self.read.is_empty(), self.write.is_empty()) {
+            (true, true) => None,
+            _ => Some(format!("read {}; write {}", self.read, self.write)),
+        }
+    }
+}
+
+pub struct Capability {
+    call: CallContext,
+}
+
+impl Capability {
+    pub fn new(call: &CallContext) -> Capability {
+        Capability { call: call.clone() }
+    }
+
+    /// Runs a database operation off the async threads: redb commits fsync.
+    async fn state<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Db) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, WitError> {
+        let db: Arc<Db> = self.call.services.db.clone();
+        match tokio::task::spawn_blocking(move || op(&db)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(fail(e.kind(), e.to_string())),
+            Err(e) => Err(fail(
+                ErrorKind::Failed,
+                format!("store operation failed: {e}"),
+            )),
+        }
+    }
+
+    fn readable(&self, entity: &Entity) -> bool {
+        self.call.grants.store.read.allows(entity.kind())
+    }
+}
+
+impl wit::Host for Capability {
+    async fn get(&mut self, key: String) -> Result<Option<wit::Entity>, WitError> {
+        let found = self.state(move |s| s.model_get(&key)).await?;
+        match found {
+            Some(e) if !self.readable(&e) => Err(denied(
+                &self.call,
+                "store",
+                format_args!("reading kind `{}`", e.kind()),
+            )),
+            found => Ok(found.map(synchro_wit::entity_to_wit)),
+        }
+    }
+
+    async fn query(&mut self, f: wit::Filter) -> Result<Vec<wit::Entity>, WitError> {
+        if let Some(kind) = &f.kind
+            && !self.call.grants.store.read.allows(kind)
+        {
+            return Err(denied(
+                &self.call,
+                "store",
+                format_args!("reading kind `{kind}`"),
+            ));
+        }
+        let limit = f.limit.min(MAX_PAGE) as usize;
+        let page = self
+            .state(move |s| s.model_query(f.kind.as_deref(), f.after_key.as_deref(), limit))
+            .await?;
+        Ok(page
+            .into_iter()
+            .filter(|e| self.readable(e))
+            .map(synchro_wit::entity_to_wit)
+            .collect())
+    }
+
+    async fn save(&mut self, e: wit::Entity) -> Result<(), WitError> {
+        let entity = synchro_wit::entity_from_wit(e)
+            .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
+        if !self.call.grants.store.write.allows(entity.kind()) {
+            return Err(denied(
+                &self.call,
+                "store",
+                format_args!("writing kind `{}`", entity.kind()),
+            ));
+        }
+        let saved = entity.clone();
+        let previous = self.state(move |s| s.model_put(&saved)).await?;
+        match previous {
+            Some(previous) if previous == entity => {}
+            Some(_) => {
+                self.call
+                    .publish_change(Operation::Update, entity, None, None)
+                    .await?
+            }
+            None => {
+                self.call
+                    .publish_change(Operation::Create, entity, None, None)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: String) -> Result<(), WitError> {
+        let lookup = key.clone();
+        let Some(existing) = self.state(move |s| s.model_get(&lookup)).await? else {
+            return Ok(());
+        };
+        if !self.call.grants.store.write.allows(existing.kind()) {
+            return Err(denied(
+                &self.call,
+                "store",
+                format_args!("deleting kind `{}`", existing.kind()),
+            ));
+        }
+        if let Some(removed) = self.state(move |s| s.model_delete(&key)).await? {
+            self.call
+                .publish_change(Operation::Delete, removed, None, None)
+                .await?;
+        }
+        Ok(())
+    }
+}

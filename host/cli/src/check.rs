@@ -1,0 +1,76 @@
+//! `synchro plugin check`: what a component or a plugin manifest amounts to on this host.
+
+use std::path::Path;
+
+use anyhow::Context;
+use synchro_roles::{Plugin, Roles};
+use synchro_supervisor::Config;
+
+/// `synchro plugin check`: which roles a component implements, or what does not match;
+/// for a manifest, also what it asks for and what this host's config grants it.
+pub fn run(file: &Path, config: &Config) -> anyhow::Result<()> {
+    let engine = synchro_roles::engine(&config.data_dir.join("cache"), config.fuel_metering)?;
+    if file.extension().is_some_and(|e| e == "toml") {
+        let plugin = Plugin::load(&engine, file, &config.load_policy())?;
+        let manifest = &plugin.manifest;
+        println!(
+            "{}: ok ({} {}, component {})",
+            file.display(),
+            manifest.name,
+            manifest.version,
+            manifest.component.display()
+        );
+        for role in &manifest.roles {
+            println!("  role {}: ok", role.name());
+        }
+        for (name, ask) in &manifest.capabilities {
+            println!("  asks for {name}: {ask}");
+        }
+        let narrowed = if plugin.grants.narrowed {
+            " (narrowed by the host config's grants)"
+        } else {
+            ""
+        };
+        println!("  granted{narrowed}:");
+        for (name, grant) in plugin.grants.describe() {
+            println!("    {name}: {grant}");
+        }
+        let l = &plugin.limits;
+        println!(
+            "  limits: deadline {:?}, memory {} MiB, {} entities / {} KiB per snapshot, {} KiB per message, fuel {}; quarantined after {} failures",
+            l.deadline,
+            l.memory_mb,
+            l.max_entities,
+            l.max_snapshot_kb,
+            l.max_message_kb,
+            l.fuel.map_or("unmetered".to_owned(), |f| f.to_string()),
+            l.quarantine_after
+        );
+        return Ok(());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (component, _) = engine
+        .compile(&bytes)
+        .with_context(|| format!("{} is not a valid component", file.display()))?;
+    println!(
+        "{}: a component of {} KiB",
+        file.display(),
+        bytes.len() / 1024
+    );
+    let roles = Roles::exported(&engine.exports(&component));
+    if roles.is_empty() {
+        anyhow::bail!(
+            "{} exports none of the synchro:plugin roles (collector, event-step, model-policy, sync-step); its exports do not match",
+            file.display()
+        );
+    }
+    let linked = engine.link(&component)?;
+    for role in roles {
+        Roles::check_export(role, &linked)
+            .with_context(|| format!("role {}: does not match", role.name()))?;
+        println!("  role {}: ok", role.name());
+    }
+    let imports = engine.imports(&component);
+    println!("  imports ({}): {}", imports.len(), imports.join(", "));
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The `synchro` command line.
+
+mod baseline;
+mod check;
+mod serve;
+mod status;
+mod toolchain;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use synchro_supervisor::Config;
+use toolchain::Route;
+
+#[derive(Parser)]
+#[command(
+    name = "synchro",
+    version,
+    about = "Host for WebAssembly synchronizer plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the plugins of the plugin directory and prints change notifications.
+    Run {
+        /// Host configuration; the embedded defaults when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print each notification as its JSON event instead of a readable line.
+        #[arg(long)]
+        json: bool,
+        /// Only print notifications about these entity kinds (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+    },
+    /// Builds and checks plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Shows the plugins of a running host: health, counters, refused manifests.
+    Status {
+        /// The config the host runs with (it locates the host's data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the JSON the admin API returns.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspects and resets collector baselines (the host must not be running).
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Builds a Rust plugin folder into a wasm component.
+    Build {
+        dir: PathBuf,
+        /// Which toolchain to use.
+        #[arg(long, value_enum, default_value_t = Route::Auto)]
+        toolchain: Route,
+        /// Copy the component here.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Checks a component (.wasm) or a plugin manifest (.toml) against the WIT worlds.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Loads a plugin of a running host again from its files and swaps it in.
+    Reload {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Ends the quarantine of a plugin of a running host.
+    Release {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Lists a collector's baseline: every entity it last reported, with its hash.
+    List {
+        plugin: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Forgets a collector's baseline, so that its next collect re-emits everything.
+    Reset {
+        plugin: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("synchro: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            config,
+            json,
+            kinds,
+        } => {
+            let config = Config::load_or_default(config.as_deref())?;
+            serve::run(config, json, kinds)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Build {
+                    dir,
+                    toolchain,
+                    output,
+                },
+        } => {
+            let built = toolchain::build(&dir, toolchain)?;
+            let path = match output {
+                Some(output) => {
+                    std::fs::copy(&built, &output)
+                        .with_context(|| format!("copying to {}", output.display()))?;
+                    output
+                }
+                None => built,
+            };
+            println!("{}", path.display());
+            Ok(())
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { file, config },
+        } => check::run(&file, &Config::load_or_default(config.as_deref())?),
+        Command::Status { config, json } => status::status(config.as_deref(), json),
+        Command::Plugin {
+            command: PluginCommand::Reload { name, config },
+        } => status::reload(config.as_deref(), &name),
+        Command::Plugin {
+            command: PluginCommand::Release { name, config },
+        } => status::release(config.as_deref(), &name),
+        Command::Baseline {
+            command: BaselineCommand::List { plugin, config },
+        } => baseline::list(&Config::load_or_default(config.as_deref())?, &plugin),
+        Command::Baseline {
+            command: BaselineCommand::Reset { plugin, config },
+        } => baseline::reset(&Config::load_or_default(config.as_deref())?, &plugin),
+    }
+}

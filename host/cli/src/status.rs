@@ -1,0 +1,97 @@
+//! `synchro status`, `plugin reload` and `plugin release`: the admin API of a running
+//! host, and how its answers are printed.
+
+use std::path::Path;
+
+use anyhow::Context;
+use synchro_admin::Client;
+use synchro_status::{Health, HostReport};
+use synchro_supervisor::Config;
+
+pub fn status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let report = admin(config, |c| async move { c.status().await })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_status(&report);
+    }
+    Ok(())
+}
+
+pub fn reload(config: Option<&Path>, name: &str) -> anyhow::Result<()> {
+    let reloaded = admin(config, |c| async move { c.reload(name).await })?;
+    println!(
+        "reloaded {} {} in {} ms ({})",
+        reloaded.name,
+        reloaded.version,
+        reloaded.elapsed_ms,
+        if reloaded.cached {
+            "compiled component from the cache"
+        } else {
+            "compiled"
+        }
+    );
+    Ok(())
+}
+
+pub fn release(config: Option<&Path>, name: &str) -> anyhow::Result<()> {
+    admin(config, |c| async move { c.release(name).await })?;
+    println!("released {name}: it is called again on its schedule");
+    Ok(())
+}
+
+/// Runs one admin API call against the host that runs with `config`.
+fn admin<T, F: Future<Output = anyhow::Result<T>>>(
+    config: Option<&Path>,
+    call: impl FnOnce(Client) -> F,
+) -> anyhow::Result<T> {
+    let config = Config::load_or_default(config)?;
+    let client = Client::for_data_dir(&config.data_dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
+    runtime.block_on(call(client))
+}
+
+fn print_status(report: &HostReport) {
+    for plugin in &report.plugins {
+        let health = match &plugin.health {
+            Health::Running => "running".to_owned(),
+            Health::BackingOff {
+                failures,
+                last_error,
+            } => format!("backing off after {failures} failed call(s): {last_error}"),
+            Health::Quarantined { failures, reason } => {
+                format!("QUARANTINED after {failures} failed calls: {reason}")
+            }
+        };
+        println!(
+            "{} {} [{}] {health}",
+            plugin.name,
+            plugin.version,
+            plugin.roles.join(", ")
+        );
+        let c = &plugin.counters;
+        println!(
+            "  calls {} failures {} denials {} changes {} processed {} retried {} dead-lettered {} quarantines {} reloads {} failed-reloads {}",
+            c.calls,
+            c.failures,
+            c.denials,
+            c.changes,
+            c.processed,
+            c.retried,
+            c.dead_lettered,
+            c.quarantines,
+            c.reloads,
+            c.failed_reloads
+        );
+        if let Some(error) = &plugin.reload_error {
+            println!("  last reload refused: {error}");
+        }
+    }
+    for refused in &report.refused {
+        // The error names the manifest.
+        println!("NOT LOADED: {}", refused.error);
+    }
+    if report.plugins.is_empty() && report.refused.is_empty() {
+        println!("no plugin");
+    }
+}

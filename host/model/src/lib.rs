@@ -1,0 +1,19 @@
+//! synchro's model, with no I/O: entities (graph vertices and edges), their canonical
+//! form and xxh3 hash, the diff of a snapshot against a baseline, the change events it
+//! produces (A&AI Gizmo's shape), and the kinds of error every boundary of the host
+//! reports.
+//!
+//! Everything else in the host — the store, the bus, the engine — moves these values
+//! around; nothing here knows how.
+
+mod canonical;
+mod change;
+mod diff;
+mod entity;
+mod error;
+pub mod gizmo;
+
+pub use change::{Change, now_millis};
+pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
+pub use entity::{EdgeEnds, Entity, EntityError, EntityRef};
+pub use error::{Error, ErrorKind};

@@ -1,0 +1,84 @@
+//! The collector role: samples an outside system on a schedule (a Vitrage datasource
+//! driver's "get all"); the host diffs each complete snapshot against its baseline.
+//!
+//! ```toml
+//! [schedule]
+//! interval = "10s"
+//! jitter = "1s"                       # default: a tenth of the interval
+//! ```
+
+mod call;
+mod run;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use synchro_manifest::{Manifest, ManifestError};
+use synchro_wit::exports::synchro::plugin::collector::GuestIndices;
+
+pub use call::Collected;
+pub use run::{CollectError, Report, Runner};
+
+use crate::Linked;
+
+/// The collector's manifest section.
+pub(crate) const SECTION: &str = "schedule";
+
+/// `[schedule]`: how often a collector samples.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default, with = "humantime_serde")]
+    pub jitter: Option<Duration>,
+}
+
+impl Schedule {
+    /// The jitter to apply: as configured, else a tenth of the interval.
+    pub fn jitter(&self) -> Duration {
+        self.jitter.unwrap_or(self.interval / 10)
+    }
+}
+
+/// A plugin's collector role: its schedule and, once linked, its export.
+pub struct Collector {
+    pub schedule: Schedule,
+    guest: Option<GuestIndices>,
+}
+
+impl Collector {
+    pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Collector, ManifestError> {
+        let Some(section) = manifest.sections.get(SECTION) else {
+            return Err(manifest.error("a collector needs a `[schedule]` with an `interval`"));
+        };
+        let schedule: Schedule = section.clone().try_into().map_err(|e: toml::de::Error| {
+            manifest.error(format!("field `schedule`: {}", e.message()))
+        })?;
+        if schedule.interval.is_zero() {
+            return Err(manifest.error("field `schedule.interval`: must be longer than zero"));
+        }
+        if schedule.interval > Duration::from_secs(365 * 24 * 3600) {
+            return Err(manifest.error("field `schedule.interval`: must be at most a year"));
+        }
+        Ok(Collector {
+            schedule,
+            guest: None,
+        })
+    }
+
+    pub(crate) fn link(&mut self, linked: &Linked) -> anyhow::Result<()> {
+        self.guest = Some(guest(linked)?);
+        Ok(())
+    }
+}
+
+/// Where the collector export's functions are in `linked`, if it has the export.
+pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
+    GuestIndices::new(linked)
+        .map_err(anyhow::Error::from)
+        .context(
+            "it does not export `synchro:plugin/collector@0.1.0` as the collector role requires",
+        )
+}

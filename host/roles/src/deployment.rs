@@ -1,0 +1,119 @@
+//! The running version of one plugin, which a reload replaces without stopping it.
+//!
+//! Each call takes the version that is current when it starts and keeps it to the end:
+//! a swap is one pointer store, in-flight calls finish on the old version, and the next
+//! call runs the new one. Nothing else changes hands — baselines, consumer offsets and
+//! counters belong to the plugin, not to a version.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+
+use synchro_status::{Counters, Health, Status};
+
+use crate::Plugin;
+
+pub struct Deployment {
+    version: watch::Sender<Arc<Plugin>>,
+    /// Bumped by each release, waking every task of the plugin that is quarantined.
+    releases: watch::Sender<u64>,
+    /// Whether the last call failed: a healthy plugin's calls then touch no lock.
+    failing: AtomicBool,
+    pub status: Arc<Status>,
+}
+
+/// Why a release was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not quarantined")]
+pub struct NotQuarantined(pub String);
+
+impl Deployment {
+    pub fn new(plugin: Arc<Plugin>) -> Arc<Deployment> {
+        Arc::new(Deployment {
+            version: watch::Sender::new(plugin),
+            releases: watch::Sender::new(0),
+            failing: AtomicBool::new(false),
+            status: Arc::default(),
+        })
+    }
+
+    /// The version new calls go to.
+    pub fn current(&self) -> Arc<Plugin> {
+        self.version.borrow().clone()
+    }
+
+    /// Wakes on each swap after this call.
+    pub fn versions(&self) -> watch::Receiver<Arc<Plugin>> {
+        self.version.subscribe()
+    }
+
+    /// Makes `plugin` the version new calls go to. A new version also ends a quarantine:
+    /// it deserves its own chance.
+    pub fn swap(&self, plugin: Arc<Plugin>) {
+        self.version.send_replace(plugin);
+        self.status.set_reload_error(None);
+        Counters::bump(&self.status.counters.reloads);
+    }
+
+    /// Ends a quarantine: the plugin is called again on its normal schedule.
+    pub fn release(&self) -> Result<(), NotQuarantined> {
+        if !matches!(self.status.health(), Health::Quarantined { .. }) {
+            return Err(NotQuarantined(self.current().name.to_string()));
+        }
+        self.releases.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Quarantines the plugin and waits until an operator releases it, a new version is
+    /// swapped in, or `shutdown`; `false` on shutdown. A quarantined plugin costs nothing
+    /// but this wait.
+    pub async fn quarantine(
+        &self,
+        failures: u32,
+        reason: String,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut releases = self.releases.subscribe();
+        let mut versions = self.versions();
+        let name = self.current().name.clone();
+        tracing::error!(
+            plugin = %name,
+            "quarantined after {failures} consecutive failures (limits.quarantine-after); the last: {reason}. \
+             It is not called again until `synchro plugin release {name}` or a new version"
+        );
+        self.status
+            .set_health(Health::Quarantined { failures, reason });
+        Counters::bump(&self.status.counters.quarantines);
+        let resumed = tokio::select! {
+            _ = releases.changed() => true,
+            _ = versions.changed() => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        if resumed {
+            tracing::info!(plugin = %name, "released from quarantine");
+            self.failing.store(false, Ordering::Relaxed);
+            self.status.set_health(Health::Running);
+        }
+        resumed
+    }
+
+    /// Records the outcome of one call in the plugin's health: `error` is the failure, if
+    /// it failed, and `consecutive` how many calls in a row have.
+    pub fn record(&self, consecutive: u32, error: Option<String>) {
+        match error {
+            None => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    self.status.set_health(Health::Running);
+                }
+            }
+            Some(last_error) => {
+                self.failing.store(true, Ordering::Relaxed);
+                self.status.set_health(Health::BackingOff {
+                    failures: consecutive,
+                    last_error,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Runs an event step (the XOS semantics, minus its bugs).
+//!
+//! Each event step is its own consumer group and handles its messages in order, one at
+//! a time: a slow plugin slows its consumer, which applies back-pressure instead of
+//! buffering without bound. A message is committed only after `process-event`
+//! succeeded, or after it was published to the dead-letter topic once its retries were
+//! spent: nothing is lost, and a poison message does not stop the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use synchro_bus::{Consumer, Delivery, Message};
+use synchro_capability::Services;
+use synchro_engine::CallError;
+use synchro_status::Counters;
+
+use super::{Events, Session as Instance};
+use crate::failure::{Tracker, Verdict};
+use crate::{Backoff, Deployment, Plugin, PluginEngine};
+
+/// An instance idle this long is dropped; the next message gets a fresh one.
+const IDLE: Duration = Duration::from_millis(200);
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct Runner {
+    deployment: Arc<Deployment>,
+    engine: Arc<PluginEngine>,
+    services: Services,
+    /// The `[events]` the consumer was joined with; a version with others re-joins.
+    events: Events,
+}
+
+/// An instance of one version and how many events it has handled.
+struct Session {
+    session: Instance,
+    plugin: Arc<Plugin>,
+    served: usize,
+}
+
+enum Handled {
+    /// Processed: commit it.
+    Done,
+    /// Retries spent and dead-lettered: commit it, and count a failure of the plugin.
+    DeadLettered(CallError),
+    /// Shutdown came first: leave it uncommitted, to be delivered again.
+    Stopped,
+}
+
+impl Runner {
+    pub fn new(
+        deployment: Arc<Deployment>,
+        engine: Arc<PluginEngine>,
+        services: Services,
+    ) -> Runner {
+        let events = events_of(&deployment.current());
+        Runner {
+            deployment,
+            engine,
+            services,
+            events,
+        }
+    }
+
+    /// The running version, which a reload replaces between two events.
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.deployment
+    }
+
+    /// Consumes until `shutdown` turns true. Consecutive events that end dead-lettered
+    /// count as failures of the plugin: past `quarantine-after` it is quarantined and
+    /// the rest of the stream waits, uncommitted, on the bus.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let Some(mut consumer) = self.join(&mut shutdown).await else {
+            return;
+        };
+        let mut versions = self.deployment.versions();
+        let mut failures = Tracker::default();
+        let mut session: Option<Session> = None;
+        loop {
+            // Biased: a swap that has happened is acted on before the next message, so a
+            // message read after the swap is never read under the old `[events]`.
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = versions.changed() => None,
+                next = consumer.next() => Some(next),
+                _ = tokio::time::sleep(IDLE), if session.is_some() => {
+                    session = None;
+                    continue;
+                }
+            };
+            let Some(next) = next else {
+                // A new version: fresh instances, a fresh failure count, and the consumer
+                // joined again only if its `[events]` changed.
+                session = None;
+                failures = Default::default();
+                let events = events_of(&versions.borrow_and_update());
+                if events != self.events {
+                    tracing::info!(plugin = %self.deployment.current().name, "[events] changed: joining again");
+                    drop(consumer);
+                    self.events = events;
+                    let Some(joined) = self.join(&mut shutdown).await else {
+                        return;
+                    };
+                    consumer = joined;
+                }
+                continue;
+            };
+            let delivery = match next {
+                Ok(delivery) => delivery,
+                Err(error) => {
+                    tracing::warn!(plugin = %self.deployment.current().name, "consuming: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let handled = self.handle(&mut session, &delivery, &mut shutdown).await;
+            let failed = match handled {
+                Handled::Done => None,
+                Handled::DeadLettered(error) => Some(error.to_string()),
+                Handled::Stopped => return,
+            };
+            if let Err(error) = consumer.commit(&delivery) {
+                // The message will be delivered again: handling is idempotent.
+                tracing::warn!(plugin = %self.deployment.current().name, "commit failed: {error}");
+            }
+            let policy = self.deployment.current().limits;
+            match failures.record(&policy, failed.is_none(), Duration::ZERO) {
+                Verdict::Continue { .. } => {
+                    self.deployment.record(failures.consecutive(), failed);
+                }
+                Verdict::Quarantine { failures: count } => {
+                    session = None;
+                    let reason = failed.unwrap_or_default();
+                    if !self
+                        .deployment
+                        .quarantine(count, reason, &mut shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                    failures = Default::default();
+                }
+            }
+        }
+    }
+
+    /// Joins the consumer group, retrying with backoff while the bus refuses.
+    async fn join(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Consumer> {
+        let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
+        loop {
+            let pause = backoff.next();
+            match self.services.bus.consume(
+                &self.events.group,
+                self.events.topics.clone(),
+                self.events.start,
+            ) {
+                Ok(consumer) => return Some(consumer),
+                Err(error) => {
+                    tracing::warn!(plugin = %self.deployment.current().name, "cannot consume yet ({error}); retrying in {pause:?}")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return None,
+            }
+        }
+    }
+
+    /// The instance to call: the current one, or a fresh one of the current version.
+    async fn session<'s>(
+        &self,
+        session: &'s mut Option<Session>,
+    ) -> Result<&'s mut Session, CallError> {
+        let plugin = self.deployment.current();
+        if session
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(&s.plugin, &plugin))
+        {
+            *session = None;
+            let call = plugin.call_context(&self.deployment.status, &self.services);
+            let step = plugin
+                .roles
+                .event_step
+                .as_ref()
+                .expect("an event-step runner runs event steps");
+            let fresh = step.session(&self.engine, &plugin.linked, call).await?;
+            *session = Some(Session {
+                session: fresh,
+                plugin,
+                served: 0,
+            });
+        }
+        Ok(session.as_mut().expect("just set"))
+    }
+
+    async fn handle(
+        &self,
+        session: &mut Option<Session>,
+        delivery: &Delivery,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        let counters = &self.deployment.status.counters;
+        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
+        loop {
+            attempt += 1;
+            Counters::bump(&counters.calls);
+            let result = match self.session(session).await {
+                Ok(current) => {
+                    let result = current
+                        .session
+                        .process(&self.engine, &delivery.message)
+                        .await;
+                    current.served += 1;
+                    if result.is_ok() && current.served >= self.events.batch {
+                        *session = None;
+                    }
+                    result
+                }
+                Err(error) => Err(error),
+            };
+            let Err(error) = result else {
+                Counters::bump(&counters.processed);
+                return Handled::Done;
+            };
+            Counters::bump(&counters.failures);
+            *session = None;
+            let message = &delivery.message;
+            let name = self.deployment.current().name.clone();
+            if attempt > self.events.retries {
+                tracing::warn!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "giving up: {error}");
+                return match self.dead_letter(delivery, &error, attempt, shutdown).await {
+                    Handled::Done => Handled::DeadLettered(error),
+                    other => other,
+                };
+            }
+            Counters::bump(&counters.retried);
+            let pause = backoff.next();
+            tracing::info!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Handled::Stopped,
+            }
+        }
+    }
+
+    /// Publishes the message to the dead-letter topic, retrying until the bus takes it:
+    /// a message is never committed without being handled or dead-lettered.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &CallError,
+        attempts: u32,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        let original = &delivery.message;
+        let mut message = Message {
+            topic: self.events.dead_letter.clone(),
+            ..Message::clone(original)
+        };
+        message.headers.extend([
+            ("synchro-error".to_owned(), error.to_string()),
+            (
+                "synchro-plugin".to_owned(),
+                self.deployment.current().name.to_string(),
+            ),
+            ("synchro-attempts".to_owned(), attempts.to_string()),
+            ("synchro-topic".to_owned(), original.topic.clone()),
+            (
+                "synchro-partition".to_owned(),
+                delivery.partition.to_string(),
+            ),
+            ("synchro-offset".to_owned(), delivery.offset.to_string()),
+        ]);
+        let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
+        loop {
+            let pause = backoff.next();
+            match self.services.bus.publish(message.clone()).await {
+                Ok(()) => {
+                    Counters::bump(&self.deployment.status.counters.dead_lettered);
+                    return Handled::Done;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %self.deployment.current().name, "dead-letter publish failed ({e}); retrying in {pause:?}")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Handled::Stopped,
+            }
+        }
+    }
+}
+
+fn events_of(plugin: &Plugin) -> Events {
+    plugin
+        .roles
+        .event_step
+        .as_ref()
+        .expect("an event-step runner runs event steps")
+        .events
+        .clone()
+}

@@ -1,0 +1,150 @@
+//! The roles a plugin plays for the host, and what runs them.
+//!
+//! Each role is one folder: its manifest section, its runner (the loop that schedules
+//! its calls and handles their outcome) and its call into the engine. [`Roles`] is where
+//! a role is registered; a plugin is loaded as a whole ([`Plugin`]), and each of its
+//! versions runs through [`Deployment`], which a reload swaps without stopping the runners.
+
+mod backoff;
+pub mod collector;
+mod deployment;
+pub mod event_step;
+mod failure;
+mod plugin;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use synchro_capability::{Capabilities, Services};
+use synchro_engine::{CallState, Engine};
+use synchro_manifest::{Manifest, ManifestError, Role};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use backoff::Backoff;
+pub use deployment::{Deployment, NotQuarantined};
+pub use plugin::{LoadPolicy, Plugin, manifests_in};
+
+/// The engine every plugin runs on: its calls' state is the capabilities'.
+pub type PluginEngine = Engine<Capabilities>;
+
+/// A linked component, ready to instantiate.
+pub type Linked = synchro_engine::wasmtime::component::InstancePre<CallState<Capabilities>>;
+
+/// The engine with every capability linked; compiled components cached in `cache_dir`.
+pub fn engine(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<PluginEngine> {
+    Engine::new(
+        cache_dir,
+        fuel_metering,
+        synchro_capability::add_to_linker::<CallState<Capabilities>>,
+    )
+}
+
+/// The roles one plugin plays, each with its manifest section and its export.
+pub struct Roles {
+    pub collector: Option<collector::Collector>,
+    pub event_step: Option<event_step::EventStep>,
+}
+
+impl Roles {
+    /// The manifest sections of the roles: which top-level key belongs to which role.
+    const SECTIONS: &[(&str, Role)] = &[
+        (collector::SECTION, Role::Collector),
+        (event_step::SECTION, Role::EventStep),
+    ];
+
+    /// Reads each role's section of `manifest`; a section of no role, or of a role the
+    /// plugin does not have, is an error.
+    pub fn from_manifest(manifest: &Manifest) -> Result<Roles, ManifestError> {
+        for key in manifest.sections.keys() {
+            match Roles::SECTIONS.iter().find(|(section, _)| section == key) {
+                None => {
+                    let known: Vec<&str> = Roles::SECTIONS.iter().map(|(s, _)| *s).collect();
+                    return Err(manifest.unknown_field(key, &known));
+                }
+                Some((section, role)) if !manifest.roles.contains(role) => {
+                    return Err(manifest.error(format!(
+                        "`[{section}]` is only for plugins with the {} role",
+                        role.name()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        let mut roles = Roles {
+            collector: None,
+            event_step: None,
+        };
+        for role in &manifest.roles {
+            match role {
+                Role::Collector => {
+                    roles.collector = Some(collector::Collector::from_manifest(manifest)?)
+                }
+                Role::EventStep => {
+                    roles.event_step = Some(event_step::EventStep::from_manifest(manifest)?)
+                }
+                other => {
+                    return Err(manifest.error(format!(
+                        "role `{}` is not supported by this host yet",
+                        other.name()
+                    )));
+                }
+            }
+        }
+        Ok(roles)
+    }
+
+    /// Checks that the component exports the interface of each role.
+    fn link(&mut self, linked: &Linked) -> anyhow::Result<()> {
+        if let Some(collector) = &mut self.collector {
+            collector.link(linked)?;
+        }
+        if let Some(step) = &mut self.event_step {
+            step.link(linked)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `linked` exports the interface of `role` as this host expects it.
+    pub fn check_export(role: Role, linked: &Linked) -> anyhow::Result<()> {
+        match role {
+            Role::Collector => collector::guest(linked).map(drop),
+            Role::EventStep => event_step::guest(linked).map(drop),
+            other => anyhow::bail!("role `{}` is not supported by this host yet", other.name()),
+        }
+    }
+
+    /// The roles whose interface `exports` (a component's export names) include.
+    pub fn exported(exports: &[String]) -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|role| {
+                let prefix = format!("synchro:plugin/{}@", role.name());
+                exports.iter().any(|name| name.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    /// Starts a runner for each role of the plugin that `deployment` runs; they stop when
+    /// `stop` turns true.
+    pub fn spawn(
+        &self,
+        deployment: &Arc<Deployment>,
+        engine: &Arc<PluginEngine>,
+        services: &Services,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if self.collector.is_some() {
+            let runner =
+                collector::Runner::new(deployment.clone(), engine.clone(), services.clone());
+            tasks.push(tokio::spawn(runner.run(stop.clone())));
+        }
+        if self.event_step.is_some() {
+            let runner =
+                event_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
+            tasks.push(tokio::spawn(runner.run(stop.clone())));
+        }
+        tasks
+    }
+}

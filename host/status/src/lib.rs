@@ -1,0 +1,145 @@
+//! What an operator can see of a running plugin: its health and its counters.
+//!
+//! Counters are plain atomics bumped on the hot path; health changes only when a plugin
+//! starts failing, is quarantined or released, so it sits behind a mutex. Both survive a
+//! reload: they describe the plugin, not one version of it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// How a plugin is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Health {
+    #[default]
+    Running,
+    /// The last calls failed; the next attempt waits longer each time.
+    BackingOff { failures: u32, last_error: String },
+    /// Too many consecutive failures: not called again until released or reloaded.
+    Quarantined { failures: u32, reason: String },
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Monotonic counters of one plugin since the host started.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A copy of [`Counters`] at one instant.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub struct CounterValues {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            pub fn values(&self) -> CounterValues {
+                CounterValues {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Calls into the plugin (collects, events handled, including retries).
+    calls,
+    /// Calls that failed: traps, deadlines, limits, errors, invalid output.
+    failures,
+    /// Host imports refused because the grants do not allow them.
+    denials,
+    /// Change notifications published for the plugin's collects.
+    changes,
+    /// Events handled successfully and committed.
+    processed,
+    /// Failed event attempts that were retried.
+    retried,
+    /// Events sent to the dead-letter topic.
+    dead_lettered,
+    /// Times the plugin was quarantined.
+    quarantines,
+    /// New versions swapped in while running.
+    reloads,
+    /// Reloads refused (the running version stayed).
+    failed_reloads,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Health and counters of one plugin, shared by its tasks and the admin API.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub counters: Counters,
+    health: Mutex<Health>,
+    /// Why the last reload was refused, until one succeeds.
+    reload_error: Mutex<Option<String>>,
+}
+
+impl Status {
+    pub fn health(&self) -> Health {
+        self.health.lock().expect("status lock").clone()
+    }
+
+    pub fn set_health(&self, health: Health) {
+        *self.health.lock().expect("status lock") = health;
+    }
+
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().expect("status lock").clone()
+    }
+
+    pub fn set_reload_error(&self, error: Option<String>) {
+        *self.reload_error.lock().expect("status lock") = error;
+    }
+}
+
+/// One plugin as the admin API reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PluginReport {
+    pub name: String,
+    pub version: String,
+    pub roles: Vec<String>,
+    pub manifest: String,
+    #[serde(flatten)]
+    pub health: Health,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
+    pub counters: CounterValues,
+}
+
+/// A manifest in the plugin directory that did not load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Refused {
+    pub manifest: String,
+    pub error: String,
+}
+
+/// A version swapped in by a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Reloaded {
+    pub name: String,
+    pub version: String,
+    /// Whether the compiled component came from the cache.
+    pub cached: bool,
+    pub elapsed_ms: u64,
+}
+
+/// Everything the admin API reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HostReport {
+    pub plugins: Vec<PluginReport>,
+    pub refused: Vec<Refused>,
+}

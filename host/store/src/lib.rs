@@ -1,0 +1,412 @@
+//! The host's durable state in one embedded redb database: each collector's baseline and
+//! the entity store (the model). The only crate that knows redb.
+//!
+//! redb over SQLite: it is pure Rust (no C toolchain in the build), its write
+//! transactions are ACID with an fsync per commit, and the access pattern here — point
+//! lookups and ordered scans by key — is exactly a B-tree's.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+
+use synchro_model::{Entity, EntityError, ErrorKind, Hashes, Upsert};
+
+/// key → canonical entity, across all plugins.
+const MODEL: TableDefinition<&str, &[u8]> = TableDefinition::new("model");
+
+/// The file inside the data directory.
+const FILE: &str = "state.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "the state database {0} is in use by another synchro process; stop it first, or use a different data directory"
+    )]
+    Locked(PathBuf),
+    #[error("state database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Corrupt(#[from] EntityError),
+}
+
+impl DbError {
+    /// What kind of failure this is at a boundary.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DbError::Locked(_) => ErrorKind::Conflict,
+            DbError::Db(_) | DbError::Dir { .. } | DbError::Corrupt(_) => ErrorKind::Failed,
+        }
+    }
+}
+
+fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
+    DbError::Db(error.into())
+}
+
+/// One baseline entry as `synchro baseline list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineEntry {
+    pub hash: u64,
+    pub entity: Entity,
+}
+
+pub struct Db {
+    db: Database,
+}
+
+/// Each plugin's baseline is its own table, so resetting one is a single table drop.
+fn baseline_table(plugin: &str) -> String {
+    format!("baseline/{plugin}")
+}
+
+type BaselineTable = redb::ReadOnlyTable<&'static str, (u64, &'static [u8])>;
+
+fn baseline_def(name: &str) -> TableDefinition<'_, &'static str, (u64, &'static [u8])> {
+    TableDefinition::new(name)
+}
+
+impl Db {
+    /// Opens (creating if needed) the state in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DbError::Dir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(DbError::Locked(path)),
+            Err(e) => return Err(dberr(e)),
+        };
+        let txn = db.begin_write().map_err(dberr)?;
+        txn.open_table(MODEL).map_err(dberr)?;
+        txn.commit().map_err(dberr)?;
+        Ok(Db { db })
+    }
+
+    /// Runs `read` on the baseline table of `plugin`; a plugin never collected has no
+    /// table, which reads as `empty`.
+    fn read_baseline<T>(
+        &self,
+        plugin: &str,
+        empty: T,
+        read: impl FnOnce(&BaselineTable) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let name = baseline_table(plugin);
+        let txn = self.db.begin_read().map_err(dberr)?;
+        match txn.open_table(baseline_def(&name)) {
+            Ok(table) => read(&table),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+            Err(e) => Err(dberr(e)),
+        }
+    }
+
+    /// The baseline hashes of `plugin` (empty for a plugin never collected).
+    pub fn load_baseline(&self, plugin: &str) -> Result<Hashes, DbError> {
+        self.read_baseline(plugin, Hashes::default(), |table| {
+            let mut hashes = Hashes::with_capacity_and_hasher(
+                table.len().map_err(dberr)? as usize,
+                Default::default(),
+            );
+            for row in table.iter().map_err(dberr)? {
+                let (key, value) = row.map_err(dberr)?;
+                hashes.insert(key.value().to_owned(), value.value().0);
+            }
+            Ok(hashes)
+        })
+    }
+
+    /// The last entities the baseline of `plugin` recorded under `keys` (to announce
+    /// their deletion). Keys the baseline does not have are skipped.
+    pub fn baseline_entities(&self, plugin: &str, keys: &[String]) -> Result<Vec<Entity>, DbError> {
+        self.read_baseline(plugin, Vec::new(), |table| {
+            let mut entities = Vec::with_capacity(keys.len());
+            for key in keys {
+                if let Some(value) = table.get(key.as_str()).map_err(dberr)? {
+                    entities.push(Entity::decode(value.value().1)?);
+                }
+            }
+            Ok(entities)
+        })
+    }
+
+    /// Commits a diff's changes in one transaction: the plugin's baseline and the model
+    /// move together, so a crash leaves both at the previous snapshot or both at this one.
+    pub fn commit_collect(
+        &self,
+        plugin: &str,
+        upserts: &[Upsert],
+        deletes: &[String],
+    ) -> Result<(), DbError> {
+        let name = baseline_table(plugin);
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut baseline = txn.open_table(baseline_def(&name)).map_err(dberr)?;
+            let mut model = txn.open_table(MODEL).map_err(dberr)?;
+            let mut buf = Vec::new();
+            for upsert in upserts {
+                buf.clear();
+                upsert.entity.encode(&mut buf);
+                baseline
+                    .insert(upsert.entity.key(), (upsert.hash, buf.as_slice()))
+                    .map_err(dberr)?;
+                model
+                    .insert(upsert.entity.key(), buf.as_slice())
+                    .map_err(dberr)?;
+            }
+            for key in deletes {
+                baseline.remove(key.as_str()).map_err(dberr)?;
+                model.remove(key.as_str()).map_err(dberr)?;
+            }
+        }
+        txn.commit().map_err(dberr)
+    }
+
+    /// Every entry of the baseline of `plugin`, in key order (Vitrage's "get all").
+    pub fn list_baseline(&self, plugin: &str) -> Result<Vec<BaselineEntry>, DbError> {
+        self.read_baseline(plugin, Vec::new(), |table| {
+            let mut entries = Vec::new();
+            for row in table.iter().map_err(dberr)? {
+                let (_, value) = row.map_err(dberr)?;
+                let (hash, bytes) = value.value();
+                entries.push(BaselineEntry {
+                    hash,
+                    entity: Entity::decode(bytes)?,
+                });
+            }
+            Ok(entries)
+        })
+    }
+
+    /// Forgets the baseline of `plugin`, so its next collect announces everything as
+    /// CREATE. The model keeps its entities. Returns how many entries were dropped.
+    pub fn reset_baseline(&self, plugin: &str) -> Result<u64, DbError> {
+        let name = baseline_table(plugin);
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let dropped = match txn.open_table(baseline_def(&name)) {
+            Ok(table) => table.len().map_err(dberr)?,
+            Err(e) => return Err(dberr(e)),
+        };
+        txn.delete_table(baseline_def(&name)).map_err(dberr)?;
+        txn.commit().map_err(dberr)?;
+        Ok(dropped)
+    }
+
+    /// The plugins that have a baseline.
+    pub fn baselines(&self) -> Result<Vec<String>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let names = txn.list_tables().map_err(dberr)?;
+        Ok(names
+            .filter_map(|t| t.name().strip_prefix("baseline/").map(str::to_owned))
+            .collect())
+    }
+
+    /// The model's entity under `key`.
+    pub fn model_get(&self, key: &str) -> Result<Option<Entity>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(MODEL).map_err(dberr)?;
+        let found = table.get(key).map_err(dberr)?;
+        Ok(match found {
+            Some(value) => Some(Entity::decode(value.value())?),
+            None => None,
+        })
+    }
+
+    /// Up to `limit` entities of `kind` (any kind when `None`) with keys after
+    /// `after_key`, in key order. Scans the model: fine for the sizes plugins page through.
+    pub fn model_query(
+        &self,
+        kind: Option<&str>,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entity>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(MODEL).map_err(dberr)?;
+        let range = match after_key {
+            Some(after) => {
+                table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+            }
+            None => table.range::<&str>(..),
+        }
+        .map_err(dberr)?;
+        let mut out = Vec::new();
+        for row in range {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = row.map_err(dberr)?;
+            let entity = Entity::decode(value.value())?;
+            if kind.is_none_or(|k| k == entity.kind()) {
+                out.push(entity);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `entity` into the model; returns the entity it replaced.
+    pub fn model_put(&self, entity: &Entity) -> Result<Option<Entity>, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let previous = {
+            let mut table = txn.open_table(MODEL).map_err(dberr)?;
+            let previous = table
+                .insert(entity.key(), entity.to_canonical().as_slice())
+                .map_err(dberr)?;
+            match previous {
+                Some(bytes) => Some(Entity::decode(bytes.value())?),
+                None => None,
+            }
+        };
+        txn.commit().map_err(dberr)?;
+        Ok(previous)
+    }
+
+    /// Removes `key` from the model; returns the entity it held.
+    pub fn model_delete(&self, key: &str) -> Result<Option<Entity>, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let previous = {
+            let mut table = txn.open_table(MODEL).map_err(dberr)?;
+            let previous = table.remove(key).map_err(dberr)?;
+            match previous {
+                Some(bytes) => Some(Entity::decode(bytes.value())?),
+                None => None,
+            }
+        };
+        txn.commit().map_err(dberr)?;
+        Ok(previous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_model::{Completeness, Diff, Outcome};
+
+    fn entity(key: &str, props: &str) -> Entity {
+        Entity::new(key.into(), "pserver".into(), props.into(), None, None).unwrap()
+    }
+
+    fn collect(state: &Db, snapshot: &[(&str, &str)]) -> Outcome {
+        let mut diff = Diff::new(state.load_baseline("p").unwrap());
+        for (key, props) in snapshot {
+            diff.add(entity(key, props)).unwrap();
+        }
+        diff.finish(Completeness::Complete)
+    }
+
+    #[test]
+    fn a_restart_emits_nothing_for_unchanged_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = Db::open(dir.path()).unwrap();
+            let outcome = collect(&state, &[("a", "{}"), ("b", r#"{"x":1}"#)]);
+            assert_eq!(outcome.upserts.len(), 2);
+            state
+                .commit_collect("p", &outcome.upserts, &outcome.deletes)
+                .unwrap();
+        }
+        let state = Db::open(dir.path()).unwrap();
+        let outcome = collect(&state, &[("b", r#"{"x":1}"#), ("a", "{}")]);
+        assert!(outcome.is_empty(), "no CREATE storm after a restart");
+        assert_eq!(
+            state.model_get("b").unwrap().unwrap().properties(),
+            r#"{"x":1}"#
+        );
+    }
+
+    #[test]
+    fn a_crash_between_publish_and_commit_re_emits_that_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = Db::open(dir.path()).unwrap();
+            let first = collect(&state, &[("a", "{}"), ("b", "{}")]);
+            state
+                .commit_collect("p", &first.upserts, &first.deletes)
+                .unwrap();
+            // The second batch is published, then the host dies before committing.
+            let second = collect(&state, &[("a", r#"{"v":2}"#)]);
+            assert_eq!(second.upserts.len() + second.deletes.len(), 2);
+        }
+        let state = Db::open(dir.path()).unwrap();
+        let again = collect(&state, &[("a", r#"{"v":2}"#)]);
+        assert_eq!(again.upserts.len(), 1, "the UPDATE is announced again");
+        assert_eq!(again.deletes, ["b"], "the DELETE is announced again");
+        let gone = state.baseline_entities("p", &again.deletes).unwrap();
+        assert_eq!(gone[0].key(), "b", "a DELETE carries the last known entity");
+        state
+            .commit_collect("p", &again.upserts, &again.deletes)
+            .unwrap();
+        assert!(collect(&state, &[("a", r#"{"v":2}"#)]).is_empty());
+    }
+
+    #[test]
+    fn list_and_reset_a_baseline() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let outcome = collect(&state, &[("b", "{}"), ("a", r#"{"x":1}"#)]);
+        state
+            .commit_collect("p", &outcome.upserts, &outcome.deletes)
+            .unwrap();
+        let listed = state.list_baseline("p").unwrap();
+        assert_eq!(
+            listed.iter().map(|e| e.entity.key()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(state.baselines().unwrap(), ["p"]);
+        assert_eq!(state.reset_baseline("p").unwrap(), 2);
+        assert!(state.load_baseline("p").unwrap().is_empty());
+        assert_eq!(
+            collect(&state, &[("a", r#"{"x":1}"#)]).upserts.len(),
+            1,
+            "reset forces a full re-emit"
+        );
+        assert!(
+            state.model_get("a").unwrap().is_some(),
+            "the model keeps its entities"
+        );
+    }
+
+    #[test]
+    fn a_second_process_is_told_the_database_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = Db::open(dir.path()).unwrap();
+        let error = Db::open(dir.path()).err().unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("in use by another synchro process"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn model_query_pages_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        for (key, kind) in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x")] {
+            state
+                .model_put(&Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap())
+                .unwrap();
+        }
+        let keys = |v: Vec<Entity>| v.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            keys(state.model_query(Some("x"), None, 2).unwrap()),
+            ["a", "c"]
+        );
+        assert_eq!(
+            keys(state.model_query(Some("x"), Some("c"), 2).unwrap()),
+            ["d"]
+        );
+        assert_eq!(state.model_delete("a").unwrap().unwrap().key(), "a");
+        assert_eq!(
+            keys(state.model_query(None, None, 10).unwrap()),
+            ["b", "c", "d"]
+        );
+    }
+}

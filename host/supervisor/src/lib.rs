@@ -1,0 +1,132 @@
+//! The running host: the database, the bus, the engine, the plugins of the plugin
+//! directory kept in step with it ([`Registry`]), and the admin API.
+
+mod config;
+mod dir_watch;
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use synchro_admin::Request;
+use synchro_bus::Bus;
+use synchro_capability::{Http, Services};
+use synchro_roles::{PluginEngine, manifests_in};
+use synchro_store::Db;
+use tokio::sync::{mpsc, watch};
+
+pub use config::{Config, ConfigError};
+pub use registry::Registry;
+
+use dir_watch::DirWatcher;
+
+pub struct Supervisor {
+    services: Services,
+    engine: Arc<PluginEngine>,
+    config: Config,
+}
+
+impl Supervisor {
+    /// Opens the database and builds the engine; loads no plugin yet. A `[grants.NAME]`
+    /// for a plugin the plugin directory does not have is refused here.
+    pub fn new(config: Config, bus: Bus) -> anyhow::Result<Supervisor> {
+        config.check_grants(plugin_names(&config).iter().map(String::as_str))?;
+        let db = Arc::new(Db::open(&config.data_dir)?);
+        let engine = Arc::new(synchro_roles::engine(
+            &config.data_dir.join("cache"),
+            config.fuel_metering,
+        )?);
+        let http = Http::new(config.poll.clone()).map_err(anyhow::Error::msg)?;
+        let services = Services { bus, db, http };
+        Ok(Supervisor {
+            services,
+            engine,
+            config,
+        })
+    }
+
+    /// Runs the plugins until `shutdown` turns true, then gives the calls in flight
+    /// `shutdown-grace` to finish (see [`Registry::shutdown`]).
+    /// A plugin that fails to load is logged with the reason and skipped: the others run.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let grace = self.config.shutdown_grace;
+        let mut registry = Registry::new(self.engine, self.services, self.config.clone());
+        registry.scan().await;
+        if registry.is_empty() {
+            tracing::warn!(dir = %self.config.plugin_dir.display(), "no plugin loaded");
+        }
+        let (requests, mut admin) = mpsc::channel(16);
+        if self.config.admin.enabled {
+            synchro_admin::serve(
+                &self.config.admin,
+                &self.config.data_dir,
+                requests,
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        let mut watcher = self.config.watch.then(|| watcher(&registry)).flatten();
+        loop {
+            tokio::select! {
+                // Dropped at once: a `watch::Ref` held across the awaits below would make
+                // this future !Send.
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
+                _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
+                    registry.scan().await;
+                    watch_dirs(watcher.as_mut().expect("guarded"), &registry);
+                }
+                Some(request) = admin.recv() => match request {
+                    Request::Status(reply) => drop(reply.send(registry.report())),
+                    Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    Request::Reload(name, reply) => {
+                        drop(reply.send(registry.reload(&name).await));
+                        // A reloaded manifest may point at a component elsewhere.
+                        if let Some(watcher) = watcher.as_mut() {
+                            watch_dirs(watcher, &registry);
+                        }
+                    }
+                },
+            }
+        }
+        registry.shutdown(grace).await;
+        Ok(())
+    }
+}
+
+/// The names of the plugins in the plugin directory, as far as their manifests can be
+/// read (the ones that cannot are reported when they are loaded).
+fn plugin_names(config: &Config) -> Vec<String> {
+    manifests_in(&config.plugin_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|path| synchro_manifest::Manifest::load(path).ok())
+        .map(|manifest| manifest.name)
+        .collect()
+}
+
+/// A watcher of the plugin files, or `None` (logged) where the system refuses one: the
+/// admin API still reloads.
+fn watcher(registry: &Registry) -> Option<DirWatcher> {
+    match DirWatcher::new() {
+        Ok(mut watcher) => {
+            watch_dirs(&mut watcher, registry);
+            Some(watcher)
+        }
+        Err(error) => {
+            tracing::warn!("{error:#}; plugins reload only through `synchro plugin reload`");
+            None
+        }
+    }
+}
+
+fn watch_dirs(watcher: &mut DirWatcher, registry: &Registry) {
+    for dir in registry.watched_dirs() {
+        if let Err(error) = watcher.watch(&dir) {
+            tracing::warn!("{error:#}; changes there are not noticed");
+        }
+    }
+}
+
+/// How long calls in flight get to finish after a stop is asked for, unless the host
+/// config says otherwise.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

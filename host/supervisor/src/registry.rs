@@ -1,0 +1,363 @@
+//! The plugins a host runs, kept in step with the plugin directory.
+//!
+//! A scan compares each manifest and its component with what runs: a new file starts a
+//! plugin, a changed one is loaded and checked beside the running version and swapped in
+//! only once it is whole, a removed manifest stops its plugin. A version that does not load
+//! leaves the running one in place, with the reason in its status and the log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use synchro_capability::Services;
+use synchro_engine::Origin;
+use synchro_model::{Error, ErrorKind};
+use synchro_roles::{Deployment, Plugin, PluginEngine, manifests_in};
+use synchro_status::{Counters, HostReport, PluginReport, Refused, Reloaded};
+
+use crate::Config;
+
+/// What a manifest and its component looked like when last loaded (or refused).
+type Fingerprint = u64;
+
+struct Running {
+    deployment: Arc<Deployment>,
+    /// Stops this plugin's tasks (set on removal, and on host shutdown).
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub struct Registry {
+    engine: Arc<PluginEngine>,
+    services: Services,
+    config: Config,
+    running: BTreeMap<PathBuf, Running>,
+    refused: BTreeMap<PathBuf, String>,
+    /// The fingerprint last acted on, per manifest: a scan skips files that did not change,
+    /// so a broken version is reported once, not at every scan.
+    seen: BTreeMap<PathBuf, Fingerprint>,
+    /// Tasks of stopped plugins, finishing their last call.
+    stopping: Vec<JoinHandle<()>>,
+}
+
+impl Registry {
+    pub fn new(engine: Arc<PluginEngine>, services: Services, config: Config) -> Registry {
+        Registry {
+            engine,
+            services,
+            config,
+            running: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            stopping: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// The directories whose files make up the running plugins: the plugin directory
+    /// and those of components kept elsewhere.
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.config.plugin_dir.clone()];
+        for running in self.running.values() {
+            if let Some(dir) = running.deployment.current().manifest.component.parent()
+                && !dirs.iter().any(|d| d == dir)
+            {
+                dirs.push(dir.to_owned());
+            }
+        }
+        dirs
+    }
+
+    /// Brings the running plugins in step with the plugin directory.
+    pub async fn scan(&mut self) {
+        let paths = match manifests_in(&self.config.plugin_dir) {
+            Ok(paths) => paths,
+            Err(error) => {
+                tracing::error!("{error:#}; the running plugins stay");
+                return;
+            }
+        };
+        let gone: Vec<PathBuf> = self
+            .seen
+            .keys()
+            .filter(|p| !paths.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.seen.remove(&path);
+            self.refused.remove(&path);
+            if let Some(running) = self.running.remove(&path) {
+                tracing::info!(plugin = %running.deployment.current().name, manifest = %path.display(), "manifest removed: stopping");
+                self.stop(running);
+            }
+        }
+        for path in paths {
+            let fingerprint = fingerprint(&path);
+            if self.seen.get(&path) == Some(&fingerprint) {
+                continue;
+            }
+            self.seen.insert(path.clone(), fingerprint);
+            // Errors are logged and kept in the status by `load`.
+            let _ = self.load(&path).await;
+        }
+    }
+
+    /// Loads the plugin `name` again from its files, whether or not they changed.
+    pub async fn reload(&mut self, name: &str) -> Result<Reloaded, Error> {
+        let path = self.path_of(name)?;
+        self.seen.insert(path.clone(), fingerprint(&path));
+        self.load(&path)
+            .await
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, e))
+    }
+
+    /// Ends the quarantine of `name`.
+    pub fn release(&self, name: &str) -> Result<(), Error> {
+        let path = self.path_of(name)?;
+        self.running[&path]
+            .deployment
+            .release()
+            .map_err(|e| Error::new(ErrorKind::Conflict, e.to_string()))
+    }
+
+    pub fn report(&self) -> HostReport {
+        let plugins = self
+            .running
+            .iter()
+            .map(|(path, running)| {
+                let plugin = running.deployment.current();
+                let status = &running.deployment.status;
+                PluginReport {
+                    name: plugin.name.to_string(),
+                    version: plugin.manifest.version.clone(),
+                    roles: plugin
+                        .manifest
+                        .roles
+                        .iter()
+                        .map(|r| r.name().to_owned())
+                        .collect(),
+                    manifest: path.display().to_string(),
+                    health: status.health(),
+                    reload_error: status.reload_error(),
+                    counters: status.counters.values(),
+                }
+            })
+            .collect();
+        let refused = self
+            .refused
+            .iter()
+            .map(|(path, error)| Refused {
+                manifest: path.display().to_string(),
+                error: error.clone(),
+            })
+            .collect();
+        HostReport { plugins, refused }
+    }
+
+    /// Stops every plugin and waits up to `grace` for the calls in flight, then cuts
+    /// what still runs. Cutting loses nothing: a collect publishes before it commits its
+    /// baseline and an event is committed after it is handled, so what was cut is
+    /// announced or delivered again at the next start. A broker that cannot be reached
+    /// therefore delays a stop by `grace` at most.
+    pub async fn shutdown(mut self, grace: std::time::Duration) {
+        for (_, running) in std::mem::take(&mut self.running) {
+            self.stop(running);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut cut = 0;
+        for mut task in self.stopping {
+            let finished = tokio::time::timeout_at(deadline, &mut task).await;
+            let result = match finished {
+                Ok(result) => result,
+                Err(_) => {
+                    task.abort();
+                    cut += 1;
+                    task.await
+                }
+            };
+            if let Err(error) = result
+                && error.is_panic()
+            {
+                tracing::error!("a plugin task panicked: {error}");
+            }
+        }
+        if cut > 0 {
+            tracing::warn!(
+                "{cut} plugin task(s) were still busy after the shutdown grace of {grace:?} and were cut; \
+                 what they had not committed is redone at the next start"
+            );
+        }
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf, Error> {
+        self.running
+            .iter()
+            .find(|(_, r)| &*r.deployment.current().name == name)
+            .map(|(path, _)| path.clone())
+            .ok_or_else(|| {
+                let names: Vec<String> = self
+                    .running
+                    .values()
+                    .map(|r| r.deployment.current().name.to_string())
+                    .collect();
+                let message = format!(
+                    "no plugin named `{name}` is running (running: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+                Error::new(ErrorKind::NotFound, message)
+            })
+    }
+
+    /// Loads the manifest at `path` and starts it, or swaps it in for the version running
+    /// from that manifest. On failure, whatever ran keeps running.
+    async fn load(&mut self, path: &Path) -> Result<Reloaded, String> {
+        let started = Instant::now();
+        let loaded = self.load_checked(path).await;
+        let running = self.running.get(path);
+        let plugin = match loaded {
+            Ok(plugin) => plugin,
+            Err(error) => {
+                match running {
+                    Some(running) => {
+                        let name = running.deployment.current().name.clone();
+                        tracing::error!(plugin = %name, "new version refused, the running one stays: {error}");
+                        running
+                            .deployment
+                            .status
+                            .set_reload_error(Some(error.clone()));
+                        Counters::bump(&running.deployment.status.counters.failed_reloads);
+                    }
+                    None => {
+                        tracing::error!("plugin not loaded: {error}");
+                        self.refused.insert(path.to_owned(), error.clone());
+                    }
+                }
+                return Err(error);
+            }
+        };
+        self.refused.remove(path);
+        let (name, version) = (plugin.name.to_string(), plugin.manifest.version.clone());
+        let cached = plugin.origin == Origin::Cache;
+        match self.running.get(path) {
+            // Same plugin, same roles: swap, keeping its tasks, baseline and offsets.
+            Some(running)
+                if running.deployment.current().name == plugin.name
+                    && running.deployment.current().manifest.roles == plugin.manifest.roles =>
+            {
+                running.deployment.swap(Arc::new(plugin));
+            }
+            // Renamed or re-roled: a different plugin from the same file. The old one is
+            // waited for (at most its call in flight), so that the two never share a
+            // consumer group.
+            Some(_) => {
+                let old = self.running.remove(path).expect("present");
+                tracing::info!(plugin = %old.deployment.current().name, "its manifest now names another plugin or roles: restarting");
+                let _ = old.stop.send(true);
+                for task in old.tasks {
+                    if let Err(error) = task.await {
+                        tracing::error!("a plugin task panicked: {error}");
+                    }
+                }
+                self.start(path, plugin);
+            }
+            None => self.start(path, plugin),
+        }
+        let reloaded = Reloaded {
+            name,
+            version,
+            cached,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            plugin = %reloaded.name,
+            version = %reloaded.version,
+            cached = reloaded.cached,
+            elapsed_ms = reloaded.elapsed_ms,
+            "loaded"
+        );
+        Ok(reloaded)
+    }
+
+    /// Loads, links and activates the plugin at `path` without touching what runs.
+    async fn load_checked(&self, path: &Path) -> Result<Plugin, String> {
+        let engine = self.engine.clone();
+        let owned = path.to_owned();
+        let config = self.config.clone();
+        let plugin = tokio::task::spawn_blocking(move || {
+            Plugin::load(&engine, &owned, &config.load_policy())
+        })
+        .await
+        .map_err(|e| format!("{}: loading panicked: {e}", path.display()))?
+        .map_err(|e| format!("{e:#}"))?;
+        let clash = self
+            .running
+            .iter()
+            .find(|(other, r)| *other != path && r.deployment.current().name == plugin.name);
+        if let Some((other, _)) = clash {
+            return Err(format!(
+                "{}: plugin `{}` is already loaded from {}",
+                path.display(),
+                plugin.name,
+                other.display()
+            ));
+        }
+        plugin
+            .activate(&self.services)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(plugin)
+    }
+
+    fn start(&mut self, path: &Path, plugin: Plugin) {
+        let plugin = Arc::new(plugin);
+        let deployment = Deployment::new(plugin.clone());
+        let (stop, stopped) = watch::channel(false);
+        let tasks = plugin
+            .roles
+            .spawn(&deployment, &self.engine, &self.services, &stopped);
+        self.running.insert(
+            path.to_owned(),
+            Running {
+                deployment,
+                stop,
+                tasks,
+            },
+        );
+    }
+
+    fn stop(&mut self, running: Running) {
+        let _ = running.stop.send(true);
+        self.stopping.extend(running.tasks);
+        // Forget tasks that are done, so a host that reloads for months does not grow.
+        self.stopping.retain(|task| !task.is_finished());
+    }
+}
+
+/// A hash of the manifest's bytes and its component's; `0` when unreadable (a file being
+/// written): the load that follows reports why.
+fn fingerprint(manifest: &Path) -> Fingerprint {
+    use std::hash::Hasher;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let Ok(text) = std::fs::read(manifest) else {
+        return 0;
+    };
+    hasher.write(&text);
+    if let Ok(parsed) = synchro_manifest::Manifest::load(manifest) {
+        match std::fs::read(&parsed.component) {
+            Ok(bytes) => hasher.write(&bytes),
+            Err(_) => return 0,
+        }
+    }
+    hasher.finish()
+}

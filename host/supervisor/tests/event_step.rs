@@ -1,0 +1,426 @@
+//! Event steps on both buses: the XOS people example (plugins/xos-people) consuming
+//! `{first_name, last_name}` events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use synchro_bus::{Bus, Consumer, Message, StartFrom, Topics};
+use synchro_roles::Plugin;
+use synchro_roles::event_step::Runner;
+use synchro_status::{Health, PluginReport};
+use synchro_supervisor::Registry;
+use synchro_testkit::Harness;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Host {
+    harness: Harness,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+async fn host(bus: &Bus, names: &[&str], topic: &str) -> Host {
+    let harness = Harness::new(bus);
+    let mut plugins = Vec::new();
+    for name in names {
+        let manifest = harness.install(
+            name,
+            "xos-people",
+            &format!(
+                "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+                 [events]\ntopics = [\"{topic}\"]\nstart = \"earliest\"\nretries = 2\nbackoff = \"10ms\"\n\
+                 [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n"
+            ),
+        );
+        plugins.push(harness.load(&manifest).await.unwrap());
+    }
+    Host { harness, plugins }
+}
+
+impl Host {
+    /// Starts every plugin's event step; stop them with the returned sender.
+    fn start(&self) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+        let (stop, shutdown) = watch::channel(false);
+        let tasks = self
+            .plugins
+            .iter()
+            .map(|p| {
+                tokio::spawn(
+                    Runner::new(
+                        Harness::deploy(p.clone()),
+                        self.harness.engine.clone(),
+                        self.harness.services.clone(),
+                    )
+                    .run(shutdown.clone()),
+                )
+            })
+            .collect();
+        (stop, tasks)
+    }
+}
+
+async fn stop(stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    stop.send(true).unwrap();
+    for task in tasks {
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the step stops")
+            .unwrap();
+    }
+}
+
+async fn send(bus: &Bus, topic: &str, payloads: &[&str]) {
+    for payload in payloads {
+        bus.publish(Message::new(topic, payload.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+}
+
+async fn next(consumer: &mut Consumer) -> Arc<Message> {
+    let delivery = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a message in time")
+        .unwrap();
+    consumer.commit(&delivery).unwrap();
+    delivery.message
+}
+
+/// A consumer of the change notifications, from the start.
+fn changes(bus: &Bus) -> Consumer {
+    bus.consume(
+        "test-changes",
+        Topics::Names(vec!["changes".into()]),
+        StartFrom::Earliest,
+    )
+    .unwrap()
+}
+
+/// The key of a change notification.
+fn changed_key(message: &Message) -> String {
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["operation"], "CREATE");
+    event["vertex"]["key"].as_str().unwrap().to_owned()
+}
+
+async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
+    let host = host(&bus, &["people"], "MyTopic").await;
+    let mut changes = changes(&bus);
+    let mut dead = bus
+        .consume(
+            "test-dead",
+            Topics::Names(vec!["people.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    send(
+        &bus,
+        "MyTopic",
+        &[
+            r#"{"first_name": "John", "last_name": "Doe"}"#,
+            r#"{"first_name": "John", "last_name": "Doe"}"#,
+            "not json",
+            r#"{"first_name": "Jane", "last_name": "Roe"}"#,
+        ],
+    )
+    .await;
+    let (stopper, tasks) = host.start();
+    assert_eq!(changed_key(&*next(&mut changes).await), "person/john-doe");
+    assert_eq!(
+        changed_key(&*next(&mut changes).await),
+        "person/jane-roe",
+        "once per person, and past the poison"
+    );
+
+    let poison = next(&mut dead).await;
+    assert_eq!(poison.payload, b"not json");
+    assert_eq!(poison.header("synchro-plugin"), Some("people"));
+    assert_eq!(
+        poison.header("synchro-attempts"),
+        Some("3"),
+        "the first attempt and two retries"
+    );
+    assert_eq!(poison.header("synchro-topic"), Some("MyTopic"));
+    assert!(
+        poison
+            .header("synchro-error")
+            .unwrap()
+            .contains("event is not JSON"),
+        "{:?}",
+        poison.headers
+    );
+    stop(stopper, tasks).await;
+
+    // A restart resumes after the committed offset: only the new events are handled.
+    send(
+        &bus,
+        "MyTopic",
+        &[
+            r#"{"first_name": ""}"#,
+            r#"{"first_name": "Alice", "last_name": "Smith"}"#,
+        ],
+    )
+    .await;
+    let (stopper, tasks) = host.start();
+    assert_eq!(
+        changed_key(&*next(&mut changes).await),
+        "person/alice-smith"
+    );
+    let poison = next(&mut dead).await;
+    assert_eq!(
+        poison.payload, br#"{"first_name": ""}"#,
+        "the old poison is not handled twice"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), changes.next())
+            .await
+            .is_err(),
+        "nothing else changed"
+    );
+    stop(stopper, tasks).await;
+}
+
+async fn two_plugins_on_one_topic_each_see_every_event(bus: Bus) {
+    let host = host(&bus, &["left", "right"], "Shared").await;
+    let mut left = bus
+        .consume(
+            "test-left",
+            Topics::Names(vec!["left.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let mut right = bus
+        .consume(
+            "test-right",
+            Topics::Names(vec!["right.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    send(&bus, "Shared", &["poison one", "poison two"]).await;
+    let (stopper, tasks) = host.start();
+    for consumer in [&mut left, &mut right] {
+        assert_eq!(next(consumer).await.payload, b"poison one");
+        assert_eq!(next(consumer).await.payload, b"poison two");
+    }
+    stop(stopper, tasks).await;
+}
+
+/// A registry running the people step from a plugin directory, as `synchro run` does.
+struct Live {
+    harness: Harness,
+    registry: Registry,
+}
+
+fn people_manifest(version: &str, limits: &str) -> String {
+    people_manifest_on("Stream", version, limits)
+}
+
+fn people_manifest_on(topic: &str, version: &str, limits: &str) -> String {
+    format!(
+        "name = \"people\"\nversion = \"{version}\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"{topic}\"]\nstart = \"earliest\"\nretries = 0\nbackoff = \"10ms\"\n\
+         [limits]\n{limits}\n\
+         [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n"
+    )
+}
+
+async fn live(bus: &Bus, limits: &str) -> Live {
+    live_with(bus, limits, "").await
+}
+
+/// `grants`: the host config's `[grants]` tables, as TOML.
+async fn live_with(bus: &Bus, limits: &str, grants: &str) -> Live {
+    let harness = Harness::with_config(bus, |config| {
+        config.grants = toml::from_str(grants).unwrap();
+    });
+    harness.install("people", "xos-people", &people_manifest("0.1.0", limits));
+    let mut registry = harness.registry();
+    registry.scan().await;
+    Live { harness, registry }
+}
+
+impl Live {
+    fn people(&self) -> PluginReport {
+        self.registry
+            .report()
+            .plugins
+            .into_iter()
+            .next()
+            .expect("people runs")
+    }
+
+    async fn wait(&self, condition: impl Fn(&PluginReport) -> bool) -> PluginReport {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let report = self.people();
+            if condition(&report) {
+                return report;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never: {report:#?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn person(i: usize) -> String {
+    format!(r#"{{"first_name": "p{i}", "last_name": "stream"}}"#)
+}
+
+async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
+    const BATCHES: usize = 10;
+    const PER_BATCH: usize = 100;
+    let mut live = live(&bus, "").await;
+    let mut changes = changes(&bus);
+    let mut before_last_swap = 0;
+    for batch in 0..BATCHES {
+        for i in 0..PER_BATCH {
+            bus.publish(Message::new(
+                "Stream",
+                person(batch * PER_BATCH + i).into_bytes(),
+            ))
+            .await
+            .unwrap();
+        }
+        before_last_swap = live.people().counters.processed;
+        // Half the swaps come from a changed manifest, half from the admin command.
+        if batch % 2 == 0 {
+            std::fs::write(
+                live.harness.config.plugin_dir.join("people.toml"),
+                people_manifest(&format!("0.2.{batch}"), ""),
+            )
+            .unwrap();
+            live.registry.scan().await;
+        } else {
+            live.registry.reload("people").await.unwrap();
+        }
+    }
+    let total = (BATCHES * PER_BATCH) as u64;
+    assert!(
+        before_last_swap < total,
+        "the swaps must happen while events flow"
+    );
+    live.wait(|p| p.counters.processed >= total).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = live.people();
+    assert_eq!(
+        report.counters.processed, total,
+        "every event exactly once: {report:#?}"
+    );
+    assert_eq!(report.counters.failures, 0, "{report:#?}");
+    assert_eq!(report.counters.reloads, BATCHES as u64, "{report:#?}");
+    assert_eq!(report.version, "0.2.8");
+    let mut people = std::collections::BTreeSet::new();
+    while people.len() < BATCHES * PER_BATCH {
+        people.insert(changed_key(&*next(&mut changes).await));
+    }
+    live.registry.shutdown(WAIT).await;
+}
+
+async fn a_version_reading_other_topics_joins_again(bus: Bus) {
+    let mut live = live(&bus, "").await;
+    send(&bus, "Stream", &[&person(1)]).await;
+    live.wait(|p| p.counters.processed == 1).await;
+    std::fs::write(
+        live.harness.config.plugin_dir.join("people.toml"),
+        people_manifest_on("Other", "0.2.0", ""),
+    )
+    .unwrap();
+    live.registry.scan().await;
+    send(&bus, "Stream", &[&person(2)]).await;
+    send(&bus, "Other", &[&person(3)]).await;
+    live.wait(|p| p.counters.processed == 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = live.people();
+    assert_eq!(
+        (report.version.as_str(), report.counters.processed),
+        ("0.2.0", 2),
+        "only the new topic is read: {report:#?}"
+    );
+    live.registry.shutdown(WAIT).await;
+}
+
+async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release(bus: Bus) {
+    let live = live(&bus, "quarantine-after = 2").await;
+    send(&bus, "Stream", &["poison one", "poison two", &person(1)]).await;
+    let report = live
+        .wait(|p| matches!(p.health, Health::Quarantined { .. }))
+        .await;
+    assert_eq!(report.counters.dead_lettered, 2, "{report:#?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        live.people().counters.processed,
+        0,
+        "quarantined: the good event waits"
+    );
+    live.registry.release("people").unwrap();
+    let report = live.wait(|p| p.counters.processed == 1).await;
+    assert_eq!(report.health, Health::Running);
+    live.registry.shutdown(WAIT).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_must_grant_the_topics_an_event_step_reads() {
+    let store = "store = { read = [\"person\"], write = [\"person\"] }";
+    let refused = live_with(
+        &Bus::embedded(),
+        "",
+        &format!("[people]\n{store}\nbus = {{ subscribe = [\"Other\"] }}\n"),
+    )
+    .await;
+    let report = refused.registry.report();
+    assert!(report.plugins.is_empty());
+    assert!(
+        report.refused[0].error.ends_with(
+            "the host config's `[grants.people]`: `bus` does not grant reading topic `Stream`, \
+             which `[events]` asks for (add it to `subscribe`)"
+        ),
+        "{report:?}"
+    );
+    refused.registry.shutdown(WAIT).await;
+
+    let bus = Bus::embedded();
+    let granted = live_with(
+        &bus,
+        "",
+        &format!("[people]\n{store}\nbus = {{ subscribe = [\"Stream\"] }}\n"),
+    )
+    .await;
+    send(&bus, "Stream", &[&person(1)]).await;
+    granted.wait(|p| p.counters.processed == 1).await;
+    granted.registry.shutdown(WAIT).await;
+}
+
+macro_rules! suite {
+    ($module:ident, $bus:expr) => {
+        mod $module {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn poison_is_dead_lettered_and_the_stream_goes_on() {
+                super::poison_is_dead_lettered_and_the_stream_goes_on($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn reloads_while_events_flow_lose_and_repeat_nothing() {
+                super::reloads_while_events_flow_lose_and_repeat_nothing($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_version_reading_other_topics_joins_again() {
+                super::a_version_reading_other_topics_joins_again($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release() {
+                super::a_failing_event_step_is_quarantined_and_the_rest_waits_for_release($bus)
+                    .await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn two_plugins_on_one_topic_each_see_every_event() {
+                super::two_plugins_on_one_topic_each_see_every_event($bus).await
+            }
+        }
+    };
+}
+
+suite!(embedded, synchro_bus::Bus::embedded());
+suite!(kafka, synchro_testkit::broker::kafka_bus());

@@ -1,0 +1,96 @@
+//! Conversions between the WIT types of the bindings and the host's own types.
+
+use synchro_bus::Message;
+use synchro_model::{EdgeEnds, Entity, EntityError, EntityRef, Error, ErrorKind, Operation};
+
+use crate::synchro::plugin::types as wit;
+
+/// A WIT error code for each kind: the one place the host's error kinds meet the
+/// contract's. `conflict` has no code of its own: to a plugin, asking for what the state
+/// does not allow now is invalid input.
+impl From<ErrorKind> for wit::ErrorCode {
+    fn from(kind: ErrorKind) -> wit::ErrorCode {
+        match kind {
+            ErrorKind::Denied => wit::ErrorCode::Denied,
+            ErrorKind::TimedOut => wit::ErrorCode::TimedOut,
+            ErrorKind::InvalidInput | ErrorKind::Conflict => wit::ErrorCode::InvalidInput,
+            ErrorKind::NotFound => wit::ErrorCode::NotFound,
+            ErrorKind::Unavailable => wit::ErrorCode::Unavailable,
+            ErrorKind::Failed => wit::ErrorCode::Failed,
+        }
+    }
+}
+
+/// The kind of the error a plugin returned.
+pub fn kind_of(code: wit::ErrorCode) -> ErrorKind {
+    match code {
+        wit::ErrorCode::Denied => ErrorKind::Denied,
+        wit::ErrorCode::TimedOut => ErrorKind::TimedOut,
+        wit::ErrorCode::InvalidInput => ErrorKind::InvalidInput,
+        wit::ErrorCode::NotFound => ErrorKind::NotFound,
+        wit::ErrorCode::Unavailable => ErrorKind::Unavailable,
+        wit::ErrorCode::Failed => ErrorKind::Failed,
+    }
+}
+
+impl From<Error> for wit::Error {
+    fn from(error: Error) -> wit::Error {
+        wit::Error {
+            code: error.kind.into(),
+            message: error.message,
+        }
+    }
+}
+
+/// Validates a guest's entity; the strings move, nothing is copied.
+pub fn entity_from_wit(e: wit::Entity) -> Result<Entity, EntityError> {
+    let edge = e.edge.map(|ends| EdgeEnds {
+        source: EntityRef {
+            key: ends.source.key,
+            kind: ends.source.kind,
+        },
+        target: EntityRef {
+            key: ends.target.key,
+            kind: ends.target.kind,
+        },
+    });
+    Entity::new(e.key, e.kind, e.properties, e.schema_version, edge)
+}
+
+pub fn entity_to_wit(e: Entity) -> wit::Entity {
+    let (key, kind, properties, schema_version, edge) = e.into_parts();
+    wit::Entity {
+        key,
+        kind,
+        properties,
+        schema_version,
+        edge: edge.map(|ends| wit::EdgeEnds {
+            source: wit::EntityRef {
+                key: ends.source.key,
+                kind: ends.source.kind,
+            },
+            target: wit::EntityRef {
+                key: ends.target.key,
+                kind: ends.target.kind,
+            },
+        }),
+    }
+}
+
+pub fn operation_from_wit(op: wit::Operation) -> Operation {
+    match op {
+        wit::Operation::Create => Operation::Create,
+        wit::Operation::Update => Operation::Update,
+        wit::Operation::Delete => Operation::Delete,
+    }
+}
+
+pub fn message_to_wit(m: &Message) -> wit::Message {
+    wit::Message {
+        topic: m.topic.clone(),
+        key: m.key.clone(),
+        payload: m.payload.clone(),
+        headers: m.headers.clone(),
+        timestamp: m.timestamp,
+    }
+}

@@ -1,0 +1,226 @@
+//! End to end: the `synchro` binary runs the http-inventory component against a local
+//! HTTP source whose content the tests change.
+
+use std::time::Duration;
+
+use synchro_testkit::{INVENTORY, Setup, Source, pairs};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// Several collect intervals (150 ms each).
+const QUIET: Duration = Duration::from_millis(1200);
+
+#[test]
+fn changes_follow_the_source_and_a_restart_is_silent() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+
+    let host = setup.run();
+    let created = host.raw_events(4, WAIT);
+    assert_eq!(
+        created
+            .iter()
+            .map(synchro_testkit::op_key)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        pairs(&[
+            ("CREATE", "srv-1"),
+            ("CREATE", "srv-2"),
+            ("CREATE", "vm-1"),
+            ("CREATE", "vm-1/hosted-on")
+        ])
+    );
+    let edge = created.iter().find(|e| e.get("edge").is_some()).unwrap();
+    assert_eq!(
+        edge["edge"]["source"],
+        serde_json::json!({"key": "vm-1", "type": "vserver"})
+    );
+    assert_eq!(
+        edge["edge"]["target"],
+        serde_json::json!({"key": "srv-1", "type": "pserver"})
+    );
+    assert_eq!(edge["source"], "inv");
+    assert!(edge["transaction-id"].is_string() && edge["timestamp"].as_u64().unwrap() > 0);
+    host.expect_silence(QUIET);
+
+    // Key order and whitespace are not changes; a value is.
+    source.set(
+        200,
+        &INVENTORY.replace(
+            r#"{ "id": "srv-2", "hostname": "beta" }"#,
+            r#"{"hostname":"beta","id":"srv-2"}"#,
+        ),
+    );
+    host.expect_silence(QUIET);
+    source.set(200, &INVENTORY.replace("alpha", "alpha-2"));
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-1")]));
+    host.expect_silence(QUIET);
+
+    let without_vm = r#"{ "servers": [ { "id": "srv-1", "hostname": "alpha-2" }, { "id": "srv-2", "hostname": "beta" } ] }"#;
+    source.set(200, without_vm);
+    assert_eq!(
+        host.events(2, WAIT),
+        pairs(&[("DELETE", "vm-1"), ("DELETE", "vm-1/hosted-on")])
+    );
+    host.stop();
+
+    // A clean restart emits nothing for unchanged data, and skips compiling the component.
+    let host = setup.run();
+    host.wait_for_log("loaded plugin=inv version=0.1.0 cached=true", WAIT);
+    host.expect_silence(QUIET);
+    host.stop();
+
+    let listed = setup.command(&["baseline", "list", "inv"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let keys: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    assert_eq!(keys, ["srv-1", "srv-2"], "{listed}");
+    assert!(
+        listed.contains(r#"{"hostname":"alpha-2","id":"srv-1"}"#),
+        "{listed}"
+    );
+
+    let unknown = setup.command(&["baseline", "list", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("plugins with one: inv"));
+
+    let reset = setup.command(&["baseline", "reset", "inv"]);
+    assert!(reset.status.success(), "{reset:?}");
+    let host = setup.run();
+    assert_eq!(
+        host.events(2, WAIT),
+        pairs(&[("CREATE", "srv-1"), ("CREATE", "srv-2")]),
+        "a reset re-emits everything"
+    );
+    host.stop();
+}
+
+#[test]
+fn a_failed_collect_never_deletes() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    let host = setup.run();
+    host.events(4, WAIT);
+
+    for (status, body, symptom) in [
+        (500, "oops", "HTTP status 500"),
+        (200, "{ not json", "body is not JSON"),
+        (200, r#"{"servers": "many"}"#, "is not an array"),
+        (
+            200,
+            r#"{"servers": [{"id": "a"}, {"id": "a"}]}"#,
+            "key `a` appears twice in one snapshot",
+        ),
+        (
+            200,
+            r#"{"servers": [{"hostname": "no id"}]}"#,
+            "servers[0] has no string `id`",
+        ),
+    ] {
+        source.set(status, body);
+        host.wait_for_log(symptom, WAIT);
+        host.expect_silence(Duration::from_millis(300));
+    }
+    source.set(200, &INVENTORY.replace("beta", "beta-2"));
+    assert_eq!(
+        host.events(1, WAIT),
+        pairs(&[("UPDATE", "srv-2")]),
+        "only the real change, no deletes"
+    );
+    host.stop();
+}
+
+#[test]
+fn bad_plugins_are_refused_with_reasons_and_the_good_one_runs() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("good", &source);
+    // A manifest with a typo, a component that is not wasm, one that is a core module,
+    // a plugin whose poll is not granted, and one whose host is not the one granted.
+    setup.write(
+        "typo.toml",
+        "name = \"typo\"\nversion = \"1\"\nroles = [\"collector\"]\nintervall = \"1s\"\n",
+    );
+    setup.write("garbage.wasm", "not wasm at all");
+    setup.write(
+        "garbage.toml",
+        "name = \"garbage\"\nversion = \"1\"\nroles = [\"collector\"]\n[schedule]\ninterval = \"1s\"\n",
+    );
+    std::fs::write(setup.plugin_dir().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    setup.write("core.toml", "name = \"core\"\nversion = \"1\"\nroles = [\"collector\"]\n[schedule]\ninterval = \"1s\"\n");
+    setup.inventory_plugin_with("ungranted", "", &source.url());
+    setup.inventory_plugin_with(
+        "elsewhere",
+        "poll = { hosts = [\"http://127.0.0.1:1\"] }",
+        &source.url(),
+    );
+
+    let host = setup.run();
+    let events = host.raw_events(4, WAIT);
+    assert!(events.iter().all(|e| e["source"] == "good"), "{events:?}");
+    let log_has = |text: &str| host.wait_for_log(text, WAIT);
+    log_has("typo.toml: line 4, column 1: unknown field `intervall`");
+    log_has("garbage.wasm: not a valid component: not a WebAssembly binary");
+    log_has("core.wasm: not a valid component: this is a core wasm module, not a component");
+    let denied = format!(
+        "(denied): poll: fetching `{}` is not granted by the manifest",
+        source.url()
+    );
+    log_has(&format!("{denied} plugin=ungranted"));
+    log_has(&format!("{denied} plugin=elsewhere"));
+    host.expect_silence(QUIET);
+    host.stop();
+}
+
+#[test]
+fn plugin_check_names_roles_and_mismatches() {
+    let wasm = synchro_testkit::plugin("http-inventory");
+    let setup = Setup::new();
+    let ok = setup.command(&["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("role collector: ok"));
+
+    setup.write("bad.wasm", "nope");
+    let bad = setup.command(&[
+        "plugin",
+        "check",
+        setup.plugin_dir().join("bad.wasm").to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("bad.wasm is not a valid component"),
+        "{bad:?}"
+    );
+
+    // A manifest that claims a role the component does not export.
+    std::fs::copy(&wasm, setup.plugin_dir().join("liar.wasm")).unwrap();
+    setup.write("liar.toml", "name = \"liar\"\nversion = \"1\"\nroles = [\"collector\", \"sync-step\"]\n[schedule]\ninterval = \"1s\"\n");
+    let liar = setup.command(&[
+        "plugin",
+        "check",
+        setup.plugin_dir().join("liar.toml").to_str().unwrap(),
+    ]);
+    assert!(!liar.status.success());
+    assert!(
+        String::from_utf8_lossy(&liar.stderr)
+            .contains("role `sync-step` is not supported by this host yet"),
+        "{liar:?}"
+    );
+}
+
+#[test]
+fn without_room_for_the_pooling_allocator_the_host_falls_back_and_runs() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    // 16 GiB of address space: far less than the pool reserves, enough for on-demand.
+    let host = setup.run_with_address_space(16 << 20);
+    host.wait_for_log("pooling allocator unavailable", WAIT);
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    host.stop();
+}

@@ -1,0 +1,123 @@
+//! End to end: the operator's host config narrows what manifests ask for — grants per
+//! plugin and ceilings on limits — and `synchro plugin check` shows both sides.
+
+use std::time::Duration;
+
+use synchro_testkit::{INVENTORY, Setup, Source, pairs};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(setup: &Setup, extra: &str) {
+    std::fs::write(
+        setup.config(),
+        format!("data-dir = \"data\"\nplugin-dir = \"plugins\"\n{extra}"),
+    )
+    .unwrap();
+}
+
+fn check(setup: &Setup, name: &str) -> std::process::Output {
+    let manifest = setup.plugin_dir().join(format!("{name}.toml"));
+    setup.command(&["plugin", "check", manifest.to_str().unwrap()])
+}
+
+#[test]
+fn the_operator_grants_less_than_a_manifest_asks() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("trusted", &source);
+    setup.inventory_plugin("narrowed", &source);
+    setup.inventory_plugin("unlisted", &source);
+    // The trusted manifest asks for more memory than the operator's ceiling allows.
+    let trusted = setup.plugin_dir().join("trusted.toml");
+    let manifest = std::fs::read_to_string(&trusted).unwrap();
+    std::fs::write(
+        &trusted,
+        manifest.replace("[limits]\n", "[limits]\nmemory-mb = 256\n"),
+    )
+    .unwrap();
+    config(
+        &setup,
+        &format!(
+            "grants-required = true\n\
+             [limits]\nmemory-mb = 16\n\
+             [ceilings]\nmemory-mb = 16\n\
+             [grants.trusted]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [grants.narrowed]\npoll = {{ hosts = [\"http://127.0.0.1:1\"] }}\n",
+            source.origin()
+        ),
+    );
+
+    let trusted = check(&setup, "trusted");
+    let out = String::from_utf8_lossy(&trusted.stdout);
+    assert!(trusted.status.success(), "{trusted:?}");
+    let origin = source.origin();
+    assert!(
+        out.contains(&format!("asks for poll: {{ hosts = [\"{origin}\"] }}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("granted (narrowed by the host config's grants):"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("    poll: {origin}\n")), "{out}");
+    assert!(out.contains("memory 16 MiB"), "the ceiling holds: {out}");
+    let narrowed = String::from_utf8_lossy(&check(&setup, "narrowed").stdout).into_owned();
+    assert!(!narrowed.contains("    poll:"), "{narrowed}");
+
+    let host = setup.run();
+    // Only the plugin the operator granted its origin collects.
+    let events = host.raw_events(4, WAIT);
+    assert!(
+        events.iter().all(|e| e["source"] == "trusted"),
+        "{events:?}"
+    );
+    for name in ["narrowed", "unlisted"] {
+        let status = setup.wait_status(name, WAIT, |p| p.counters.denials >= 1);
+        assert_eq!(status.counters.processed + status.counters.changes, 0);
+    }
+    host.wait_for_log(
+        "is not granted by the manifest and the operator's grants",
+        WAIT,
+    );
+    host.wait_for_log(
+        "limits.memory-mb = 256 is above the operator's ceiling: held to 16 plugin=trusted",
+        WAIT,
+    );
+    host.stop();
+}
+
+#[test]
+fn a_mistake_in_the_operators_grants_refuses_that_plugin_only() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("typo", &source);
+    setup.inventory_plugin("fine", &source);
+    config(
+        &setup,
+        &format!(
+            "[grants.typo]\npoll = {{ hostz = [] }}\n[grants.fine]\npoll = {{ hosts = [\"{}\"] }}\n",
+            source.origin()
+        ),
+    );
+    let host = setup.run();
+    assert_eq!(
+        host.events(4, WAIT),
+        pairs(&[
+            ("CREATE", "srv-1"),
+            ("CREATE", "srv-2"),
+            ("CREATE", "vm-1"),
+            ("CREATE", "vm-1/hosted-on")
+        ])
+    );
+    let report = setup.status();
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fine"], "{report:?}");
+    assert_eq!(report.refused.len(), 1);
+    assert!(
+        report.refused[0]
+            .error
+            .ends_with("typo.toml: the host config's `[grants.typo]`: `poll` unknown field `hostz`, expected `hosts`"),
+        "{report:?}"
+    );
+    host.stop();
+}

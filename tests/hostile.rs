@@ -1,0 +1,218 @@
+//! End to end: plugins written to misbehave run beside a well-behaved one. Each is
+//! contained — its calls fail, it is quarantined — and the neighbour keeps its schedule.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use synchro_status::{Health, PluginReport};
+use synchro_testkit::{INVENTORY, Setup, Source};
+
+const WAIT: Duration = Duration::from_secs(40);
+/// Hostile plugins are quarantined after this many failed collects.
+const QUARANTINE: &str = "quarantine-after = 3\nmax-backoff = \"100ms\"";
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+struct Hostile {
+    name: &'static str,
+    script: serde_json::Value,
+    deadline: &'static str,
+    /// Extra `[limits]` lines.
+    limits: &'static str,
+    /// Extra `[capabilities]` lines.
+    capabilities: &'static str,
+    /// What its quarantine reason must say (one of).
+    reasons: &'static [&'static str],
+}
+
+#[test]
+fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
+    let probe_target = Source::start("{}");
+    let hostiles = [
+        Hostile {
+            name: "spin",
+            script: json!({"mode": "spin"}),
+            deadline: "300ms",
+            limits: "",
+            capabilities: "",
+            reasons: &["exceeded its deadline of 300ms"],
+        },
+        Hostile {
+            name: "memory-bomb",
+            script: json!({"mode": "memory-bomb"}),
+            deadline: "5s",
+            limits: "memory-mb = 32",
+            capabilities: "",
+            reasons: &["trapped: forcing trap when growing memory to 33685504 bytes"],
+        },
+        Hostile {
+            name: "recursion",
+            script: json!({"mode": "recursion"}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &["trapped: wasm trap: out of bounds memory access"],
+        },
+        Hostile {
+            name: "huge-snapshot",
+            script: json!({"mode": "many", "count": 5_000_000}),
+            deadline: "5s",
+            limits: "max-entities = 10000",
+            capabilities: "",
+            reasons: &["the snapshot has more than 10000 entities (limits.max-entities)"],
+        },
+        Hostile {
+            name: "invalid-json",
+            script: json!({"entities": [{"key": "a", "kind": "k", "properties": "{not json"}]}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &["entity `a`: properties are not valid JSON"],
+        },
+        Hostile {
+            name: "denied-poll",
+            script: json!({"mode": "poll", "target": "http://127.0.0.1:9/secret"}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &[
+                "(denied): poll: fetching `http://127.0.0.1:9/secret` is not granted by the manifest",
+            ],
+        },
+        Hostile {
+            name: "denied-publish",
+            script: json!({"mode": "publish", "target": "payments"}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &[
+                "(denied): bus: publishing to topic `payments` is not granted by the manifest",
+            ],
+        },
+        Hostile {
+            name: "never-answered",
+            script: json!({"mode": "await", "target": "responses"}),
+            deadline: "300ms",
+            limits: "",
+            capabilities: "bus = { await = [\"responses\"] }",
+            // The host's wait ends at the call's deadline: the plugin gets a timeout, or
+            // the call is stopped if the plugin does not return at once.
+            reasons: &[
+                "returned an error (timed-out): no response with correlation id `never` on topic `responses` within",
+                "exceeded its deadline of 300ms",
+            ],
+        },
+        Hostile {
+            name: "panic",
+            script: json!({"mode": "trap"}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &["wasm `unreachable` instruction executed"],
+        },
+    ];
+
+    let setup = Setup::new();
+    let neighbour_source = Source::start(INVENTORY);
+    setup.inventory_plugin("neighbour", &neighbour_source);
+    let mut sources = Vec::new();
+    for hostile in &hostiles {
+        let source = Source::start(&hostile.script.to_string());
+        setup.scripted_plugin_with(
+            hostile.name,
+            &source,
+            hostile.deadline,
+            &format!("{QUARANTINE}\n{}", hostile.limits),
+            hostile.capabilities,
+        );
+        sources.push(source);
+    }
+    let probe_source = Source::start(
+        &json!({"mode": "probe", "target": probe_target.origin().trim_start_matches("http://")})
+            .to_string(),
+    );
+    setup.scripted_plugin("probe", &probe_source, "5s", QUARANTINE);
+
+    let host = setup.run();
+    // The neighbour (3 vertices and an edge) and the probe report their entities.
+    let events = host.raw_events(5, WAIT);
+    let probe = events
+        .iter()
+        .find(|e| e["vertex"]["key"] == "probe")
+        .unwrap_or_else(|| panic!("no probe entity in {events:?}"));
+    let seen = &probe["vertex"]["properties"];
+    for denied in ["file", "dir", "socket"] {
+        assert!(
+            seen[denied].as_str().unwrap().starts_with("refused: "),
+            "the sandbox let {denied} through: {seen}"
+        );
+    }
+    assert_eq!(
+        seen["env"], 0,
+        "the plugin saw environment variables: {seen}"
+    );
+
+    for hostile in &hostiles {
+        let status = setup.wait_status(hostile.name, WAIT, |p| {
+            matches!(p.health, Health::Quarantined { .. })
+        });
+        let Health::Quarantined { failures, reason } = &status.health else {
+            unreachable!()
+        };
+        assert_eq!(*failures, 3, "{status:?}");
+        assert!(
+            hostile.reasons.iter().any(|r| reason.contains(r)),
+            "{}: quarantined for `{reason}`, expected one of {:?}",
+            hostile.name,
+            hostile.reasons
+        );
+        if hostile.name.starts_with("denied-") {
+            assert_eq!(status.counters.denials, 3, "{status:?}");
+        }
+    }
+
+    // Every hostile is quarantined; the neighbour goes on at its 150 ms interval.
+    let calls = |p: &PluginReport| p.counters.calls;
+    let before = calls(&setup.plugin_status("neighbour"));
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let neighbour = setup.plugin_status("neighbour");
+    let expected = started.elapsed().as_millis() as u64 / 150;
+    assert!(
+        calls(&neighbour) - before >= expected * 2 / 3,
+        "the neighbour collected {} times in {:?}, expected about {expected}",
+        calls(&neighbour) - before,
+        started.elapsed()
+    );
+    assert_eq!(neighbour.health, Health::Running);
+    assert_eq!(neighbour.counters.failures, 0);
+
+    // Another round of every hostile costs the host no memory it keeps.
+    let rss_before = rss_kib(host.pid());
+    for hostile in &hostiles {
+        let released = setup.command(&["plugin", "release", hostile.name]);
+        assert!(released.status.success(), "{released:?}");
+    }
+    for hostile in &hostiles {
+        setup.wait_status(hostile.name, WAIT, |p| p.counters.quarantines == 2);
+    }
+    let rss_after = rss_kib(host.pid());
+    eprintln!(
+        "host RSS with every hostile quarantined: {} MiB before a second round, {} MiB after",
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "host RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    host.stop();
+}

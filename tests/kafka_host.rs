@@ -1,0 +1,189 @@
+//! End to end on Kafka: the `synchro` binary with `[bus] kind = "kafka"`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use synchro_bus::{StartFrom, Topics};
+use synchro_testkit::broker::{Broker, free_port, kafka_bus_on};
+use synchro_testkit::{INVENTORY, Setup, Source};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The next change notification as (operation, entity key).
+async fn next_change(changes: &mut synchro_bus::Consumer, what: &str) -> (String, String) {
+    let delivery = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect(what)
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+    let element = event
+        .get("vertex")
+        .or_else(|| event.get("edge"))
+        .expect("vertex or edge");
+    (
+        event["operation"].as_str().unwrap().to_owned(),
+        element["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A host configured for Kafka on a free loopback port (no broker yet), with the
+/// http-inventory collector polling `source`.
+struct KafkaHost {
+    port: u16,
+    prefix: String,
+    source: Source,
+    setup: Setup,
+}
+
+impl KafkaHost {
+    fn new() -> KafkaHost {
+        KafkaHost::with("delivery-timeout = \"1s\"\n")
+    }
+
+    /// `extra`: more lines of the `[bus]` section, or top-level keys before it.
+    fn with(extra: &str) -> KafkaHost {
+        let port = free_port();
+        let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        let source = Source::start(INVENTORY);
+        let setup = Setup::new();
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                 [bus]\nkind = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopic-prefix = \"{prefix}\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        setup.inventory_plugin("inv", &source);
+        KafkaHost {
+            port,
+            prefix,
+            source,
+            setup,
+        }
+    }
+}
+
+/// A broker that is down when the host starts: the host keeps running, says which
+/// brokers it cannot reach, commits nothing, and delivers every change once a broker is
+/// there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_down_at_start_delays_changes_but_loses_none() {
+    let KafkaHost {
+        port,
+        prefix,
+        source,
+        setup,
+    } = KafkaHost::new();
+    let host = setup.run();
+    host.wait_for_log(&format!("publishing changes failed, nothing committed (the next collect announces them again): Kafka (127.0.0.1:{port})"), WAIT);
+
+    let broker = Broker::start_on(port);
+    let bus = kafka_bus_on(&broker.address, &prefix);
+    let mut changes = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        let (operation, key) = next_change(&mut changes, "changes arrive").await;
+        assert_eq!(operation, "CREATE");
+        seen.insert(key);
+    }
+    assert_eq!(
+        seen,
+        ["srv-1", "srv-2", "vm-1", "vm-1/hosted-on"]
+            .map(String::from)
+            .into()
+    );
+    source.set(200, &INVENTORY.replace("alpha", "alpha-2"));
+    assert_eq!(
+        next_change(&mut changes, "the update arrives").await,
+        ("UPDATE".into(), "srv-1".into())
+    );
+    host.stop();
+}
+
+/// A broker restarted mid-stream (here one that comes back empty: tansu's memory
+/// storage) loses nothing synchro is responsible for: changes made while it was away are
+/// announced once it is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restarted_mid_stream_loses_no_change() {
+    let KafkaHost {
+        port,
+        prefix,
+        source,
+        setup,
+    } = KafkaHost::new();
+    let broker = Broker::start_on(port);
+    let host = setup.run();
+    host.wait_for_log("collected plugin=inv entities=4 created=4", WAIT);
+    drop(broker);
+
+    source.set(200, &INVENTORY.replace("beta", "beta-2"));
+    host.wait_for_log("publishing changes failed, nothing committed", WAIT);
+    let broker = Broker::start_on(port);
+    let bus = kafka_bus_on(&broker.address, &prefix);
+    let mut changes = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    assert_eq!(
+        next_change(&mut changes, "the change made while the broker was away").await,
+        ("UPDATE".into(), "srv-2".into())
+    );
+    host.stop();
+}
+
+/// A stop is bounded while a broker cannot be reached: publishes that would wait for
+/// `delivery-timeout` (20 s here) are cut after `shutdown-grace` (1 s), and nothing they
+/// did not commit is lost — the next start announces it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
+    let KafkaHost {
+        port,
+        prefix,
+        source: _source,
+        setup,
+    } = KafkaHost::with("delivery-timeout = \"20s\"\n");
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), format!("shutdown-grace = \"1s\"\n{config}")).unwrap();
+    let host = setup.run();
+    // The collector has collected and waits on its first publish.
+    host.wait_for_log("admin API listening", WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = std::time::Instant::now();
+    host.stop();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(1 + 4 + 2),
+        "the stop took {took:?}: more than the grace (1 s) + 4 s to close, with 2 s to spare"
+    );
+
+    // Nothing was committed: with a broker, the next start announces every change.
+    let broker = Broker::start_on(port);
+    let bus = kafka_bus_on(&broker.address, &prefix);
+    let mut changes = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let host = setup.run();
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        seen.insert(
+            next_change(&mut changes, "changes after the restart")
+                .await
+                .1,
+        );
+    }
+    host.stop();
+}

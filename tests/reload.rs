@@ -1,0 +1,166 @@
+//! End to end: plugins replaced, broken, reloaded, added and removed while the host runs.
+
+use std::time::Duration;
+
+use synchro_status::Health;
+use synchro_testkit::{INVENTORY, Setup, Source, pairs};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The manifest of the inventory collector `inv` at `version`, polling `source`.
+fn manifest(version: &str, source: &Source) -> String {
+    format!(
+        "name = \"inv\"\nversion = \"{version}\"\nroles = [\"collector\"]\n\
+         [schedule]\ninterval = \"150ms\"\njitter = \"0s\"\n\
+         [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+         [settings]\nurl = \"{}\"\n",
+        source.origin(),
+        source.url()
+    )
+}
+
+#[test]
+fn plugins_are_swapped_live_keeping_their_baseline_and_bad_versions_change_nothing() {
+    let first = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &first));
+    setup.write("broken.toml", "name = \"broken\"\nroles = [\"collector\"\n");
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    let report = setup.status();
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(
+        report.refused[0].manifest.ends_with("broken.toml")
+            && report.refused[0].error.contains("broken.toml"),
+        "{report:?}"
+    );
+
+    // A new version polls another source where one server changed: the baseline is kept,
+    // so exactly that change is announced.
+    let second = Source::start(&INVENTORY.replace("beta", "gamma"));
+    setup.write("inv.toml", &manifest("0.2.0", &second));
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
+    let status = setup.wait_status("inv", WAIT, |p| p.version == "0.2.0");
+    assert_eq!(status.counters.reloads, 1);
+    host.expect_silence(Duration::from_millis(500));
+
+    // A broken component is refused; the running version goes on collecting.
+    std::fs::write(setup.plugin_dir().join("inv.wasm"), b"\0asm garbage").unwrap();
+    let status = setup.wait_status("inv", WAIT, |p| p.reload_error.is_some());
+    assert!(
+        status
+            .reload_error
+            .as_deref()
+            .unwrap()
+            .contains("not a valid component"),
+        "{status:?}"
+    );
+    assert_eq!(
+        (status.version.as_str(), status.counters.failed_reloads),
+        ("0.2.0", 1)
+    );
+    let calls = status.counters.calls;
+    setup.wait_status("inv", WAIT, |p| p.counters.calls > calls + 2);
+    second.set(200, &INVENTORY.replace("beta", "delta"));
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
+
+    // Putting a good component back swaps it in and clears the error.
+    std::fs::copy(
+        synchro_testkit::plugin("http-inventory"),
+        setup.plugin_dir().join("inv.wasm"),
+    )
+    .unwrap();
+    let status = setup.wait_status("inv", WAIT, |p| p.reload_error.is_none());
+    assert_eq!(status.counters.reloads, 2);
+
+    // The operator's reload, from the cache.
+    let reloaded = setup.command(&["plugin", "reload", "inv"]);
+    let out = String::from_utf8_lossy(&reloaded.stdout);
+    assert!(reloaded.status.success(), "{reloaded:?}");
+    assert!(
+        out.starts_with("reloaded inv 0.2.0 in ")
+            && out
+                .trim_end()
+                .ends_with("ms (compiled component from the cache)"),
+        "{out}"
+    );
+    let unknown = setup.command(&["plugin", "reload", "nope"]);
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr).trim(),
+        "synchro: no plugin named `nope` is running (running: inv)"
+    );
+
+    // A plugin added while running starts; removing a manifest stops its plugin.
+    let other = Source::start(r#"{"servers": [{"id": "srv-9", "hostname": "x"}]}"#);
+    setup.install(
+        "other",
+        "http-inventory",
+        &manifest("0.1.0", &other).replace("name = \"inv\"", "name = \"other\""),
+    );
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "srv-9")]));
+    std::fs::remove_file(setup.plugin_dir().join("inv.toml")).unwrap();
+    host.wait_for_log("manifest removed: stopping plugin=inv", WAIT);
+    let report = setup.status();
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["other"]);
+    assert_eq!(report.plugins[0].health, Health::Running);
+    second.set(200, &INVENTORY.replace("beta", "epsilon"));
+    host.expect_silence(Duration::from_millis(600));
+    host.stop();
+}
+
+#[test]
+fn admin_commands_say_clearly_when_no_host_runs() {
+    let setup = Setup::new();
+    let output = setup.command(&["status"]);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("no running host uses the data directory")
+            && error.contains("admin.addr is missing"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_collect_in_flight_finishes_on_the_old_version() {
+    let slow = Source::start(INVENTORY);
+    slow.set_delay(Duration::from_millis(1500));
+    let setup = Setup::new();
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &slow));
+    let host = setup.run();
+    // The first collect is waiting on the slow source when the new version arrives.
+    host.wait_for_log("loaded plugin=inv version=0.1.0", WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let fast = Source::start(&INVENTORY.replace("beta", "gamma"));
+    setup.write("inv.toml", &manifest("0.2.0", &fast));
+    host.wait_for_log("loaded plugin=inv version=0.2.0", WAIT);
+    // The old version's collect completes and is announced; the new version's first
+    // collect then diffs against it.
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
+    host.stop();
+}
+
+#[test]
+fn a_manifest_that_now_names_another_plugin_restarts_it_under_that_name() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.install("inv", "http-inventory", &manifest("0.1.0", &source));
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    setup.write(
+        "inv.toml",
+        &manifest("0.1.0", &source).replace("name = \"inv\"", "name = \"renamed\""),
+    );
+    // A new name is a new plugin with its own (empty) baseline: it announces everything.
+    let events = host.raw_events(4, WAIT);
+    assert!(
+        events.iter().all(|e| e["source"] == "renamed"),
+        "{events:?}"
+    );
+    let report = setup.status();
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["renamed"]);
+    host.stop();
+}
