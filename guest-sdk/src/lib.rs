@@ -33,36 +33,52 @@ pub mod store;
 
 #[doc(hidden)]
 pub mod __bindings {
+    // The imports every role shares (the `platform` world), generated once.
     wit_bindgen::generate!({
         path: "wit",
-        world: "synchro:plugin/collector-plugin",
-        pub_export_macro: true,
-        export_macro_name: "__export_collector_plugin",
-        default_bindings_module: "synchro_guest::__bindings",
+        world: "synchro:plugin/platform",
     });
 
-    /// The event-step world, sharing the imports generated above.
-    pub mod event_step {
-        wit_bindgen::generate!({
-            path: "wit",
-            world: "synchro:plugin/event-step-plugin",
-            pub_export_macro: true,
-            export_macro_name: "__export_event_step_plugin",
-            default_bindings_module: "synchro_guest::__bindings::event_step",
-            with: {
-                "synchro:plugin/types@0.1.0": crate::__bindings::synchro::plugin::types,
-                "synchro:plugin/bus@0.1.0": crate::__bindings::synchro::plugin::bus,
-                "synchro:plugin/poll@0.1.0": crate::__bindings::synchro::plugin::poll,
-                "synchro:plugin/emit@0.1.0": crate::__bindings::synchro::plugin::emit,
-                "synchro:plugin/store@0.1.0": crate::__bindings::synchro::plugin::store,
-                "synchro:plugin/log@0.1.0": crate::__bindings::synchro::plugin::log,
-                "synchro:plugin/config@0.1.0": crate::__bindings::synchro::plugin::config,
-            },
-        });
+    /// The bindings of one role's world: its export (and its own imports), with the
+    /// shared imports mapped to the ones above — listed here once for every role.
+    macro_rules! role_world {
+        ($module:ident, $world:tt, $export_macro:tt, $bindings_module:tt) => {
+            pub mod $module {
+                wit_bindgen::generate!({
+                    path: "wit",
+                    world: $world,
+                    pub_export_macro: true,
+                    export_macro_name: $export_macro,
+                    default_bindings_module: $bindings_module,
+                    with: {
+                        "synchro:plugin/types@0.1.0": crate::__bindings::synchro::plugin::types,
+                        "synchro:plugin/bus@0.1.0": crate::__bindings::synchro::plugin::bus,
+                        "synchro:plugin/poll@0.1.0": crate::__bindings::synchro::plugin::poll,
+                        "synchro:plugin/emit@0.1.0": crate::__bindings::synchro::plugin::emit,
+                        "synchro:plugin/store@0.1.0": crate::__bindings::synchro::plugin::store,
+                        "synchro:plugin/log@0.1.0": crate::__bindings::synchro::plugin::log,
+                        "synchro:plugin/config@0.1.0": crate::__bindings::synchro::plugin::config,
+                    },
+                });
+            }
+        };
     }
+
+    role_world!(
+        collector,
+        "synchro:plugin/collector-plugin",
+        "__export_collector_plugin",
+        "synchro_guest::__bindings::collector"
+    );
+    role_world!(
+        event_step,
+        "synchro:plugin/event-step-plugin",
+        "__export_event_step_plugin",
+        "synchro_guest::__bindings::event_step"
+    );
 }
 
-pub use __bindings::exports::synchro::plugin::collector::Completeness;
+pub use __bindings::collector::exports::synchro::plugin::collector::Completeness;
 pub use __bindings::synchro::plugin::types::{
     Change, EdgeEnds, Entity, EntityRef, Error, ErrorCode, Message, Operation,
 };
@@ -110,14 +126,14 @@ macro_rules! export_collector {
         #[doc(hidden)]
         struct __SynchroCollector;
 
-        impl $crate::__bindings::exports::synchro::plugin::collector::Guest for __SynchroCollector {
+        impl $crate::__bindings::collector::exports::synchro::plugin::collector::Guest for __SynchroCollector {
             fn collect() -> ::core::result::Result<$crate::Completeness, $crate::Error> {
                 $crate::__run_collector::<$plugin>()
             }
         }
 
-        $crate::__bindings::__export_collector_plugin!(
-            __SynchroCollector with_types_in $crate::__bindings
+        $crate::__bindings::collector::__export_collector_plugin!(
+            __SynchroCollector with_types_in $crate::__bindings::collector
         );
     };
 }

@@ -1,6 +1,6 @@
 //! The batching buffer between a collector and the host's `snapshot.add`.
 
-use crate::__bindings::synchro::plugin::snapshot;
+use crate::__bindings::collector::synchro::plugin::snapshot;
 use crate::{Entity, Error};
 
 /// Entities per batch. Large enough that the per-call cost of crossing into the host

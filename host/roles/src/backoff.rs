@@ -21,7 +21,7 @@ impl Backoff {
     }
 
     /// The pause before the next attempt: `base` first, then twice the last one.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_pause(&mut self) -> Duration {
         let pause = Backoff::after(self.base, self.failures, self.max);
         self.failures = self.failures.saturating_add(1);
         pause
@@ -42,7 +42,7 @@ mod tests {
     fn pauses_double_up_to_the_cap_which_never_shortens_the_base() {
         let ms = Duration::from_millis;
         let mut backoff = Backoff::new(ms(10), ms(50));
-        let pauses: Vec<_> = (0..5).map(|_| backoff.next()).collect();
+        let pauses: Vec<_> = (0..5).map(|_| backoff.next_pause()).collect();
         assert_eq!(pauses, [ms(10), ms(20), ms(40), ms(50), ms(50)]);
         assert_eq!(Backoff::after(ms(60), 3, ms(50)), ms(60));
         assert_eq!(

@@ -1,4 +1,5 @@
-//! The running version of one plugin, which a reload replaces without stopping it.
+//! A plugin as deployed: the version that runs, which a reload replaces without stopping
+//! it, its health and counters, and the signal that ends its quarantine.
 //!
 //! Each call takes the version that is current when it starts and keeps it to the end:
 //! a swap is one pointer store, in-flight calls finish on the old version, and the next
@@ -14,6 +15,7 @@ use synchro_status::{Counters, Health, Status};
 
 use crate::Plugin;
 
+/// One plugin, deployed: what its runners and the registry share.
 pub struct Deployment {
     version: watch::Sender<Arc<Plugin>>,
     /// Bumped by each release, waking every task of the plugin that is quarantined.

@@ -8,7 +8,6 @@
 //!
 //! `SYNCHRO_BENCH_EVENTS` (default 100000; Kafka uses a fifth) scales it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synchro_bus::{Bus, CorrelationId, Message, StartFrom, Topics};

@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
         assert_eq!(changes(&outcome), expected);
         baseline = outcome.next;
     }
-    let collect = median(collects);
+    let wasm = median(collects);
 
     // wasm end to end: collect, diff, publish, commit.
     let mut collector = Runner::new(
@@ -189,9 +189,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "  wasm collect + diff                             {:8.1} ms  {:5.2} M entities/s  {:.2}x the floor",
-        ms(collect),
-        rate(collect),
-        collect.as_secs_f64() / floor.as_secs_f64()
+        ms(wasm),
+        rate(wasm),
+        wasm.as_secs_f64() / floor.as_secs_f64()
     );
     println!(
         "  wasm end to end (+ publish {expected} changes, redb commit) {:6.1} ms  {:5.2} M entities/s  {:.2}x the floor",

@@ -10,7 +10,6 @@
 //!
 //! `SYNCHRO_BENCH_HOSTILE` (default 20) is the number of calls of each.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synchro_bus::Bus;

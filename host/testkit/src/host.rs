@@ -15,6 +15,12 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Setup {
+    fn default() -> Self {
+        Setup::new()
+    }
+}
+
 impl Setup {
     pub fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();

@@ -140,6 +140,15 @@ fn events_of(plugin: &str, raw: RawEvents) -> Result<Events, String> {
     })
 }
 
+/// Where the event-step export's functions are in `linked`, if it has the export.
+pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
+    GuestIndices::new(linked)
+        .map_err(anyhow::Error::from)
+        .context(
+            "it does not export `synchro:plugin/event-step@0.1.0` as the event-step role requires",
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,13 +229,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Where the event-step export's functions are in `linked`, if it has the export.
-pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
-    GuestIndices::new(linked)
-        .map_err(anyhow::Error::from)
-        .context(
-            "it does not export `synchro:plugin/event-step@0.1.0` as the event-step role requires",
-        )
 }

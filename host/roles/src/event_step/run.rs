@@ -152,7 +152,7 @@ impl Runner {
     async fn join(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Consumer> {
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
         loop {
-            let pause = backoff.next();
+            let pause = backoff.next_pause();
             match self.services.bus.consume(
                 &self.events.group,
                 self.events.topics.clone(),
@@ -239,7 +239,7 @@ impl Runner {
                 };
             }
             Counters::bump(&counters.retried);
-            let pause = backoff.next();
+            let pause = backoff.next_pause();
             tracing::info!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -278,7 +278,7 @@ impl Runner {
         ]);
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
         loop {
-            let pause = backoff.next();
+            let pause = backoff.next_pause();
             match self.services.bus.publish(message.clone()).await {
                 Ok(()) => {
                     Counters::bump(&self.deployment.status.counters.dead_lettered);
