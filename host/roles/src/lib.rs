@@ -1,9 +1,11 @@
 //! The roles a plugin plays for the host, and what runs them.
 //!
 //! Each role is one folder: its manifest section, its runner (the loop that schedules
-//! its calls and handles their outcome) and its call into the engine. [`Roles`] is where
-//! a role is registered; a plugin is loaded as a whole ([`Plugin`]), and each of its
-//! versions runs through [`Deployment`], which a reload swaps without stopping the runners.
+//! its calls and handles their outcome) and its call into the engine. A role is
+//! registered in two places here: its section in `Sections` (read before anything is
+//! compiled) and its export in [`Roles`]. A plugin is loaded as a whole ([`Plugin`]), and
+//! runs through a [`Deployment`], whose version a reload swaps without stopping the
+//! runners.
 
 mod backoff;
 pub mod collector;
@@ -40,13 +42,14 @@ pub fn engine(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<PluginEng
     )
 }
 
-/// The roles one plugin plays, each with its manifest section and its export.
-pub struct Roles {
-    pub collector: Option<collector::Collector>,
-    pub event_step: Option<event_step::EventStep>,
+/// The manifest sections of the roles a plugin declares, read before its component is
+/// compiled (a mistake there is reported without compiling anything).
+pub(crate) struct Sections {
+    collector: Option<collector::Schedule>,
+    event_step: Option<event_step::Events>,
 }
 
-impl Roles {
+impl Sections {
     /// The manifest sections of the roles: which top-level key belongs to which role.
     const SECTIONS: &[(&str, Role)] = &[
         (collector::SECTION, Role::Collector),
@@ -55,11 +58,14 @@ impl Roles {
 
     /// Reads each role's section of `manifest`; a section of no role, or of a role the
     /// plugin does not have, is an error.
-    pub fn from_manifest(manifest: &Manifest) -> Result<Roles, ManifestError> {
+    pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Sections, ManifestError> {
         for key in manifest.sections.keys() {
-            match Roles::SECTIONS.iter().find(|(section, _)| section == key) {
+            match Sections::SECTIONS
+                .iter()
+                .find(|(section, _)| section == key)
+            {
                 None => {
-                    let known: Vec<&str> = Roles::SECTIONS.iter().map(|(s, _)| *s).collect();
+                    let known: Vec<&str> = Sections::SECTIONS.iter().map(|(s, _)| *s).collect();
                     return Err(manifest.unknown_field(key, &known));
                 }
                 Some((section, role)) if !manifest.roles.contains(role) => {
@@ -71,17 +77,17 @@ impl Roles {
                 Some(_) => {}
             }
         }
-        let mut roles = Roles {
+        let mut sections = Sections {
             collector: None,
             event_step: None,
         };
         for role in &manifest.roles {
             match role {
                 Role::Collector => {
-                    roles.collector = Some(collector::Collector::from_manifest(manifest)?)
+                    sections.collector = Some(collector::Collector::section(manifest)?)
                 }
                 Role::EventStep => {
-                    roles.event_step = Some(event_step::EventStep::from_manifest(manifest)?)
+                    sections.event_step = Some(event_step::EventStep::section(manifest)?)
                 }
                 other => {
                     return Err(manifest.error(format!(
@@ -91,18 +97,35 @@ impl Roles {
                 }
             }
         }
-        Ok(roles)
+        Ok(sections)
     }
 
-    /// Checks that the component exports the interface of each role.
-    fn link(&mut self, linked: &Linked) -> anyhow::Result<()> {
-        if let Some(collector) = &mut self.collector {
-            collector.link(linked)?;
-        }
-        if let Some(step) = &mut self.event_step {
-            step.link(linked)?;
-        }
-        Ok(())
+    /// The topics the plugin's roles read, which the operator's grants must allow.
+    pub(crate) fn subscribes(&self) -> Option<&synchro_bus::Topics> {
+        self.event_step.as_ref().map(|events| &events.topics)
+    }
+}
+
+/// The roles one plugin plays, each with its manifest section and its export.
+pub struct Roles {
+    pub collector: Option<collector::Collector>,
+    pub event_step: Option<event_step::EventStep>,
+}
+
+impl Roles {
+    /// The roles of `sections` in the component linked as `linked`, which must export
+    /// the interface of each.
+    pub(crate) fn link(sections: Sections, linked: &Linked) -> anyhow::Result<Roles> {
+        Ok(Roles {
+            collector: sections
+                .collector
+                .map(|schedule| collector::Collector::link(schedule, linked))
+                .transpose()?,
+            event_step: sections
+                .event_step
+                .map(|events| event_step::EventStep::link(events, linked))
+                .transpose()?,
+        })
     }
 
     /// Checks that `linked` exports the interface of `role` as this host expects it.

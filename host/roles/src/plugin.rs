@@ -13,7 +13,7 @@ use synchro_engine::Origin;
 use synchro_manifest::{LimitOverrides, Limits, Manifest};
 use synchro_status::Status;
 
-use crate::{Linked, PluginEngine, Roles};
+use crate::{Linked, PluginEngine, Roles, Sections};
 
 /// What the operator's host config says about every plugin it loads.
 pub struct LoadPolicy<'a> {
@@ -60,10 +60,10 @@ impl Plugin {
         policy: &LoadPolicy<'_>,
     ) -> anyhow::Result<Plugin> {
         let manifest = Manifest::load(path)?;
-        let mut roles = Roles::from_manifest(&manifest)?;
+        let sections = Sections::from_manifest(&manifest)?;
         let asks = Asks {
             manifest: &manifest,
-            subscribes: roles.event_step.as_ref().map(|step| &step.events.topics),
+            subscribes: sections.subscribes(),
         };
         let grants = Grants::from_manifest(&asks, policy.grants_for(&manifest.name).as_deref())?;
         let bytes = std::fs::read(&manifest.component).with_context(|| {
@@ -84,7 +84,7 @@ impl Plugin {
             ))
         };
         let linked = engine.link(&component).map_err(fits)?;
-        roles.link(&linked).map_err(fits)?;
+        let roles = Roles::link(sections, &linked).map_err(fits)?;
         let name = manifest.name.as_str();
         let limits = policy
             .defaults

@@ -94,3 +94,52 @@ pub fn message_to_wit(m: &Message) -> wit::Message {
         timestamp: m.timestamp,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_bus::BusError;
+
+    #[test]
+    fn a_broker_that_is_down_is_unavailable_to_the_plugin_not_its_fault() {
+        let down = BusError::Kafka {
+            brokers: "127.0.0.1:9092".into(),
+            reason: "all brokers are down".into(),
+        };
+        let error = wit::Error::from(Error::from(down));
+        assert_eq!(error.code, wit::ErrorCode::Unavailable);
+        assert!(
+            error.message.contains("127.0.0.1:9092"),
+            "{}",
+            error.message
+        );
+        let timed_out = BusError::TimedOut {
+            topic: "t".into(),
+            id: "i".into(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            wit::Error::from(Error::from(timed_out)).code,
+            wit::ErrorCode::TimedOut
+        );
+    }
+
+    #[test]
+    fn every_wit_code_maps_back_to_the_kind_it_came_from() {
+        for kind in [
+            ErrorKind::Denied,
+            ErrorKind::TimedOut,
+            ErrorKind::InvalidInput,
+            ErrorKind::NotFound,
+            ErrorKind::Unavailable,
+            ErrorKind::Failed,
+        ] {
+            assert_eq!(kind_of(kind.into()), kind);
+        }
+        assert_eq!(
+            kind_of(ErrorKind::Conflict.into()),
+            ErrorKind::InvalidInput,
+            "a conflict is invalid input to a plugin"
+        );
+    }
+}

@@ -25,10 +25,7 @@ impl Collector {
         baseline: Hashes,
     ) -> Collected {
         let limits = call.limits;
-        let guest = self
-            .guest
-            .as_ref()
-            .expect("a collector is linked when it loads");
+        let guest = &self.guest;
         let mut caps = Capabilities::new(&call);
         caps.snapshot.begin(SnapshotSink::new(baseline, &limits));
         let mut store = engine.store(caps, &limits);

@@ -45,11 +45,12 @@ impl Schedule {
 /// A plugin's collector role: its schedule and, once linked, its export.
 pub struct Collector {
     pub schedule: Schedule,
-    guest: Option<GuestIndices>,
+    guest: GuestIndices,
 }
 
 impl Collector {
-    pub(crate) fn from_manifest(manifest: &Manifest) -> Result<Collector, ManifestError> {
+    /// Reads the role's section of `manifest`.
+    pub(crate) fn section(manifest: &Manifest) -> Result<Schedule, ManifestError> {
         let Some(section) = manifest.sections.get(SECTION) else {
             return Err(manifest.error("a collector needs a `[schedule]` with an `interval`"));
         };
@@ -62,15 +63,15 @@ impl Collector {
         if schedule.interval > Duration::from_secs(365 * 24 * 3600) {
             return Err(manifest.error("field `schedule.interval`: must be at most a year"));
         }
-        Ok(Collector {
-            schedule,
-            guest: None,
-        })
+        Ok(schedule)
     }
 
-    pub(crate) fn link(&mut self, linked: &Linked) -> anyhow::Result<()> {
-        self.guest = Some(guest(linked)?);
-        Ok(())
+    /// The role of a component linked as `linked`, which must export its interface.
+    pub(crate) fn link(schedule: Schedule, linked: &Linked) -> anyhow::Result<Collector> {
+        Ok(Collector {
+            schedule,
+            guest: guest(linked)?,
+        })
     }
 }
 

@@ -27,10 +27,7 @@ impl EventStep {
         call: CallContext,
     ) -> Result<Session, CallError> {
         let limits = call.limits;
-        let indices = self
-            .guest
-            .as_ref()
-            .expect("an event step is linked when it loads");
+        let indices = &self.guest;
         let mut store = engine.store(Capabilities::new(&call), &limits);
         let instance = tokio::time::timeout(limits.deadline, linked.instantiate_async(&mut store))
             .await

@@ -79,11 +79,12 @@ fn default_batch() -> usize {
 /// A plugin's event-step role: what it consumes and, once linked, its export.
 pub struct EventStep {
     pub events: Events,
-    guest: Option<GuestIndices>,
+    guest: GuestIndices,
 }
 
 impl EventStep {
-    pub(crate) fn from_manifest(manifest: &Manifest) -> Result<EventStep, ManifestError> {
+    /// Reads the role's section of `manifest`.
+    pub(crate) fn section(manifest: &Manifest) -> Result<Events, ManifestError> {
         let Some(section) = manifest.sections.get(SECTION) else {
             return Err(
                 manifest.error("an event step needs an `[events]` with `topics` or `pattern`")
@@ -94,15 +95,15 @@ impl EventStep {
         })?;
         let events = events_of(&manifest.name, raw)
             .map_err(|m| manifest.error(format!("field `events.{m}")))?;
-        Ok(EventStep {
-            events,
-            guest: None,
-        })
+        Ok(events)
     }
 
-    pub(crate) fn link(&mut self, linked: &Linked) -> anyhow::Result<()> {
-        self.guest = Some(guest(linked)?);
-        Ok(())
+    /// The role of a component linked as `linked`, which must export its interface.
+    pub(crate) fn link(events: Events, linked: &Linked) -> anyhow::Result<EventStep> {
+        Ok(EventStep {
+            events,
+            guest: guest(linked)?,
+        })
     }
 }
 
@@ -157,12 +158,12 @@ mod tests {
     fn parse(text: &str) -> Result<Manifest, String> {
         let manifest =
             Manifest::parse(Path::new("/p/inv.toml"), text).map_err(|e| e.to_string())?;
-        crate::Roles::from_manifest(&manifest).map_err(|e| e.to_string())?;
+        crate::Sections::from_manifest(&manifest).map_err(|e| e.to_string())?;
         Ok(manifest)
     }
 
     fn events(manifest: &Manifest) -> Events {
-        EventStep::from_manifest(manifest).unwrap().events
+        EventStep::section(manifest).unwrap()
     }
 
     const STEP: &str = r#"
