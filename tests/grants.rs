@@ -121,3 +121,40 @@ fn a_mistake_in_the_operators_grants_refuses_that_plugin_only() {
     );
     host.stop();
 }
+
+/// The host config is checked whole before anything starts: a grant for a plugin the
+/// plugin directory does not have (a typo) stops `synchro run` with the file and field.
+#[test]
+fn a_grant_for_no_plugin_stops_the_host_before_it_starts() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inventory", &source);
+    config(&setup, "[grants.inventry]\npoll = { hosts = [] }\n");
+    let mut child = std::process::Command::new(synchro_testkit::synchro())
+        .args(["run", "--config"])
+        .arg(setup.config())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("synchro run started despite a grant for no plugin");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    let expected = format!(
+        "synchro: {}: field `grants.inventry`: no plugin named `inventry` in",
+        setup.config().display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("(plugins there: inventory)"), "{stderr}");
+}

@@ -83,3 +83,68 @@ pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
             "it does not export `synchro:plugin/collector@0.1.0` as the collector role requires",
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        let manifest =
+            Manifest::parse(Path::new("/p/inv.toml"), text).map_err(|e| e.to_string())?;
+        crate::Sections::from_manifest(&manifest).map_err(|e| e.to_string())?;
+        Ok(manifest)
+    }
+
+    const GOOD: &str = r#"
+        name = "inv"
+        version = "0.1.0"
+        roles = ["collector"]
+        [schedule]
+        interval = "10s"
+        [capabilities]
+        poll = { hosts = ["http://127.0.0.1:8181"] }
+        [settings]
+        url = "http://127.0.0.1:8181/x.json"
+    "#;
+
+    #[test]
+    fn a_good_schedule_gets_a_tenth_of_its_interval_as_jitter() {
+        let schedule = Collector::section(&parse(GOOD).unwrap()).unwrap();
+        assert_eq!(schedule.jitter(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_name_the_file_the_field_and_the_reason() {
+        let cases = [
+            (
+                GOOD.replace("interval = \"10s\"", "interval = \"soon\""),
+                "expected a duration",
+            ),
+            (
+                GOOD.replace("interval = \"10s\"", "interval = \"0s\""),
+                "field `schedule.interval`: must be longer than zero",
+            ),
+            (
+                format!("extra = 1\n{GOOD}"),
+                "line 1, column 1: unknown field `extra`",
+            ),
+            (
+                GOOD.replace("[schedule]\n        interval = \"10s\"", ""),
+                "needs a `[schedule]`",
+            ),
+            (
+                format!("{GOOD}\n[events]\ntopics = [\"t\"]\n"),
+                "`[events]` is only for plugins with the event-step role",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err();
+            assert!(error.starts_with("/p/inv.toml: "), "{error}");
+            assert!(
+                error.contains(expected),
+                "expected `{expected}` in: {error}"
+            );
+        }
+    }
+}
