@@ -26,6 +26,17 @@ async fn next_change(changes: &mut synchro_bus::Consumer, what: &str) -> (String
     )
 }
 
+/// A consumer of the change notifications under `prefix` on `broker`, from the start.
+fn changes_from_start(broker: &Broker, prefix: &str) -> synchro_bus::Consumer {
+    kafka_bus_on(&broker.address, prefix)
+        .consume(
+            "test",
+            Topics::Names(vec!["changes".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap()
+}
+
 /// A host configured for Kafka on a free loopback port (no broker yet), with the
 /// http-inventory collector polling `source`.
 struct KafkaHost {
@@ -79,14 +90,7 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
     host.wait_for_log(&format!("publishing changes failed, nothing committed (the next collect announces them again): Kafka (127.0.0.1:{port})"), WAIT);
 
     let broker = Broker::start_on(port);
-    let bus = kafka_bus_on(&broker.address, &prefix);
-    let mut changes = bus
-        .consume(
-            "test",
-            Topics::Names(vec!["changes".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut changes = changes_from_start(&broker, &prefix);
     let mut seen = BTreeSet::new();
     while seen.len() < 4 {
         let (operation, key) = next_change(&mut changes, "changes arrive").await;
@@ -126,14 +130,7 @@ async fn a_broker_restarted_mid_stream_loses_no_change() {
     source.set(200, &INVENTORY.replace("beta", "beta-2"));
     host.wait_for_log("publishing changes failed, nothing committed", WAIT);
     let broker = Broker::start_on(port);
-    let bus = kafka_bus_on(&broker.address, &prefix);
-    let mut changes = bus
-        .consume(
-            "test",
-            Topics::Names(vec!["changes".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut changes = changes_from_start(&broker, &prefix);
     assert_eq!(
         next_change(&mut changes, "the change made while the broker was away").await,
         ("UPDATE".into(), "srv-2".into())
@@ -168,14 +165,7 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
 
     // Nothing was committed: with a broker, the next start announces every change.
     let broker = Broker::start_on(port);
-    let bus = kafka_bus_on(&broker.address, &prefix);
-    let mut changes = bus
-        .consume(
-            "test",
-            Topics::Names(vec!["changes".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut changes = changes_from_start(&broker, &prefix);
     let host = setup.run();
     let mut seen = BTreeSet::new();
     while seen.len() < 4 {

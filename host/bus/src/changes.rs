@@ -20,30 +20,14 @@ pub fn change_message(change: &Change) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use synchro_model::{EdgeEnds, Entity, EntityRef, Operation};
+    use synchro_model::{Entity, Operation};
 
     #[test]
     fn a_change_is_keyed_by_entity_with_filterable_headers() {
-        let edge = Entity::new(
-            "e".into(),
-            "tosca.relationships.HostedOn".into(),
-            "{}".into(),
-            None,
-            Some(EdgeEnds {
-                source: EntityRef {
-                    key: "vm".into(),
-                    kind: "vserver".into(),
-                },
-                target: EntityRef {
-                    key: "srv-1".into(),
-                    kind: "pserver".into(),
-                },
-            }),
-        )
-        .unwrap();
+        let entity = Entity::new("vm-1".into(), "vserver".into(), "{}".into(), None, None).unwrap();
         let change = Change {
             operation: Operation::Delete,
-            entity: edge,
+            entity,
             timestamp: 1,
             transaction_id: "t".into(),
             database_transaction_id: None,
@@ -51,8 +35,9 @@ mod tests {
         };
         let message = change_message(&change);
         assert_eq!(message.topic, CHANGES);
-        assert_eq!(message.header("kind"), Some("tosca.relationships.HostedOn"));
+        assert_eq!(message.header("kind"), Some("vserver"));
         assert_eq!(message.header("operation"), Some("DELETE"));
-        assert_eq!(message.key.as_deref(), Some("e"));
+        assert_eq!(message.header("source"), Some("inv"));
+        assert_eq!(message.key.as_deref(), Some("vm-1"));
     }
 }

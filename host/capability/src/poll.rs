@@ -1,5 +1,6 @@
 //! `poll`: HTTP(S) fetched by the host for the plugin, only from allowed origins, with
-//! a timeout and a cap on the body size. The only module that knows reqwest.
+//! a timeout and a cap on the body size. The only module that fetches for plugins
+//! (reqwest); the admin API's client in `synchro-admin` is reqwest's only other user.
 //!
 //! ```toml
 //! [capabilities]
