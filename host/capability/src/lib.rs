@@ -3,15 +3,9 @@
 //! Each capability is one module that owns its grant (parsed from the manifest's
 //! `[capabilities]` entry of its name), its per-call state, and its implementation of
 //! its WIT interface — the shape Spin's "factors" arrived at. Adding a capability means
-//! adding a module and one line in the `capabilities!` list below.
-
-mod bus;
-mod config;
-mod emit;
-mod log;
-mod poll;
-mod snapshot;
-mod store;
+//! adding a module (a file beside this one) and its name in the `capabilities!` list
+//! below, which declares the module, parses its grant, makes its per-call state and
+//! links its interface.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -129,6 +123,8 @@ fn raw<T: serde::de::DeserializeOwned>(entry: &toml::Value) -> Result<T, String>
 
 macro_rules! capabilities {
     ($($name:ident),* $(,)?) => {
+        $(mod $name;)*
+
         /// Every grant of one plugin.
         pub struct Grants {
             $(pub $name: $name::Grant,)*
