@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A pause that doubles after each failure, from `base` up to `max` (never below `base`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     max: Duration,
     failures: u32,

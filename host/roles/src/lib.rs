@@ -23,7 +23,7 @@ use synchro_manifest::{Manifest, ManifestError, Role};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use backoff::Backoff;
+use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
 pub use plugin::{LoadPolicy, Plugin, manifests_in};
 
