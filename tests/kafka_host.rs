@@ -26,6 +26,17 @@ async fn next_change(changes: &mut synchro_bus::Consumer, what: &str) -> (String
     )
 }
 
+/// The keys of the next four changes, each a CREATE: the inventory announced whole.
+async fn inventory_created(changes: &mut synchro_bus::Consumer, what: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    while seen.len() < 4 {
+        let (operation, key) = next_change(changes, what).await;
+        assert_eq!(operation, "CREATE");
+        seen.insert(key);
+    }
+    seen
+}
+
 /// A consumer of the change notifications under `prefix` on `broker`, from the start.
 fn changes_from_start(broker: &Broker, prefix: &str) -> synchro_bus::Consumer {
     kafka_bus_on(&broker.address, prefix)
@@ -91,14 +102,8 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
 
     let broker = Broker::start_on(port);
     let mut changes = changes_from_start(&broker, &prefix);
-    let mut seen = BTreeSet::new();
-    while seen.len() < 4 {
-        let (operation, key) = next_change(&mut changes, "changes arrive").await;
-        assert_eq!(operation, "CREATE");
-        seen.insert(key);
-    }
     assert_eq!(
-        seen,
+        inventory_created(&mut changes, "changes arrive").await,
         ["srv-1", "srv-2", "vm-1", "vm-1/hosted-on"]
             .map(String::from)
             .into()
@@ -167,13 +172,11 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
     let broker = Broker::start_on(port);
     let mut changes = changes_from_start(&broker, &prefix);
     let host = setup.run();
-    let mut seen = BTreeSet::new();
-    while seen.len() < 4 {
-        seen.insert(
-            next_change(&mut changes, "changes after the restart")
-                .await
-                .1,
-        );
-    }
+    assert_eq!(
+        inventory_created(&mut changes, "changes after the restart")
+            .await
+            .len(),
+        4
+    );
     host.stop();
 }

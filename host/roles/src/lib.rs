@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
 pub use plugin::{LoadPolicy, Plugin, manifests_in};
+/// Where a plugin's compiled component came from (`Plugin::origin`).
+pub use synchro_engine::Origin;
 
 /// The engine every plugin runs on: its calls' state is the capabilities'.
 pub type PluginEngine = Engine<Capabilities>;

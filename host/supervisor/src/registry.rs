@@ -14,9 +14,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use synchro_capability::Services;
-use synchro_engine::Origin;
 use synchro_model::{Error, ErrorKind};
-use synchro_roles::{Deployment, Plugin, PluginEngine, manifests_in};
+use synchro_roles::{Deployment, Origin, Plugin, PluginEngine, manifests_in};
 use synchro_status::{Counters, HostReport, PluginReport, Refused, Reloaded};
 
 use crate::Config;
