@@ -158,3 +158,62 @@ fn a_grant_for_no_plugin_stops_the_host_before_it_starts() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(stderr.contains("(plugins there: inventory)"), "{stderr}");
 }
+
+#[test]
+fn no_plugin_writes_to_the_hosts_topic_or_to_a_dead_letter_topic_it_was_not_granted() {
+    let setup = Setup::new();
+    let step = |dead_letter: &str, capabilities: &str| {
+        format!(
+            "name = \"people\"\nversion = \"1\"\nroles = [\"event-step\"]\n\
+             [events]\ntopics = [\"Stream\"]\n{dead_letter}\n\
+             [capabilities]\nstore = {{ read = [\"person\"], write = [\"person\"] }}\n{capabilities}\n"
+        )
+    };
+    let cases = [
+        // Another plugin's dead-letter topic, without a grant to publish there.
+        (
+            step("dead-letter = \"neighbour.dead-letter\"", ""),
+            "",
+            Err(
+                "field `events.dead-letter`: writing dead letters to `neighbour.dead-letter` needs a grant to publish there",
+            ),
+        ),
+        // The change stream: forged notifications attributed to anyone.
+        (
+            step("dead-letter = \"changes\"", ""),
+            "",
+            Err("field `events.dead-letter`: `changes` is the host's own topic"),
+        ),
+        (
+            step("", "bus = { publish = [\"changes\"] }"),
+            "",
+            Err("field `capabilities.bus.publish`: `changes` is the host's own topic"),
+        ),
+        // Granted by the manifest, narrowed away by the operator.
+        (
+            step("dead-letter = \"audit\"", "bus = { publish = [\"audit\"] }"),
+            "grants-required = true\n[grants.people]\nstore = { read = [\"person\"], write = [\"person\"] }\nbus = { subscribe = [\"Stream\"] }\n",
+            Err("writing dead letters to `audit` needs a grant to publish there"),
+        ),
+        (
+            step("dead-letter = \"audit\"", "bus = { publish = [\"audit\"] }"),
+            "",
+            Ok(()),
+        ),
+        // Its own dead-letter topic needs no grant.
+        (step("", ""), "", Ok(())),
+    ];
+    for (manifest, grants, expected) in cases {
+        setup.install("people", "xos-people", &manifest);
+        config(&setup, grants);
+        let output = check(&setup, "people");
+        let error = String::from_utf8_lossy(&output.stderr);
+        match expected {
+            Ok(()) => assert!(output.status.success(), "{manifest}\n{error}"),
+            Err(expected) => assert!(
+                !output.status.success() && error.contains(expected),
+                "{manifest}\nexpected `{expected}` in: {error}"
+            ),
+        }
+    }
+}

@@ -98,6 +98,16 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
             ],
         },
         Hostile {
+            name: "forge-changes",
+            script: json!({"mode": "publish", "target": "changes"}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "bus = { publish = [\"*\"] }",
+            reasons: &[
+                "(denied): bus: publishing to the host's own topic `changes` is not granted",
+            ],
+        },
+        Hostile {
             name: "never-answered",
             script: json!({"mode": "await", "target": "responses"}),
             deadline: "300ms",
@@ -215,4 +225,69 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
         "host RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
     host.stop();
+}
+
+#[test]
+fn a_manifest_naming_a_device_or_a_fifo_is_refused_and_the_host_stays_small_and_stoppable() {
+    let setup = Setup::new();
+    let source = Source::start(INVENTORY);
+    setup.inventory_plugin("neighbour", &source);
+    let fifo = setup.plugin_dir().join("pipe.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let manifest = |name: &str, component: &str| {
+        format!(
+            "name = \"{name}\"\nversion = \"1\"\nroles = [\"collector\"]\ncomponent = \"{component}\"\n[schedule]\ninterval = \"1s\"\n"
+        )
+    };
+    setup.write("zero.toml", &manifest("zero", "/dev/zero"));
+    setup.write("fifo.toml", &manifest("fifo", "pipe.wasm"));
+    // A manifest that is itself a FIFO.
+    let made = std::process::Command::new("mkfifo")
+        .arg(setup.plugin_dir().join("blocked.toml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4, "the neighbour runs");
+    let report = setup.status();
+    let refused: Vec<(&str, &str)> = report
+        .refused
+        .iter()
+        .map(|r| (r.manifest.rsplit('/').next().unwrap(), r.error.as_str()))
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    for (file, why) in [
+        (
+            "blocked.toml",
+            "blocked.toml: is a FIFO; only a regular file is read",
+        ),
+        (
+            "fifo.toml",
+            "pipe.wasm is a FIFO; only a regular file is read",
+        ),
+        (
+            "zero.toml",
+            "its component /dev/zero is a device; only a regular file is read",
+        ),
+    ] {
+        assert!(
+            refused.iter().any(|(f, e)| *f == file && e.ends_with(why)),
+            "{file}: expected `{why}` in {refused:?}"
+        );
+    }
+    let rss = rss_kib(host.pid());
+    assert!(rss < 512 * 1024, "host RSS is {rss} KiB");
+    // SIGTERM stops it in its usual time: nothing hangs on the FIFOs.
+    let started = Instant::now();
+    host.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -143,24 +143,45 @@ fn a_collect_in_flight_finishes_on_the_old_version() {
 }
 
 #[test]
-fn a_manifest_that_now_names_another_plugin_restarts_it_under_that_name() {
+fn a_plugin_is_named_by_its_file_and_no_manifest_can_claim_another_name() {
     let source = Source::start(INVENTORY);
     let setup = Setup::new();
     setup.install("inv", "http-inventory", &manifest("0.1.0", &source));
+    // `aaa.toml` loads first and claims the name `inv` (its grants, baseline and consumer
+    // group): it is refused, and `inv` is the plugin of `inv.toml`.
+    std::fs::copy(
+        setup.plugin_dir().join("inv.wasm"),
+        setup.plugin_dir().join("aaa.wasm"),
+    )
+    .unwrap();
+    setup.write("aaa.toml", &manifest("0.1.0", &source));
     let host = setup.run();
     assert_eq!(host.events(4, WAIT).len(), 4);
-    setup.write(
-        "inv.toml",
-        &manifest("0.1.0", &source).replace("name = \"inv\"", "name = \"renamed\""),
-    );
-    // A new name is a new plugin with its own (empty) baseline: it announces everything.
-    let events = host.raw_events(4, WAIT);
-    assert!(
-        events.iter().all(|e| e["source"] == "renamed"),
-        "{events:?}"
-    );
     let report = setup.status();
     let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["renamed"]);
+    assert_eq!(names, ["inv"]);
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(
+        report.refused[0]
+            .error
+            .ends_with("aaa.toml: field `name`: `inv` is not the file's name; a plugin's manifest is NAME.toml (rename the file to inv.toml, or the name to `aaa`)"),
+        "{report:?}"
+    );
+
+    // Renaming a running plugin in its manifest is refused the same way; it runs on.
+    setup.write(
+        "inv.toml",
+        &manifest("0.2.0", &source).replace("name = \"inv\"", "name = \"renamed\""),
+    );
+    host.wait_for_log("new version refused, the running one stays", WAIT);
+    let inv = setup.plugin_status("inv");
+    assert_eq!(inv.version, "0.1.0");
+    assert!(
+        inv.reload_error
+            .as_deref()
+            .is_some_and(|e| e.contains("`renamed` is not the file's name")),
+        "{inv:?}"
+    );
+    host.expect_silence(Duration::from_millis(400));
     host.stop();
 }

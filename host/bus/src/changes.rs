@@ -7,6 +7,12 @@ use crate::Message;
 /// The bus topic that carries change notifications.
 pub const CHANGES: &str = "changes";
 
+/// Whether the host alone writes `topic`: a plugin publishing there could forge changes
+/// attributed to another plugin, whatever its grants say.
+pub fn is_host_topic(topic: &str) -> bool {
+    topic == CHANGES
+}
+
 /// The bus message of a change: its Gizmo-shaped JSON, keyed by entity, with headers
 /// that let subscribers filter by kind or plugin without parsing the payload.
 pub fn change_message(change: &Change) -> Message {

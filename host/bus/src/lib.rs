@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use changes::{CHANGES, change_message};
+pub use changes::{CHANGES, change_message, is_host_topic};
 pub use correlate::{CorrelationId, Stats as ResponseStats};
 use synchro_model::ErrorKind;
 

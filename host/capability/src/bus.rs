@@ -53,6 +53,11 @@ impl crate::Grant for Grant {
             });
         };
         let raw: Raw = parse_entry(asks.manifest, "bus", entry)?;
+        if let Some(topic) = raw.publish.names().find(|t| synchro_bus::is_host_topic(t)) {
+            return Err(asks.manifest.error(format!(
+                "field `capabilities.bus.publish`: `{topic}` is the host's own topic; no plugin publishes there"
+            )));
+        }
         if raw.subscribe.is_some() {
             return Err(asks.manifest.error(
                 "field `capabilities.bus.subscribe`: an event step's topics are declared in `[events]`",
@@ -129,6 +134,14 @@ impl crate::Grant for Grant {
     }
 }
 
+impl Grant {
+    /// Whether the plugin may publish to `topic`: granted, and not a topic the host alone
+    /// writes (which `*` does not grant).
+    pub fn may_publish(&self, topic: &str) -> bool {
+        !synchro_bus::is_host_topic(topic) && self.publish.allows(topic)
+    }
+}
+
 pub struct Capability {
     call: CallContext,
 }
@@ -147,11 +160,16 @@ impl wit::Host for Capability {
         payload: Vec<u8>,
         headers: Vec<(String, String)>,
     ) -> Result<(), WitError> {
-        if !self.call.grants.bus.publish.allows(&topic) {
+        if !self.call.grants.bus.may_publish(&topic) {
+            let whose = if synchro_bus::is_host_topic(&topic) {
+                "the host's own topic"
+            } else {
+                "topic"
+            };
             return Err(denied(
                 &self.call,
                 "bus",
-                format_args!("publishing to topic `{topic}`"),
+                format_args!("publishing to {whose} `{topic}`"),
             ));
         }
         let message = Message {

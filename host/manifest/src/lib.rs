@@ -24,6 +24,7 @@
 //! This crate validates what every plugin has. A role's own section (`[schedule]`,
 //! `[events]`) is kept as TOML here and parsed by that role, which alone knows its shape.
 
+mod file;
 mod limits;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use file::{MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES, read_capped};
 pub use limits::{LimitOverrides, Limits};
 
 /// A manifest that could not be used, naming the file and what is wrong in it.
@@ -122,10 +124,12 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+        let fail = |message: String| ManifestError {
             path: path.to_owned(),
-            message: format!("cannot read: {e}"),
-        })?;
+            message,
+        };
+        let bytes = read_capped(path, MAX_MANIFEST_BYTES).map_err(fail)?;
+        let text = String::from_utf8(bytes).map_err(|e| fail(format!("not UTF-8 text: {e}")))?;
         Manifest::parse(path, &text)
     }
 
@@ -139,6 +143,19 @@ impl Manifest {
             return Err(fail(format!(
                 "field `name`: `{}` must be 1 to 64 characters of a-z, 0-9, `-` and `_`",
                 raw.name
+            )));
+        }
+        // The name keys the operator's grants, the baseline and the consumer group: a
+        // manifest must not claim them by naming another plugin than its file does.
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if raw.name != stem {
+            return Err(fail(format!(
+                "field `name`: `{}` is not the file's name; a plugin's manifest is NAME.toml \
+                 (rename the file to {}.toml, or the name to `{stem}`)",
+                raw.name, raw.name
             )));
         }
         if raw.roles.is_empty() {
@@ -279,6 +296,10 @@ mod tests {
                 "field `limits.memory-mb`: must be at least 1",
             ),
             ("name = ".into(), "/p/inv.toml: line 1, column 8: "),
+            (
+                GOOD.replace("name = \"inv\"", "name = \"neighbour\""),
+                "field `name`: `neighbour` is not the file's name; a plugin's manifest is NAME.toml",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err();

@@ -66,9 +66,27 @@ impl Plugin {
             subscribes: sections.subscribes(),
         };
         let grants = Grants::from_manifest(&asks, policy.grants_for(&manifest.name).as_deref())?;
-        let bytes = std::fs::read(&manifest.component).with_context(|| {
-            format!(
-                "{}: cannot read its component {}",
+        if let Some(events) = &sections.event_step {
+            let topic = &events.dead_letter;
+            if *topic != crate::event_step::own_dead_letter(&manifest.name)
+                && !grants.bus.may_publish(topic)
+            {
+                anyhow::bail!(
+                    "{}: field `events.dead-letter`: writing dead letters to `{topic}` needs a grant \
+                     to publish there (`capabilities.bus.publish`, and the operator's grants); \
+                     unset, they go to the plugin's own `{}`",
+                    path.display(),
+                    crate::event_step::own_dead_letter(&manifest.name)
+                );
+            }
+        }
+        let bytes = synchro_manifest::read_capped(
+            &manifest.component,
+            synchro_manifest::MAX_COMPONENT_BYTES,
+        )
+        .map_err(|why| {
+            anyhow::anyhow!(
+                "{}: its component {} {why}",
                 path.display(),
                 manifest.component.display()
             )

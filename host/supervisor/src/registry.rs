@@ -97,8 +97,7 @@ impl Registry {
                 self.stop(running);
             }
         }
-        for path in paths {
-            let fingerprint = fingerprint(&path);
+        for (fingerprint, path) in fingerprints(paths).await {
             if self.seen.get(&path) == Some(&fingerprint) {
                 continue;
             }
@@ -111,7 +110,11 @@ impl Registry {
     /// Loads the plugin `name` again from its files, whether or not they changed.
     pub async fn reload(&mut self, name: &str) -> Result<Reloaded, Error> {
         let path = self.path_of(name)?;
-        self.seen.insert(path.clone(), fingerprint(&path));
+        let [(fingerprint, _)] = fingerprints(vec![path.clone()])
+            .await
+            .try_into()
+            .expect("one path, one fingerprint");
+        self.seen.insert(path.clone(), fingerprint);
         self.load(&path)
             .await
             .map_err(|e| Error::new(ErrorKind::InvalidInput, e))
@@ -249,19 +252,18 @@ impl Registry {
         let (name, version) = (plugin.name.to_string(), plugin.manifest.version.clone());
         let cached = plugin.origin == Origin::Cache;
         match self.running.get(path) {
-            // Same plugin, same roles: swap, keeping its tasks, baseline and offsets.
+            // Same roles (the name is the file's): swap, keeping its tasks, baseline and
+            // offsets.
             Some(running)
-                if running.deployment.current().name == plugin.name
-                    && running.deployment.current().manifest.roles == plugin.manifest.roles =>
+                if running.deployment.current().manifest.roles == plugin.manifest.roles =>
             {
                 running.deployment.swap(Arc::new(plugin));
             }
-            // Renamed or re-roled: a different plugin from the same file. The old one is
-            // waited for (at most its call in flight), so that the two never share a
-            // consumer group.
+            // Re-roled: its tasks are not the same. The old ones are waited for (at most
+            // their call in flight), so that the two never share a consumer group.
             Some(_) => {
                 let old = self.running.remove(path).expect("present");
-                tracing::info!(plugin = %old.deployment.current().name, "its manifest now names another plugin or roles: restarting");
+                tracing::info!(plugin = %old.deployment.current().name, "its manifest now names other roles: restarting");
                 let _ = old.stop.send(true);
                 for task in old.tasks {
                     if let Err(error) = task.await {
@@ -299,18 +301,6 @@ impl Registry {
         .await
         .map_err(|e| format!("{}: loading panicked: {e}", path.display()))?
         .map_err(|e| format!("{e:#}"))?;
-        let clash = self
-            .running
-            .iter()
-            .find(|(other, r)| *other != path && r.deployment.current().name == plugin.name);
-        if let Some((other, _)) = clash {
-            return Err(format!(
-                "{}: plugin `{}` is already loaded from {}",
-                path.display(),
-                plugin.name,
-                other.display()
-            ));
-        }
         plugin
             .activate(&self.services)
             .await
@@ -343,17 +333,31 @@ impl Registry {
     }
 }
 
+/// The fingerprint of each manifest in `paths`. Reading the files is blocking work (a
+/// slow disk, a large component), done off the registry's loop.
+async fn fingerprints(paths: Vec<PathBuf>) -> Vec<(Fingerprint, PathBuf)> {
+    tokio::task::spawn_blocking(move || {
+        paths
+            .into_iter()
+            .map(|path| (fingerprint(&path), path))
+            .collect()
+    })
+    .await
+    .expect("fingerprinting does not panic")
+}
+
 /// A hash of the manifest's bytes and its component's; `0` when unreadable (a file being
-/// written): the load that follows reports why.
+/// written, or one the host refuses to read): the load that follows reports why.
 fn fingerprint(manifest: &Path) -> Fingerprint {
     use std::hash::Hasher;
+    use synchro_manifest::{MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES, Manifest, read_capped};
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let Ok(text) = std::fs::read(manifest) else {
+    let Ok(text) = read_capped(manifest, MAX_MANIFEST_BYTES) else {
         return 0;
     };
     hasher.write(&text);
-    if let Ok(parsed) = synchro_manifest::Manifest::load(manifest) {
-        match std::fs::read(&parsed.component) {
+    if let Ok(parsed) = Manifest::load(manifest) {
+        match read_capped(&parsed.component, MAX_COMPONENT_BYTES) {
             Ok(bytes) => hasher.write(&bytes),
             Err(_) => return 0,
         }

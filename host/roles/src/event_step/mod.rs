@@ -128,17 +128,28 @@ fn events_of(plugin: &str, raw: RawEvents) -> Result<Events, String> {
     if raw.backoff.is_zero() || raw.backoff > Duration::from_secs(24 * 3600) {
         return Err("backoff`: must be longer than zero and at most a day".into());
     }
+    if let Some(topic) = raw.dead_letter.as_deref()
+        && synchro_bus::is_host_topic(topic)
+    {
+        return Err(format!(
+            "dead-letter`: `{topic}` is the host's own topic; dead letters cannot go there"
+        ));
+    }
     Ok(Events {
         topics,
         start: raw.start,
         retries: raw.retries,
         backoff: raw.backoff,
-        dead_letter: raw
-            .dead_letter
-            .unwrap_or_else(|| format!("{plugin}.dead-letter")),
+        dead_letter: raw.dead_letter.unwrap_or_else(|| own_dead_letter(plugin)),
         group: format!("synchro.{plugin}"),
         batch: raw.batch,
     })
+}
+
+/// The dead-letter topic of plugin `name` unless its `[events]` names another: its own,
+/// needing no grant.
+pub(crate) fn own_dead_letter(name: &str) -> String {
+    format!("{name}.dead-letter")
 }
 
 /// Where the event-step export's functions are in `linked`, if it has the export.
@@ -157,7 +168,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Manifest, String> {
         let manifest =
-            Manifest::parse(Path::new("/p/inv.toml"), text).map_err(|e| e.to_string())?;
+            Manifest::parse(Path::new("/p/people.toml"), text).map_err(|e| e.to_string())?;
         crate::Sections::from_manifest(&manifest).map_err(|e| e.to_string())?;
         Ok(manifest)
     }
@@ -220,6 +231,13 @@ mod tests {
                     "topics = [\"a\"]\nstart = \"middle\"",
                 ),
                 "unknown variant `middle`",
+            ),
+            (
+                STEP.replace(
+                    "topics = [\"MyTopic\"]",
+                    "topics = [\"a\"]\ndead-letter = \"changes\"",
+                ),
+                "field `events.dead-letter`: `changes` is the host's own topic; dead letters cannot go there",
             ),
         ];
         for (text, expected) in cases {
