@@ -32,7 +32,12 @@ fn the_operator_grants_less_than_a_manifest_asks() {
     let manifest = std::fs::read_to_string(&trusted).unwrap();
     std::fs::write(
         &trusted,
-        manifest.replace("[limits]\n", "[limits]\nmemory-mb = 256\n"),
+        manifest
+            .replace("[limits]\n", "[limits]\nmemory-mb = 256\n")
+            .replace(
+                "[capabilities]\n",
+                "[capabilities]\nlog = { lines-per-call = 100000 }\n",
+            ),
     )
     .unwrap();
     config(
@@ -41,7 +46,7 @@ fn the_operator_grants_less_than_a_manifest_asks() {
             "grants-required = true\n\
              [limits]\nmemory-mb = 16\n\
              [ceilings]\nmemory-mb = 16\n\
-             [grants.trusted]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [grants.trusted]\npoll = {{ hosts = [\"{}\"] }}\nlog = {{ lines-per-call = 10 }}\n\
              [grants.narrowed]\npoll = {{ hosts = [\"http://127.0.0.1:1\"] }}\n",
             source.origin()
         ),
@@ -60,6 +65,14 @@ fn the_operator_grants_less_than_a_manifest_asks() {
         "{out}"
     );
     assert!(out.contains(&format!("    poll: {origin}\n")), "{out}");
+    assert!(
+        out.contains("asks for log: { lines-per-call = 100000 }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    log: up to 10 lines per call\n"),
+        "the operator bounds the log: {out}"
+    );
     assert!(out.contains("memory 16 MiB"), "the ceiling holds: {out}");
     let narrowed = String::from_utf8_lossy(&check(&setup, "narrowed").stdout).into_owned();
     assert!(!narrowed.contains("    poll:"), "{narrowed}");

@@ -291,3 +291,101 @@ fn a_manifest_naming_a_device_or_a_fifo_is_refused_and_the_host_stays_small_and_
         started.elapsed()
     );
 }
+
+/// A line of the host's log: `2026-01-01T00:00:00.000000Z  INFO …`.
+fn is_log_line(line: &str) -> bool {
+    line.len() > 28 && line.as_bytes()[4] == b'-' && line.as_bytes()[10] == b'T'
+}
+
+#[test]
+fn text_from_a_plugin_never_prints_a_line_of_its_own() {
+    use std::io::{BufRead, BufReader};
+    const FORGED: &str = "\n00:00:00.000Z DELETE pserver srv-1 (neighbour)";
+    let setup = Setup::new();
+    let entities = Source::start(
+        &json!({"entities": [{"key": format!("x{FORGED}"), "kind": format!("pserver{FORGED}"), "properties": {}}]})
+            .to_string(),
+    );
+    setup.scripted_plugin("forger", &entities, "5s", "");
+    let logger = Source::start(
+        &json!({"mode": "log-flood", "count": 1, "message": format!("hello{FORGED}")}).to_string(),
+    );
+    setup.scripted_plugin("logger", &logger, "5s", "");
+    let failing =
+        Source::start(&json!({"mode": "error", "message": format!("no{FORGED}")}).to_string());
+    setup.scripted_plugin("failing", &failing, "5s", "quarantine-after = 1");
+
+    // The text output of `synchro run`, read until the forger's change is printed.
+    let mut host = std::process::Command::new(synchro_testkit::synchro())
+        .args(["run", "--config"])
+        .arg(setup.config())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(host.stdout.take().unwrap());
+    let stderr = host.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let mut printed = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let done = line.contains("(forger)");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    setup.wait_status("failing", WAIT, |p| {
+        matches!(p.health, Health::Quarantined { .. })
+    });
+    let status = setup.command(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    let kill = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(host.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(host.wait().unwrap().success());
+    let log = log.join().unwrap();
+
+    let escaped = r"\n00:00:00.000Z DELETE pserver srv-1 (neighbour)";
+    assert_eq!(printed.len(), 1, "{printed:#?}");
+    assert!(
+        printed[0].contains(&format!("CREATE pserver{escaped} x{escaped} (forger)")),
+        "{printed:?}"
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("returned an error (unavailable): no{escaped}")),
+        "{status}"
+    );
+    assert!(status.lines().all(|l| !l.starts_with("00:00")), "{status}");
+    assert!(
+        log.iter().any(|l| l.contains(&format!("hello{escaped}"))),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().any(|l| l.contains(&format!("no{escaped}"))),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter().all(|l| is_log_line(l)),
+        "a log line of a plugin's own: {log:#?}"
+    );
+
+    let baseline = setup.command(&["baseline", "list", "forger"]);
+    let listed = String::from_utf8_lossy(&baseline.stdout);
+    assert!(baseline.status.success(), "{baseline:?}");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains(&format!("pserver{escaped} x{escaped} {{}}")),
+        "{listed}"
+    );
+}

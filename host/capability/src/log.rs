@@ -1,35 +1,50 @@
 //! `log`: structured logging, attributed to the plugin. Always granted; a plugin that
-//! logs more than a bounded number of lines per call has the rest dropped and counted,
-//! and a line longer than 4 KiB is cut.
+//! logs more than a bounded number of lines per call has the rest dropped and counted
+//! (the manifest may raise the bound, the operator's grants may lower it), a line longer
+//! than 4 KiB is cut, and so is a field name longer than 64 bytes. The host's log writer
+//! keeps each line on one line, whatever the plugin put in it.
 
 use synchro_manifest::ManifestError;
 pub(super) use synchro_wit::imports::log as wit;
 
-use crate::{Asks, CallContext, parse_entry};
+use crate::{Asks, CallContext, parse_entry, raw};
 
 /// Default cap on lines per call.
 const LINES_PER_CALL: u32 = 100;
 /// Bytes of one line (message and fields) kept; the rest is cut and said so.
 const LINE_BYTES: usize = 4096;
+/// Bytes of one field name kept.
+const FIELD_NAME_BYTES: usize = 64;
 
 pub struct Grant {
+    lines_per_call: u32,
+}
+
+/// The `log` entry, in a manifest or in the operator's grants.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Raw {
     lines_per_call: u32,
 }
 
 impl crate::Grant for Grant {
     /// `log = { lines-per-call = 500 }` raises the cap.
     fn parse(asks: &Asks<'_>, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-        struct Raw {
-            lines_per_call: u32,
-        }
         Ok(Grant {
             lines_per_call: match entry {
                 Some(e) => parse_entry::<Raw>(asks.manifest, "log", e)?.lines_per_call,
                 None => LINES_PER_CALL,
             },
         })
+    }
+
+    /// The operator's `log = { lines-per-call = N }` is the most the plugin gets.
+    fn narrow(&mut self, operator: Option<&toml::Value>) -> Result<(), String> {
+        if let Some(entry) = operator {
+            let operator: Raw = raw(entry)?;
+            self.lines_per_call = self.lines_per_call.min(operator.lines_per_call);
+        }
+        Ok(())
     }
 
     fn describe(&self) -> Option<String> {
@@ -73,6 +88,7 @@ impl wit::Host for Capability {
         let mut fields = fields;
         let mut budget = cut(&mut message, LINE_BYTES);
         for (key, value) in &mut fields {
+            cut(key, FIELD_NAME_BYTES);
             budget = cut(value, budget.saturating_sub(key.len()));
         }
         let fields = FieldList(&fields);
@@ -117,7 +133,16 @@ struct FieldList<'a>(&'a [(String, String)]);
 impl std::fmt::Display for FieldList<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, (k, v)) in self.0.iter().enumerate() {
-            write!(f, "{}{k}={v:?}", if i == 0 { "" } else { " " })?;
+            f.write_str(if i == 0 { "" } else { " " })?;
+            // A name that is not plain is quoted, so that it cannot pose as other fields.
+            let plain = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if plain {
+                write!(f, "{k}={v:?}")?;
+            } else {
+                write!(f, "{k:?}={v:?}")?;
+            }
         }
         Ok(())
     }
@@ -126,6 +151,18 @@ impl std::fmt::Display for FieldList<'_> {
 #[cfg(test)]
 mod tests {
     use super::cut;
+
+    #[test]
+    fn field_names_that_are_not_plain_are_quoted() {
+        let fields = [
+            ("ok".to_owned(), "1".to_owned()),
+            ("x=1 plugin".to_owned(), "neighbour".to_owned()),
+        ];
+        assert_eq!(
+            super::FieldList(&fields).to_string(),
+            r#"ok="1" "x=1 plugin"="neighbour""#
+        );
+    }
 
     #[test]
     fn long_lines_are_cut_on_a_character_boundary_and_say_so() {

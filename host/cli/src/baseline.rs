@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use synchro_model::OneLine;
 use synchro_store::Db;
 use synchro_supervisor::Config;
 
@@ -17,8 +18,8 @@ pub fn list(config: &Config, plugin: &str) -> anyhow::Result<()> {
             out,
             "{:016x} {} {} {}",
             entry.hash,
-            e.kind(),
-            e.key(),
+            OneLine(e.kind()),
+            OneLine(e.key()),
             e.properties()
         )?;
     }

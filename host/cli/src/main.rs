@@ -2,6 +2,7 @@
 
 mod baseline;
 mod check;
+mod log_lines;
 mod serve;
 mod status;
 mod toolchain;
@@ -115,13 +116,14 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| log_lines::Stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("synchro: {error:#}");
+            // An error can quote a plugin's text (a refused reload's reason).
+            eprintln!("synchro: {}", synchro_model::OneLine(&format!("{error:#}")));
             std::process::ExitCode::FAILURE
         }
     }

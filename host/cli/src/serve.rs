@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use synchro_bus::{Bus, Filter, Message};
+use synchro_model::OneLine;
 use synchro_supervisor::{Config, Supervisor};
 
 /// How long after the shutdown grace the process waits for its last tasks (a bus client
@@ -91,20 +92,18 @@ fn readable(message: &Message) -> String {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(message.timestamp),
     );
     let time = time.to_string();
+    // Keys and kinds are the plugins' text: escaped, so that none prints a line of its own.
+    let text = |value: &serde_json::Value| OneLine(value.as_str().unwrap_or("?")).to_string();
     let mut line = format!(
         "{} {:<6} {} {} ({})",
         time.get(11..).unwrap_or(&time),
-        event["operation"].as_str().unwrap_or("?"),
-        element["type"].as_str().unwrap_or("?"),
-        element["key"].as_str().unwrap_or("?"),
-        event["source"].as_str().unwrap_or("?"),
+        text(&event["operation"]),
+        text(&element["type"]),
+        text(&element["key"]),
+        text(&event["source"]),
     );
     if let (Some(source), Some(target)) = (element.get("source"), element.get("target")) {
-        line += &format!(
-            " {} -> {}",
-            source["key"].as_str().unwrap_or("?"),
-            target["key"].as_str().unwrap_or("?")
-        );
+        line += &format!(" {} -> {}", text(&source["key"]), text(&target["key"]));
     }
     if let Some(properties) = element
         .get("properties")

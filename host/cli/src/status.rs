@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use synchro_admin::Client;
+use synchro_model::OneLine;
 use synchro_status::{Health, HostReport};
 use synchro_supervisor::Config;
 
@@ -58,9 +59,15 @@ fn print_status(report: &HostReport) {
             Health::BackingOff {
                 failures,
                 last_error,
-            } => format!("backing off after {failures} failed call(s): {last_error}"),
+            } => format!(
+                "backing off after {failures} failed call(s): {}",
+                OneLine(last_error)
+            ),
             Health::Quarantined { failures, reason } => {
-                format!("QUARANTINED after {failures} failed calls: {reason}")
+                format!(
+                    "QUARANTINED after {failures} failed calls: {}",
+                    OneLine(reason)
+                )
             }
         };
         println!(
@@ -84,12 +91,12 @@ fn print_status(report: &HostReport) {
             c.failed_reloads
         );
         if let Some(error) = &plugin.reload_error {
-            println!("  last reload refused: {error}");
+            println!("  last reload refused: {}", OneLine(error));
         }
     }
     for refused in &report.refused {
         // The error names the manifest.
-        println!("NOT LOADED: {}", refused.error);
+        println!("NOT LOADED: {}", OneLine(&refused.error));
     }
     if report.plugins.is_empty() && report.refused.is_empty() {
         println!("no plugin");

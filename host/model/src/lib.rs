@@ -12,8 +12,10 @@ mod diff;
 mod entity;
 mod error;
 pub mod gizmo;
+mod one_line;
 
 pub use change::{Change, now_millis};
 pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
 pub use entity::{EdgeEnds, Entity, EntityError, EntityRef};
 pub use error::{Error, ErrorKind};
+pub use one_line::{OneLine, needs_escape, write_escaped};

@@ -8,7 +8,7 @@
 //! It adds the entities, then behaves as `mode` says:
 //!
 //! - `complete` / `partial`: succeed with that completeness;
-//! - `error`: return an error; `trap`: panic (a wasm trap);
+//! - `error`: return an error (saying `message`, if given); `trap`: panic (a wasm trap);
 //! - `spin`: loop forever (the host's deadline must stop it);
 //! - `memory-bomb`: allocate until memory runs out (the host's memory cap must stop it);
 //! - `recursion`: recurse without end (the stack limit must stop it);
@@ -16,7 +16,7 @@
 //! - `poll`: fetch the URL in `target` (a denied origin must be refused);
 //! - `publish`: publish to the topic in `target` (an ungranted topic must be refused);
 //! - `await`: await a response on `target` that never comes, for `timeout-ms`;
-//! - `log-flood`: log `count` lines of `size` bytes each, then succeed;
+//! - `log-flood`: log `count` lines of `size` bytes each (or `message`), then succeed;
 //! - `probe`: try to read a file, the environment and open a TCP socket to `target`, and
 //!   report what happened as the properties of entity `probe` — the sandbox must have
 //!   refused all three.
@@ -57,7 +57,9 @@ impl Collector for Scripted {
             "partial" => Ok(Completeness::Partial),
             "error" => Err(error(
                 ErrorCode::Unavailable,
-                "the script asked for an error",
+                script["message"]
+                    .as_str()
+                    .unwrap_or("the script asked for an error"),
             )),
             "trap" => panic!("the script asked for a trap"),
             "spin" => {
@@ -93,7 +95,13 @@ impl Collector for Scripted {
                 bus::await_response(target, "never", timeout).map(|_| Completeness::Complete)
             }
             "log-flood" => {
-                let line = format!("flood line {}", "x".repeat(script["size"].as_u64().unwrap_or(0) as usize));
+                let line = match script["message"].as_str() {
+                    Some(message) => message.to_owned(),
+                    None => format!(
+                        "flood line {}",
+                        "x".repeat(script["size"].as_u64().unwrap_or(0) as usize)
+                    ),
+                };
                 for _ in 0..script["count"].as_u64().unwrap_or(0) {
                     log::warn(&line);
                 }
