@@ -230,3 +230,35 @@ fn no_plugin_writes_to_the_hosts_topic_or_to_a_dead_letter_topic_it_was_not_gran
         }
     }
 }
+
+#[test]
+fn the_operators_min_interval_holds_a_collector_asking_for_a_nanosecond() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("eager", &source);
+    let manifest = setup.plugin_dir().join("eager.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("interval = \"150ms\"", "interval = \"1ns\""),
+    )
+    .unwrap();
+    config(&setup, "min-interval = \"500ms\"\n");
+    let host = setup.run();
+    host.wait_for_log(
+        "schedule.interval = 1ns is below the operator's min-interval: held to 500ms plugin=eager",
+        WAIT,
+    );
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    let before = setup.plugin_status("eager").counters.calls;
+    let started = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let calls = setup.plugin_status("eager").counters.calls - before;
+    let most = started.elapsed().as_millis() as u64 / 500 + 2;
+    assert!(
+        calls <= most,
+        "{calls} calls in {:?} at a 500 ms floor",
+        started.elapsed()
+    );
+    host.stop();
+}

@@ -88,6 +88,16 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
             ],
         },
         Hostile {
+            name: "denied-host-header",
+            script: json!({"mode": "poll", "target": probe_target.url(), "headers": [["HOST", "admin.internal"]]}),
+            deadline: "5s",
+            limits: "",
+            capabilities: "",
+            reasons: &[
+                "(denied): poll: setting header `HOST` (the host sets it from the URL) is not granted",
+            ],
+        },
+        Hostile {
             name: "denied-publish",
             script: json!({"mode": "publish", "target": "payments"}),
             deadline: "5s",

@@ -209,6 +209,25 @@ impl crate::Grant for Grant {
     }
 }
 
+/// Whether the header `name` is the host's to set: `Host` would reach another site on a
+/// granted address (the grant is for an origin, not an address); the framing and
+/// hop-by-hop headers would let a plugin smuggle a second request into the connection.
+fn is_hosts_header(name: &str) -> bool {
+    const HOSTS: &[&str] = &[
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-connection",
+    ];
+    HOSTS.iter().any(|h| name.trim().eq_ignore_ascii_case(h))
+}
+
 pub struct Capability {
     call: CallContext,
 }
@@ -227,6 +246,13 @@ impl wit::Host for Capability {
                 format!("`{}` is not a URL: {e}", req.url),
             )
         })?;
+        if let Some((name, _)) = req.headers.iter().find(|(n, _)| is_hosts_header(n)) {
+            return Err(denied(
+                &self.call,
+                "poll",
+                format_args!("setting header `{name}` (the host sets it from the URL)"),
+            ));
+        }
         if !self.call.grants.poll.origins.iter().any(|o| o.allows(&url)) {
             return Err(denied(&self.call, "poll", format_args!("fetching `{url}`")));
         }

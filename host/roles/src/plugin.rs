@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use synchro_capability::{Asks, CallContext, Grants, Services};
@@ -25,6 +25,8 @@ pub struct LoadPolicy<'a> {
     pub grants: &'a BTreeMap<String, toml::Table>,
     /// Whether a plugin without an entry in `grants` is granted nothing.
     pub grants_required: bool,
+    /// The shortest `[schedule] interval` a collector gets, whatever its manifest asks.
+    pub min_interval: Duration,
 }
 
 impl LoadPolicy<'_> {
@@ -60,7 +62,18 @@ impl Plugin {
         policy: &LoadPolicy<'_>,
     ) -> anyhow::Result<Plugin> {
         let manifest = Manifest::load(path)?;
-        let sections = Sections::from_manifest(&manifest)?;
+        let mut sections = Sections::from_manifest(&manifest)?;
+        if let Some(schedule) = &mut sections.collector
+            && schedule.interval < policy.min_interval
+        {
+            tracing::warn!(
+                plugin = %manifest.name,
+                "schedule.interval = {:?} is below the operator's min-interval: held to {:?}",
+                schedule.interval,
+                policy.min_interval
+            );
+            schedule.interval = policy.min_interval;
+        }
         let asks = Asks {
             manifest: &manifest,
             subscribes: sections.subscribes(),

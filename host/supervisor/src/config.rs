@@ -46,6 +46,10 @@ pub struct Config {
     /// Whether a plugin without a `[grants.NAME]` entry is granted nothing (`true`) or
     /// what its manifest asks for (`false`, the default).
     pub grants_required: bool,
+    /// The shortest interval any collector is scheduled at; a manifest asking for less
+    /// is held to it (the log says so).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
     pub poll: PollSettings,
     pub bus: BusSettings,
     pub admin: AdminSettings,
@@ -70,6 +74,7 @@ impl Default for Config {
             fuel_metering: false,
             grants: BTreeMap::new(),
             grants_required: false,
+            min_interval: Duration::from_millis(100),
             poll: PollSettings::default(),
             bus: BusSettings::default(),
             admin: AdminSettings::default(),
@@ -112,6 +117,9 @@ impl Config {
             .check_ceilings(&self.ceilings)
             .map_err(|m| format!("ceilings.{m}"))?;
         self.poll.check().map_err(|m| format!("poll.{m}"))?;
+        if self.min_interval > Duration::from_secs(3600) {
+            return Err("min-interval`: must be at most an hour".into());
+        }
         if self.shutdown_grace > Duration::from_secs(3600) {
             return Err("shutdown-grace`: must be at most an hour".into());
         }
@@ -153,6 +161,7 @@ impl Config {
             ceilings: &self.ceilings,
             grants: &self.grants,
             grants_required: self.grants_required,
+            min_interval: self.min_interval,
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - `memory-bomb`: allocate until memory runs out (the host's memory cap must stop it);
 //! - `recursion`: recurse without end (the stack limit must stop it);
 //! - `many`: add `count` generated entities (the snapshot caps must stop it);
-//! - `poll`: fetch the URL in `target` (a denied origin must be refused);
+//! - `poll`: fetch the URL in `target` with `headers` (`[[name, value]]`): a denied
+//!   origin, or a header that is the host's, must be refused;
 //! - `publish`: publish to the topic in `target` (an ungranted topic must be refused);
 //! - `await`: await a response on `target` that never comes, for `timeout-ms`;
 //! - `log-flood`: log `count` lines of `size` bytes each (or `message`), then succeed;
@@ -86,7 +87,25 @@ impl Collector for Scripted {
                 }
                 Ok(Completeness::Complete)
             }
-            "poll" => http::get(target).map(|_| Completeness::Complete),
+            "poll" => {
+                let headers = script["headers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        let text = |i: usize| h[i].as_str().unwrap_or_default().to_owned();
+                        (text(0), text(1))
+                    })
+                    .collect();
+                http::send(&http::Request {
+                    method: "GET".into(),
+                    url: target.into(),
+                    headers,
+                    body: None,
+                    timeout_ms: None,
+                })
+                .map(|_| Completeness::Complete)
+            }
             "publish" => {
                 bus::publish(target, None, b"{}", &[]).map(|()| Completeness::Complete)
             }

@@ -63,6 +63,9 @@ impl Collector {
         if schedule.interval > Duration::from_secs(365 * 24 * 3600) {
             return Err(manifest.error("field `schedule.interval`: must be at most a year"));
         }
+        if schedule.jitter() > schedule.interval {
+            return Err(manifest.error("field `schedule.jitter`: must be at most the interval"));
+        }
         Ok(schedule)
     }
 
@@ -124,6 +127,13 @@ mod tests {
             (
                 GOOD.replace("interval = \"10s\"", "interval = \"0s\""),
                 "field `schedule.interval`: must be longer than zero",
+            ),
+            (
+                GOOD.replace(
+                    "interval = \"10s\"",
+                    "interval = \"10s\"\njitter = \"584542046090years\"",
+                ),
+                "field `schedule.jitter`: must be at most the interval",
             ),
             (
                 format!("extra = 1\n{GOOD}"),
