@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use synchro_bus::{CorrelationId, Message, Topics};
 use synchro_manifest::ManifestError;
-use synchro_model::ErrorKind;
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::bus as wit;
 
-use crate::{Asks, CallContext, NameList, Services, denied, fail, parse_entry, raw};
+use crate::{
+    Asks, CallContext, NameList, Services, check_message_size, denied, fail, parse_entry, raw,
+};
 
 #[derive(Debug, Default)]
 pub struct Grant {
@@ -179,7 +180,11 @@ impl wit::Host for Capability {
             headers,
             timestamp: 0,
         };
-        check_size(&message, self.call.limits.max_message_bytes())?;
+        check_message_size(
+            "a message",
+            message_size(&message),
+            self.call.limits.max_message_bytes(),
+        )?;
         self.call
             .services
             .bus
@@ -216,24 +221,15 @@ impl wit::Host for Capability {
     }
 }
 
-/// Refuses a message over the plugin's `limits.max-message-kb`.
-fn check_size(message: &Message, limit: usize) -> Result<(), WitError> {
-    let size = message.payload.len()
+/// Bytes of a message: payload, key and headers.
+fn message_size(message: &Message) -> usize {
+    message.payload.len()
         + message.key.as_ref().map_or(0, String::len)
         + message
             .headers
             .iter()
             .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
-    if size > limit {
-        return Err(fail(
-            ErrorKind::InvalidInput,
-            format!(
-                "a message of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
-            ),
-        ));
-    }
-    Ok(())
+            .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -245,8 +241,9 @@ mod tests {
         let message = Message::new("t", vec![0; 1000])
             .with_key("k")
             .with_header("h", "v");
-        assert!(check_size(&message, 1003).is_ok());
-        let error = check_size(&message, 1002).unwrap_err();
+        assert_eq!(message_size(&message), 1003);
+        assert!(check_message_size("a message", 1003, 1003).is_ok());
+        let error = check_message_size("a message", 1003, 1002).unwrap_err();
         assert_eq!(error.code, synchro_wit::ErrorCode::InvalidInput);
         assert!(
             error

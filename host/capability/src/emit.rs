@@ -10,7 +10,7 @@ use synchro_model::ErrorKind;
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::emit as wit;
 
-use crate::{Asks, CallContext, denied, fail, parse_entry, raw};
+use crate::{Asks, CallContext, check_message_size, denied, fail, parse_entry, raw};
 
 pub struct Grant {
     allowed: bool,
@@ -51,16 +51,11 @@ impl wit::Host for Capability {
         if !self.call.grants.emit.allowed {
             return Err(denied(&self.call, "emit", "emitting changes"));
         }
-        let size = c.entity.key.len() + c.entity.kind.len() + c.entity.properties.len();
-        let limit = self.call.limits.max_message_bytes();
-        if size > limit {
-            return Err(fail(
-                ErrorKind::InvalidInput,
-                format!(
-                    "a change of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
-                ),
-            ));
-        }
+        check_message_size(
+            "a change",
+            synchro_wit::entity_size(&c.entity) + c.transaction_id.len(),
+            self.call.limits.max_message_bytes(),
+        )?;
         let entity = synchro_wit::entity_from_wit(c.entity)
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
         let timestamp = Some(c.timestamp).filter(|t| *t != 0);

@@ -99,6 +99,21 @@ impl CapabilityView for CallState<Capabilities> {
     }
 }
 
+/// Refuses `what` (a message a plugin causes: published, emitted, or a store write's
+/// notification) of `size` bytes when it is over the plugin's `limits.max-message-kb`,
+/// `limit` bytes.
+fn check_message_size(what: &str, size: usize, limit: usize) -> Result<(), WitError> {
+    if size > limit {
+        return Err(fail(
+            ErrorKind::InvalidInput,
+            format!(
+                "{what} of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A WIT error of `kind`.
 fn fail(kind: ErrorKind, message: impl Into<String>) -> WitError {
     Error::new(kind, message).into()

@@ -34,7 +34,8 @@ pub struct SnapshotSink {
     diff: Diff,
     /// The first reason the snapshot is invalid; it fails the collect.
     error: Option<String>,
-    /// Bytes of keys, kinds and properties so far, against `limits.max-snapshot-kb`.
+    /// Bytes of the entities so far (every string of each), against
+    /// `limits.max-snapshot-kb`.
     bytes: u64,
     max_entities: u64,
     max_bytes: u64,
@@ -65,7 +66,7 @@ impl SnapshotSink {
             ));
         }
         for entity in batch {
-            self.bytes += (entity.key.len() + entity.kind.len() + entity.properties.len()) as u64;
+            self.bytes += synchro_wit::entity_size(&entity) as u64;
             let added = if self.diff.len() as u64 >= self.max_entities {
                 Err(format!(
                     "the snapshot has more than {} entities (limits.max-entities)",
@@ -125,5 +126,57 @@ impl wit::Host for Capability {
             ));
         };
         sink.add(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_wit::imports::types::{EdgeEnds, Entity, EntityRef};
+
+    fn entity(key: &str, schema_version: Option<String>, edge: Option<EdgeEnds>) -> Entity {
+        Entity {
+            key: key.into(),
+            kind: "k".into(),
+            properties: "{}".into(),
+            schema_version,
+            edge,
+        }
+    }
+
+    #[test]
+    fn every_string_of_an_entity_counts_towards_the_snapshot_limit() {
+        let limits = Limits {
+            max_snapshot_kb: 1,
+            ..Limits::default()
+        };
+        let big = "x".repeat(1024);
+        let end = |key: &str| EntityRef {
+            key: key.into(),
+            kind: "k".into(),
+        };
+        let cases = [
+            entity("a", Some(big.clone()), None),
+            entity(
+                "a",
+                None,
+                Some(EdgeEnds {
+                    source: end(&big),
+                    target: end("b"),
+                }),
+            ),
+        ];
+        for case in cases {
+            let mut sink = SnapshotSink::new(Hashes::default(), &limits);
+            let error = sink.add(vec![case]).unwrap_err();
+            assert!(
+                error
+                    .message
+                    .contains("the snapshot is larger than 1 KiB (limits.max-snapshot-kb)"),
+                "{error:?}"
+            );
+        }
+        let mut sink = SnapshotSink::new(Hashes::default(), &limits);
+        assert!(sink.add(vec![entity("a", Some("1".into()), None)]).is_ok());
     }
 }

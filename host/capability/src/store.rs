@@ -16,7 +16,7 @@ use synchro_store::{Db, DbError};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
 
-use crate::{Asks, CallContext, NameList, denied, fail, parse_entry, raw};
+use crate::{Asks, CallContext, NameList, check_message_size, denied, fail, parse_entry, raw};
 
 /// Most entities one `query` returns.
 const MAX_PAGE: u32 = 1000;
@@ -118,6 +118,12 @@ impl wit::Host for Capability {
     }
 
     async fn save(&mut self, e: wit::Entity) -> Result<(), WitError> {
+        // The entity is announced in a change notification: held to the message limit.
+        check_message_size(
+            "an entity",
+            synchro_wit::entity_size(&e),
+            self.call.limits.max_message_bytes(),
+        )?;
         let entity = synchro_wit::entity_from_wit(e)
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
         if !self.call.grants.store.write.allows(entity.kind()) {

@@ -42,6 +42,22 @@ impl From<Error> for wit::Error {
     }
 }
 
+/// Bytes of every string of a guest's entity — key, kind, properties, schema version and
+/// both edge ends — which the host's size limits count.
+pub fn entity_size(e: &wit::Entity) -> usize {
+    let ends = e.edge.as_ref().map_or(0, |ends| {
+        ends.source.key.len()
+            + ends.source.kind.len()
+            + ends.target.key.len()
+            + ends.target.kind.len()
+    });
+    e.key.len()
+        + e.kind.len()
+        + e.properties.len()
+        + e.schema_version.as_ref().map_or(0, String::len)
+        + ends
+}
+
 /// Validates a guest's entity; the strings move, nothing is copied.
 pub fn entity_from_wit(e: wit::Entity) -> Result<Entity, EntityError> {
     let edge = e.edge.map(|ends| EdgeEnds {

@@ -9,7 +9,9 @@
 
 mod convert;
 
-pub use convert::{entity_from_wit, entity_to_wit, kind_of, message_to_wit, operation_from_wit};
+pub use convert::{
+    entity_from_wit, entity_size, entity_to_wit, kind_of, message_to_wit, operation_from_wit,
+};
 
 synchro_engine::wasmtime::component::bindgen!({
     inline: "
