@@ -262,3 +262,54 @@ fn the_operators_min_interval_holds_a_collector_asking_for_a_nanosecond() {
     );
     host.stop();
 }
+
+#[test]
+fn a_response_topic_is_one_plugins_own() {
+    let setup = Setup::new();
+    let lookup = |name: &str, awaits: &str| {
+        format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n[schedule]\ninterval = \"1h\"\n\
+             [capabilities]\nbus = {{ publish = [\"requests\"], await = [{awaits}], correlation = \"json:transaction-id\" }}\n\
+             [settings]\nrequests = \"requests\"\nresponses = \"responses\"\n"
+        )
+    };
+    setup.install(
+        "lookup-a",
+        "bus-lookup",
+        &lookup("lookup-a", "\"responses\""),
+    );
+    // A second plugin on the same topic could take or block the first one's responses.
+    setup.install(
+        "lookup-b",
+        "bus-lookup",
+        &lookup("lookup-b", "\"responses\""),
+    );
+    setup.install("lookup-c", "bus-lookup", &lookup("lookup-c", "\"*\""));
+    let host = setup.run();
+    let deadline = std::time::Instant::now() + WAIT;
+    let report = loop {
+        match setup.try_status() {
+            Ok(report) if report.plugins.len() + report.refused.len() == 3 => break report,
+            _ if std::time::Instant::now() > deadline => panic!("not every plugin was loaded"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["lookup-a"]);
+    let errors: Vec<&str> = report.refused.iter().map(|r| r.error.as_str()).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].ends_with(
+            "lookup-b.toml: `capabilities.bus.await`: plugin `lookup-a` already awaits responses on topic `responses`; \
+             each plugin needs a response topic of its own, or one could take or block the other's responses"
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].ends_with(
+            "lookup-c.toml: field `capabilities.bus.await`: list the response topics by name; each is one plugin's own (`*` would claim every topic)"
+        ),
+        "{errors:?}"
+    );
+    host.stop();
+}

@@ -59,6 +59,11 @@ impl crate::Grant for Grant {
                 "field `capabilities.bus.publish`: `{topic}` is the host's own topic; no plugin publishes there"
             )));
         }
+        if raw.await_.allows("*") {
+            return Err(asks.manifest.error(
+                "field `capabilities.bus.await`: list the response topics by name; each is one plugin's own (`*` would claim every topic)",
+            ));
+        }
         if raw.subscribe.is_some() {
             return Err(asks.manifest.error(
                 "field `capabilities.bus.subscribe`: an event step's topics are declared in `[events]`",
@@ -136,6 +141,13 @@ impl crate::Grant for Grant {
 }
 
 impl Grant {
+    /// The topics the plugin awaits responses on: its own in this host, since a correlation
+    /// id is the requester's to choose and another plugin on the topic could take or
+    /// block its responses.
+    pub fn awaits(&self) -> impl Iterator<Item = &str> {
+        self.await_.names()
+    }
+
     /// Whether the plugin may publish to `topic`: granted, and not a topic the host alone
     /// writes (which `*` does not grant).
     pub fn may_publish(&self, topic: &str) -> bool {

@@ -301,6 +301,24 @@ impl Registry {
         .await
         .map_err(|e| format!("{}: loading panicked: {e}", path.display()))?
         .map_err(|e| format!("{e:#}"))?;
+        for topic in plugin.grants.bus.awaits() {
+            let other = self
+                .running
+                .values()
+                .map(|r| r.deployment.current())
+                .find(|other| {
+                    other.name != plugin.name && other.grants.bus.awaits().any(|t| t == topic)
+                });
+            if let Some(other) = other {
+                return Err(format!(
+                    "{}: `capabilities.bus.await`: plugin `{}` already awaits responses on topic \
+                     `{topic}`; each plugin needs a response topic of its own, or one could take \
+                     or block the other's responses",
+                    path.display(),
+                    other.name
+                ));
+            }
+        }
         plugin
             .activate(&self.services)
             .await
