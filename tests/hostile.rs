@@ -399,3 +399,90 @@ fn text_from_a_plugin_never_prints_a_line_of_its_own() {
         "{listed}"
     );
 }
+
+/// The longest pause between `since`, the instants of `times` after it, and `until`.
+fn max_gap(times: &[Instant], since: Instant, until: Instant) -> Duration {
+    let mut points = vec![since];
+    points.extend(times.iter().filter(|t| **t > since && **t < until));
+    points.push(until);
+    points
+        .windows(2)
+        .map(|pair| pair[1].duration_since(pair[0]))
+        .max()
+        .expect("two points at least")
+}
+
+#[test]
+fn twenty_plugins_burning_cpu_cost_a_neighbour_a_share_of_the_machine_not_its_turn() {
+    const BUSY: usize = 20;
+    let setup = Setup::new();
+    let neighbour = Source::start(INVENTORY);
+    setup.inventory_plugin("neighbour", &neighbour);
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    let rss_before = rss_kib(host.pid());
+
+    // Each busy plugin burns 900 ms of every call of its 2 s deadline, on a 100 ms
+    // schedule, and never fails: nothing quarantines it.
+    let busy = Source::start(&json!({"mode": "busy", "ms": 900}).to_string());
+    for i in 0..BUSY {
+        setup.scripted_plugin(&format!("busy-{i:02}"), &busy, "2s", "");
+    }
+    let deadline = Instant::now() + WAIT;
+    while busy.requests().len() < 2 * BUSY {
+        assert!(Instant::now() < deadline, "the busy plugins did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let measured = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let gap = max_gap(&neighbour.requests(), measured, Instant::now());
+    let asked = Instant::now();
+    let report = setup.status();
+    let status_took = asked.elapsed();
+    let rss_during = rss_kib(host.pid());
+    let busy_calls: u64 = report
+        .plugins
+        .iter()
+        .filter(|p| p.name.starts_with("busy-"))
+        .map(|p| p.counters.calls)
+        .sum();
+    eprintln!(
+        "with {BUSY} plugins burning CPU: the neighbour's longest pause {gap:?} (interval 150 ms), \
+         `synchro status` answered in {status_took:?}, the busy plugins made {busy_calls} calls; \
+         host RSS {} MiB (before: {} MiB)",
+        rss_during / 1024,
+        rss_before / 1024
+    );
+    assert!(
+        gap < Duration::from_millis(1000),
+        "the neighbour paused {gap:?} between collects"
+    );
+    assert!(
+        status_took < Duration::from_secs(3),
+        "the admin API took {status_took:?}"
+    );
+    for plugin in &report.plugins {
+        assert_eq!(plugin.health, Health::Running, "{plugin:?}");
+        assert_eq!(plugin.counters.failures, 0, "{plugin:?}");
+    }
+
+    for i in 0..BUSY {
+        std::fs::remove_file(setup.plugin_dir().join(format!("busy-{i:02}.toml"))).unwrap();
+    }
+    let deadline = Instant::now() + WAIT;
+    while setup.status().plugins.len() > 1 {
+        assert!(Instant::now() < deadline, "the busy plugins did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = rss_kib(host.pid());
+    eprintln!(
+        "host RSS after the busy plugins were removed: {} MiB",
+        rss_after / 1024
+    );
+    assert!(
+        rss_after < rss_during + 64 * 1024,
+        "host RSS grew from {rss_during} KiB to {rss_after} KiB"
+    );
+    host.stop();
+}

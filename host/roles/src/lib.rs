@@ -13,6 +13,7 @@ mod deployment;
 pub mod event_step;
 mod failure;
 mod plugin;
+mod task;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,13 +22,13 @@ use synchro_capability::{Capabilities, Services};
 use synchro_engine::{CallState, Engine};
 use synchro_manifest::{Manifest, ManifestError, Role};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
 pub use plugin::{LoadPolicy, Plugin, manifests_in};
 /// Where a plugin's compiled component came from (`Plugin::origin`).
 pub use synchro_engine::Origin;
+pub use task::{Ended, PluginTask};
 
 /// The engine every plugin runs on: its calls' state is the capabilities'.
 pub type PluginEngine = Engine<Capabilities>;
@@ -158,17 +159,18 @@ impl Roles {
         engine: &Arc<PluginEngine>,
         services: &Services,
         stop: &watch::Receiver<bool>,
-    ) -> Vec<JoinHandle<()>> {
+    ) -> Vec<PluginTask> {
+        let name = &deployment.current().name;
         let mut tasks = Vec::new();
         if self.collector.is_some() {
             let runner =
                 collector::Runner::new(deployment.clone(), engine.clone(), services.clone());
-            tasks.push(tokio::spawn(runner.run(stop.clone())));
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone())));
         }
         if self.event_step.is_some() {
             let runner =
                 event_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
-            tasks.push(tokio::spawn(runner.run(stop.clone())));
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone())));
         }
         tasks
     }

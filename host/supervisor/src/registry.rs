@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use synchro_capability::Services;
 use synchro_model::{Error, ErrorKind};
-use synchro_roles::{Deployment, Origin, Plugin, PluginEngine, manifests_in};
+use synchro_roles::{Deployment, Ended, Origin, Plugin, PluginEngine, PluginTask, manifests_in};
 use synchro_status::{Counters, HostReport, PluginReport, Refused, Reloaded};
 
 use crate::Config;
@@ -27,7 +26,7 @@ struct Running {
     deployment: Arc<Deployment>,
     /// Stops this plugin's tasks (set on removal, and on host shutdown).
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<PluginTask>,
 }
 
 pub struct Registry {
@@ -40,7 +39,7 @@ pub struct Registry {
     /// so a broken version is reported once, not at every scan.
     seen: BTreeMap<PathBuf, Fingerprint>,
     /// Tasks of stopped plugins, finishing their last call.
-    stopping: Vec<JoinHandle<()>>,
+    stopping: Vec<PluginTask>,
 }
 
 impl Registry {
@@ -174,20 +173,9 @@ impl Registry {
         }
         let deadline = tokio::time::Instant::now() + grace;
         let mut cut = 0;
-        for mut task in self.stopping {
-            let finished = tokio::time::timeout_at(deadline, &mut task).await;
-            let result = match finished {
-                Ok(result) => result,
-                Err(_) => {
-                    task.abort();
-                    cut += 1;
-                    task.await
-                }
-            };
-            if let Err(error) = result
-                && error.is_panic()
-            {
-                tracing::error!("a plugin task panicked: {error}");
+        for task in self.stopping {
+            if task.finish(deadline).await == Ended::Cut {
+                cut += 1;
             }
         }
         if cut > 0 {
@@ -265,10 +253,11 @@ impl Registry {
                 let old = self.running.remove(path).expect("present");
                 tracing::info!(plugin = %old.deployment.current().name, "its manifest now names other roles: restarting");
                 let _ = old.stop.send(true);
+                // No deadline: at most the call in flight, itself bounded by its own.
+                let never =
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
                 for task in old.tasks {
-                    if let Err(error) = task.await {
-                        tracing::error!("a plugin task panicked: {error}");
-                    }
+                    task.finish(never).await;
                 }
                 self.start(path, plugin);
             }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An HTTP source whose status and body the test sets.
 #[derive(Clone)]
@@ -10,6 +10,7 @@ pub struct Source {
     pub addr: SocketAddr,
     content: Arc<Mutex<(u16, String)>>,
     delay: Arc<Mutex<Duration>>,
+    requests: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Source {
@@ -19,6 +20,8 @@ impl Source {
         let delay = Arc::new(Mutex::new(Duration::ZERO));
         let shared = content.clone();
         let shared_delay = delay.clone();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -31,6 +34,7 @@ impl Source {
                 let app = axum::Router::new().route(
                     "/inventory.json",
                     axum::routing::get(move || {
+                        seen.lock().unwrap().push(Instant::now());
                         let (status, body) = shared.lock().unwrap().clone();
                         let delay = *shared_delay.lock().unwrap();
                         async move {
@@ -47,12 +51,18 @@ impl Source {
             addr,
             content,
             delay,
+            requests,
         }
     }
 
     /// Delays every response by `delay`.
     pub fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
+    }
+
+    /// When each request so far arrived.
+    pub fn requests(&self) -> Vec<Instant> {
+        self.requests.lock().unwrap().clone()
     }
 
     pub fn set(&self, status: u16, body: &str) {

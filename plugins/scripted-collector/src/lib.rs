@@ -10,6 +10,8 @@
 //! - `complete` / `partial`: succeed with that completeness;
 //! - `error`: return an error (saying `message`, if given); `trap`: panic (a wasm trap);
 //! - `spin`: loop forever (the host's deadline must stop it);
+//! - `busy`: burn the CPU for `ms` milliseconds, then succeed (its neighbours must keep
+//!   their schedules);
 //! - `memory-bomb`: allocate until memory runs out (the host's memory cap must stop it);
 //! - `recursion`: recurse without end (the stack limit must stop it);
 //! - `many`: add `count` generated entities (the snapshot caps must stop it);
@@ -68,6 +70,15 @@ impl Collector for Scripted {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            "busy" => {
+                let busy = std::time::Duration::from_millis(script["ms"].as_u64().unwrap_or(0));
+                let started = std::time::Instant::now();
+                let mut n: u64 = 0;
+                while started.elapsed() < busy {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(Completeness::Complete)
             }
             "memory-bomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
