@@ -486,3 +486,101 @@ fn twenty_plugins_burning_cpu_cost_a_neighbour_a_share_of_the_machine_not_its_tu
     );
     host.stop();
 }
+
+/// Sends `request` (HTTP/1.1, closed after) to `address` and returns the status code.
+fn http_status(address: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn the_admin_api_serves_only_the_token_bearer_on_its_own_address_and_bounds_connections() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let source = Source::start(INVENTORY);
+    setup.inventory_plugin("neighbour", &source);
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    let data = setup.dir.path().join("data");
+    for file in ["admin.addr", "admin.token"] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {mode:o}");
+    }
+    let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let port = address.rsplit(':').next().unwrap();
+    let request = |host: &str, extra: &str| {
+        format!(
+            "POST /v1/plugins/neighbour/release HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    // No token, a wrong one; a rebound name; a web page's request.
+    assert_eq!(http_status(&address, &request(&address, "")), 401);
+    assert_eq!(
+        http_status(
+            &address,
+            &request(&address, "Authorization: Bearer 0000\r\n")
+        ),
+        401
+    );
+    assert_eq!(
+        http_status(
+            &address,
+            &request(&format!("attacker.example:{port}"), &bearer)
+        ),
+        403
+    );
+    assert_eq!(
+        http_status(
+            &address,
+            &request(
+                &address,
+                &format!("{bearer}Origin: http://attacker.example\r\n")
+            )
+        ),
+        403
+    );
+    // The token bearer gets an answer (the neighbour is not quarantined: a conflict).
+    assert_eq!(http_status(&address, &request(&address, &bearer)), 409);
+    assert_eq!(
+        http_status(&address, &request(&format!("localhost:{port}"), &bearer)),
+        409
+    );
+
+    // More idle connections than the cap cost the host only the cap (the rest wait in
+    // the kernel's backlog of 128).
+    let before = open_fds(host.pid());
+    let idle: Vec<_> = (0..150)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = open_fds(host.pid());
+    assert!(
+        held <= before + 70,
+        "{} idle connections took {} file descriptors",
+        idle.len(),
+        held - before
+    );
+    drop(idle);
+    let status = setup.command(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    host.stop();
+}

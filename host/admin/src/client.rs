@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use synchro_status::{HostReport, Reloaded};
 
-use crate::{ADDRESS_FILE, ErrorBody};
+use crate::{ADDRESS_FILE, ErrorBody, TOKEN_FILE};
 
 /// The CLI's side: finds the running host through its data directory.
 pub struct Client {
     base: String,
+    /// `Bearer TOKEN`.
+    authorization: String,
     http: reqwest::Client,
 }
 
@@ -23,8 +25,16 @@ impl Client {
                 file.display()
             )
         })?;
+        let token_file = data_dir.join(TOKEN_FILE);
+        let token = std::fs::read_to_string(&token_file).with_context(|| {
+            format!(
+                "cannot read the admin token {} (run as the user the host runs as)",
+                token_file.display()
+            )
+        })?;
         Ok(Client {
             base: format!("http://{}", address.trim()),
+            authorization: format!("Bearer {}", token.trim()),
             http: reqwest::Client::new(),
         })
     }
@@ -56,6 +66,7 @@ impl Client {
         request: reqwest::RequestBuilder,
     ) -> anyhow::Result<T> {
         let response = request
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
             .send()
             .await
             .with_context(|| format!("cannot reach the host at {} (has it stopped?)", self.base))?;

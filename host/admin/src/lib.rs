@@ -2,9 +2,12 @@
 //! ([`Client`]).
 //!
 //! HTTP on a loopback address (an ephemeral port unless configured): the host writes the
-//! address it bound to `DATA_DIR/admin.addr`, so `synchro status --config FILE` finds the
-//! host that runs with that config. There is no authentication: anyone who can reach the
-//! address can reload and release plugins, so keep it on loopback.
+//! address it bound to `DATA_DIR/admin.addr` and a token new at every start to
+//! `DATA_DIR/admin.token` (both 0600), so `synchro status --config FILE` finds the host
+//! that runs with that config and proves it may use it. Every request needs the token
+//! (`Authorization: Bearer`), a `Host` that is an IP address or `localhost` with the API's
+//! port, and no `Origin` ([`access`]); at most 64 connections are served at once, each
+//! closed after 30 s without a byte from its client.
 //!
 //! | request | does |
 //! |---|---|
@@ -12,7 +15,9 @@
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
 
+mod access;
 mod client;
+mod listener;
 mod server;
 
 use std::net::SocketAddr;
@@ -22,6 +27,7 @@ use synchro_model::Error;
 use synchro_status::{HostReport, Reloaded};
 use tokio::sync::oneshot;
 
+pub use access::TOKEN_FILE;
 pub use client::Client;
 pub use server::serve;
 

@@ -13,12 +13,15 @@ use synchro_model::Error;
 use synchro_status::{HostReport, Reloaded};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::access::{self, Access, TOKEN_FILE};
+use crate::listener::{Bounded, IDLE, MAX_CONNECTIONS};
 use crate::{ADDRESS_FILE, AdminSettings, ErrorBody, Request};
 
 type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
 
 /// Serves the API until `shutdown`, forwarding requests to `requests`; returns the bound
-/// address once listening, and writes it to `ADDRESS_FILE` in `data_dir`.
+/// address once listening, and writes it to `ADDRESS_FILE` and a new token to
+/// `TOKEN_FILE` in `data_dir`, both readable by this user only.
 pub async fn serve(
     settings: &AdminSettings,
     data_dir: &Path,
@@ -31,14 +34,20 @@ pub async fn serve(
     let address = listener.local_addr()?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let access = Access::new(address);
+    let token_file = data_dir.join(TOKEN_FILE);
+    access::write_private(&token_file, access.token())
+        .with_context(|| format!("writing {}", token_file.display()))?;
     let file = data_dir.join(ADDRESS_FILE);
-    std::fs::write(&file, address.to_string())
+    access::write_private(&file, &address.to_string())
         .with_context(|| format!("writing {}", file.display()))?;
     let app = axum::Router::new()
         .route("/v1/plugins", get(status))
         .route("/v1/plugins/{name}/reload", post(reload))
         .route("/v1/plugins/{name}/release", post(release))
-        .with_state(requests);
+        .with_state(requests)
+        .layer(axum::middleware::from_fn_with_state(access, access::guard));
+    let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
     tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -50,6 +59,7 @@ pub async fn serve(
             tracing::error!("admin API stopped: {error}");
         }
         let _ = std::fs::remove_file(&file);
+        let _ = std::fs::remove_file(&token_file);
     });
     tracing::info!(%address, "admin API listening");
     Ok(address)
