@@ -296,6 +296,7 @@ fn a_response_topic_is_one_plugins_own() {
     };
     let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["lookup-a"]);
+    assert_eq!(report.responses, Default::default(), "no response arrived");
     let errors: Vec<&str> = report.refused.iter().map(|r| r.error.as_str()).collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(

@@ -3,14 +3,17 @@
 //!
 //! A waiter registers before it waits; a response whose waiter has not registered yet is
 //! parked for a while, so publish-then-await never loses a fast response. Responses that
-//! arrive after their waiter gave up (late), for an id already answered (duplicate), or
-//! that nobody ever claims (unknown) are dropped and counted.
+//! arrive after their waiter gave up (late), for an id already answered (duplicate), that
+//! nobody ever claims (unknown), or that carry no id (malformed) are dropped and counted;
+//! the counts are in the host's status.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+
+use synchro_status::Responses;
 
 use super::{BusError, Message};
 
@@ -20,21 +23,6 @@ const PARKED: usize = 10_000;
 const PARKED_TTL: Duration = Duration::from_secs(60);
 /// Ids remembered as answered or abandoned, to tell late and duplicate responses apart.
 const REMEMBERED: usize = 10_000;
-
-/// What happened to the responses a host has seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Handed to a waiter (directly, or after being parked).
-    pub delivered: u64,
-    /// Arrived before their waiter and were parked.
-    pub early: u64,
-    /// Arrived after their waiter timed out.
-    pub late: u64,
-    /// Arrived for an id that was already answered.
-    pub duplicate: u64,
-    /// Parked and never claimed.
-    pub unknown: u64,
-}
 
 /// Where a response carries its correlation id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +118,7 @@ impl Remembered {
 #[derive(Clone, Default)]
 pub struct Correlator {
     topics: Arc<Mutex<HashMap<String, Topic>>>,
-    stats: Arc<Mutex<Stats>>,
+    stats: Arc<Mutex<Responses>>,
 }
 
 impl Correlator {
@@ -165,7 +153,7 @@ impl Correlator {
             .contains_key(topic)
     }
 
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self) -> Responses {
         *self.stats.lock().expect("stats lock")
     }
 
@@ -176,10 +164,20 @@ impl Correlator {
         let Some(state) = topics.get_mut(topic) else {
             return;
         };
+        let mut stats = self.stats.lock().expect("stats lock");
         let Some(id) = state.id.of(message) else {
+            stats.malformed += 1;
+            // Logged at 1, 2, 4, 8 …: visible, without a flood to drown the log.
+            if stats.malformed.is_power_of_two() {
+                tracing::warn!(
+                    topic,
+                    malformed = stats.malformed,
+                    "dropped a response without a correlation id where `{}` says it is",
+                    state.id
+                );
+            }
             return;
         };
-        let mut stats = self.stats.lock().expect("stats lock");
         if let Some(waiter) = state.waiting.remove(&id)
             && waiter.send(message.clone()).is_ok()
         {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use changes::{CHANGES, change_message, is_host_topic};
-pub use correlate::{CorrelationId, Stats as ResponseStats};
+pub use correlate::CorrelationId;
 use synchro_model::ErrorKind;
 
 /// The header that carries a response's correlation id by default.
@@ -256,7 +256,7 @@ impl Bus {
     }
 
     /// What became of the responses this host has seen.
-    pub fn response_stats(&self) -> ResponseStats {
+    pub fn response_stats(&self) -> synchro_status::Responses {
         match self {
             Bus::Embedded(bus) => bus.correlator().stats(),
             Bus::Kafka(bus) => bus.correlator().stats(),

@@ -162,7 +162,7 @@ fn response(id: &str) -> Message {
 }
 
 /// A response that beats its waiter is kept; each waiter gets its own; timeouts are
-/// typed; late and duplicate responses are dropped and counted.
+/// typed; late, duplicate and id-less responses are dropped and counted.
 async fn correlated_responses(bus: Bus) {
     bus.expect_responses("responses", CorrelationId::default())
         .await
@@ -191,8 +191,14 @@ async fn correlated_responses(bus: Bus) {
     assert!(matches!(error, BusError::TimedOut { .. }), "{error}");
     bus.publish(response("slow")).await.unwrap();
     bus.publish(response("mine")).await.unwrap();
+    bus.publish(Message::new("responses", b"no id".to_vec()))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while bus.response_stats().late < 1 || bus.response_stats().duplicate < 1 {
+    while bus.response_stats().late < 1
+        || bus.response_stats().duplicate < 1
+        || bus.response_stats().malformed < 1
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{:?}",
@@ -202,8 +208,13 @@ async fn correlated_responses(bus: Bus) {
     }
     let stats = bus.response_stats();
     assert_eq!(
-        (stats.delivered, stats.late, stats.duplicate),
-        (2, 1, 1),
+        (
+            stats.delivered,
+            stats.late,
+            stats.duplicate,
+            stats.malformed
+        ),
+        (2, 1, 1, 1),
         "{stats:?}"
     );
 }

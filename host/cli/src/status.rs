@@ -94,6 +94,13 @@ fn print_status(report: &HostReport) {
             println!("  last reload refused: {}", OneLine(error));
         }
     }
+    let r = &report.responses;
+    if *r != Default::default() {
+        println!(
+            "responses: delivered {} early {} late {} duplicate {} unknown {} malformed {}",
+            r.delivered, r.early, r.late, r.duplicate, r.unknown, r.malformed
+        );
+    }
     for refused in &report.refused {
         // The error names the manifest.
         println!("NOT LOADED: {}", OneLine(&refused.error));

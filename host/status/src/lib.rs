@@ -1,4 +1,5 @@
-//! What an operator can see of a running plugin: its health and its counters.
+//! What an operator can see of a running host: each plugin's health and counters, and
+//! what became of the responses its plugins awaited.
 //!
 //! Counters are plain atomics bumped on the hot path; health changes only when a plugin
 //! starts failing, is quarantined or released, so it sits behind a mutex. Both survive a
@@ -136,10 +137,30 @@ pub struct Reloaded {
     pub elapsed_ms: u64,
 }
 
+/// What happened to the responses that arrived on the host's response topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Responses {
+    /// Handed to a waiter (directly, or after being parked).
+    pub delivered: u64,
+    /// Arrived before their waiter and were parked for it.
+    pub early: u64,
+    /// Arrived after their waiter timed out.
+    pub late: u64,
+    /// Arrived for an id that was already answered.
+    pub duplicate: u64,
+    /// Parked and never claimed (counted when they expire, a minute after arriving).
+    pub unknown: u64,
+    /// Carried no correlation id where the topic's `correlation` says it is.
+    pub malformed: u64,
+}
+
 /// Everything the admin API reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct HostReport {
     pub plugins: Vec<PluginReport>,
     pub refused: Vec<Refused>,
+    #[serde(default)]
+    pub responses: Responses,
 }

@@ -159,7 +159,11 @@ impl Registry {
                 error: error.clone(),
             })
             .collect();
-        HostReport { plugins, refused }
+        HostReport {
+            plugins,
+            refused,
+            responses: self.services.bus.response_stats(),
+        }
     }
 
     /// Stops every plugin and waits up to `grace` for the calls in flight, then cuts
