@@ -2,10 +2,12 @@
 //! offsets like Kafka's (one partition per topic), live subscriptions and correlated
 //! responses. Nothing survives the process.
 //!
-//! Memory is bounded: a topic keeps at most [`LOG_CAPACITY`] messages. Messages every
-//! group reading the topic has committed are dropped first; when a group still needs the
-//! oldest message of a full log, publishers wait for it to commit (back-pressure) rather
-//! than lose it. A topic no group reads drops its oldest messages.
+//! Memory is bounded: a topic keeps at most [`LOG_CAPACITY`] messages and `max-topic-mb`,
+//! all topics together `max-total-mb`. To make room, messages every group reading their
+//! topic has committed are dropped, oldest first (a topic no group reads drops its oldest
+//! messages); when a group still needs them, publishers wait for it to commit
+//! (back-pressure) rather than lose them. A message larger than a topic may hold is
+//! refused with an error that says so.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
@@ -15,7 +17,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::correlate::Correlator;
 use super::{
-    BusError, Delivery, Filter, Message, StartFrom, Subscription, Topics, compile_pattern,
+    BusError, Delivery, EmbeddedSettings, Filter, Message, StartFrom, Subscription, Topics,
+    compile_pattern,
 };
 
 /// Messages one topic keeps.
@@ -30,6 +33,7 @@ pub struct Embedded {
 
 struct Inner {
     state: Mutex<State>,
+    bounds: Bounds,
     /// Woken on every publish: consumers waiting for messages.
     published: Notify,
     /// Woken on every commit: publishers waiting for room.
@@ -40,9 +44,18 @@ struct Inner {
 /// A live subscriber's queue and what it wants.
 type Subscriber = (mpsc::Sender<Arc<Message>>, Filter);
 
+/// What the logs may hold, in bytes.
+#[derive(Clone, Copy)]
+struct Bounds {
+    topic: u64,
+    total: u64,
+}
+
 #[derive(Default)]
 struct State {
     logs: HashMap<String, Log>,
+    /// Bytes of every log together.
+    bytes: u64,
     subscribers: HashMap<String, Vec<Subscriber>>,
     groups: HashMap<String, Group>,
 }
@@ -52,12 +65,44 @@ struct Log {
     /// Offset of `messages[0]`.
     base: u64,
     messages: VecDeque<Arc<Message>>,
+    /// Bytes of `messages`.
+    bytes: u64,
 }
 
 impl Log {
     fn end(&self) -> u64 {
         self.base + self.messages.len() as u64
     }
+
+    /// Drops the oldest message if no group needs it (`needed`: the lowest offset a group
+    /// reading this topic has not committed); returns its size.
+    fn drop_oldest(&mut self, needed: Option<u64>) -> Option<u64> {
+        if needed.is_some_and(|n| n <= self.base) {
+            return None;
+        }
+        let message = self.messages.pop_front()?;
+        self.base += 1;
+        let size = size(&message);
+        self.bytes -= size;
+        Some(size)
+    }
+}
+
+/// What a message costs the log: its bytes, and a little for its bookkeeping.
+fn size(message: &Message) -> u64 {
+    let headers: usize = message.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (message.topic.len()
+        + message.key.as_ref().map_or(0, String::len)
+        + message.payload.len()
+        + headers
+        + 64) as u64
+}
+
+/// Whether a message could be appended.
+enum Append {
+    Done,
+    /// Not now: groups still need what would have to go.
+    Full,
 }
 
 struct Group {
@@ -91,27 +136,60 @@ impl State {
             .min()
     }
 
-    /// Appends `message` if the log has room (after dropping what no group needs).
-    fn try_append(&mut self, message: &Arc<Message>) -> bool {
+    /// Appends `message` if there is room within `bounds` after dropping what no group
+    /// needs: from its own topic first, then the oldest of every topic.
+    fn try_append(&mut self, message: &Arc<Message>, bounds: Bounds) -> Result<Append, BusError> {
+        let size = size(message);
+        if size > bounds.topic {
+            return Err(BusError::TooLarge {
+                topic: message.topic.clone(),
+                size,
+                limit: bounds.topic,
+            });
+        }
         let needed = self.needed_from(&message.topic);
         let log = self.logs.entry(message.topic.clone()).or_default();
-        while log.messages.len() >= LOG_CAPACITY && needed.is_none_or(|n| n > log.base) {
-            log.messages.pop_front();
-            log.base += 1;
+        while log.messages.len() >= LOG_CAPACITY || log.bytes + size > bounds.topic {
+            let Some(freed) = log.drop_oldest(needed) else {
+                return Ok(Append::Full);
+            };
+            self.bytes -= freed;
         }
-        if log.messages.len() >= LOG_CAPACITY {
-            return false;
+        if self.bytes + size > bounds.total {
+            let needs: HashMap<String, Option<u64>> = self
+                .logs
+                .keys()
+                .map(|topic| (topic.clone(), self.needed_from(topic)))
+                .collect();
+            for (topic, log) in &mut self.logs {
+                while self.bytes + size > bounds.total {
+                    let Some(freed) = log.drop_oldest(needs[topic]) else {
+                        break;
+                    };
+                    self.bytes -= freed;
+                }
+            }
+            if self.bytes + size > bounds.total {
+                return Ok(Append::Full);
+            }
         }
+        let log = self.logs.get_mut(&message.topic).expect("created above");
         log.messages.push_back(message.clone());
-        true
+        log.bytes += size;
+        self.bytes += size;
+        Ok(Append::Done)
     }
 }
 
 impl Embedded {
-    pub fn new() -> Embedded {
+    pub fn new(settings: &EmbeddedSettings) -> Embedded {
         Embedded {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
+                bounds: Bounds {
+                    topic: settings.max_topic_mb << 20,
+                    total: settings.max_total_mb << 20,
+                },
                 published: Notify::new(),
                 committed: Notify::new(),
                 correlator: Correlator::default(),
@@ -123,7 +201,7 @@ impl Embedded {
         &self.inner.correlator
     }
 
-    pub async fn publish(&self, mut message: Message) {
+    pub async fn publish(&self, mut message: Message) -> Result<(), BusError> {
         if message.timestamp == 0 {
             message.timestamp = synchro_model::now_millis();
         }
@@ -133,7 +211,7 @@ impl Embedded {
             room.as_mut().enable();
             {
                 let mut state = self.inner.state.lock().expect("bus lock");
-                if state.try_append(&message) {
+                if let Append::Done = state.try_append(&message, self.inner.bounds)? {
                     break state
                         .subscribers
                         .get(&message.topic)
@@ -144,7 +222,7 @@ impl Embedded {
                         .collect();
                 }
             }
-            tracing::debug!(topic = %message.topic, "topic log full; waiting for a consumer group to commit");
+            tracing::debug!(topic = %message.topic, "the bus is full; waiting for a consumer group to commit");
             room.await;
         };
         self.inner.published.notify_waiters();
@@ -159,6 +237,7 @@ impl Embedded {
                 subscribers.retain(|(tx, _)| !tx.is_closed());
             }
         }
+        Ok(())
     }
 
     pub fn subscribe(&self, topic: &str, filter: Filter) -> Subscription {
@@ -294,5 +373,80 @@ impl Consumer {
             *committed = (*committed).max(next);
         }
         self.inner.committed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn bus(topic_mb: u64, total_mb: u64) -> Embedded {
+        Embedded::new(&EmbeddedSettings {
+            max_topic_mb: topic_mb,
+            max_total_mb: total_mb,
+        })
+    }
+
+    fn mib(topic: &str) -> Message {
+        Message::new(topic, vec![7; 1 << 20])
+    }
+
+    fn held(bus: &Embedded) -> (u64, HashMap<String, u64>) {
+        let state = bus.inner.state.lock().unwrap();
+        let per_topic = state
+            .logs
+            .iter()
+            .map(|(t, l)| (t.clone(), l.bytes >> 20))
+            .collect();
+        (state.bytes >> 20, per_topic)
+    }
+
+    #[tokio::test]
+    async fn topics_nobody_reads_keep_at_most_their_bytes_and_all_together_the_total() {
+        let bus = bus(8, 12);
+        for _ in 0..50 {
+            bus.publish(mib("a")).await.unwrap();
+        }
+        let (total, topics) = held(&bus);
+        assert!(topics["a"] <= 8 && total <= 8, "{topics:?}");
+        for _ in 0..50 {
+            bus.publish(mib("b")).await.unwrap();
+        }
+        let (total, topics) = held(&bus);
+        assert!(total <= 12, "{total} MiB held: {topics:?}");
+        assert!(topics["b"] <= 8, "{topics:?}");
+
+        let error = bus
+            .publish(Message::new("a", vec![0; 9 << 20]))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("a message of 9437249 bytes does not fit topic `a`, which keeps at most 8388608 bytes"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_group_still_needs_holds_publishers_back_until_it_commits() {
+        let bus = bus(4, 64);
+        let mut consumer = bus
+            .consume("g", Topics::Names(vec!["t".into()]), StartFrom::Earliest)
+            .unwrap();
+        for _ in 0..3 {
+            bus.publish(mib("t")).await.unwrap();
+        }
+        // A fourth MiB (with its bookkeeping) does not fit while the group needs the first.
+        let blocked = tokio::time::timeout(Duration::from_millis(200), bus.publish(mib("t"))).await;
+        assert!(blocked.is_err(), "published over a group's unread messages");
+        let first = consumer.next().await;
+        consumer.commit(&first);
+        tokio::time::timeout(Duration::from_secs(10), bus.publish(mib("t")))
+            .await
+            .expect("room once the group committed")
+            .unwrap();
+        let (_, topics) = held(&bus);
+        assert!(topics["t"] <= 4, "{topics:?}");
     }
 }

@@ -77,6 +77,14 @@ pub enum BusError {
     BadPattern { pattern: String, reason: String },
     #[error("Kafka ({brokers}): {reason}")]
     Kafka { brokers: String, reason: String },
+    #[error(
+        "a message of {size} bytes does not fit topic `{topic}`, which keeps at most {limit} bytes (bus.max-topic-mb)"
+    )]
+    TooLarge {
+        topic: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl BusError {
@@ -86,7 +94,7 @@ impl BusError {
         match self {
             BusError::TimedOut { .. } => ErrorKind::TimedOut,
             BusError::AlreadyAwaited { .. } => ErrorKind::Conflict,
-            BusError::BadPattern { .. } => ErrorKind::InvalidInput,
+            BusError::BadPattern { .. } | BusError::TooLarge { .. } => ErrorKind::InvalidInput,
             BusError::Kafka { .. } => ErrorKind::Unavailable,
         }
     }
@@ -109,15 +117,42 @@ pub enum BusSettings {
 
 impl Default for BusSettings {
     fn default() -> Self {
-        BusSettings::Embedded(EmbeddedSettings {})
+        BusSettings::Embedded(EmbeddedSettings::default())
     }
 }
 
-/// `[bus]` with `kind = "embedded"`: nothing to set, and anything else is a mistake
-/// (a unit variant would silently take any key, such as a Kafka `brokers`).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddedSettings {}
+/// `[bus]` with `kind = "embedded"`: how much the in-process log keeps. Any other key is a
+/// mistake (such as a Kafka `brokers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct EmbeddedSettings {
+    /// The most one topic keeps, in MiB.
+    pub max_topic_mb: u64,
+    /// The most all topics keep together, in MiB.
+    pub max_total_mb: u64,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings {
+            max_topic_mb: 64,
+            max_total_mb: 256,
+        }
+    }
+}
+
+impl EmbeddedSettings {
+    /// Checks the bounds; errors start with the field's name.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_topic_mb == 0 || self.max_topic_mb > 1 << 20 {
+            return Err("max-topic-mb`: must be 1 to 1048576".into());
+        }
+        if self.max_total_mb < self.max_topic_mb || self.max_total_mb > 1 << 20 {
+            return Err("max-total-mb`: must be at least max-topic-mb and at most 1048576".into());
+        }
+        Ok(())
+    }
+}
 
 /// Which messages of a topic a live subscriber wants.
 #[derive(Debug, Clone, Default)]
@@ -180,15 +215,15 @@ impl Default for Bus {
 }
 
 impl Bus {
-    /// The in-process bus.
+    /// The in-process bus, with the default bounds.
     pub fn embedded() -> Bus {
-        Bus::Embedded(embedded::Embedded::new())
+        Bus::Embedded(embedded::Embedded::new(&EmbeddedSettings::default()))
     }
 
     /// The bus the host configuration asks for.
     pub fn from_settings(settings: &BusSettings) -> Result<Bus, BusError> {
         match settings {
-            BusSettings::Embedded(_) => Ok(Bus::embedded()),
+            BusSettings::Embedded(settings) => Ok(Bus::Embedded(embedded::Embedded::new(settings))),
             BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone()).map(Bus::Kafka),
         }
     }
@@ -196,10 +231,7 @@ impl Bus {
     /// Publishes `message`, waiting for a subscriber or a log that is full.
     pub async fn publish(&self, message: Message) -> Result<(), BusError> {
         match self {
-            Bus::Embedded(bus) => {
-                bus.publish(message).await;
-                Ok(())
-            }
+            Bus::Embedded(bus) => bus.publish(message).await,
             Bus::Kafka(bus) => bus.publish(message).await,
         }
     }

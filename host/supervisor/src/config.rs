@@ -123,9 +123,11 @@ impl Config {
         if self.shutdown_grace > Duration::from_secs(3600) {
             return Err("shutdown-grace`: must be at most an hour".into());
         }
-        if let BusSettings::Kafka(kafka) = &self.bus {
-            kafka.check().map_err(|m| format!("bus.{m}"))?;
+        match &self.bus {
+            BusSettings::Embedded(embedded) => embedded.check(),
+            BusSettings::Kafka(kafka) => kafka.check(),
         }
+        .map_err(|m| format!("bus.{m}"))?;
         Ok(())
     }
 
@@ -230,6 +232,18 @@ mod tests {
             (
                 "[bus]\nkind = \"embedded\"\nbrokers = \"127.0.0.1:9092\"",
                 "unknown field `brokers`",
+            ),
+            (
+                "[bus]\nkind = \"embedded\"\nmax-topic-mb = 0",
+                "field `bus.max-topic-mb`: must be 1 to 1048576",
+            ),
+            (
+                "[bus]\nkind = \"embedded\"\nmax-topic-mb = 512\nmax-total-mb = 256",
+                "field `bus.max-total-mb`: must be at least max-topic-mb",
+            ),
+            (
+                "min-interval = \"2h\"",
+                "field `min-interval`: must be at most an hour",
             ),
             (
                 "[bus]\nkind = \"kafka\"\nbrokers = \"\"",
