@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use synchro_manifest::ManifestError;
+use synchro_status::Counters;
 use synchro_model::{Entity, ErrorKind, Operation};
 use synchro_store::{Db, DbError};
 use synchro_wit::WitError;
@@ -87,11 +88,13 @@ impl wit::Host for Capability {
     async fn get(&mut self, key: String) -> Result<Option<wit::Entity>, WitError> {
         let found = self.state(move |s| s.model_get(&key)).await?;
         match found {
-            Some(e) if !self.readable(&e) => Err(denied(
-                &self.call,
-                "store",
-                format_args!("reading kind `{}`", e.kind()),
-            )),
+            // Not found, to the plugin: a denial naming the entity (or its kind) would tell
+            // it what it may not read. The operator sees the denial.
+            Some(e) if !self.readable(&e) => {
+                tracing::warn!(plugin = %self.call.plugin, capability = "store", key = e.key(), kind = e.kind(), "denied: reading an entity of a kind not granted; answered as not found");
+                Counters::bump(&self.call.status.counters.denials);
+                Ok(None)
+            }
             found => Ok(found.map(synchro_wit::entity_to_wit)),
         }
     }
@@ -131,6 +134,21 @@ impl wit::Host for Capability {
                 &self.call,
                 "store",
                 format_args!("writing kind `{}`", entity.kind()),
+            ));
+        }
+        // The entity it would replace must be writable too: a grant for `person` is not one
+        // to overwrite a `pserver` that has the same key. Its kind is not named.
+        let lookup = entity.key().to_owned();
+        if let Some(existing) = self.state(move |s| s.model_get(&lookup)).await?
+            && !self.call.grants.store.write.allows(existing.kind())
+        {
+            return Err(denied(
+                &self.call,
+                "store",
+                format_args!(
+                    "replacing entity `{}`, which is of a kind it may not write,",
+                    entity.key()
+                ),
             ));
         }
         let saved = entity.clone();

@@ -424,3 +424,52 @@ macro_rules! suite {
 
 suite!(embedded, synchro_bus::Bus::embedded());
 suite!(kafka, synchro_testkit::broker::kafka_bus());
+
+/// A plugin granted `person` neither learns of nor overwrites a `pserver` that has the key
+/// it asks for.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
+    let bus = Bus::embedded();
+    let mut dead = bus
+        .consume(
+            "test",
+            Topics::Names(vec!["people.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let live = live(&bus, "").await;
+    let other = synchro_model::Entity::new(
+        "person/p1-stream".into(),
+        "pserver".into(),
+        r#"{"secret":true}"#.into(),
+        None,
+        None,
+    )
+    .unwrap();
+    live.harness.services.db.model_put(&other).unwrap();
+    send(&bus, "Stream", &[&person(1)]).await;
+    let report = live.wait(|p| p.counters.dead_lettered == 1).await;
+    assert_eq!(
+        report.counters.denials, 2,
+        "the read and the write: {report:#?}"
+    );
+    let letter = next(&mut dead).await;
+    let error = letter
+        .header("synchro-error")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("replacing entity `person/p1-stream`, which is of a kind it may not write")
+            && !error.contains("pserver"),
+        "{error}"
+    );
+    let kept = live
+        .harness
+        .services
+        .db
+        .model_get("person/p1-stream")
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, other, "the pserver is untouched");
+    live.registry.shutdown(WAIT).await;
+}
