@@ -201,6 +201,11 @@ impl Embedded {
         &self.inner.correlator
     }
 
+    /// The largest message (payload, key and headers) a topic takes.
+    pub fn max_message_bytes(&self) -> usize {
+        (self.inner.bounds.topic as usize).saturating_sub(64 + 256)
+    }
+
     pub async fn publish(&self, mut message: Message) -> Result<(), BusError> {
         if message.timestamp == 0 {
             message.timestamp = synchro_model::now_millis();

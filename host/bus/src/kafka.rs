@@ -132,6 +132,20 @@ impl Kafka {
         &self.inner.settings
     }
 
+    /// The largest message the producer sends: its `message.max.bytes` (librdkafka's
+    /// default, 1 000 000, unless the operator's properties say otherwise), less what a
+    /// record adds around the message.
+    pub fn max_message_bytes(&self) -> usize {
+        let configured = self
+            .inner
+            .settings
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        configured.saturating_sub(RECORD_OVERHEAD)
+    }
+
     fn wire(&self, topic: &str) -> String {
         format!("{}{topic}", self.inner.settings.topic_prefix)
     }
@@ -435,6 +449,10 @@ impl Consumer {
             .map_err(|e| self.kafka.error(e))
     }
 }
+
+/// Bytes a record batch adds around one message, at most (its batch header, the record's
+/// lengths and offsets), rounded up.
+const RECORD_OVERHEAD: usize = 512;
 
 /// A client config: the brokers, then `defaults`, then the operator's properties, which
 /// override both.

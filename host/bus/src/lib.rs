@@ -228,6 +228,15 @@ impl Bus {
         }
     }
 
+    /// The largest message (payload, key and headers, a topic name of up to 256 bytes)
+    /// this bus carries: what every limit on messages must stay within.
+    pub fn max_message_bytes(&self) -> usize {
+        match self {
+            Bus::Embedded(bus) => bus.max_message_bytes(),
+            Bus::Kafka(bus) => bus.max_message_bytes(),
+        }
+    }
+
     /// Publishes `message`, waiting for a subscriber or a log that is full.
     pub async fn publish(&self, message: Message) -> Result<(), BusError> {
         match self {

@@ -195,7 +195,7 @@ impl wit::Host for Capability {
         check_message_size(
             "a message",
             message_size(&message),
-            self.call.limits.max_message_bytes(),
+            self.call.message_limit(),
         )?;
         self.call
             .services

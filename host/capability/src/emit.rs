@@ -54,7 +54,7 @@ impl wit::Host for Capability {
         check_message_size(
             "a change",
             synchro_wit::entity_size(&c.entity) + c.transaction_id.len(),
-            self.call.limits.max_message_bytes(),
+            self.call.message_limit(),
         )?;
         let entity = synchro_wit::entity_from_wit(c.entity)
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;

@@ -78,6 +78,14 @@ pub struct CallContext {
 }
 
 impl CallContext {
+    /// The largest message the plugin may cause: its `limits.max-message-kb`, or what the
+    /// bus carries if that is less.
+    pub fn message_limit(&self) -> usize {
+        self.limits
+            .max_message_bytes()
+            .min(self.services.bus.max_message_bytes())
+    }
+
     /// The same context for a call starting now.
     pub fn restarted(&self) -> CallContext {
         CallContext {
@@ -107,7 +115,7 @@ fn check_message_size(what: &str, size: usize, limit: usize) -> Result<(), WitEr
         return Err(fail(
             ErrorKind::InvalidInput,
             format!(
-                "{what} of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb)"
+                "{what} of {size} bytes is over this plugin's limit of {limit} bytes (limits.max-message-kb, or the bus's own if lower)"
             ),
         ));
     }

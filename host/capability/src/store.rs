@@ -125,7 +125,7 @@ impl wit::Host for Capability {
         check_message_size(
             "an entity",
             synchro_wit::entity_size(&e),
-            self.call.limits.max_message_bytes(),
+            self.call.message_limit(),
         )?;
         let entity = synchro_wit::entity_from_wit(e)
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;

@@ -103,6 +103,46 @@ fn changed_key(message: &Message) -> String {
     event["vertex"]["key"].as_str().unwrap().to_owned()
 }
 
+/// A poison message near the bus's largest does not fit again with the dead letter's
+/// headers: it is cut to fit, says so, and the stream goes on.
+async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: Bus) {
+    let host = host(&bus, &["people"], "Huge").await;
+    let mut changes = changes(&bus);
+    let mut dead = bus
+        .consume(
+            "test-dead",
+            Topics::Names(vec!["people.dead-letter".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let largest = bus.max_message_bytes();
+    let poison = "x".repeat(largest - 100);
+    send(
+        &bus,
+        "Huge",
+        &[&poison, r#"{"first_name": "Jane", "last_name": "Roe"}"#],
+    )
+    .await;
+    let (stopper, tasks) = host.start();
+    let letter = next(&mut dead).await;
+    let size = letter.payload.len()
+        + letter
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>();
+    assert!(size <= largest, "{size} > {largest}");
+    assert!(
+        letter.header("synchro-truncated").is_some_and(
+            |h| h.starts_with(&format!("the payload was cut from {} bytes", poison.len()))
+        ),
+        "{:?}",
+        letter.header("synchro-truncated")
+    );
+    assert_eq!(changed_key(&*next(&mut changes).await), "person/jane-roe");
+    stop(stopper, tasks).await;
+}
+
 async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "MyTopic").await;
     let mut changes = changes(&bus);
@@ -393,6 +433,11 @@ async fn the_operator_must_grant_the_topics_an_event_step_reads() {
 macro_rules! suite {
     ($module:ident, $bus:expr) => {
         mod $module {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on() {
+                super::a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on($bus).await
+            }
+
             #[tokio::test(flavor = "multi_thread")]
             async fn poison_is_dead_lettered_and_the_stream_goes_on() {
                 super::poison_is_dead_lettered_and_the_stream_goes_on($bus).await

@@ -249,7 +249,8 @@ impl Runner {
     }
 
     /// Publishes the message to the dead-letter topic, retrying until the bus takes it:
-    /// a message is never committed without being handled or dead-lettered.
+    /// a message is never committed without being handled or dead-lettered. While the bus
+    /// refuses it, the step's health says so.
     async fn dead_letter(
         &self,
         delivery: &Delivery,
@@ -257,35 +258,39 @@ impl Runner {
         attempts: u32,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
-        let original = &delivery.message;
-        let mut message = Message {
-            topic: self.events.dead_letter.clone(),
-            ..Message::clone(original)
-        };
-        message.headers.extend([
-            ("synchro-error".to_owned(), error.to_string()),
-            (
-                "synchro-plugin".to_owned(),
-                self.deployment.current().name.to_string(),
-            ),
-            ("synchro-attempts".to_owned(), attempts.to_string()),
-            ("synchro-topic".to_owned(), original.topic.clone()),
-            (
-                "synchro-partition".to_owned(),
-                delivery.partition.to_string(),
-            ),
-            ("synchro-offset".to_owned(), delivery.offset.to_string()),
-        ]);
+        let plugin = self.deployment.current().name.clone();
+        let message = dead_letter(
+            delivery,
+            &self.events.dead_letter,
+            &plugin,
+            error,
+            attempts,
+            self.services.bus.max_message_bytes(),
+        );
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
+        let mut failures = 0;
         loop {
             let pause = backoff.next_pause();
             match self.services.bus.publish(message.clone()).await {
                 Ok(()) => {
                     Counters::bump(&self.deployment.status.counters.dead_lettered);
+                    if failures > 0 {
+                        self.deployment.record(0, None);
+                    }
                     return Handled::Done;
                 }
                 Err(e) => {
-                    tracing::warn!(plugin = %self.deployment.current().name, "dead-letter publish failed ({e}); retrying in {pause:?}")
+                    failures += 1;
+                    let why = format!(
+                        "the dead letter of {}/{} offset {} could not be published to `{}`: {e}; \
+                         the stream waits and the publish is retried",
+                        delivery.message.topic,
+                        delivery.partition,
+                        delivery.offset,
+                        self.events.dead_letter
+                    );
+                    tracing::warn!(plugin = %plugin, "{why} in {pause:?}");
+                    self.deployment.record(failures, Some(why));
                 }
             }
             tokio::select! {
@@ -296,6 +301,70 @@ impl Runner {
     }
 }
 
+/// Bytes of the `synchro-error` header kept: a plugin's error can be any length.
+const ERROR_HEADER_BYTES: usize = 4096;
+
+/// The dead letter of `delivery`: the original message on `topic`, with headers saying why
+/// and where it came from, cut to `max_bytes` if it is larger — the original bytes stay
+/// in the source topic at the partition and offset the headers name.
+fn dead_letter(
+    delivery: &Delivery,
+    topic: &str,
+    plugin: &str,
+    error: &CallError,
+    attempts: u32,
+    max_bytes: usize,
+) -> Message {
+    let original = &delivery.message;
+    let mut why = error.to_string();
+    if why.len() > ERROR_HEADER_BYTES {
+        let mut end = ERROR_HEADER_BYTES;
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        why.truncate(end);
+        why.push_str("…");
+    }
+    let mut message = Message {
+        topic: topic.to_owned(),
+        ..Message::clone(original)
+    };
+    message.headers.extend([
+        ("synchro-error".to_owned(), why),
+        ("synchro-plugin".to_owned(), plugin.to_owned()),
+        ("synchro-attempts".to_owned(), attempts.to_string()),
+        ("synchro-topic".to_owned(), original.topic.clone()),
+        (
+            "synchro-partition".to_owned(),
+            delivery.partition.to_string(),
+        ),
+        ("synchro-offset".to_owned(), delivery.offset.to_string()),
+    ]);
+    let size = |m: &Message| {
+        m.payload.len()
+            + m.key.as_ref().map_or(0, String::len)
+            + m.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    };
+    let whole = size(&message);
+    if whole > max_bytes {
+        let note = (
+            "synchro-truncated".to_owned(),
+            format!(
+                "the payload was cut from {} bytes to fit the bus; the original is at synchro-topic / synchro-partition / synchro-offset",
+                original.payload.len()
+            ),
+        );
+        let over = whole - max_bytes + note.0.len() + note.1.len() + 16;
+        let keep = original.payload.len().saturating_sub(over);
+        message.payload.truncate(keep);
+        message.headers.push(note);
+    }
+    message
+}
+
 fn events_of(plugin: &Plugin) -> Events {
     plugin
         .roles
@@ -304,4 +373,51 @@ fn events_of(plugin: &Plugin) -> Events {
         .expect("an event-step runner runs event steps")
         .events
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_model::ErrorKind;
+
+    fn delivery(payload: usize) -> Delivery {
+        Delivery {
+            message: Arc::new(Message::new("Stream", vec![b'x'; payload]).with_key("k")),
+            partition: 2,
+            offset: 41,
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_too_large_for_the_bus_is_cut_and_says_so() {
+        let error = CallError::Plugin {
+            kind: ErrorKind::InvalidInput,
+            message: "é".repeat(10_000),
+        };
+        let size = |m: &Message| {
+            m.payload.len()
+                + m.key.as_ref().map_or(0, String::len)
+                + m.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        };
+        let letter = dead_letter(&delivery(100_000), "p.dead-letter", "p", &error, 1, 20_000);
+        assert!(size(&letter) <= 20_000, "{}", size(&letter));
+        assert!(letter.payload.len() > 10_000, "most of the payload is kept");
+        assert_eq!(letter.key.as_deref(), Some("k"));
+        assert!(
+            letter
+                .header("synchro-truncated")
+                .is_some_and(|h| h.starts_with("the payload was cut from 100000 bytes")),
+            "{:?}",
+            letter.headers
+        );
+        assert!(letter.header("synchro-error").unwrap().len() <= ERROR_HEADER_BYTES + 3);
+        assert_eq!(letter.header("synchro-offset"), Some("41"));
+
+        let small = dead_letter(&delivery(100), "p.dead-letter", "p", &error, 1, 20_000);
+        assert_eq!(small.payload.len(), 100);
+        assert_eq!(small.header("synchro-truncated"), None);
+    }
 }
