@@ -323,7 +323,7 @@ fn dead_letter(
             end -= 1;
         }
         why.truncate(end);
-        why.push_str("…");
+        why.push('…');
     }
     let mut message = Message {
         topic: topic.to_owned(),
