@@ -63,6 +63,10 @@ fn print_status(report: &HostReport) {
                 "backing off after {failures} failed call(s): {}",
                 OneLine(last_error)
             ),
+            Health::Stopped { reason } => format!(
+                "STOPPED by a host error (reload it to start again): {}",
+                OneLine(reason)
+            ),
             Health::Quarantined { failures, reason } => {
                 format!(
                     "QUARANTINED after {failures} failed calls: {}",

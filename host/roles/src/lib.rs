@@ -161,16 +161,20 @@ impl Roles {
         stop: &watch::Receiver<bool>,
     ) -> Vec<PluginTask> {
         let name = &deployment.current().name;
+        let stopped = || {
+            let status = deployment.status.clone();
+            move |reason| status.set_health(synchro_status::Health::Stopped { reason })
+        };
         let mut tasks = Vec::new();
         if self.collector.is_some() {
             let runner =
                 collector::Runner::new(deployment.clone(), engine.clone(), services.clone());
-            tasks.push(PluginTask::spawn(name, runner.run(stop.clone())));
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
         }
         if self.event_step.is_some() {
             let runner =
                 event_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
-            tasks.push(PluginTask::spawn(name, runner.run(stop.clone())));
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
         }
         tasks
     }

@@ -35,8 +35,13 @@ pub enum Ended {
 
 impl PluginTask {
     /// Runs `runner` on a new thread named after `plugin`, within the current runtime. A
-    /// runner that panics is logged at once (it stops; the rest of the host goes on).
-    pub fn spawn(plugin: &str, runner: impl Future<Output = ()> + Send + 'static) -> PluginTask {
+    /// runner that panics stops (the rest of the host goes on): it is logged at once and
+    /// `stopped` is told why.
+    pub fn spawn(
+        plugin: &str,
+        runner: impl Future<Output = ()> + Send + 'static,
+        stopped: impl FnOnce(String) + Send + 'static,
+    ) -> PluginTask {
         let runtime = tokio::runtime::Handle::current();
         let (cut, cut_signal) = oneshot::channel::<()>();
         let (done_signal, done) = oneshot::channel();
@@ -61,6 +66,7 @@ impl PluginTask {
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
                     tracing::error!(plugin = %name, "its runner panicked and stopped: {message}");
+                    stopped(format!("its runner panicked: {message}"));
                 }
                 finished_flag.store(true, Ordering::Release);
                 let _ = done_signal.send(());
@@ -101,15 +107,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_busy_runner_does_not_hold_the_runtime_and_is_cut_at_the_deadline() {
         // A runner that burns its thread for a while between awaits, forever.
-        let busy = PluginTask::spawn("busy", async {
-            loop {
-                let started = Instant::now();
-                while started.elapsed() < Duration::from_millis(300) {
-                    std::hint::spin_loop();
+        let busy = PluginTask::spawn(
+            "busy",
+            async {
+                loop {
+                    let started = Instant::now();
+                    while started.elapsed() < Duration::from_millis(300) {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
                 }
-                tokio::task::yield_now().await;
-            }
-        });
+            },
+            |_| {},
+        );
         // The one runtime worker still serves timers promptly.
         for _ in 0..5 {
             let started = Instant::now();
@@ -124,11 +134,15 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
         assert_eq!(busy.finish(deadline).await, Ended::Cut);
 
-        let quick = PluginTask::spawn("quick", async {});
+        let quick = PluginTask::spawn("quick", async {}, |_| {});
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         assert_eq!(quick.finish(deadline).await, Ended::Finished);
 
-        let panics = PluginTask::spawn("panics", async { panic!("on purpose") });
+        let (tell, told) = std::sync::mpsc::channel();
+        let panics = PluginTask::spawn("panics", async { panic!("on purpose") }, move |why| {
+            tell.send(why).unwrap()
+        });
         assert_eq!(panics.finish(deadline).await, Ended::Finished);
+        assert_eq!(told.recv().unwrap(), "its runner panicked: on purpose");
     }
 }

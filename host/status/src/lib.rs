@@ -20,6 +20,9 @@ pub enum Health {
     BackingOff { failures: u32, last_error: String },
     /// Too many consecutive failures: not called again until released or reloaded.
     Quarantined { failures: u32, reason: String },
+    /// Its runner stopped on an error of the host's own (a panic): not called again until
+    /// reloaded, which starts it afresh.
+    Stopped { reason: String },
 }
 
 macro_rules! counters {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use synchro_capability::Services;
 use synchro_model::{Error, ErrorKind};
 use synchro_roles::{Deployment, Ended, Origin, Plugin, PluginEngine, PluginTask, manifests_in};
-use synchro_status::{Counters, HostReport, PluginReport, Refused, Reloaded};
+use synchro_status::{Counters, Health, HostReport, PluginReport, Refused, Reloaded};
 
 use crate::Config;
 
@@ -244,18 +244,20 @@ impl Registry {
         let (name, version) = (plugin.name.to_string(), plugin.manifest.version.clone());
         let cached = plugin.origin == Origin::Cache;
         match self.running.get(path) {
-            // Same roles (the name is the file's): swap, keeping its tasks, baseline and
-            // offsets.
+            // Same roles (the name is the file's), runners alive: swap, keeping its tasks,
+            // baseline and offsets.
             Some(running)
-                if running.deployment.current().manifest.roles == plugin.manifest.roles =>
+                if running.deployment.current().manifest.roles == plugin.manifest.roles
+                    && !matches!(running.deployment.status.health(), Health::Stopped { .. }) =>
             {
                 running.deployment.swap(Arc::new(plugin));
             }
-            // Re-roled: its tasks are not the same. The old ones are waited for (at most
-            // their call in flight), so that the two never share a consumer group.
+            // Re-roled, or its runners stopped on a host error: its tasks are not the same.
+            // The old ones are waited for (at most their call in flight), so that the two
+            // never share a consumer group.
             Some(_) => {
                 let old = self.running.remove(path).expect("present");
-                tracing::info!(plugin = %old.deployment.current().name, "its manifest now names other roles: restarting");
+                tracing::info!(plugin = %old.deployment.current().name, "restarting its runners (new roles, or they had stopped)");
                 let _ = old.stop.send(true);
                 // No deadline: at most the call in flight, itself bounded by its own.
                 let never =
