@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use synchro_bus::{StartFrom, Topics};
 use synchro_testkit::broker::{Broker, free_port, kafka_bus_on};
-use synchro_testkit::{INVENTORY, Setup, Source};
+use synchro_testkit::{INVENTORY, Setup, Source, pairs};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -177,6 +177,30 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
             .await
             .len(),
         4
+    );
+    host.stop();
+}
+
+/// On Kafka, `synchro run` prints the first collect (its tail reads from the end it saw
+/// before any plugin started) and logs no error about the change topic at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn synchro_run_on_kafka_prints_the_first_collect() {
+    let KafkaHost { port, setup, .. } = KafkaHost::new();
+    let _broker = Broker::start_on(port);
+    let host = setup.run();
+    assert_eq!(
+        host.events(4, WAIT),
+        pairs(&[
+            ("CREATE", "srv-1"),
+            ("CREATE", "srv-2"),
+            ("CREATE", "vm-1"),
+            ("CREATE", "vm-1/hosted-on"),
+        ])
+    );
+    assert!(
+        !host.log().contains("Subscribed topic not available"),
+        "{}",
+        host.log()
     );
     host.stop();
 }

@@ -277,13 +277,17 @@ impl Kafka {
     }
 
     /// A live subscription: a consumer group of its own starting at the latest offset.
-    pub fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
+    /// Messages published on `topic` from the moment this returns: like the response reader,
+    /// the tail reads in no consumer group, from the high watermarks read here. (Subscribing
+    /// at "latest" joined a group asynchronously — what was published meanwhile, such as a
+    /// host's first collect, was never seen — and logged an error while the topic did not
+    /// exist yet.)
+    pub async fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
+        self.ensure_topic(topic).await?;
         let group = format!("synchro-tail-{}", uuid::Uuid::new_v4());
-        let consumer = self.consumer(&group, StartFrom::Latest)?;
+        let consumer = Arc::new(self.consumer(&group, StartFrom::Latest)?);
+        self.assign_at_end(&consumer, topic).await?;
         let wire = self.wire(topic);
-        consumer
-            .subscribe(&[&wire])
-            .map_err(|e| self.error(format!("subscribing to `{wire}`: {e}")))?;
         let (tx, rx) = mpsc::channel(1024);
         let kafka = self.clone();
         tokio::spawn(async move {
@@ -313,6 +317,37 @@ impl Kafka {
         Ok(rx)
     }
 
+    /// Assigns `consumer` every partition of `topic` at its high watermark, read now: from
+    /// when this returns, `consumer` sees every message published to `topic`.
+    async fn assign_at_end(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        topic: &str,
+    ) -> Result<(), BusError> {
+        let consumer = consumer.clone();
+        let wire = self.wire(topic);
+        let timeout = self.inner.settings.delivery_timeout;
+        let kafka = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), BusError> {
+            let metadata = consumer
+                .fetch_metadata(Some(&wire), timeout)
+                .map_err(|e| kafka.error(format!("metadata of `{wire}`: {e}")))?;
+            let mut list = TopicPartitionList::new();
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = consumer
+                    .fetch_watermarks(&wire, partition.id(), timeout)
+                    .map_err(|e| kafka.error(format!("offsets of `{wire}`: {e}")))?;
+                list.add_partition_offset(&wire, partition.id(), Offset::Offset(high))
+                    .map_err(|e| kafka.error(e))?;
+            }
+            consumer
+                .incremental_assign(&list)
+                .map_err(|e| kafka.error(format!("reading `{wire}`: {e}")))
+        })
+        .await
+        .expect("assigning does not panic")
+    }
+
     /// Declares a response topic and makes this host's response reader read it from its
     /// current end. When this returns, every response published from then on is seen.
     ///
@@ -326,28 +361,7 @@ impl Kafka {
         }
         self.ensure_topic(topic).await?;
         let reader = self.response_reader()?;
-        let wire = self.wire(topic);
-        let timeout = self.inner.settings.delivery_timeout;
-        let kafka = self.clone();
-        let assigned = tokio::task::spawn_blocking(move || -> Result<(), BusError> {
-            let metadata = reader
-                .fetch_metadata(Some(&wire), timeout)
-                .map_err(|e| kafka.error(format!("metadata of `{wire}`: {e}")))?;
-            let mut list = TopicPartitionList::new();
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                let (_, high) = reader
-                    .fetch_watermarks(&wire, partition.id(), timeout)
-                    .map_err(|e| kafka.error(format!("offsets of `{wire}`: {e}")))?;
-                list.add_partition_offset(&wire, partition.id(), Offset::Offset(high))
-                    .map_err(|e| kafka.error(e))?;
-            }
-            reader
-                .incremental_assign(&list)
-                .map_err(|e| kafka.error(format!("reading `{wire}`: {e}")))
-        })
-        .await
-        .expect("assigning does not panic");
-        assigned?;
+        self.assign_at_end(&reader, topic).await?;
         self.inner.correlator.declare(topic, id);
         Ok(())
     }

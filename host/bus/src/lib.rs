@@ -245,11 +245,12 @@ impl Bus {
         }
     }
 
-    /// Subscribes to messages published on `topic` from now on that pass `filter`.
-    pub fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
+    /// Subscribes to messages published on `topic` that pass `filter`, every one published
+    /// once this returns.
+    pub async fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
         match self {
             Bus::Embedded(bus) => Ok(bus.subscribe(topic, filter)),
-            Bus::Kafka(bus) => bus.subscribe(topic, filter),
+            Bus::Kafka(bus) => bus.subscribe(topic, filter).await,
         }
     }
 

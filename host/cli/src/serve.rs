@@ -29,8 +29,19 @@ async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result
     } else {
         Filter::Kinds(kinds.into_iter().collect())
     };
-    let mut changes = bus.subscribe(synchro_bus::CHANGES, filter)?;
+    // Subscribed before any plugin starts, so that the first collect is printed; a broker
+    // that does not answer now must not stop the host: the printer then subscribes once it
+    // does (what was published meanwhile is not printed; it is on the bus).
+    let subscribed = bus
+        .subscribe(synchro_bus::CHANGES, filter.clone())
+        .await
+        .inspect_err(|e| tracing::warn!("changes are printed once the bus answers: {e}"));
+    let tail = bus.clone();
     let printer = tokio::spawn(async move {
+        let mut changes = match subscribed {
+            Ok(changes) => changes,
+            Err(_) => subscribe_when_possible(&tail, filter).await,
+        };
         let mut out = std::io::stdout();
         while let Some(message) = changes.recv().await {
             let line = if json {
@@ -56,6 +67,24 @@ async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result
     host.run(shutdown).await?;
     printer.abort();
     Ok(())
+}
+
+/// Subscribes to the change stream, retrying with a growing pause until the bus answers.
+async fn subscribe_when_possible(bus: &Bus, filter: Filter) -> synchro_bus::Subscription {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        tokio::time::sleep(pause).await;
+        match bus.subscribe(synchro_bus::CHANGES, filter.clone()).await {
+            Ok(changes) => {
+                tracing::info!("printing changes from now on");
+                return changes;
+            }
+            Err(error) => {
+                tracing::debug!("subscribing to the change stream: {error}");
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 /// Ends the process after `limit`, whatever is still closing: a stop is bounded even

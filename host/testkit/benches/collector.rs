@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         synchro_testkit::plugin("bench-collector"),
         harness.config.plugin_dir.join("bench.wasm"),
     )?;
-    let mut drain = bus.subscribe(synchro_bus::CHANGES, Filter::All)?;
+    let mut drain = tokio.block_on(bus.subscribe(synchro_bus::CHANGES, Filter::All))?;
     tokio.spawn(async move { while drain.recv().await.is_some() {} });
 
     println!(
