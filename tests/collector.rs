@@ -24,12 +24,7 @@ fn changes_follow_the_source_and_a_restart_is_silent() {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect::<Vec<_>>(),
-        pairs(&[
-            ("CREATE", "srv-1"),
-            ("CREATE", "srv-2"),
-            ("CREATE", "vm-1"),
-            ("CREATE", "vm-1/hosted-on")
-        ])
+        synchro_testkit::inventory_created()
     );
     let edge = created.iter().find(|e| e.get("edge").is_some()).unwrap();
     assert_eq!(

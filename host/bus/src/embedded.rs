@@ -90,12 +90,7 @@ impl Log {
 
 /// What a message costs the log: its bytes, and a little for its bookkeeping.
 fn size(message: &Message) -> u64 {
-    let headers: usize = message.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-    (message.topic.len()
-        + message.key.as_ref().map_or(0, String::len)
-        + message.payload.len()
-        + headers
-        + 64) as u64
+    (message.topic.len() + message.size() + 64) as u64
 }
 
 /// Whether a message could be appended.

@@ -194,7 +194,7 @@ impl wit::Host for Capability {
         };
         check_message_size(
             "a message",
-            message_size(&message),
+            message.size(),
             self.call.message_limit(),
         )?;
         self.call
@@ -233,17 +233,6 @@ impl wit::Host for Capability {
     }
 }
 
-/// Bytes of a message: payload, key and headers.
-fn message_size(message: &Message) -> usize {
-    message.payload.len()
-        + message.key.as_ref().map_or(0, String::len)
-        + message
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,7 +242,7 @@ mod tests {
         let message = Message::new("t", vec![0; 1000])
             .with_key("k")
             .with_header("h", "v");
-        assert_eq!(message_size(&message), 1003);
+        assert_eq!(message.size(), 1003);
         assert!(check_message_size("a message", 1003, 1003).is_ok());
         let error = check_message_size("a message", 1003, 1002).unwrap_err();
         assert_eq!(error.code, synchro_wit::ErrorCode::InvalidInput);

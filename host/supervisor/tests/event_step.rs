@@ -86,6 +86,16 @@ async fn next(consumer: &mut Consumer) -> Arc<Message> {
     delivery.message
 }
 
+/// A consumer of the dead letters of plugin `people`, from the start.
+fn dead_letters(bus: &Bus) -> Consumer {
+    bus.consume(
+        "test-dead",
+        Topics::Names(vec!["people.dead-letter".into()]),
+        StartFrom::Earliest,
+    )
+    .unwrap()
+}
+
 /// A consumer of the change notifications, from the start.
 fn changes(bus: &Bus) -> Consumer {
     bus.consume(
@@ -108,13 +118,7 @@ fn changed_key(message: &Message) -> String {
 async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "Huge").await;
     let mut changes = changes(&bus);
-    let mut dead = bus
-        .consume(
-            "test-dead",
-            Topics::Names(vec!["people.dead-letter".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut dead = dead_letters(&bus);
     let largest = bus.max_message_bytes();
     let poison = "x".repeat(largest - 100);
     send(
@@ -125,12 +129,7 @@ async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: 
     .await;
     let (stopper, tasks) = host.start();
     let letter = next(&mut dead).await;
-    let size = letter.payload.len()
-        + letter
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>();
+    let size = letter.size();
     assert!(size <= largest, "{size} > {largest}");
     assert!(
         letter.header("synchro-truncated").is_some_and(
@@ -146,13 +145,7 @@ async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: 
 async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "MyTopic").await;
     let mut changes = changes(&bus);
-    let mut dead = bus
-        .consume(
-            "test-dead",
-            Topics::Names(vec!["people.dead-letter".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut dead = dead_letters(&bus);
     send(
         &bus,
         "MyTopic",
@@ -475,13 +468,7 @@ suite!(kafka, synchro_testkit::broker::kafka_bus());
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
     let bus = Bus::embedded();
-    let mut dead = bus
-        .consume(
-            "test",
-            Topics::Names(vec!["people.dead-letter".into()]),
-            StartFrom::Earliest,
-        )
-        .unwrap();
+    let mut dead = dead_letters(&bus);
     let live = live(&bus, "").await;
     let other = synchro_model::Entity::new(
         "person/p1-stream".into(),

@@ -350,6 +350,16 @@ pub const INVENTORY: &str = r#"{
   "vms": [ { "id": "vm-1", "name": "web", "server": "srv-1" } ]
 }"#;
 
+/// The changes of a first collect of [`INVENTORY`], as [`Running::events`] lists them.
+pub fn inventory_created() -> Vec<(String, String)> {
+    pairs(&[
+        ("CREATE", "srv-1"),
+        ("CREATE", "srv-2"),
+        ("CREATE", "vm-1"),
+        ("CREATE", "vm-1/hosted-on"),
+    ])
+}
+
 pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut v: Vec<_> = items
         .iter()

@@ -340,15 +340,7 @@ fn dead_letter(
         ),
         ("synchro-offset".to_owned(), delivery.offset.to_string()),
     ]);
-    let size = |m: &Message| {
-        m.payload.len()
-            + m.key.as_ref().map_or(0, String::len)
-            + m.headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-    };
-    let whole = size(&message);
+    let whole = message.size();
     if whole > max_bytes {
         let note = (
             "synchro-truncated".to_owned(),
@@ -394,16 +386,8 @@ mod tests {
             kind: ErrorKind::InvalidInput,
             message: "é".repeat(10_000),
         };
-        let size = |m: &Message| {
-            m.payload.len()
-                + m.key.as_ref().map_or(0, String::len)
-                + m.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-        };
         let letter = dead_letter(&delivery(100_000), "p.dead-letter", "p", &error, 1, 20_000);
-        assert!(size(&letter) <= 20_000, "{}", size(&letter));
+        assert!(letter.size() <= 20_000, "{}", letter.size());
         assert!(letter.payload.len() > 10_000, "most of the payload is kept");
         assert_eq!(letter.key.as_deref(), Some("k"));
         assert!(
