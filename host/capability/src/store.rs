@@ -13,7 +13,7 @@ use serde::Deserialize;
 use synchro_manifest::ManifestError;
 use synchro_status::Counters;
 use synchro_model::{Entity, ErrorKind, Operation};
-use synchro_store::{Db, DbError};
+use synchro_store::{Db, DbError, Put};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
 
@@ -138,10 +138,12 @@ impl wit::Host for Capability {
         }
         // The entity it would replace must be writable too: a grant for `person` is not one
         // to overwrite a `pserver` that has the same key. Its kind is not named.
-        let lookup = entity.key().to_owned();
-        if let Some(existing) = self.state(move |s| s.model_get(&lookup)).await?
-            && !self.call.grants.store.write.allows(existing.kind())
-        {
+        let saved = entity.clone();
+        let grants = self.call.grants.clone();
+        let put = self
+            .state(move |s| s.model_put(&saved, |existing| grants.store.write.allows(existing.kind())))
+            .await?;
+        let Put::Written { previous } = put else {
             return Err(denied(
                 &self.call,
                 "store",
@@ -150,9 +152,7 @@ impl wit::Host for Capability {
                     entity.key()
                 ),
             ));
-        }
-        let saved = entity.clone();
-        let previous = self.state(move |s| s.model_put(&saved)).await?;
+        };
         match previous {
             Some(previous) if previous == entity => {}
             Some(_) => {

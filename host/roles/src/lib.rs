@@ -179,3 +179,13 @@ impl Roles {
         tasks
     }
 }
+
+/// The manifest `/p/FILE` with `text`, with its role sections read, or the error as text:
+/// what the roles' own tests parse.
+#[cfg(test)]
+pub(crate) fn parse_manifest(file: &str, text: &str) -> Result<Manifest, String> {
+    let manifest =
+        Manifest::parse(&std::path::Path::new("/p").join(file), text).map_err(|e| e.to_string())?;
+    Sections::from_manifest(&manifest).map_err(|e| e.to_string())?;
+    Ok(manifest)
+}

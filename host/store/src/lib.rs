@@ -57,6 +57,15 @@ pub struct BaselineEntry {
     pub entity: Entity,
 }
 
+/// What [`Db::model_put`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Put {
+    /// Written, replacing `previous` if there was an entity under its key.
+    Written { previous: Option<Entity> },
+    /// Not written: the entity under its key may not be replaced.
+    Refused,
+}
+
 pub struct Db {
     db: Database,
 }
@@ -250,21 +259,30 @@ impl Db {
         Ok(out)
     }
 
-    /// Writes `entity` into the model; returns the entity it replaced.
-    pub fn model_put(&self, entity: &Entity) -> Result<Option<Entity>, DbError> {
+    /// Writes `entity` into the model unless it would replace an entity that
+    /// `may_replace` refuses, in one transaction: what is checked is what is replaced.
+    pub fn model_put(
+        &self,
+        entity: &Entity,
+        may_replace: impl FnOnce(&Entity) -> bool,
+    ) -> Result<Put, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
-        let previous = {
+        let put = {
             let mut table = txn.open_table(MODEL).map_err(dberr)?;
-            let previous = table
-                .insert(entity.key(), entity.to_canonical().as_slice())
-                .map_err(dberr)?;
-            match previous {
+            let existing = match table.get(entity.key()).map_err(dberr)? {
                 Some(bytes) => Some(Entity::decode(bytes.value())?),
                 None => None,
+            };
+            if existing.as_ref().is_some_and(|e| !may_replace(e)) {
+                return Ok(Put::Refused);
             }
+            table
+                .insert(entity.key(), entity.to_canonical().as_slice())
+                .map_err(dberr)?;
+            Put::Written { previous: existing }
         };
         txn.commit().map_err(dberr)?;
-        Ok(previous)
+        Ok(put)
     }
 
     /// Removes `key` from the model; returns the entity it held.
@@ -391,7 +409,10 @@ mod tests {
         let state = Db::open(dir.path()).unwrap();
         for (key, kind) in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x")] {
             state
-                .model_put(&Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap())
+                .model_put(
+                    &Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap(),
+                    |_| true,
+                )
                 .unwrap();
         }
         let keys = |v: Vec<Entity>| v.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>();

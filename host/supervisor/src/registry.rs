@@ -369,7 +369,10 @@ fn fingerprint(manifest: &Path) -> Fingerprint {
         return 0;
     };
     hasher.write(&text);
-    if let Ok(parsed) = Manifest::load(manifest) {
+    let parsed = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|text| Manifest::parse(manifest, text).ok());
+    if let Some(parsed) = parsed {
         match read_capped(&parsed.component, MAX_COMPONENT_BYTES) {
             Ok(bytes) => hasher.write(&bytes),
             Err(_) => return 0,

@@ -478,7 +478,11 @@ async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
         None,
     )
     .unwrap();
-    live.harness.services.db.model_put(&other).unwrap();
+    live.harness
+        .services
+        .db
+        .model_put(&other, |_| true)
+        .unwrap();
     send(&bus, "Stream", &[&person(1)]).await;
     let report = live.wait(|p| p.counters.dead_lettered == 1).await;
     assert_eq!(

@@ -164,13 +164,9 @@ pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn parse(text: &str) -> Result<Manifest, String> {
-        let manifest =
-            Manifest::parse(Path::new("/p/people.toml"), text).map_err(|e| e.to_string())?;
-        crate::Sections::from_manifest(&manifest).map_err(|e| e.to_string())?;
-        Ok(manifest)
+        crate::parse_manifest("people.toml", text)
     }
 
     fn events(manifest: &Manifest) -> Events {
