@@ -87,8 +87,8 @@ impl KafkaHost {
 }
 
 /// A broker that is down when the host starts: the host keeps running, says which
-/// brokers it cannot reach, commits nothing, and delivers every change once a broker is
-/// there.
+/// brokers it cannot reach, keeps the changes in its outbox, and delivers every one once
+/// a broker is there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_down_at_start_delays_changes_but_loses_none() {
     let KafkaHost {
@@ -98,7 +98,10 @@ async fn a_broker_down_at_start_delays_changes_but_loses_none() {
         setup,
     } = KafkaHost::new();
     let host = setup.run();
-    host.wait_for_log(&format!("publishing changes failed, nothing committed (the next collect announces them again): Kafka (127.0.0.1:{port})"), WAIT);
+    host.wait_for_log(
+        &format!("publishing a change: Kafka (127.0.0.1:{port})"),
+        WAIT,
+    );
 
     let broker = Broker::start_on(port);
     let mut changes = changes_from_start(&broker, &prefix);
@@ -133,7 +136,7 @@ async fn a_broker_restarted_mid_stream_loses_no_change() {
     drop(broker);
 
     source.set(200, &INVENTORY.replace("beta", "beta-2"));
-    host.wait_for_log("publishing changes failed, nothing committed", WAIT);
+    host.wait_for_log("publishing a change: Kafka", WAIT);
     let broker = Broker::start_on(port);
     let mut changes = changes_from_start(&broker, &prefix);
     assert_eq!(
@@ -144,8 +147,8 @@ async fn a_broker_restarted_mid_stream_loses_no_change() {
 }
 
 /// A stop is bounded while a broker cannot be reached: publishes that would wait for
-/// `delivery-timeout` (20 s here) are cut after `shutdown-grace` (1 s), and nothing they
-/// did not commit is lost — the next start announces it.
+/// `delivery-timeout` (20 s here) are cut after `shutdown-grace` (1 s), and nothing is
+/// lost — the next start publishes what the outbox kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
     let KafkaHost {
@@ -157,7 +160,7 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
     let config = std::fs::read_to_string(setup.config()).unwrap();
     std::fs::write(setup.config(), format!("shutdown-grace = \"1s\"\n{config}")).unwrap();
     let host = setup.run();
-    // The collector has collected and waits on its first publish.
+    // The collector has committed; the relay waits on its first publish.
     host.wait_for_log("admin API listening", WAIT);
     std::thread::sleep(Duration::from_secs(2));
     let asked = std::time::Instant::now();
@@ -168,7 +171,7 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
         "the stop took {took:?}: more than the grace (1 s) + 4 s to close, with 2 s to spare"
     );
 
-    // Nothing was committed: with a broker, the next start announces every change.
+    // With a broker, the next start publishes every change the outbox kept.
     let broker = Broker::start_on(port);
     let mut changes = changes_from_start(&broker, &prefix);
     let host = setup.run();
@@ -181,8 +184,8 @@ async fn a_host_stops_within_its_grace_while_the_broker_is_down() {
     host.stop();
 }
 
-/// On Kafka, `synchro run` prints the first collect (its tail reads from the end it saw
-/// before any plugin started) and logs no error about the change topic at start.
+/// On Kafka, `synchro run` prints the first collect (it prints from the outbox, whatever
+/// the bus) and logs no error about the change topic at start.
 #[tokio::test(flavor = "multi_thread")]
 async fn synchro_run_on_kafka_prints_the_first_collect() {
     let KafkaHost { port, setup, .. } = KafkaHost::new();

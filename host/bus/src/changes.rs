@@ -1,6 +1,6 @@
-//! How change notifications travel on the bus.
+//! How change notifications travel on the bus, and how they wait in the outbox.
 
-use synchro_model::Change;
+use synchro_model::{Change, Operation};
 
 use crate::Message;
 
@@ -16,11 +16,88 @@ pub fn is_host_topic(topic: &str) -> bool {
 /// The bus message of a change: its Gizmo-shaped JSON, keyed by entity, with headers
 /// that let subscribers filter by kind or plugin without parsing the payload.
 pub fn change_message(change: &Change) -> Message {
-    Message::new(CHANGES, change.to_json())
-        .with_key(change.entity.key())
-        .with_header("operation", change.operation.as_str())
-        .with_header("kind", change.entity.kind())
-        .with_header("source", &change.source)
+    message(
+        change.entity.key(),
+        change.operation,
+        change.entity.kind(),
+        &change.source,
+        change.to_json(),
+        change.timestamp,
+    )
+}
+
+fn message(
+    key: &str,
+    operation: Operation,
+    kind: &str,
+    source: &str,
+    payload: Vec<u8>,
+    timestamp: u64,
+) -> Message {
+    let mut message = Message::new(CHANGES, payload)
+        .with_key(key)
+        .with_header("operation", operation.as_str())
+        .with_header("kind", kind)
+        .with_header("source", source);
+    message.timestamp = timestamp;
+    message
+}
+
+/// A change as the outbox keeps it: what [`record_message`] makes its bus message of.
+/// The JSON is built once, by the writer; the headers are rebuilt from three short fields.
+///
+/// `timestamp (u64 LE) · operation (u8) · key, kind, source (u32 LE length, bytes) · JSON`
+pub fn change_record(change: &Change) -> Vec<u8> {
+    let json = change.to_json();
+    let (key, kind, source) = (change.entity.key(), change.entity.kind(), &change.source);
+    let mut record = Vec::with_capacity(21 + key.len() + kind.len() + source.len() + json.len());
+    record.extend_from_slice(&change.timestamp.to_le_bytes());
+    record.push(match change.operation {
+        Operation::Create => 0,
+        Operation::Update => 1,
+        Operation::Delete => 2,
+    });
+    for text in [key, kind, source.as_str()] {
+        record.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        record.extend_from_slice(text.as_bytes());
+    }
+    record.extend_from_slice(&json);
+    record
+}
+
+/// A change record that is not one [`change_record`] wrote: the database is damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("a change record in the outbox is damaged")]
+pub struct DamagedRecord;
+
+/// The bus message of a record [`change_record`] wrote.
+pub fn record_message(record: &[u8]) -> Result<Message, DamagedRecord> {
+    fn take<'r>(rest: &mut &'r [u8], n: usize) -> Result<&'r [u8], DamagedRecord> {
+        let (head, tail) = rest.split_at_checked(n).ok_or(DamagedRecord)?;
+        *rest = tail;
+        Ok(head)
+    }
+    fn text<'r>(rest: &mut &'r [u8]) -> Result<&'r str, DamagedRecord> {
+        let len = u32::from_le_bytes(take(rest, 4)?.try_into().expect("4 bytes"));
+        std::str::from_utf8(take(rest, len as usize)?).map_err(|_| DamagedRecord)
+    }
+    let mut rest = record;
+    let timestamp = u64::from_le_bytes(take(&mut rest, 8)?.try_into().expect("8 bytes"));
+    let operation = match take(&mut rest, 1)?[0] {
+        0 => Operation::Create,
+        1 => Operation::Update,
+        2 => Operation::Delete,
+        _ => return Err(DamagedRecord),
+    };
+    let (key, kind, source) = (text(&mut rest)?, text(&mut rest)?, text(&mut rest)?);
+    Ok(message(
+        key,
+        operation,
+        kind,
+        source,
+        rest.to_vec(),
+        timestamp,
+    ))
 }
 
 #[cfg(test)]
@@ -45,5 +122,34 @@ mod tests {
         assert_eq!(message.header("operation"), Some("DELETE"));
         assert_eq!(message.header("source"), Some("inv"));
         assert_eq!(message.key.as_deref(), Some("vm-1"));
+        assert_eq!(message.timestamp, 1);
+    }
+
+    #[test]
+    fn a_record_gives_back_the_change_message() {
+        let entity = Entity::new(
+            "k".into(),
+            "pserver".into(),
+            r#"{"a":1}"#.into(),
+            None,
+            None,
+        )
+        .unwrap();
+        let change = Change {
+            operation: Operation::Update,
+            entity,
+            timestamp: 1_700_000_000_000,
+            transaction_id: "t".into(),
+            database_transaction_id: Some("d".into()),
+            source: "inv".into(),
+        };
+        let record = change_record(&change);
+        assert_eq!(record_message(&record).unwrap(), change_message(&change));
+        for cut in 0..record.len() - change.to_json().len() {
+            assert!(record_message(&record[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = record.clone();
+        bad[8] = 7;
+        assert!(record_message(&bad).is_err());
     }
 }

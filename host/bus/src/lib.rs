@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use changes::{CHANGES, change_message, is_host_topic};
+pub use changes::{
+    CHANGES, DamagedRecord, change_message, change_record, is_host_topic, record_message,
+};
 pub use correlate::CorrelationId;
 use synchro_model::ErrorKind;
 

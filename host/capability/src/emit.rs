@@ -1,4 +1,5 @@
-//! `emit-change`: change notifications without a baseline diff.
+//! `emit-change`: change notifications without a baseline diff, group-committed to the
+//! outbox.
 //!
 //! ```toml
 //! [capabilities]
@@ -60,13 +61,15 @@ impl wit::Host for Capability {
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
         let timestamp = Some(c.timestamp).filter(|t| *t != 0);
         let transaction_id = Some(c.transaction_id).filter(|t| !t.is_empty());
-        self.call
-            .publish_change(
-                synchro_wit::operation_from_wit(c.operation),
-                entity,
-                timestamp,
-                transaction_id,
-            )
-            .await
+        let record = self.call.change_record(
+            synchro_wit::operation_from_wit(c.operation),
+            entity,
+            timestamp,
+            transaction_id,
+        );
+        // Queued, not yet durable: whoever commits the input that caused it waits for
+        // the outbox first (see `Appender`).
+        self.call.services.outbox.append(record).await;
+        Ok(())
     }
 }

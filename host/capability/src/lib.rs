@@ -16,7 +16,7 @@ use synchro_engine::wasmtime::component::{HasSelf, Linker};
 use synchro_manifest::{Limits, Manifest, ManifestError};
 use synchro_model::{Change, Entity, Error, ErrorKind, Operation};
 use synchro_status::{Counters, Status};
-use synchro_store::Db;
+use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
 
 pub use poll::{Http, PollSettings};
@@ -27,6 +27,8 @@ pub use snapshot::SnapshotSink;
 pub struct Services {
     pub bus: Bus,
     pub db: Arc<Db>,
+    /// Where changes that write nothing else (`emit-change`) are group-committed.
+    pub outbox: Arc<Appender>,
     pub http: Http,
 }
 
@@ -240,33 +242,23 @@ macro_rules! capabilities {
 capabilities!(bus, poll, emit, store, log, config, snapshot);
 
 impl CallContext {
-    /// Publishes a change notification attributed to the calling plugin, stamped now
-    /// with a new transaction id unless `timestamp` / `transaction_id` say otherwise.
-    async fn publish_change(
+    /// A change attributed to the calling plugin, stamped now with a new transaction id
+    /// unless `timestamp` / `transaction_id` say otherwise, as the outbox keeps it.
+    fn change_record(
         &self,
         operation: Operation,
         entity: Entity,
         timestamp: Option<u64>,
         transaction_id: Option<String>,
-    ) -> Result<(), WitError> {
-        let change = Change {
+    ) -> Vec<u8> {
+        synchro_bus::change_record(&Change {
             operation,
             entity,
             timestamp: timestamp.unwrap_or_else(synchro_model::now_millis),
             transaction_id: transaction_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             database_transaction_id: None,
             source: self.plugin.to_string(),
-        };
-        self.services
-            .bus
-            .publish(synchro_bus::change_message(&change))
-            .await
-            .map_err(|e| {
-                fail(
-                    e.kind(),
-                    format!("the change notification could not be published: {e}"),
-                )
-            })
+        })
     }
 }
 

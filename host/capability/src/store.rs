@@ -5,7 +5,8 @@
 //! store = { read = ["*"], write = ["pserver"] }
 //! ```
 //!
-//! A save or a delete publishes the change notification, attributed to the plugin.
+//! A save or a delete appends its change, attributed to the plugin, to the outbox in the
+//! same transaction as the write: a write is never unannounced.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use synchro_manifest::ManifestError;
 use synchro_status::Counters;
 use synchro_model::{Entity, ErrorKind, Operation};
-use synchro_store::{Db, DbError, Put};
+use synchro_store::{Db, DbError, Write};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
 
@@ -138,54 +139,55 @@ impl wit::Host for Capability {
         }
         // The entity it would replace must be writable too: a grant for `person` is not one
         // to overwrite a `pserver` that has the same key. Its kind is not named.
-        let saved = entity.clone();
         let grants = self.call.grants.clone();
-        let put = self
-            .state(move |s| s.model_put(&saved, |existing| grants.store.write.allows(existing.kind())))
+        let call = self.call.clone();
+        let key = entity.key().to_owned();
+        let write = self
+            .state(move |s| {
+                s.model_put(
+                    &entity,
+                    |existing| grants.store.write.allows(existing.kind()),
+                    |previous| {
+                        let operation = match previous {
+                            Some(previous) if *previous == entity => return None,
+                            Some(_) => Operation::Update,
+                            None => Operation::Create,
+                        };
+                        Some(call.change_record(operation, entity.clone(), None, None))
+                    },
+                )
+            })
             .await?;
-        let Put::Written { previous } = put else {
-            return Err(denied(
+        match write {
+            Write::Done { .. } => Ok(()),
+            Write::Refused => Err(denied(
                 &self.call,
                 "store",
-                format_args!(
-                    "replacing entity `{}`, which is of a kind it may not write,",
-                    entity.key()
-                ),
-            ));
-        };
-        match previous {
-            Some(previous) if previous == entity => {}
-            Some(_) => {
-                self.call
-                    .publish_change(Operation::Update, entity, None, None)
-                    .await?
-            }
-            None => {
-                self.call
-                    .publish_change(Operation::Create, entity, None, None)
-                    .await?
-            }
+                format_args!("replacing entity `{key}`, which is of a kind it may not write,"),
+            )),
         }
-        Ok(())
     }
 
     async fn delete(&mut self, key: String) -> Result<(), WitError> {
-        let lookup = key.clone();
-        let Some(existing) = self.state(move |s| s.model_get(&lookup)).await? else {
-            return Ok(());
-        };
-        if !self.call.grants.store.write.allows(existing.kind()) {
-            return Err(denied(
+        let grants = self.call.grants.clone();
+        let call = self.call.clone();
+        let write = self
+            .state(move |s| {
+                s.model_delete(
+                    &key,
+                    |existing| grants.store.write.allows(existing.kind()),
+                    |removed| call.change_record(Operation::Delete, removed.clone(), None, None),
+                )
+            })
+            .await?;
+        match write {
+            Write::Done { .. } => Ok(()),
+            // Not named: the plugin may not know what it cannot write.
+            Write::Refused => Err(denied(
                 &self.call,
                 "store",
-                format_args!("deleting kind `{}`", existing.kind()),
-            ));
+                "deleting an entity of a kind it may not write",
+            )),
         }
-        if let Some(removed) = self.state(move |s| s.model_delete(&key)).await? {
-            self.call
-                .publish_change(Operation::Delete, removed, None, None)
-                .await?;
-        }
-        Ok(())
     }
 }

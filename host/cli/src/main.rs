@@ -3,6 +3,7 @@
 mod baseline;
 mod check;
 mod log_lines;
+mod printer;
 mod serve;
 mod status;
 mod toolchain;

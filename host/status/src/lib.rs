@@ -57,7 +57,7 @@ counters! {
     failures,
     /// Host imports refused because the grants do not allow them.
     denials,
-    /// Change notifications published for the plugin's collects.
+    /// Changes the plugin's collects committed to the outbox.
     changes,
     /// Events handled successfully and committed.
     processed,
@@ -75,7 +75,11 @@ counters! {
 
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Counters::add(counter, 1);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -1,9 +1,13 @@
-//! The host's durable state in one embedded redb database: each collector's baseline and
-//! the entity store (the model). The only crate that knows redb.
+//! The host's durable state in one embedded redb database: each collector's baseline,
+//! the entity store (the model) and the outbox of changes to both. The only crate that
+//! knows redb.
 //!
 //! redb over SQLite: it is pure Rust (no C toolchain in the build), its write
 //! transactions are ACID with an fsync per commit, and the access pattern here — point
 //! lookups and ordered scans by key — is exactly a B-tree's.
+
+mod appender;
+mod outbox;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +16,9 @@ use redb::{
 };
 
 use synchro_model::{Entity, EntityError, ErrorKind, Hashes, Upsert};
+
+pub use appender::{Appender, Ticket};
+pub use outbox::{Cursor, Start};
 
 /// key → canonical entity, across all plugins.
 const MODEL: TableDefinition<&str, &[u8]> = TableDefinition::new("model");
@@ -57,17 +64,18 @@ pub struct BaselineEntry {
     pub entity: Entity,
 }
 
-/// What [`Db::model_put`] did.
+/// What [`Db::model_put`] and [`Db::model_delete`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Put {
+pub enum Write {
     /// Written, replacing `previous` if there was an entity under its key.
-    Written { previous: Option<Entity> },
+    Done { previous: Option<Entity> },
     /// Not written: the entity under its key may not be replaced.
     Refused,
 }
 
 pub struct Db {
     db: Database,
+    outbox: outbox::Outbox,
 }
 
 /// Each plugin's baseline is its own table, so resetting one is a single table drop.
@@ -96,8 +104,24 @@ impl Db {
         };
         let txn = db.begin_write().map_err(dberr)?;
         txn.open_table(MODEL).map_err(dberr)?;
+        txn.open_table(outbox::CHANGES).map_err(dberr)?;
+        txn.open_table(outbox::CURSORS).map_err(dberr)?;
+        let last = outbox::last_seq(&txn)?;
         txn.commit().map_err(dberr)?;
-        Ok(Db { db })
+        Ok(Db {
+            db,
+            outbox: outbox::Outbox::new(last),
+        })
+    }
+
+    /// Makes every earlier commit durable (the outbox's cursors are saved without an
+    /// fsync of their own).
+    pub fn sync(&self) -> Result<(), DbError> {
+        self.db
+            .begin_write()
+            .map_err(dberr)?
+            .commit()
+            .map_err(dberr)
     }
 
     /// Runs `read` on the baseline table of `plugin`; a plugin never collected has no
@@ -146,13 +170,15 @@ impl Db {
         })
     }
 
-    /// Commits a diff's changes in one transaction: the plugin's baseline and the model
-    /// move together, so a crash leaves both at the previous snapshot or both at this one.
+    /// Commits a diff's changes in one transaction: the plugin's baseline, the model and
+    /// the outbox (`records`, the changes announced) move together, so a crash leaves all
+    /// at the previous snapshot or all at this one.
     pub fn commit_collect(
         &self,
         plugin: &str,
         upserts: &[Upsert],
         deletes: &[String],
+        records: &[Vec<u8>],
     ) -> Result<(), DbError> {
         let name = baseline_table(plugin);
         let txn = self.db.begin_write().map_err(dberr)?;
@@ -175,7 +201,10 @@ impl Db {
                 model.remove(key.as_str()).map_err(dberr)?;
             }
         }
-        txn.commit().map_err(dberr)
+        let last = outbox::append(&txn, records.iter().map(Vec::as_slice))?;
+        txn.commit().map_err(dberr)?;
+        self.outbox.committed(last);
+        Ok(())
     }
 
     /// Every entry of the baseline of `plugin`, in key order (Vitrage's "get all").
@@ -260,49 +289,78 @@ impl Db {
     }
 
     /// Writes `entity` into the model unless it would replace an entity that
-    /// `may_replace` refuses, in one transaction: what is checked is what is replaced.
+    /// `may_replace` refuses, and appends the change `record` makes of the entity it
+    /// replaces (`None`: nothing to announce), in one transaction: what is checked is what
+    /// is replaced, and what is written is announced.
     pub fn model_put(
         &self,
         entity: &Entity,
         may_replace: impl FnOnce(&Entity) -> bool,
-    ) -> Result<Put, DbError> {
+        record: impl FnOnce(Option<&Entity>) -> Option<Vec<u8>>,
+    ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
-        let put = {
+        let previous = {
             let mut table = txn.open_table(MODEL).map_err(dberr)?;
             let existing = match table.get(entity.key()).map_err(dberr)? {
                 Some(bytes) => Some(Entity::decode(bytes.value())?),
                 None => None,
             };
             if existing.as_ref().is_some_and(|e| !may_replace(e)) {
-                return Ok(Put::Refused);
+                return Ok(Write::Refused);
             }
             table
                 .insert(entity.key(), entity.to_canonical().as_slice())
                 .map_err(dberr)?;
-            Put::Written { previous: existing }
+            existing
         };
-        txn.commit().map_err(dberr)?;
-        Ok(put)
+        self.commit_with(txn, record(previous.as_ref()))?;
+        Ok(Write::Done { previous })
     }
 
-    /// Removes `key` from the model; returns the entity it held.
-    pub fn model_delete(&self, key: &str) -> Result<Option<Entity>, DbError> {
+    /// Removes `key` from the model unless `may_delete` refuses the entity there, and
+    /// appends the change `record` makes of it, in one transaction.
+    pub fn model_delete(
+        &self,
+        key: &str,
+        may_delete: impl FnOnce(&Entity) -> bool,
+        record: impl FnOnce(&Entity) -> Vec<u8>,
+    ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
             let mut table = txn.open_table(MODEL).map_err(dberr)?;
-            let previous = table.remove(key).map_err(dberr)?;
-            match previous {
-                Some(bytes) => Some(Entity::decode(bytes.value())?),
-                None => None,
+            let existing = match table.get(key).map_err(dberr)? {
+                Some(bytes) => Entity::decode(bytes.value())?,
+                None => return Ok(Write::Done { previous: None }),
+            };
+            if !may_delete(&existing) {
+                return Ok(Write::Refused);
             }
+            table.remove(key).map_err(dberr)?;
+            existing
         };
+        self.commit_with(txn, Some(record(&previous)))?;
+        Ok(Write::Done {
+            previous: Some(previous),
+        })
+    }
+
+    /// Appends `record` (if any) to the outbox in `txn`, then commits.
+    fn commit_with(
+        &self,
+        txn: redb::WriteTransaction,
+        record: Option<Vec<u8>>,
+    ) -> Result<(), DbError> {
+        let last = outbox::append(&txn, record.as_deref())?;
         txn.commit().map_err(dberr)?;
-        Ok(previous)
+        self.outbox.committed(last);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use synchro_model::{Completeness, Diff, Outcome};
 
@@ -326,7 +384,7 @@ mod tests {
             let outcome = collect(&state, &[("a", "{}"), ("b", r#"{"x":1}"#)]);
             assert_eq!(outcome.upserts.len(), 2);
             state
-                .commit_collect("p", &outcome.upserts, &outcome.deletes)
+                .commit_collect("p", &outcome.upserts, &outcome.deletes, &[])
                 .unwrap();
         }
         let state = Db::open(dir.path()).unwrap();
@@ -339,15 +397,15 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_between_publish_and_commit_re_emits_that_batch() {
+    fn a_crash_before_the_commit_finds_that_batch_again() {
         let dir = tempfile::tempdir().unwrap();
         {
             let state = Db::open(dir.path()).unwrap();
             let first = collect(&state, &[("a", "{}"), ("b", "{}")]);
             state
-                .commit_collect("p", &first.upserts, &first.deletes)
+                .commit_collect("p", &first.upserts, &first.deletes, &[])
                 .unwrap();
-            // The second batch is published, then the host dies before committing.
+            // The second batch is diffed, then the host dies before committing.
             let second = collect(&state, &[("a", r#"{"v":2}"#)]);
             assert_eq!(second.upserts.len() + second.deletes.len(), 2);
         }
@@ -358,7 +416,7 @@ mod tests {
         let gone = state.baseline_entities("p", &again.deletes).unwrap();
         assert_eq!(gone[0].key(), "b", "a DELETE carries the last known entity");
         state
-            .commit_collect("p", &again.upserts, &again.deletes)
+            .commit_collect("p", &again.upserts, &again.deletes, &[])
             .unwrap();
         assert!(collect(&state, &[("a", r#"{"v":2}"#)]).is_empty());
     }
@@ -369,7 +427,7 @@ mod tests {
         let state = Db::open(dir.path()).unwrap();
         let outcome = collect(&state, &[("b", "{}"), ("a", r#"{"x":1}"#)]);
         state
-            .commit_collect("p", &outcome.upserts, &outcome.deletes)
+            .commit_collect("p", &outcome.upserts, &outcome.deletes, &[])
             .unwrap();
         let listed = state.list_baseline("p").unwrap();
         assert_eq!(
@@ -412,6 +470,7 @@ mod tests {
                 .model_put(
                     &Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap(),
                     |_| true,
+                    |_| None,
                 )
                 .unwrap();
         }
@@ -424,10 +483,144 @@ mod tests {
             keys(state.model_query(Some("x"), Some("c"), 2).unwrap()),
             ["d"]
         );
-        assert_eq!(state.model_delete("a").unwrap().unwrap().key(), "a");
+        let deleted = state.model_delete("a", |_| true, |_| Vec::new()).unwrap();
+        assert!(matches!(deleted, Write::Done { previous: Some(e) } if e.key() == "a"));
         assert_eq!(
             keys(state.model_query(None, None, 10).unwrap()),
             ["b", "c", "d"]
+        );
+    }
+
+    #[test]
+    fn a_write_and_its_change_commit_together_in_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        let mut reader = state.cursor("r", Start::Saved).unwrap();
+        let outcome = collect(&state, &[("a", "{}")]);
+        state
+            .commit_collect("p", &outcome.upserts, &[], &[b"create a".to_vec()])
+            .unwrap();
+        let write = state
+            .model_put(
+                &entity("b", "{}"),
+                |_| true,
+                |previous| {
+                    assert!(previous.is_none());
+                    Some(b"create b".to_vec())
+                },
+            )
+            .unwrap();
+        assert_eq!(write, Write::Done { previous: None });
+        // Refused: neither the write nor its change.
+        let refused = state
+            .model_put(
+                &entity("b", r#"{"x":1}"#),
+                |_| false,
+                |_| Some(b"no".to_vec()),
+            )
+            .unwrap();
+        assert_eq!(refused, Write::Refused);
+        assert_eq!(state.model_get("b").unwrap().unwrap().properties(), "{}");
+        // Unchanged: written, nothing announced.
+        state
+            .model_put(&entity("b", "{}"), |_| true, |_| None)
+            .unwrap();
+        state
+            .model_delete("b", |_| true, |_| b"delete b".to_vec())
+            .unwrap();
+        state.append_changes(&[b"emitted".to_vec()]).unwrap();
+        assert_eq!(state.last_change(), 4);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let seen = runtime.block_on(reader.next_batch(10)).unwrap();
+        assert_eq!(
+            seen,
+            [
+                (1, b"create a".to_vec()),
+                (2, b"create b".to_vec()),
+                (3, b"delete b".to_vec()),
+                (4, b"emitted".to_vec())
+            ]
+        );
+        drop(reader);
+        assert!(
+            state.cursor("fresh", Start::Saved).unwrap().position() == 4,
+            "a new reader starts at the end"
+        );
+        drop(state);
+        // The numbering survives a restart.
+        let state = Db::open(dir.path()).unwrap();
+        assert_eq!(state.last_change(), 4);
+    }
+
+    #[test]
+    fn a_reader_resumes_after_what_it_handled_and_trimming_keeps_what_it_has_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        {
+            let state = Arc::new(Db::open(dir.path()).unwrap());
+            let mut slow = state.cursor("slow", Start::Saved).unwrap();
+            let mut fast = state.cursor("fast", Start::Saved).unwrap();
+            for i in 0..5u8 {
+                state.append_changes(&[vec![i]]).unwrap();
+            }
+            runtime.block_on(async {
+                let all = fast.next_batch(100).await.unwrap();
+                assert_eq!(
+                    all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+                    [1, 2, 3, 4, 5]
+                );
+                fast.handled(5).await.unwrap();
+                let two = slow.next_batch(2).await.unwrap();
+                assert_eq!(two, [(1, vec![0]), (2, vec![1])]);
+                slow.handled(2).await.unwrap();
+            });
+            assert_eq!(
+                state.trim_changes().unwrap(),
+                2,
+                "what the slow reader passed"
+            );
+            drop(slow);
+            drop(fast);
+            state.sync().unwrap();
+        }
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        let mut slow = state.cursor("slow", Start::Saved).unwrap();
+        assert_eq!(slow.position(), 2);
+        let rest = runtime.block_on(slow.next_batch(100)).unwrap();
+        assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
+        // Trimmed to nothing, the numbering goes on.
+        runtime.block_on(slow.handled(5)).unwrap();
+        assert_eq!(state.trim_changes().unwrap(), 3);
+        assert_eq!(state.append_changes(&[vec![9]]).unwrap(), 6);
+    }
+
+    #[test]
+    fn queued_changes_are_durable_when_their_ticket_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        let appender = Appender::new(state.clone());
+        runtime.block_on(async {
+            let mut last = 0;
+            for i in 0..1000u32 {
+                last = appender.append(i.to_le_bytes().to_vec()).await;
+            }
+            assert_eq!(last, 1000);
+            assert_eq!(appender.issued(), 1000);
+            appender.durable(last).await;
+            assert!(appender.written() >= 1000);
+        });
+        assert_eq!(
+            state.last_change(),
+            1000,
+            "every record, in as many transactions as it took"
         );
     }
 }

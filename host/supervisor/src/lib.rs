@@ -4,6 +4,7 @@
 mod config;
 mod dir_watch;
 mod registry;
+mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,12 @@ use synchro_admin::Request;
 use synchro_bus::Bus;
 use synchro_capability::{Http, Services};
 use synchro_roles::{PluginEngine, manifests_in};
-use synchro_store::Db;
+use synchro_store::{Appender, Cursor, Db, DbError, Start};
 use tokio::sync::{mpsc, watch};
 
 pub use config::{Config, ConfigError};
 pub use registry::Registry;
+pub use relay::Relay;
 
 use dir_watch::DirWatcher;
 
@@ -37,7 +39,13 @@ impl Supervisor {
             config.fuel_metering,
         )?);
         let http = Http::new(config.poll.clone()).map_err(anyhow::Error::msg)?;
-        let services = Services { bus, db, http };
+        let outbox = Arc::new(Appender::new(db.clone()));
+        let services = Services {
+            bus,
+            db,
+            outbox,
+            http,
+        };
         Ok(Supervisor {
             services,
             engine,
@@ -45,11 +53,26 @@ impl Supervisor {
         })
     }
 
+    /// A reader of the change stream that resumes after what it handled last time
+    /// (see [`synchro_store::Cursor`]); attached from now, so it misses nothing the
+    /// plugins change once they run.
+    pub fn changes(&self, reader: &str) -> Result<Cursor, DbError> {
+        self.services.db.cursor(reader, Start::Saved)
+    }
+
+    /// The database, for what outlives [`Supervisor::run`].
+    pub fn db(&self) -> Arc<Db> {
+        self.services.db.clone()
+    }
+
     /// Runs the plugins until `shutdown` turns true, then gives the calls in flight
-    /// `shutdown-grace` to finish (see [`Registry::shutdown`]).
+    /// `shutdown-grace` to finish (see [`Registry::shutdown`]) and the changes they made
+    /// as long again to reach the disk and the bus.
     /// A plugin that fails to load is logged with the reason and skipped: the others run.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let grace = self.config.shutdown_grace;
+        let services = self.services.clone();
+        let relay = Relay::start(&services.db, services.bus.clone())?;
         let mut registry = Registry::new(self.engine, self.services, self.config.clone());
         registry.scan().await;
         if registry.is_empty() {
@@ -89,6 +112,19 @@ impl Supervisor {
             }
         }
         registry.shutdown(grace).await;
+        // The changes of those calls get one more grace, together, to reach the disk and
+        // the bus.
+        let deadline = tokio::time::Instant::now() + grace;
+        let outbox = &services.outbox;
+        if tokio::time::timeout_at(deadline, outbox.durable(outbox.issued()))
+            .await
+            .is_err()
+        {
+            tracing::warn!("stopping before every emitted change reached the disk");
+        }
+        relay.drain(&services.db, deadline).await;
+        let db = services.db.clone();
+        tokio::task::spawn_blocking(move || db.sync()).await??;
         Ok(())
     }
 }

@@ -20,7 +20,8 @@ struct Host {
 }
 
 async fn host(bus: &Bus, names: &[&str], topic: &str) -> Host {
-    let harness = Harness::new(bus);
+    let mut harness = Harness::new(bus);
+    harness.relay_changes();
     let mut plugins = Vec::new();
     for name in names {
         let manifest = harness.install(
@@ -263,9 +264,10 @@ async fn live(bus: &Bus, limits: &str) -> Live {
 
 /// `grants`: the host config's `[grants]` tables, as TOML.
 async fn live_with(bus: &Bus, limits: &str, grants: &str) -> Live {
-    let harness = Harness::with_config(bus, |config| {
+    let mut harness = Harness::with_config(bus, |config| {
         config.grants = toml::from_str(grants).unwrap();
     });
+    harness.relay_changes();
     harness.install("people", "xos-people", &people_manifest("0.1.0", limits));
     let mut registry = harness.registry();
     registry.scan().await;
@@ -481,7 +483,7 @@ async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
     live.harness
         .services
         .db
-        .model_put(&other, |_| true)
+        .model_put(&other, |_| true, |_| None)
         .unwrap();
     send(&bus, "Stream", &[&person(1)]).await;
     let report = live.wait(|p| p.counters.dead_lettered == 1).await;

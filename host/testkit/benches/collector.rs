@@ -18,7 +18,7 @@ mod data;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synchro_bus::{Bus, Filter};
+use synchro_bus::Bus;
 use synchro_model::{Completeness, Diff, Entity, Hashes, Outcome};
 use synchro_roles::Plugin;
 use synchro_roles::collector::{Collected, Runner};
@@ -98,8 +98,6 @@ fn main() -> anyhow::Result<()> {
         synchro_testkit::plugin("bench-collector"),
         harness.config.plugin_dir.join("bench.wasm"),
     )?;
-    let mut drain = tokio.block_on(bus.subscribe(synchro_bus::CHANGES, Filter::All))?;
-    tokio.spawn(async move { while drain.recv().await.is_some() {} });
 
     println!(
         "collector diff: {count} entities of ~300 bytes, 1% changed per cycle, median of {cycles} cycles \

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use synchro_bus::Bus;
 use synchro_capability::{Http, PollSettings, Services};
 use synchro_roles::{Deployment, Plugin, PluginEngine};
-use synchro_store::Db;
-use synchro_supervisor::{Config, Registry};
+use synchro_store::{Appender, Db};
+use synchro_supervisor::{Config, Registry, Relay};
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -16,6 +16,7 @@ pub struct Harness {
     pub services: Services,
     /// The host config plugins are loaded under; its directories are in `dir`.
     pub config: Config,
+    relay: Option<Relay>,
 }
 
 impl Harness {
@@ -42,6 +43,7 @@ impl Harness {
         let db = Arc::new(Db::open(&config.data_dir).expect("the database"));
         let services = Services {
             bus: bus.clone(),
+            outbox: Arc::new(Appender::new(db.clone())),
             db,
             http: Http::new(PollSettings::default()).expect("the HTTP client"),
         };
@@ -50,7 +52,15 @@ impl Harness {
             engine,
             services,
             config,
+            relay: None,
         }
+    }
+
+    /// Publishes the outbox to the bus's `changes` from now on, as `synchro run` does (in a
+    /// runtime: the relay is a task).
+    pub fn relay_changes(&mut self) {
+        self.relay =
+            Some(Relay::start(&self.services.db, self.services.bus.clone()).expect("the relay"));
     }
 
     /// Installs the component built from `plugins/PLUGIN` as `name` in the plugin

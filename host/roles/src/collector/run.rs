@@ -1,9 +1,10 @@
-//! Runs a collector: schedule, collect, diff, publish, then commit.
+//! Runs a collector: schedule, collect, diff, commit.
 //!
-//! The order is what makes delivery at-least-once: changes are published before the
-//! baseline that records them is committed. A crash in between leaves the old baseline,
-//! so the next collect announces the same changes again; nothing is ever lost, and only
-//! that batch can be repeated.
+//! One transaction moves the plugin's baseline, the model and the outbox together: the
+//! changes are announced (by the outbox's readers) exactly when the baseline records
+//! them. A crash before the commit leaves the old baseline, so the next collect finds the
+//! same changes again; a crash after it leaves them in the outbox. Nothing is lost either
+//! way, and nothing is announced twice by the collector.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,10 +37,6 @@ pub enum CollectError {
     Call(#[from] CallError),
     #[error("state: {0}")]
     Db(#[from] DbError),
-    #[error(
-        "publishing changes failed, nothing committed (the next collect announces them again): {0}"
-    )]
-    Bus(#[from] synchro_bus::BusError),
 }
 
 /// One collector and its in-memory copy of its baseline.
@@ -118,14 +115,10 @@ impl Runner {
                 return Err(error.into());
             }
         };
-        self.publish_and_commit(plugin, outcome).await
+        self.commit(plugin, outcome).await
     }
 
-    async fn publish_and_commit(
-        &mut self,
-        plugin: &Plugin,
-        outcome: Outcome,
-    ) -> Result<Report, CollectError> {
+    async fn commit(&mut self, plugin: &Plugin, outcome: Outcome) -> Result<Report, CollectError> {
         let Outcome {
             upserts,
             deletes,
@@ -156,30 +149,28 @@ impl Runner {
             .await?;
         let batch = uuid::Uuid::new_v4().to_string();
         let timestamp = synchro_model::now_millis();
-        let changes = upserts
+        let records: Vec<Vec<u8>> = upserts
             .iter()
             .map(|u| (u.operation, u.entity.clone()))
-            .chain(deleted.into_iter().map(|e| (Operation::Delete, e)));
-        for (operation, entity) in changes {
-            let change = Change {
-                operation,
-                entity,
-                timestamp,
-                transaction_id: uuid::Uuid::new_v4().to_string(),
-                database_transaction_id: Some(batch.clone()),
-                source: plugin.name.to_string(),
-            };
-            self.services
-                .bus
-                .publish(synchro_bus::change_message(&change))
-                .await?;
-            Counters::bump(&self.deployment.status.counters.changes);
-        }
+            .chain(deleted.into_iter().map(|e| (Operation::Delete, e)))
+            .map(|(operation, entity)| {
+                synchro_bus::change_record(&Change {
+                    operation,
+                    entity,
+                    timestamp,
+                    transaction_id: uuid::Uuid::new_v4().to_string(),
+                    database_transaction_id: Some(batch.clone()),
+                    source: plugin.name.to_string(),
+                })
+            })
+            .collect();
+        let announced = records.len() as u64;
         let name = plugin.name.clone();
         // On failure `self.baseline` stays `None`: the next collect reloads the committed
-        // baseline and announces these changes again.
-        self.blocking(move |s| s.commit_collect(&name, &upserts, &deletes))
+        // baseline and finds these changes again.
+        self.blocking(move |s| s.commit_collect(&name, &upserts, &deletes, &records))
             .await?;
+        Counters::add(&self.deployment.status.counters.changes, announced);
         self.baseline = Some(next);
         Ok(report)
     }

@@ -5,7 +5,12 @@
 //! buffering without bound. A message is committed only after `process-event`
 //! succeeded, or after it was published to the dead-letter topic once its retries were
 //! spent: nothing is lost, and a poison message does not stop the stream.
+//!
+//! "Processed" includes the changes the plugin emitted: a message is committed only once
+//! the outbox has them on disk. The step does not wait for that before the next message
+//! (the outbox writes in batches, one fsync each); the commits follow, in order.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +20,7 @@ use synchro_bus::{Consumer, Delivery, Message};
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_status::Counters;
+use synchro_store::Ticket;
 
 use super::{Events, Session as Instance};
 use crate::failure::{Tracker, Verdict};
@@ -24,6 +30,12 @@ use crate::{Backoff, Deployment, Plugin, PluginEngine};
 const IDLE: Duration = Duration::from_millis(200);
 /// The longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Handled messages waiting for the outbox before they are committed; past it, the step
+/// waits for the disk before it reads more.
+const MAX_UNCOMMITTED: usize = 10_000;
+/// How long a stopping step waits for the outbox to take what its handled messages
+/// emitted; what is not committed by then is delivered again.
+const SETTLE: Duration = Duration::from_secs(2);
 
 pub struct Runner {
     deployment: Arc<Deployment>,
@@ -39,6 +51,9 @@ struct Session {
     plugin: Arc<Plugin>,
     served: usize,
 }
+
+/// Handled messages, oldest first, each with the outbox ticket it waits for.
+type Uncommitted = VecDeque<(Delivery, Ticket)>;
 
 enum Handled {
     /// Processed: commit it.
@@ -79,14 +94,24 @@ impl Runner {
         let mut versions = self.deployment.versions();
         let mut failures = Tracker::default();
         let mut session: Option<Session> = None;
+        let mut handled = Uncommitted::new();
         loop {
+            let outbox = &self.services.outbox;
             // Biased: a swap that has happened is acted on before the next message, so a
             // message read after the swap is never read under the old `[events]`.
             let next = tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                // The guard is dropped at once: held across `settle` it makes this !Send.
+                _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => {
+                    self.settle(&mut consumer, &mut handled).await;
+                    return;
+                }
+                _ = outbox.durable(handled.front().map_or(0, |(_, t)| *t)), if !handled.is_empty() => {
+                    self.commit_durable(&mut consumer, &mut handled);
+                    continue;
+                }
                 _ = versions.changed() => None,
-                next = consumer.next() => Some(next),
+                next = consumer.next(), if handled.len() < MAX_UNCOMMITTED => Some(next),
                 _ = tokio::time::sleep(IDLE), if session.is_some() => {
                     session = None;
                     continue;
@@ -100,6 +125,7 @@ impl Runner {
                 let events = events_of(&versions.borrow_and_update());
                 if events != self.events {
                     tracing::info!(plugin = %self.deployment.current().name, "[events] changed: joining again");
+                    self.settle(&mut consumer, &mut handled).await;
                     drop(consumer);
                     self.events = events;
                     let Some(joined) = self.join(&mut shutdown).await else {
@@ -117,16 +143,17 @@ impl Runner {
                     continue;
                 }
             };
-            let handled = self.handle(&mut session, &delivery, &mut shutdown).await;
-            let failed = match handled {
+            let failed = match self.handle(&mut session, &delivery, &mut shutdown).await {
                 Handled::Done => None,
                 Handled::DeadLettered(error) => Some(error.to_string()),
-                Handled::Stopped => return,
+                Handled::Stopped => {
+                    self.settle(&mut consumer, &mut handled).await;
+                    return;
+                }
             };
-            if let Err(error) = consumer.commit(&delivery) {
-                // The message will be delivered again: handling is idempotent.
-                tracing::warn!(plugin = %self.deployment.current().name, "commit failed: {error}");
-            }
+            // Every change queued so far, this message's among them, is durable by then.
+            handled.push_back((delivery, outbox.issued()));
+            self.commit_durable(&mut consumer, &mut handled);
             let policy = self.deployment.current().limits;
             match failures.record(&policy, failed.is_none(), Duration::ZERO) {
                 Verdict::Continue { .. } => {
@@ -146,6 +173,27 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Commits, in order, the handled messages whose changes the outbox has on disk.
+    fn commit_durable(&self, consumer: &mut Consumer, handled: &mut Uncommitted) {
+        let written = self.services.outbox.written();
+        while let Some((delivery, _)) = handled.pop_front_if(|(_, ticket)| *ticket <= written) {
+            if let Err(error) = consumer.commit(&delivery) {
+                // The message will be delivered again: handling is idempotent.
+                tracing::warn!(plugin = %self.deployment.current().name, "commit failed: {error}");
+            }
+        }
+    }
+
+    /// Before the consumer goes: commits what the outbox takes within [`SETTLE`]; the rest
+    /// is delivered again.
+    async fn settle(&self, consumer: &mut Consumer, handled: &mut Uncommitted) {
+        if let Some((_, last)) = handled.back() {
+            let _ = tokio::time::timeout(SETTLE, self.services.outbox.durable(*last)).await;
+            self.commit_durable(consumer, handled);
+        }
+        handled.clear();
     }
 
     /// Joins the consumer group, retrying with backoff while the bus refuses.

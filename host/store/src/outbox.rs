@@ -1,0 +1,263 @@
+//! The outbox: every change, in commit order, under a sequence number that only grows.
+//!
+//! A change is appended in the same transaction as the model (and the baseline) it
+//! describes, so it is never committed-but-unannounced nor announced-but-uncommitted.
+//! Readers keep a [`Cursor`]: the last sequence number they have handled, saved in the
+//! database, so a restart resumes after it. Delivery is at least once: a reader that stops
+//! between handling a change and saving its cursor handles that change again.
+//!
+//! The outbox keeps what some attached cursor has not passed; [`Db::trim_changes`] drops
+//! the rest.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::watch;
+
+use crate::{Db, DbError, dberr};
+
+/// Sequence number → change record (opaque bytes to this crate).
+pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Reader name → the last sequence number it handled.
+pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// The last sequence number ever given, kept apart so that trimming every change does
+/// not start the numbering again.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAST_SEQ: &str = "last-seq";
+
+/// What the outbox knows beyond the database: the last committed sequence number (for
+/// readers to wait on) and where each attached reader is (for trimming).
+pub(crate) struct Outbox {
+    committed: watch::Sender<u64>,
+    attached: Mutex<HashMap<u64, u64>>,
+    next_reader: std::sync::atomic::AtomicU64,
+}
+
+impl Outbox {
+    pub(crate) fn new(last: u64) -> Outbox {
+        Outbox {
+            committed: watch::Sender::new(last),
+            attached: Mutex::new(HashMap::new()),
+            next_reader: Default::default(),
+        }
+    }
+
+    /// Tells readers that changes up to `last` are committed.
+    pub(crate) fn committed(&self, last: u64) {
+        self.committed.send_if_modified(|seq| {
+            let newer = last > *seq;
+            *seq = (*seq).max(last);
+            newer
+        });
+    }
+}
+
+/// The last sequence number given in `txn`'s snapshot.
+pub(crate) fn last_seq(txn: &WriteTransaction) -> Result<u64, DbError> {
+    let meta = txn.open_table(META).map_err(dberr)?;
+    Ok(meta.get(LAST_SEQ).map_err(dberr)?.map_or(0, |v| v.value()))
+}
+
+/// Appends `records` in `txn`; returns the last sequence number given (the previous last
+/// when `records` is empty). The caller reports it with [`Outbox::committed`] once the
+/// transaction has committed.
+pub(crate) fn append<'r>(
+    txn: &WriteTransaction,
+    records: impl IntoIterator<Item = &'r [u8]>,
+) -> Result<u64, DbError> {
+    let mut seq = last_seq(txn)?;
+    let first = seq;
+    {
+        let mut changes = txn.open_table(CHANGES).map_err(dberr)?;
+        for record in records {
+            seq += 1;
+            changes.insert(seq, record).map_err(dberr)?;
+        }
+    }
+    if seq != first {
+        let mut meta = txn.open_table(META).map_err(dberr)?;
+        meta.insert(LAST_SEQ, seq).map_err(dberr)?;
+    }
+    Ok(seq)
+}
+
+/// Where a reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// After its saved cursor; a reader never seen before starts at the end, and its
+    /// cursor is saved there.
+    Saved,
+    /// At the end, whatever was saved; its position is not saved either (a relay to a bus
+    /// that forgets everything at exit).
+    End,
+}
+
+/// A reader of the outbox. Attached while it lives: what it has not passed is kept.
+pub struct Cursor {
+    db: Arc<Db>,
+    name: String,
+    id: u64,
+    start: Start,
+    /// The last sequence number handled.
+    position: u64,
+    committed: watch::Receiver<u64>,
+}
+
+impl Db {
+    /// Attaches the reader `name` to the outbox.
+    pub fn cursor(self: &Arc<Db>, name: &str, start: Start) -> Result<Cursor, DbError> {
+        let end = *self.outbox.committed.borrow();
+        let position = match start {
+            Start::End => end,
+            Start::Saved => {
+                // Saved at once when new: a reader that stops before it handles anything
+                // resumes from here, not from a later end.
+                let txn = self.db.begin_write().map_err(dberr)?;
+                let position = {
+                    let mut cursors = txn.open_table(CURSORS).map_err(dberr)?;
+                    let saved = cursors.get(name).map_err(dberr)?.map(|v| v.value());
+                    match saved {
+                        Some(saved) => saved,
+                        None => {
+                            cursors.insert(name, end).map_err(dberr)?;
+                            end
+                        }
+                    }
+                };
+                txn.commit().map_err(dberr)?;
+                position
+            }
+        };
+        let id = self
+            .outbox
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.outbox.attached.lock().unwrap().insert(id, position);
+        Ok(Cursor {
+            db: self.clone(),
+            name: name.to_owned(),
+            id,
+            start,
+            position,
+            committed: self.outbox.committed.subscribe(),
+        })
+    }
+
+    /// The last sequence number committed.
+    pub fn last_change(&self) -> u64 {
+        *self.outbox.committed.borrow()
+    }
+
+    /// Appends change records that describe no write of the database (`emit-change`), in
+    /// one transaction; returns the last sequence number given.
+    pub fn append_changes(&self, records: &[Vec<u8>]) -> Result<u64, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let last = append(&txn, records.iter().map(Vec::as_slice))?;
+        txn.commit().map_err(dberr)?;
+        self.outbox.committed(last);
+        Ok(last)
+    }
+
+    /// Drops the changes every attached reader has passed; returns how many. With no
+    /// reader attached, nothing is dropped.
+    pub fn trim_changes(&self) -> Result<u64, DbError> {
+        let Some(passed) = self.outbox.attached.lock().unwrap().values().copied().min() else {
+            return Ok(0);
+        };
+        let mut txn = self.db.begin_write().map_err(dberr)?;
+        // Dropping needs no fsync of its own: a crash before the next durable commit
+        // only keeps changes that were already handled.
+        txn.set_durability(Durability::None).map_err(dberr)?;
+        let mut dropped = 0;
+        {
+            let mut changes = txn.open_table(CHANGES).map_err(dberr)?;
+            changes
+                .retain_in(..=passed, |_, _| {
+                    dropped += 1;
+                    false
+                })
+                .map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(dropped)
+    }
+
+    /// Changes after `after`, up to `limit` of them, in order.
+    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(CHANGES).map_err(dberr)?;
+        let mut out = Vec::new();
+        for row in table.range(after + 1..).map_err(dberr)? {
+            let (seq, record) = row.map_err(dberr)?;
+            out.push((seq.value(), record.value().to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Cursor {
+    /// The last sequence number this reader handled.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Waits for changes after the position, then returns up to `limit` of them. The
+    /// position moves only with [`Cursor::handled`].
+    pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+        let position = self.position;
+        // The sender lives in the database this cursor holds: waiting cannot fail.
+        let _ = self.committed.wait_for(|last| *last > position).await;
+        let db = self.db.clone();
+        let batch = tokio::task::spawn_blocking(move || db.changes_after(position, limit))
+            .await
+            .expect("reading changes does not panic")?;
+        if let Some((first, _)) = batch.first()
+            && *first > position + 1
+        {
+            // Trimmed while this reader was not attached (it was not running).
+            tracing::warn!(
+                reader = self.name,
+                missed = first - position - 1,
+                "changes were dropped from the outbox before this reader read them"
+            );
+        }
+        Ok(batch)
+    }
+
+    /// Records that everything up to `seq` is handled; a reader kept from [`Start::Saved`]
+    /// saves it (without an fsync of its own: losing it in a crash repeats changes, never
+    /// skips one).
+    pub async fn handled(&mut self, seq: u64) -> Result<(), DbError> {
+        if seq <= self.position {
+            return Ok(());
+        }
+        if self.start == Start::Saved {
+            let db = self.db.clone();
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut txn = db.db.begin_write().map_err(dberr)?;
+                txn.set_durability(Durability::None).map_err(dberr)?;
+                txn.open_table(CURSORS)
+                    .map_err(dberr)?
+                    .insert(name.as_str(), seq)
+                    .map_err(dberr)?;
+                txn.commit().map_err(dberr)
+            })
+            .await
+            .expect("saving a cursor does not panic")?;
+        }
+        self.position = seq;
+        self.db.outbox.attached.lock().unwrap().insert(self.id, seq);
+        Ok(())
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.db.outbox.attached.lock().unwrap().remove(&self.id);
+    }
+}
