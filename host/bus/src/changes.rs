@@ -14,7 +14,7 @@ pub fn is_host_topic(topic: &str) -> bool {
 }
 
 /// The bus message of a change: its Gizmo-shaped JSON, keyed by entity, with headers
-/// that let subscribers filter by kind or plugin without parsing the payload.
+/// that let consumers filter by kind or plugin without parsing the payload.
 pub fn change_message(change: &Change) -> Message {
     message(
         change.entity.key(),

@@ -1,6 +1,5 @@
 //! The embedded bus: an in-process log per topic, with consumer groups and committed
-//! offsets like Kafka's (one partition per topic), live subscriptions and correlated
-//! responses. Nothing survives the process.
+//! offsets like Kafka's (one partition per topic) and correlated responses. Nothing survives the process.
 //!
 //! Memory is bounded: a topic keeps at most [`LOG_CAPACITY`] messages and `max-topic-mb`,
 //! all topics together `max-total-mb`. To make room, messages every group reading their
@@ -13,18 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::correlate::Correlator;
-use super::{
-    BusError, Delivery, EmbeddedSettings, Filter, Message, StartFrom, Subscription, Topics,
-    compile_pattern,
-};
+use super::{BusError, Delivery, EmbeddedSettings, Message, StartFrom, Topics, compile_pattern};
 
 /// Messages one topic keeps.
 const LOG_CAPACITY: usize = 100_000;
-/// Messages a live subscriber may have queued before publishers wait for it.
-const SUBSCRIBER_QUEUE: usize = 1024;
 
 #[derive(Clone)]
 pub struct Embedded {
@@ -41,9 +35,6 @@ struct Inner {
     correlator: Correlator,
 }
 
-/// A live subscriber's queue and what it wants.
-type Subscriber = (mpsc::Sender<Arc<Message>>, Filter);
-
 /// What the logs may hold, in bytes.
 #[derive(Clone, Copy)]
 struct Bounds {
@@ -56,7 +47,6 @@ struct State {
     logs: HashMap<String, Log>,
     /// Bytes of every log together.
     bytes: u64,
-    subscribers: HashMap<String, Vec<Subscriber>>,
     groups: HashMap<String, Group>,
 }
 
@@ -206,49 +196,21 @@ impl Embedded {
             message.timestamp = synchro_model::now_millis();
         }
         let message = Arc::new(message);
-        let targets: Vec<_> = loop {
+        loop {
             let mut room = pin!(self.inner.committed.notified());
             room.as_mut().enable();
             {
                 let mut state = self.inner.state.lock().expect("bus lock");
                 if let Append::Done = state.try_append(&message, self.inner.bounds)? {
-                    break state
-                        .subscribers
-                        .get(&message.topic)
-                        .into_iter()
-                        .flatten()
-                        .filter(|(_, filter)| filter.matches(&message))
-                        .map(|(tx, _)| tx.clone())
-                        .collect();
+                    break;
                 }
             }
             tracing::debug!(topic = %message.topic, "the bus is full; waiting for a consumer group to commit");
             room.await;
-        };
+        }
         self.inner.published.notify_waiters();
         self.inner.correlator.offer(&message.topic, &message);
-        let mut closed = false;
-        for tx in targets {
-            closed |= tx.send(message.clone()).await.is_err();
-        }
-        if closed {
-            let mut state = self.inner.state.lock().expect("bus lock");
-            if let Some(subscribers) = state.subscribers.get_mut(&message.topic) {
-                subscribers.retain(|(tx, _)| !tx.is_closed());
-            }
-        }
         Ok(())
-    }
-
-    pub fn subscribe(&self, topic: &str, filter: Filter) -> Subscription {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let mut state = self.inner.state.lock().expect("bus lock");
-        state
-            .subscribers
-            .entry(topic.to_owned())
-            .or_default()
-            .push((tx, filter));
-        rx
     }
 
     /// Joins `group`. A group seen before resumes from its committed offsets; a new one

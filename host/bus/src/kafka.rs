@@ -21,10 +21,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::correlate::{CorrelationId, Correlator};
-use super::{BusError, Delivery, Filter, Message, StartFrom, Subscription, Topics};
+use super::{BusError, Delivery, Message, StartFrom, Topics};
 
 /// `[bus]` with `kind = "kafka"` in the host config.
 #[derive(Debug, Clone, Deserialize)]
@@ -274,47 +273,6 @@ impl Kafka {
             kafka: self.clone(),
             consumer,
         })
-    }
-
-    /// A live subscription: a consumer group of its own starting at the latest offset.
-    /// Messages published on `topic` from the moment this returns: like the response reader,
-    /// the tail reads in no consumer group, from the high watermarks read here. (Subscribing
-    /// at "latest" joined a group asynchronously — what was published meanwhile, such as a
-    /// host's first collect, was never seen — and logged an error while the topic did not
-    /// exist yet.)
-    pub async fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
-        self.ensure_topic(topic).await?;
-        let group = format!("synchro-tail-{}", uuid::Uuid::new_v4());
-        let consumer = Arc::new(self.consumer(&group, StartFrom::Latest)?);
-        self.assign_at_end(&consumer, topic).await?;
-        let wire = self.wire(topic);
-        let (tx, rx) = mpsc::channel(1024);
-        let kafka = self.clone();
-        tokio::spawn(async move {
-            let mut pause = Duration::from_millis(100);
-            loop {
-                let message = match consumer.recv().await {
-                    Ok(m) => {
-                        pause = Duration::from_millis(100);
-                        kafka.owned(&m)
-                    }
-                    Err(e) => {
-                        if pause >= Duration::from_secs(1) {
-                            tracing::warn!(
-                                "Kafka subscription to `{wire}`: {e}; retrying in {pause:?}"
-                            );
-                        }
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
-                };
-                if filter.matches(&message) && tx.send(Arc::new(message)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(rx)
     }
 
     /// Assigns `consumer` every partition of `topic` at its high watermark, read now: from

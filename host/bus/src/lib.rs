@@ -1,9 +1,8 @@
 //! The message bus: one abstraction, two implementations — the embedded in-process log
 //! (the default) and Kafka (the only crate that knows rdkafka).
 //!
-//! Both offer the same semantics, checked by one behavioural test suite: publish; live
-//! subscriptions with kind filters; consumer groups that resume from their committed
-//! offsets, where each group sees every message and a message is committed only when its
+//! Both offer the same semantics, checked by one behavioural test suite: publish;
+//! consumer groups that resume from their committed offsets, where each group sees every message and a message is committed only when its
 //! consumer says so; and responses correlated by id.
 
 mod changes;
@@ -11,7 +10,6 @@ mod correlate;
 mod embedded;
 pub mod kafka;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,25 +165,6 @@ impl EmbeddedSettings {
     }
 }
 
-/// Which messages of a topic a live subscriber wants.
-#[derive(Debug, Clone, Default)]
-pub enum Filter {
-    /// Every message.
-    #[default]
-    All,
-    /// Messages whose `kind` header is one of these (change notifications carry it).
-    Kinds(HashSet<String>),
-}
-
-impl Filter {
-    fn matches(&self, message: &Message) -> bool {
-        match self {
-            Filter::All => true,
-            Filter::Kinds(kinds) => message.header("kind").is_some_and(|k| kinds.contains(k)),
-        }
-    }
-}
-
 /// The topics a consumer group reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topics {
@@ -211,9 +190,6 @@ pub struct Delivery {
     pub partition: i32,
     pub offset: i64,
 }
-
-/// A live subscription's queue: messages published from now on. Dropping it unsubscribes.
-pub type Subscription = tokio::sync::mpsc::Receiver<Arc<Message>>;
 
 #[derive(Clone)]
 pub enum Bus {
@@ -250,20 +226,11 @@ impl Bus {
         }
     }
 
-    /// Publishes `message`, waiting for a subscriber or a log that is full.
+    /// Publishes `message`, waiting while the log is full (embedded) or for the broker.
     pub async fn publish(&self, message: Message) -> Result<(), BusError> {
         match self {
             Bus::Embedded(bus) => bus.publish(message).await,
             Bus::Kafka(bus) => bus.publish(message).await,
-        }
-    }
-
-    /// Subscribes to messages published on `topic` that pass `filter`, every one published
-    /// once this returns.
-    pub async fn subscribe(&self, topic: &str, filter: Filter) -> Result<Subscription, BusError> {
-        match self {
-            Bus::Embedded(bus) => Ok(bus.subscribe(topic, filter)),
-            Bus::Kafka(bus) => bus.subscribe(topic, filter).await,
         }
     }
 

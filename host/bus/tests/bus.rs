@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use synchro_bus::{Bus, BusError, CorrelationId, Filter, Message, StartFrom, Topics};
+use synchro_bus::{Bus, BusError, CorrelationId, Message, StartFrom, Topics};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -130,26 +130,6 @@ async fn patterns_match_whole_names(bus: Bus) {
     assert!(matches!(error, BusError::BadPattern { .. }), "{error}");
 }
 
-/// Live subscriptions see every message published once `subscribe` returns, filtered by
-/// kind.
-async fn live_subscriptions_filter_by_kind(bus: Bus) {
-    let mut servers = bus
-        .subscribe("changes", Filter::Kinds(["pserver".to_owned()].into()))
-        .await
-        .unwrap();
-    bus.publish(Message::new("changes", b"vm".to_vec()).with_header("kind", "vserver"))
-        .await
-        .unwrap();
-    bus.publish(Message::new("changes", b"srv".to_vec()).with_header("kind", "pserver"))
-        .await
-        .unwrap();
-    let message = tokio::time::timeout(WAIT, servers.recv())
-        .await
-        .expect("the message published right after subscribing")
-        .unwrap();
-    assert_eq!(text(&message), "srv", "filtered by kind");
-}
-
 fn response(id: &str) -> Message {
     Message::new("responses", id.as_bytes().to_vec()).with_header("correlation-id", id)
 }
@@ -254,11 +234,6 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn patterns_match_whole_names() {
                 super::patterns_match_whole_names($bus).await
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn live_subscriptions_filter_by_kind() {
-                super::live_subscriptions_filter_by_kind($bus).await
             }
 
             #[tokio::test(flavor = "multi_thread")]
