@@ -255,7 +255,7 @@ impl CallContext {
             operation,
             entity,
             timestamp: timestamp.unwrap_or_else(synchro_model::now_millis),
-            transaction_id: transaction_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            transaction_id: transaction_id.unwrap_or_else(synchro_model::new_transaction_id),
             database_transaction_id: None,
             source: self.plugin.to_string(),
         })

@@ -3,6 +3,7 @@
 
 use crate::diff::Operation;
 use crate::entity::Entity;
+#[cfg(test)]
 use crate::gizmo;
 
 /// A change ready to publish.
@@ -27,46 +28,66 @@ pub fn now_millis() -> u64 {
 }
 
 impl Change {
-    /// The change as a Gizmo event.
-    pub fn to_event(&self) -> gizmo::Event {
-        let e = &self.entity;
-        let endpoint = |r: &crate::EntityRef| gizmo::Endpoint {
-            key: r.key.clone(),
-            kind: r.kind.clone(),
-        };
-        let element = gizmo::Element {
-            key: e.key().to_owned(),
-            kind: e.kind().to_owned(),
-            schema_version: e.schema_version().map(str::to_owned),
-            properties: Some(
-                serde_json::from_str(e.properties())
-                    .expect("entity properties are a JSON object by construction"),
-            ),
-            source: e.edge().map(|ends| endpoint(&ends.source)),
-            target: e.edge().map(|ends| endpoint(&ends.target)),
-        };
-        gizmo::Event {
-            timestamp: self.timestamp,
-            operation: match self.operation {
-                Operation::Create => gizmo::Operation::Create,
-                Operation::Update => gizmo::Operation::Update,
-                Operation::Delete => gizmo::Operation::Delete,
-            },
-            subject: if e.edge().is_some() {
-                gizmo::Subject::Edge(element)
-            } else {
-                gizmo::Subject::Vertex(element)
-            },
-            transaction_id: self.transaction_id.clone(),
-            database_transaction_id: self.database_transaction_id.clone(),
-            source: Some(self.source.clone()),
-        }
-    }
-
-    /// The Gizmo-shaped JSON document.
+    /// The Gizmo-shaped JSON document ([`gizmo::Event`]'s form), written directly: the
+    /// entity's properties are canonical JSON already and go in as they are.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_event()).expect("an event serialises")
+        let e = &self.entity;
+        let mut out = Vec::with_capacity(160 + e.key().len() + e.properties().len());
+        out.extend_from_slice(b"{\"timestamp\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.timestamp).as_bytes());
+        out.extend_from_slice(b",\"operation\":\"");
+        out.extend_from_slice(self.operation.as_str().as_bytes());
+        out.extend_from_slice(if e.edge().is_some() {
+            b"\",\"edge\":{\"key\":"
+        } else {
+            b"\",\"vertex\":{\"key\":"
+        });
+        json_str(e.key(), &mut out);
+        out.extend_from_slice(b",\"type\":");
+        json_str(e.kind(), &mut out);
+        if let Some(version) = e.schema_version() {
+            out.extend_from_slice(b",\"schema-version\":");
+            json_str(version, &mut out);
+        }
+        out.extend_from_slice(b",\"properties\":");
+        out.extend_from_slice(e.properties().as_bytes());
+        if let Some(ends) = e.edge() {
+            for (name, end) in [
+                (&b",\"source\":"[..], &ends.source),
+                (b",\"target\":", &ends.target),
+            ] {
+                out.extend_from_slice(name);
+                out.extend_from_slice(b"{\"key\":");
+                json_str(&end.key, &mut out);
+                out.extend_from_slice(b",\"type\":");
+                json_str(&end.kind, &mut out);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b"},\"transaction-id\":");
+        json_str(&self.transaction_id, &mut out);
+        if let Some(id) = &self.database_transaction_id {
+            out.extend_from_slice(b",\"database-transaction-id\":");
+            json_str(id, &mut out);
+        }
+        out.extend_from_slice(b",\"source\":");
+        json_str(&self.source, &mut out);
+        out.push(b'}');
+        out
     }
+}
+
+fn json_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, s).expect("writing a string to a Vec cannot fail");
+}
+
+/// A new transaction id: a random (v4) UUID from a generator seeded once per thread,
+/// not a system call per id.
+pub fn new_transaction_id() -> String {
+    use rand::Rng;
+    uuid::Builder::from_random_bytes(rand::rng().random())
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -120,6 +141,11 @@ mod tests {
             ..change
         };
         let json: serde_json::Value = serde_json::from_slice(&change.to_json()).unwrap();
+        let event: gizmo::Event = serde_json::from_slice(&change.to_json()).unwrap();
+        assert!(
+            matches!(event.subject, gizmo::Subject::Edge(_)),
+            "a Gizmo event"
+        );
         assert_eq!(json["operation"], "DELETE");
         assert_eq!(
             json["edge"]["source"],

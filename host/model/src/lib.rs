@@ -14,7 +14,7 @@ mod error;
 pub mod gizmo;
 mod one_line;
 
-pub use change::{Change, now_millis};
+pub use change::{Change, new_transaction_id, now_millis};
 pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
 pub use entity::{EdgeEnds, Entity, EntityError, EntityRef};
 pub use error::{Error, ErrorKind};

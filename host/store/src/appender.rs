@@ -41,6 +41,8 @@ struct Queue {
     /// The last ticket given.
     issued: Ticket,
     closed: bool,
+    /// The writer waits for work: only then does a caller need to wake it.
+    idle: bool,
 }
 
 impl Appender {
@@ -69,7 +71,9 @@ impl Appender {
                     queue.bytes += record.len();
                     queue.records.push(record);
                     queue.issued += 1;
-                    self.shared.work.notify_one();
+                    if queue.idle {
+                        self.shared.work.notify_one();
+                    }
                     return queue.issued;
                 }
             }
@@ -110,7 +114,9 @@ impl Shared {
             let (records, last) = {
                 let mut queue = self.queue.lock().unwrap();
                 while queue.records.is_empty() && !queue.closed {
+                    queue.idle = true;
                     queue = self.work.wait(queue).unwrap();
+                    queue.idle = false;
                 }
                 if queue.records.is_empty() {
                     return;

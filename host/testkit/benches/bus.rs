@@ -3,6 +3,8 @@
 //! - event-step throughput through a trivial Rust plugin (plugins/bench-event-step), on
 //!   the embedded bus (a current-thread runtime: one core) and on Kafka (tansu on
 //!   loopback), against the bus alone (consume + commit, no wasm) in the same run;
+//! - the same with real work (plugins/bench-emit: parse a ~200-byte JSON event with serde,
+//!   emit a change of it), counted when the changes are durable in the outbox;
 //! - await-response round trip (publish a request, a responder answers, the waiter gets
 //!   it), p50 / p99, on both buses.
 //!
@@ -14,12 +16,38 @@ use synchro_bus::{Bus, CorrelationId, Message, StartFrom, Topics};
 use synchro_roles::event_step::Runner;
 use synchro_testkit::Harness;
 
-async fn fill(bus: &Bus, topic: &str, count: u64) -> anyhow::Result<()> {
-    let payload = vec![b'x'; 100];
+/// What the step under test is given and granted.
+struct Step<'a> {
+    wasm: &'a std::path::Path,
+    /// Lines appended to its manifest.
+    grants: &'a str,
+    payload: fn(u64) -> Vec<u8>,
+}
+
+/// 100 bytes of nothing in particular.
+fn filler(_: u64) -> Vec<u8> {
+    vec![b'x'; 100]
+}
+
+/// A JSON event of ~200 bytes, as a monitoring tool sends one.
+fn json_event(i: u64) -> Vec<u8> {
+    format!(
+        r#"{{"id":"srv-{i:08}","hostname":"host-{i:08}.dc1.example.net","status":"active","rack":"r{}","vendor":"acme","model":"x9-2000","ts":1764102154190,"tags":["edge","prod"]}}"#,
+        i % 40
+    )
+    .into_bytes()
+}
+
+async fn fill(
+    bus: &Bus,
+    topic: &str,
+    count: u64,
+    payload: fn(u64) -> Vec<u8>,
+) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         let bus = bus.clone();
-        let message = Message::new(topic, payload.clone()).with_key(format!("k{}", i % 16));
+        let message = Message::new(topic, payload(i)).with_key(format!("k{}", i % 16));
         tasks.spawn(async move { bus.publish(message).await });
         if tasks.len() >= 512 {
             tasks.join_next().await.expect("a task")??;
@@ -31,17 +59,21 @@ async fn fill(bus: &Bus, topic: &str, count: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Events/s through the event step, and through the bus alone.
-async fn throughput(bus: &Bus, wasm: &std::path::Path, count: u64) -> anyhow::Result<(f64, f64)> {
+/// Events/s through the event step (with every change it emitted durable), and through
+/// the bus alone.
+async fn throughput(bus: &Bus, step: &Step<'_>, count: u64) -> anyhow::Result<(f64, f64)> {
     let harness = Harness::new(bus);
-    std::fs::copy(wasm, harness.config.plugin_dir.join("bench.wasm"))?;
+    std::fs::copy(step.wasm, harness.config.plugin_dir.join("bench.wasm"))?;
     let manifest = harness.config.plugin_dir.join("bench.toml");
     std::fs::write(
         &manifest,
-        "name = \"bench\"\nversion = \"0\"\nroles = [\"event-step\"]\n[events]\ntopics = [\"bench\"]\nstart = \"earliest\"\n",
+        format!(
+            "name = \"bench\"\nversion = \"0\"\nroles = [\"event-step\"]\n[events]\ntopics = [\"bench\"]\nstart = \"earliest\"\n{}",
+            step.grants
+        ),
     )?;
     let plugin = harness.load(&manifest).await?;
-    fill(bus, "bench", count).await?;
+    fill(bus, "bench", count, step.payload).await?;
 
     let started = Instant::now();
     let mut consumer = bus.consume(
@@ -55,17 +87,20 @@ async fn throughput(bus: &Bus, wasm: &std::path::Path, count: u64) -> anyhow::Re
     }
     let bus_only = count as f64 / started.elapsed().as_secs_f64();
 
-    let step = Runner::new(
+    let runner = Runner::new(
         Harness::deploy(plugin),
         harness.engine.clone(),
         harness.services.clone(),
     );
-    let deployment = step.deployment().clone();
+    let deployment = runner.deployment().clone();
     let processed = || deployment.status.counters.values().processed;
+    // A step that emits is done when its changes are durable.
+    let emits = !step.grants.is_empty();
+    let db = harness.services.db.clone();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let task = tokio::spawn(step.run(shutdown));
-    while processed() < count {
+    let task = tokio::spawn(runner.run(shutdown));
+    while processed() < count || (emits && db.last_change() < count) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let through_wasm = count as f64 / started.elapsed().as_secs_f64();
@@ -127,7 +162,18 @@ async fn round_trips(bus: &Bus, count: usize) -> anyhow::Result<(Duration, Durat
 
 fn main() -> anyhow::Result<()> {
     let count = synchro_testkit::env_u64("SYNCHRO_BENCH_EVENTS", 100_000);
-    let wasm = synchro_testkit::plugin("bench-event-step");
+    let trivial_wasm = synchro_testkit::plugin("bench-event-step");
+    let trivial = Step {
+        wasm: &trivial_wasm,
+        grants: "",
+        payload: filler,
+    };
+    let emit_wasm = synchro_testkit::plugin("bench-emit");
+    let emit = Step {
+        wasm: &emit_wasm,
+        grants: "[capabilities]\nemit = true\n",
+        payload: json_event,
+    };
     println!(
         "bus benchmark (RUST_BACKTRACE={})",
         std::env::var("RUST_BACKTRACE").unwrap_or_else(|_| "unset".into())
@@ -137,10 +183,16 @@ fn main() -> anyhow::Result<()> {
     let one_core = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (wasm_rate, bus_rate) = one_core.block_on(throughput(&Bus::embedded(), &wasm, count))?;
+    let (wasm_rate, bus_rate) = one_core.block_on(throughput(&Bus::embedded(), &trivial, count))?;
     println!(
         "  embedded, one core: event step {:.0} events/s; bus alone (consume+commit) {:.0} events/s ({count} events)",
         wasm_rate, bus_rate
+    );
+    let (emit_rate, _) = one_core.block_on(throughput(&Bus::embedded(), &emit, count))?;
+    println!(
+        "  embedded, one core: event step parsing JSON + emit-change, durable in the outbox: {:.0} events/s ({:.2}x the trivial step)",
+        emit_rate,
+        emit_rate / wasm_rate
     );
     let (p50, p99) = one_core.block_on(round_trips(&Bus::embedded(), 20_000))?;
     println!(
@@ -153,7 +205,7 @@ fn main() -> anyhow::Result<()> {
     let kafka_count = count / 5;
     let (wasm_rate, bus_rate) = runtime.block_on(throughput(
         &synchro_testkit::broker::kafka_bus(),
-        &wasm,
+        &trivial,
         kafka_count,
     ))?;
     println!(

@@ -147,7 +147,7 @@ impl Runner {
                 Ok((deletes, deleted))
             })
             .await?;
-        let batch = uuid::Uuid::new_v4().to_string();
+        let batch = synchro_model::new_transaction_id();
         let timestamp = synchro_model::now_millis();
         let records: Vec<Vec<u8>> = upserts
             .iter()
@@ -158,7 +158,7 @@ impl Runner {
                     operation,
                     entity,
                     timestamp,
-                    transaction_id: uuid::Uuid::new_v4().to_string(),
+                    transaction_id: synchro_model::new_transaction_id(),
                     database_transaction_id: Some(batch.clone()),
                     source: plugin.name.to_string(),
                 })
