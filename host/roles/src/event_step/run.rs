@@ -161,6 +161,8 @@ impl Runner {
                 }
                 Verdict::Quarantine { failures: count } => {
                     session = None;
+                    // What is handled is committed before the wait, not held through it.
+                    self.settle(&mut consumer, &mut handled).await;
                     let reason = failed.unwrap_or_default();
                     if !self
                         .deployment
