@@ -199,3 +199,51 @@ async fn synchro_run_on_kafka_prints_the_first_collect() {
     );
     host.stop();
 }
+
+/// A broker stopped and started again, empty, many times while the host publishes (the
+/// topics are created again each time: librdkafka 2.12 crashed on re-created topics in
+/// such runs): the host keeps running, prints every change in order, publishes the last
+/// one to the last broker, and stops cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restarted_many_times_never_stops_the_host() {
+    let KafkaHost {
+        port,
+        prefix,
+        source,
+        setup,
+    } = KafkaHost::new();
+    let restarts = synchro_testkit::env_u64("SYNCHRO_BROKER_RESTARTS", 6);
+    let mut broker = Broker::start_on(port);
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT), synchro_testkit::inventory_created());
+    for round in 1..=restarts {
+        source.set(200, &INVENTORY.replace("alpha", &format!("alpha-{round}")));
+        assert_eq!(
+            host.events(1, WAIT),
+            synchro_testkit::pairs(&[("UPDATE", "srv-1")]),
+            "round {round}"
+        );
+        // Down for a while (publishes fail and are retried), then back, empty.
+        drop(broker);
+        std::thread::sleep(Duration::from_millis(300 * (round % 3)));
+        broker = Broker::start_on(port);
+        assert!(
+            host.is_running(),
+            "round {round}: the host died\n{}",
+            host.log()
+        );
+    }
+    source.set(200, &INVENTORY.replace("alpha", "alpha-last"));
+    assert_eq!(
+        host.events(1, WAIT),
+        synchro_testkit::pairs(&[("UPDATE", "srv-1")])
+    );
+    let mut changes = changes_from_start(&broker, &prefix);
+    loop {
+        let event = next_change(&mut changes, "the last change on the last broker").await;
+        if event == ("UPDATE".into(), "srv-1".into()) {
+            break;
+        }
+    }
+    host.stop();
+}

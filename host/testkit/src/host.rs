@@ -305,6 +305,15 @@ impl Running {
         self.child.id()
     }
 
+    /// Whether the process has not exited (a crash included).
+    pub fn is_running(&self) -> bool {
+        // Read from /proc, without reaping it: `stop` still sees the exit status. An exited
+        // child not yet reaped is a zombie (state `Z`).
+        std::path::Path::new(&format!("/proc/{}", self.child.id())).exists()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+                .is_ok_and(|stat| stat.split(' ').nth(2) == Some("Z"))
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
