@@ -25,6 +25,8 @@ pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cur
 /// not start the numbering again.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAST_SEQ: &str = "last-seq";
+/// How often a reader's position is saved with an fsync; in between, without one.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the outbox knows beyond the database: the last committed sequence number (for
 /// readers to wait on) and where each attached reader is (for trimming).
@@ -102,6 +104,8 @@ pub struct Cursor {
     /// The last sequence number handled.
     position: u64,
     committed: watch::Receiver<u64>,
+    /// When the position was last saved with an fsync.
+    synced: std::time::Instant,
 }
 
 impl Db {
@@ -141,6 +145,7 @@ impl Db {
             start,
             position,
             committed: self.outbox.committed.subscribe(),
+            synced: std::time::Instant::now(),
         })
     }
 
@@ -229,8 +234,8 @@ impl Cursor {
     }
 
     /// Records that everything up to `seq` is handled; a reader kept from [`Start::Saved`]
-    /// saves it (without an fsync of its own: losing it in a crash repeats changes, never
-    /// skips one).
+    /// saves it — with an fsync at most every [`SYNC_EVERY`], so that a kill repeats at most
+    /// that much (losing a save repeats changes, it never skips one).
     pub async fn handled(&mut self, seq: u64) -> Result<(), DbError> {
         if seq <= self.position {
             return Ok(());
@@ -238,9 +243,15 @@ impl Cursor {
         if self.start == Start::Saved {
             let db = self.db.clone();
             let name = self.name.clone();
+            let sync = self.synced.elapsed() >= SYNC_EVERY;
+            if sync {
+                self.synced = std::time::Instant::now();
+            }
             tokio::task::spawn_blocking(move || {
                 let mut txn = db.db.begin_write().map_err(dberr)?;
-                txn.set_durability(Durability::None).map_err(dberr)?;
+                if !sync {
+                    txn.set_durability(Durability::None).map_err(dberr)?;
+                }
                 txn.open_table(CURSORS)
                     .map_err(dberr)?
                     .insert(name.as_str(), seq)
