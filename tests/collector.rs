@@ -38,6 +38,20 @@ fn changes_follow_the_source_and_a_restart_is_silent() {
     assert_eq!(edge["source"], "inv");
     assert!(edge["transaction-id"].is_string() && edge["timestamp"].as_u64().unwrap() > 0);
     host.expect_silence(QUIET);
+    // The status says how far each reader of the change stream is.
+    let outbox = setup.status().outbox;
+    assert_eq!(outbox.last, 4, "{outbox:?}");
+    assert_eq!(
+        outbox.readers,
+        [("printer".to_owned(), 4), ("relay".to_owned(), 4)].into(),
+        "printed and relayed"
+    );
+    let status = setup.command(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("changes: 4 committed; printer 0 behind, relay 0 behind"),
+        "{text}"
+    );
 
     // Key order and whitespace are not changes; a value is.
     source.set(

@@ -98,6 +98,21 @@ fn print_status(report: &HostReport) {
             println!("  last reload refused: {}", OneLine(error));
         }
     }
+    let outbox = &report.outbox;
+    let behind: Vec<String> = outbox
+        .readers
+        .iter()
+        .map(|(reader, at)| format!("{reader} {} behind", outbox.last.saturating_sub(*at)))
+        .collect();
+    println!(
+        "changes: {} committed; {}",
+        outbox.last,
+        if behind.is_empty() {
+            "no reader running".to_owned()
+        } else {
+            behind.join(", ")
+        }
+    );
     let r = &report.responses;
     if *r != Default::default() {
         println!(

@@ -170,4 +170,15 @@ pub struct HostReport {
     pub refused: Vec<Refused>,
     #[serde(default)]
     pub responses: Responses,
+    #[serde(default)]
+    pub outbox: Outbox,
+}
+
+/// The host's outbox of changes: the last sequence number committed, and the last one
+/// each running reader (`printer`, `relay`) has handled — how far behind each is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Outbox {
+    pub last: u64,
+    pub readers: std::collections::BTreeMap<String, u64>,
 }

@@ -32,7 +32,8 @@ const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 /// readers to wait on) and where each attached reader is (for trimming).
 pub(crate) struct Outbox {
     committed: watch::Sender<u64>,
-    attached: Mutex<HashMap<u64, u64>>,
+    /// Reader id → its name and position.
+    attached: Mutex<HashMap<u64, (String, u64)>>,
     next_reader: std::sync::atomic::AtomicU64,
 }
 
@@ -137,7 +138,11 @@ impl Db {
             .outbox
             .next_reader
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.outbox.attached.lock().unwrap().insert(id, position);
+        self.outbox
+            .attached
+            .lock()
+            .unwrap()
+            .insert(id, (name.to_owned(), position));
         Ok(Cursor {
             db: self.clone(),
             name: name.to_owned(),
@@ -154,6 +159,17 @@ impl Db {
         *self.outbox.committed.borrow()
     }
 
+    /// Each attached reader's name and position (the furthest behind, for a name attached
+    /// twice).
+    pub fn readers(&self) -> Vec<(String, u64)> {
+        let mut readers: HashMap<String, u64> = HashMap::new();
+        for (name, position) in self.outbox.attached.lock().unwrap().values() {
+            let least = readers.entry(name.clone()).or_insert(*position);
+            *least = (*least).min(*position);
+        }
+        readers.into_iter().collect()
+    }
+
     /// Appends change records that describe no write of the database (`emit-change`), in
     /// one transaction; returns the last sequence number given.
     pub fn append_changes(&self, records: &[Vec<u8>]) -> Result<u64, DbError> {
@@ -167,7 +183,15 @@ impl Db {
     /// Drops the changes every attached reader has passed; returns how many. With no
     /// reader attached, nothing is dropped.
     pub fn trim_changes(&self) -> Result<u64, DbError> {
-        let Some(passed) = self.outbox.attached.lock().unwrap().values().copied().min() else {
+        let Some(passed) = self
+            .outbox
+            .attached
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, position)| *position)
+            .min()
+        else {
             return Ok(0);
         };
         let mut txn = self.db.begin_write().map_err(dberr)?;
@@ -262,7 +286,9 @@ impl Cursor {
             .expect("saving a cursor does not panic")?;
         }
         self.position = seq;
-        self.db.outbox.attached.lock().unwrap().insert(self.id, seq);
+        if let Some((_, position)) = self.db.outbox.attached.lock().unwrap().get_mut(&self.id) {
+            *position = seq;
+        }
         Ok(())
     }
 }

@@ -159,17 +159,22 @@ impl Registry {
                 error: error.clone(),
             })
             .collect();
+        let db = &self.services.db;
         HostReport {
             plugins,
             refused,
             responses: self.services.bus.response_stats(),
+            outbox: synchro_status::Outbox {
+                last: db.last_change(),
+                readers: db.readers().into_iter().collect(),
+            },
         }
     }
 
     /// Stops every plugin and waits up to `grace` for the calls in flight, then cuts
-    /// what still runs. Cutting loses nothing: a collect publishes before it commits its
+    /// what still runs. Cutting loses nothing: a collect's changes commit with its
     /// baseline and an event is committed after it is handled, so what was cut is
-    /// announced or delivered again at the next start. A broker that cannot be reached
+    /// collected or delivered again at the next start. A broker that cannot be reached
     /// therefore delays a stop by `grace` at most.
     pub async fn shutdown(mut self, grace: std::time::Duration) {
         for (_, running) in std::mem::take(&mut self.running) {
