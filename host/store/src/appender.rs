@@ -2,7 +2,8 @@
 //!
 //! One fsync per change would hold a plugin emitting in a loop to the disk's sync rate.
 //! Instead a change is queued and a [`Ticket`] returned at once; one thread appends
-//! everything queued in one transaction (one fsync), again and again. A caller that must
+//! everything queued in one transaction (one fsync), again and again, lingering a
+//! millisecond for a batch to gather when little is queued. A caller that must
 //! not go on before its changes are durable — an event step about to commit the offset of
 //! the event that caused them — waits for its ticket with [`Appender::durable`]. The queue
 //! is bounded in bytes: past it, callers wait for the disk (back-pressure).
@@ -16,6 +17,9 @@ use crate::Db;
 
 /// Bytes queued before callers wait for the queue to be written.
 const MAX_QUEUED_BYTES: usize = 16 << 20;
+/// Changes worth a transaction at once; below it, the writer waits [`LINGER`] for more.
+const FULL_BATCH: usize = 1024;
+const LINGER: Duration = Duration::from_millis(1);
 /// The longest pause between two attempts to write the queue after a failure.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 
@@ -120,6 +124,13 @@ impl Shared {
                 }
                 if queue.records.is_empty() {
                     return;
+                }
+                if queue.records.len() < FULL_BATCH && !queue.closed {
+                    // Let a batch gather: a writer woken for every change costs each
+                    // caller a wake-up and writes batches of one.
+                    drop(queue);
+                    std::thread::sleep(LINGER);
+                    queue = self.queue.lock().unwrap();
                 }
                 queue.bytes = 0;
                 (std::mem::take(&mut queue.records), queue.issued)
