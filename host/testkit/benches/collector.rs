@@ -6,8 +6,8 @@
 //! - native floor: generate + canonicalise + hash + diff in plain Rust, no wasm;
 //! - wasm collect: the same generator compiled into a wasm collector, entities crossing
 //!   into the host in batches, the same canonicalise + hash + diff;
-//! - wasm end to end: plus publishing the changes on the bus and committing the baseline
-//!   and the model to redb (fsync);
+//! - wasm end to end: plus committing the baseline, the model and the changes' outbox
+//!   records to redb in one transaction (fsync);
 //! - a fresh instance + call of a trivial collector.
 //!
 //! `SYNCHRO_BENCH_ENTITIES` (default 100000) and `SYNCHRO_BENCH_CYCLES` (default 7) scale it.
@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
     }
     let wasm = median(collects);
 
-    // wasm end to end: collect, diff, publish, commit.
+    // wasm end to end: collect, diff, commit (baseline, model, outbox).
     let mut collector = Runner::new(
         Harness::deploy(plugin(&harness, &tokio, count, 0)),
         harness.engine.clone(),
@@ -192,7 +192,7 @@ fn main() -> anyhow::Result<()> {
         wasm.as_secs_f64() / floor.as_secs_f64()
     );
     println!(
-        "  wasm end to end (+ publish {expected} changes, redb commit) {:6.1} ms  {:5.2} M entities/s  {:.2}x the floor",
+        "  wasm end to end (+ {expected} changes to the outbox, redb commit) {:6.1} ms  {:5.2} M entities/s  {:.2}x the floor",
         ms(end_to_end),
         rate(end_to_end),
         end_to_end.as_secs_f64() / floor.as_secs_f64()
