@@ -152,3 +152,54 @@ fn readable(message: &Message) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synchro_model::{Change, Entity, Operation};
+
+    fn message(kind: &str, key: &str) -> Message {
+        let entity = Entity::new(key.into(), kind.into(), r#"{"a":1}"#.into(), None, None).unwrap();
+        synchro_bus::change_message(&Change {
+            operation: Operation::Update,
+            entity,
+            timestamp: 1_764_102_154_190,
+            transaction_id: "t".into(),
+            database_transaction_id: None,
+            source: "inv".into(),
+        })
+    }
+
+    #[test]
+    fn kinds_filter_and_both_forms_print() {
+        let servers = Format {
+            json: false,
+            kinds: ["pserver".to_owned()].into(),
+        };
+        assert_eq!(servers.line(&message("vserver", "vm-1")), None);
+        assert_eq!(
+            servers.line(&message("pserver", "srv-1")).unwrap(),
+            r#"20:22:34.190Z UPDATE pserver srv-1 (inv) {"a":1}"#
+        );
+        let json = Format {
+            json: true,
+            kinds: HashSet::new(),
+        };
+        let line = json.line(&message("vserver", "vm-1\nDELETE x")).unwrap();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap()["vertex"]["key"],
+            "vm-1\nDELETE x"
+        );
+        let readable = Format {
+            json: false,
+            kinds: HashSet::new(),
+        };
+        assert!(
+            !readable
+                .line(&message("vserver", "vm-1\nDELETE x"))
+                .unwrap()
+                .contains('\n')
+        );
+    }
+}
