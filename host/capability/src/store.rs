@@ -142,9 +142,10 @@ impl wit::Host for Capability {
         let grants = self.call.grants.clone();
         let call = self.call.clone();
         let key = entity.key().to_owned();
-        let write = self
+        let (write, announced) = self
             .state(move |s| {
-                s.model_put(
+                let mut announced = false;
+                let write = s.model_put(
                     &entity,
                     |existing| grants.store.write.allows(existing.kind()),
                     |previous| {
@@ -153,11 +154,16 @@ impl wit::Host for Capability {
                             Some(_) => Operation::Update,
                             None => Operation::Create,
                         };
+                        announced = true;
                         Some(call.change_record(operation, entity.clone(), None, None))
                     },
-                )
+                )?;
+                Ok((write, announced))
             })
             .await?;
+        if announced {
+            Counters::bump(&self.call.status.counters.changes);
+        }
         match write {
             Write::Done { .. } => Ok(()),
             Write::Refused => Err(denied(
@@ -181,7 +187,12 @@ impl wit::Host for Capability {
             })
             .await?;
         match write {
-            Write::Done { .. } => Ok(()),
+            Write::Done { previous } => {
+                if previous.is_some() {
+                    Counters::bump(&self.call.status.counters.changes);
+                }
+                Ok(())
+            }
             // Not named: the plugin may not know what it cannot write.
             Write::Refused => Err(denied(
                 &self.call,

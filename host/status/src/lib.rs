@@ -57,7 +57,8 @@ counters! {
     failures,
     /// Host imports refused because the grants do not allow them.
     denials,
-    /// Changes the plugin's collects committed to the outbox.
+    /// Changes the plugin committed to the outbox: its collects' diffs, its store writes
+    /// and its `emit-change` calls (those once queued: durable a moment later).
     changes,
     /// Events handled successfully and committed.
     processed,

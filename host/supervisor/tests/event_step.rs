@@ -342,6 +342,10 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
         "every event exactly once: {report:#?}"
     );
     assert_eq!(report.counters.failures, 0, "{report:#?}");
+    assert_eq!(
+        report.counters.changes, total,
+        "one saved person each: {report:#?}"
+    );
     assert_eq!(report.counters.reloads, BATCHES as u64, "{report:#?}");
     assert_eq!(report.version, "0.2.8");
     let mut people = std::collections::BTreeSet::new();
