@@ -123,7 +123,7 @@ fn a_failed_collect_never_deletes() {
         (
             200,
             r#"{"servers": [{"id": "a"}, {"id": "a"}]}"#,
-            "key `a` appears twice in one snapshot",
+            "pserver `a` appears twice in one snapshot",
         ),
         (
             200,

@@ -1,6 +1,7 @@
 //! End to end: components built against another version of the `synchro:plugin` WIT
-//! package. Within the 0.1 series they load; outside it they are refused, naming the
-//! versions this host supports.
+//! package. Within the 0.2 series they load; outside it — the older 0.1, whose store knew
+//! entities by key alone, or a later series — they are refused, naming the versions this
+//! host supports.
 
 use std::time::Duration;
 
@@ -9,13 +10,13 @@ use synchro_testkit::{INVENTORY, Setup, Source};
 /// The http-inventory component as if built against `synchro:plugin@VERSION`: every
 /// import and export name rewritten (same length, so the binary stays well-formed).
 fn built_against(version: &str) -> Vec<u8> {
-    assert_eq!(version.len(), "0.1.0".len());
+    assert_eq!(version.len(), "0.2.0".len());
     let bytes = std::fs::read(synchro_testkit::plugin("http-inventory")).unwrap();
-    let names = regex::bytes::Regex::new(r"(synchro:plugin/[a-z-]+@)0\.1\.0").unwrap();
+    let names = regex::bytes::Regex::new(r"(synchro:plugin/[a-z-]+@)0\.2\.0").unwrap();
     let rewritten = names.replace_all(&bytes, |c: &regex::bytes::Captures| {
         [&c[1], version.as_bytes()].concat()
     });
-    assert_ne!(rewritten, bytes, "no synchro:plugin name found");
+    assert!(rewritten != bytes, "no synchro:plugin name found");
     rewritten.into_owned()
 }
 
@@ -23,7 +24,7 @@ fn built_against(version: &str) -> Vec<u8> {
 fn a_later_patch_version_loads_and_another_series_is_refused_by_name() {
     let source = Source::start(INVENTORY);
     let setup = Setup::new();
-    for (name, version) in [("patch", "0.1.9"), ("next", "0.2.0")] {
+    for (name, version) in [("patch", "0.2.9"), ("old", "0.1.0"), ("next", "0.3.0")] {
         setup.inventory_plugin(name, &source);
         std::fs::write(
             setup.plugin_dir().join(format!("{name}.wasm")),
@@ -36,15 +37,18 @@ fn a_later_patch_version_loads_and_another_series_is_refused_by_name() {
     assert!(events.iter().all(|e| e["source"] == "patch"), "{events:?}");
     let report = setup.status();
     assert_eq!(report.plugins.len(), 1);
-    assert_eq!(report.refused.len(), 1);
-    let error = &report.refused[0].error;
-    assert!(
-        error.ends_with(
-            "it was built against synchro:plugin@0.2.0 (`synchro:plugin/types@0.2.0`); \
-             this host supports synchro:plugin@0.1.x"
-        ),
-        "{error}"
-    );
+    assert_eq!(report.refused.len(), 2);
+    for version in ["0.1.0", "0.3.0"] {
+        let named = format!(
+            "it was built against synchro:plugin@{version} (`synchro:plugin/types@{version}`); \
+             this host supports synchro:plugin@0.2.x"
+        );
+        assert!(
+            report.refused.iter().any(|r| r.error.ends_with(&named)),
+            "{named}: {:?}",
+            report.refused
+        );
+    }
 
     let check = setup.command(&[
         "plugin",
@@ -53,7 +57,7 @@ fn a_later_patch_version_loads_and_another_series_is_refused_by_name() {
     ]);
     assert!(!check.status.success());
     assert!(
-        String::from_utf8_lossy(&check.stderr).contains("this host supports synchro:plugin@0.1.x"),
+        String::from_utf8_lossy(&check.stderr).contains("this host supports synchro:plugin@0.2.x"),
         "{check:?}"
     );
     host.stop();

@@ -59,7 +59,7 @@ fn errors_traps_timeouts_and_bad_output_never_delete() {
         ),
         (
             script("complete", &[("a", json!({})), ("a", json!({}))]),
-            "key `a` appears twice in one snapshot",
+            "thing `a` appears twice in one snapshot",
         ),
     ];
     for (body, symptom) in cases {

@@ -51,13 +51,13 @@ pub mod __bindings {
                     export_macro_name: $export_macro,
                     default_bindings_module: $bindings_module,
                     with: {
-                        "synchro:plugin/types@0.1.0": crate::__bindings::synchro::plugin::types,
-                        "synchro:plugin/bus@0.1.0": crate::__bindings::synchro::plugin::bus,
-                        "synchro:plugin/poll@0.1.0": crate::__bindings::synchro::plugin::poll,
-                        "synchro:plugin/emit@0.1.0": crate::__bindings::synchro::plugin::emit,
-                        "synchro:plugin/store@0.1.0": crate::__bindings::synchro::plugin::store,
-                        "synchro:plugin/log@0.1.0": crate::__bindings::synchro::plugin::log,
-                        "synchro:plugin/config@0.1.0": crate::__bindings::synchro::plugin::config,
+                        "synchro:plugin/types@0.2.0": crate::__bindings::synchro::plugin::types,
+                        "synchro:plugin/bus@0.2.0": crate::__bindings::synchro::plugin::bus,
+                        "synchro:plugin/poll@0.2.0": crate::__bindings::synchro::plugin::poll,
+                        "synchro:plugin/emit@0.2.0": crate::__bindings::synchro::plugin::emit,
+                        "synchro:plugin/store@0.2.0": crate::__bindings::synchro::plugin::store,
+                        "synchro:plugin/log@0.2.0": crate::__bindings::synchro::plugin::log,
+                        "synchro:plugin/config@0.2.0": crate::__bindings::synchro::plugin::config,
                     },
                 });
             }

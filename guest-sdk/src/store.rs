@@ -1,22 +1,28 @@
-//! The host's entity store.
+//! The host's entity store. Entities are identified by kind and key; a plugin reads and
+//! writes the kinds its grant names, and replaces or deletes only entities it wrote.
 
 use crate::__bindings::synchro::plugin::store;
 use crate::{Entity, Error};
 
 pub use store::Filter;
 
-pub fn get(key: &str) -> Result<Option<Entity>, Error> {
-    store::get(key)
+/// The entity of `kind` under `key`, if there is one.
+pub fn get(kind: &str, key: &str) -> Result<Option<Entity>, Error> {
+    store::get(kind, key)
 }
 
+/// A page of entities, by kind, then key; pass the last one's kind and key as
+/// `after` for the next page.
 pub fn query(filter: &Filter) -> Result<Vec<Entity>, Error> {
     store::query(filter)
 }
 
+/// Creates or replaces the entity with the same kind and key.
 pub fn save(entity: &Entity) -> Result<(), Error> {
     store::save(entity)
 }
 
-pub fn delete(key: &str) -> Result<(), Error> {
-    store::delete(key)
+/// Deletes the entity of `kind` under `key`; an absent one is not an error.
+pub fn delete(kind: &str, key: &str) -> Result<(), Error> {
+    store::delete(kind, key)
 }

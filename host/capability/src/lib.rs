@@ -264,17 +264,24 @@ impl CallContext {
 
 /// Logs, counts and builds the error a plugin gets for a denied call.
 fn denied(call: &CallContext, capability: &str, what: impl std::fmt::Display) -> WitError {
-    tracing::warn!(plugin = %call.plugin, capability, "denied: {what}");
-    Counters::bump(&call.status.counters.denials);
     let by = if call.grants.narrowed {
         "the manifest and the operator's grants"
     } else {
         "the manifest"
     };
-    fail(
-        ErrorKind::Denied,
-        format!("{capability}: {what} is not granted by {by}"),
+    deny(
+        call,
+        capability,
+        format_args!("{what} is not granted by {by}"),
     )
+}
+
+/// Logs and counts a denial, and makes the error the plugin sees: `why` must say no more
+/// than the plugin may know.
+fn deny(call: &CallContext, capability: &str, why: impl std::fmt::Display) -> WitError {
+    tracing::warn!(plugin = %call.plugin, capability, "denied: {why}");
+    Counters::bump(&call.status.counters.denials);
+    fail(ErrorKind::Denied, format!("{capability}: {why}"))
 }
 
 /// A list of names from a manifest, where `*` grants every name.

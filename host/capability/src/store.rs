@@ -5,20 +5,22 @@
 //! store = { read = ["*"], write = ["pserver"] }
 //! ```
 //!
-//! A save or a delete appends its change, attributed to the plugin, to the outbox in the
-//! same transaction as the write: a write is never unannounced.
+//! Entities are identified by kind and key, and owned by the plugin that wrote them: a
+//! plugin replaces or deletes only its own (see `synchro_store`'s model). A save or a
+//! delete appends its change, attributed to the plugin, to the outbox in the same
+//! transaction as the write: a write is never unannounced.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use synchro_manifest::ManifestError;
 use synchro_status::Counters;
-use synchro_model::{Entity, ErrorKind, Operation};
+use synchro_model::{ErrorKind, Id, Operation};
 use synchro_store::{Db, DbError, Write};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
 
-use crate::{Asks, CallContext, NameList, check_message_size, denied, fail, parse_entry, raw};
+use crate::{Asks, CallContext, NameList, check_message_size, denied, deny, fail, parse_entry, raw};
 
 /// Most entities one `query` returns.
 const MAX_PAGE: u32 = 1000;
@@ -80,43 +82,54 @@ impl Capability {
         }
     }
 
-    fn readable(&self, entity: &Entity) -> bool {
-        self.call.grants.store.read.allows(entity.kind())
+    /// Denies reading `kind` unless granted. The plugin names the kind itself, so the
+    /// denial tells it nothing about what the store holds.
+    fn check_read(&self, kind: &str) -> Result<(), WitError> {
+        if self.call.grants.store.read.allows(kind) {
+            return Ok(());
+        }
+        Err(denied(&self.call, "store", format_args!("reading kind `{kind}`")))
+    }
+
+    fn check_write(&self, kind: &str, doing: &str) -> Result<(), WitError> {
+        if self.call.grants.store.write.allows(kind) {
+            return Ok(());
+        }
+        Err(denied(&self.call, "store", format_args!("{doing} kind `{kind}`")))
+    }
+
+    /// The denial of writing over an entity another plugin wrote. It says no more than
+    /// that: not which plugin, nor what the entity holds.
+    fn not_owned(&self, doing: &str, id: &Id) -> WitError {
+        deny(
+            &self.call,
+            "store",
+            format_args!("{doing} {id}: another plugin wrote it, and only its writer may"),
+        )
     }
 }
 
 impl wit::Host for Capability {
-    async fn get(&mut self, key: String) -> Result<Option<wit::Entity>, WitError> {
-        let found = self.state(move |s| s.model_get(&key)).await?;
-        match found {
-            // Not found, to the plugin: a denial naming the entity (or its kind) would tell
-            // it what it may not read. The operator sees the denial.
-            Some(e) if !self.readable(&e) => {
-                tracing::warn!(plugin = %self.call.plugin, capability = "store", key = e.key(), kind = e.kind(), "denied: reading an entity of a kind not granted; answered as not found");
-                Counters::bump(&self.call.status.counters.denials);
-                Ok(None)
-            }
-            found => Ok(found.map(synchro_wit::entity_to_wit)),
-        }
+    async fn get(&mut self, kind: String, key: String) -> Result<Option<wit::Entity>, WitError> {
+        self.check_read(&kind)?;
+        let id = Id::new(&kind, &key);
+        let found = self.state(move |s| s.model_get(&id)).await?;
+        Ok(found.map(|stored| synchro_wit::entity_to_wit(stored.entity)))
     }
 
     async fn query(&mut self, f: wit::Filter) -> Result<Vec<wit::Entity>, WitError> {
-        if let Some(kind) = &f.kind
-            && !self.call.grants.store.read.allows(kind)
-        {
-            return Err(denied(
-                &self.call,
-                "store",
-                format_args!("reading kind `{kind}`"),
-            ));
+        if let Some(kind) = &f.kind {
+            self.check_read(kind)?;
         }
         let limit = f.limit.min(MAX_PAGE) as usize;
+        let after = f.after.map(|r| Id::new(&r.kind, &r.key));
         let page = self
-            .state(move |s| s.model_query(f.kind.as_deref(), f.after_key.as_deref(), limit))
+            .state(move |s| s.model_query(f.kind.as_deref(), after.as_ref(), limit))
             .await?;
+        let read = &self.call.grants.store.read;
         Ok(page
             .into_iter()
-            .filter(|e| self.readable(e))
+            .filter(|e| read.allows(e.kind()))
             .map(synchro_wit::entity_to_wit)
             .collect())
     }
@@ -130,34 +143,21 @@ impl wit::Host for Capability {
         )?;
         let entity = synchro_wit::entity_from_wit(e)
             .map_err(|e| fail(ErrorKind::InvalidInput, e.to_string()))?;
-        if !self.call.grants.store.write.allows(entity.kind()) {
-            return Err(denied(
-                &self.call,
-                "store",
-                format_args!("writing kind `{}`", entity.kind()),
-            ));
-        }
-        // The entity it would replace must be writable too: a grant for `person` is not one
-        // to overwrite a `pserver` that has the same key. Its kind is not named.
-        let grants = self.call.grants.clone();
+        self.check_write(entity.kind(), "writing")?;
         let call = self.call.clone();
-        let key = entity.key().to_owned();
+        let id = entity.id().clone();
         let (write, announced) = self
             .state(move |s| {
                 let mut announced = false;
-                let write = s.model_put(
-                    &entity,
-                    |existing| grants.store.write.allows(existing.kind()),
-                    |previous| {
-                        let operation = match previous {
-                            Some(previous) if *previous == entity => return None,
-                            Some(_) => Operation::Update,
-                            None => Operation::Create,
-                        };
-                        announced = true;
-                        Some(call.change_record(operation, entity.clone(), None, None))
-                    },
-                )?;
+                let write = s.model_put(&call.plugin, &entity, |previous| {
+                    let operation = match previous {
+                        Some(previous) if *previous == entity => return None,
+                        Some(_) => Operation::Update,
+                        None => Operation::Create,
+                    };
+                    announced = true;
+                    Some(call.change_record(operation, entity.clone(), None, None))
+                })?;
                 Ok((write, announced))
             })
             .await?;
@@ -166,24 +166,20 @@ impl wit::Host for Capability {
         }
         match write {
             Write::Done { .. } => Ok(()),
-            Write::Refused => Err(denied(
-                &self.call,
-                "store",
-                format_args!("replacing entity `{key}`, which is of a kind it may not write,"),
-            )),
+            Write::Refused => Err(self.not_owned("replacing", &id)),
         }
     }
 
-    async fn delete(&mut self, key: String) -> Result<(), WitError> {
-        let grants = self.call.grants.clone();
+    async fn delete(&mut self, kind: String, key: String) -> Result<(), WitError> {
+        self.check_write(&kind, "deleting")?;
         let call = self.call.clone();
+        let id = Id::new(&kind, &key);
+        let target = id.clone();
         let write = self
             .state(move |s| {
-                s.model_delete(
-                    &key,
-                    |existing| grants.store.write.allows(existing.kind()),
-                    |removed| call.change_record(Operation::Delete, removed.clone(), None, None),
-                )
+                s.model_delete(&call.plugin, &target, |removed| {
+                    call.change_record(Operation::Delete, removed.clone(), None, None)
+                })
             })
             .await?;
         match write {
@@ -193,12 +189,7 @@ impl wit::Host for Capability {
                 }
                 Ok(())
             }
-            // Not named: the plugin may not know what it cannot write.
-            Write::Refused => Err(denied(
-                &self.call,
-                "store",
-                "deleting an entity of a kind it may not write",
-            )),
+            Write::Refused => Err(self.not_owned("deleting", &id)),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! whether this host speaks it.
 //!
 //! Components name the package version in every import and export
-//! (`synchro:plugin/collector@0.1.0`). Within a `0.MINOR` series versions are compatible
-//! (new items only), and wasmtime links a `0.1.3` import to the host's `0.1.0` definition;
-//! across series they are not. A host that adds `0.2` adds a variant here and its bindings
+//! (`synchro:plugin/collector@0.2.0`). Within a `0.MINOR` series versions are compatible
+//! (new items only), and wasmtime links a `0.2.3` import to the host's `0.2.0` definition;
+//! across series they are not. A host that adds `0.3` adds a variant here and its bindings
 //! beside `bindings` (one `bindgen!` per version), and `Prepared` dispatches on it: both
 //! generations then run side by side.
 
@@ -15,19 +15,21 @@ const PACKAGE: &str = "synchro:plugin";
 /// A `synchro:plugin` series this host implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contract {
-    /// `synchro:plugin@0.1.x`
-    V0_1,
+    /// `synchro:plugin@0.2.x`. (0.1 identified entities by key alone; its `store` cannot
+    /// be linked to a model identified by kind and key, so its components are refused by
+    /// name and rebuilt against 0.2.)
+    V0_2,
 }
 
 impl Contract {
-    pub const SUPPORTED: &[Contract] = &[Contract::V0_1];
+    pub const SUPPORTED: &[Contract] = &[Contract::V0_2];
 
     /// The series a version belongs to, if this host supports it.
     fn of(version: &str) -> Option<Contract> {
         let mut parts = version.split('.');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some("0"), Some("1"), Some(patch)) if patch.parse::<u32>().is_ok() => {
-                Some(Contract::V0_1)
+            (Some("0"), Some("2"), Some(patch)) if patch.parse::<u32>().is_ok() => {
+                Some(Contract::V0_2)
             }
             _ => None,
         }
@@ -65,7 +67,7 @@ impl Contract {
 impl fmt::Display for Contract {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Contract::V0_1 => write!(f, "{PACKAGE}@0.1.x"),
+            Contract::V0_2 => write!(f, "{PACKAGE}@0.2.x"),
         }
     }
 }
@@ -88,17 +90,17 @@ mod tests {
     fn patch_versions_of_the_series_are_accepted_and_others_named() {
         let ok = [
             "wasi:io/streams@0.2.0",
-            "synchro:plugin/log@0.1.7",
-            "synchro:plugin/collector@0.1.0",
+            "synchro:plugin/log@0.2.7",
+            "synchro:plugin/collector@0.2.0",
         ];
-        assert_eq!(Contract::of_component(ok), Ok(Contract::V0_1));
+        assert_eq!(Contract::of_component(ok), Ok(Contract::V0_2));
         assert_eq!(
-            Contract::of_component(["synchro:plugin/collector@0.2.0"]),
-            Err("it was built against synchro:plugin@0.2.0 (`synchro:plugin/collector@0.2.0`); this host supports synchro:plugin@0.1.x".into())
+            Contract::of_component(["synchro:plugin/collector@0.1.0"]),
+            Err("it was built against synchro:plugin@0.1.0 (`synchro:plugin/collector@0.1.0`); this host supports synchro:plugin@0.2.x".into())
         );
         assert_eq!(
             Contract::of_component(["synchro:plugin/collector@1.1.0"]).unwrap_err(),
-            "it was built against synchro:plugin@1.1.0 (`synchro:plugin/collector@1.1.0`); this host supports synchro:plugin@0.1.x"
+            "it was built against synchro:plugin@1.1.0 (`synchro:plugin/collector@1.1.0`); this host supports synchro:plugin@0.2.x"
         );
         assert!(
             Contract::of_component(["synchro:plugin/collector"])

@@ -164,7 +164,7 @@ impl<C: Send + 'static> Engine<C> {
         match Contract::of_component(names.iter().map(String::as_str))
             .map_err(anyhow::Error::msg)?
         {
-            Contract::V0_1 => self
+            Contract::V0_2 => self
                 .linker
                 .instantiate_pre(component)
                 .map_err(anyhow::Error::from)

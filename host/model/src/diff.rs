@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::entity::{Entity, EntityError};
+use crate::entity::{Entity, EntityError, Id};
 
-/// The baseline of one plugin: entity key → hash of its canonical form.
+/// The baseline of one plugin: entity id (kind and key) → hash of its canonical form.
 ///
 /// foldhash instead of std's SipHash: several times faster on short keys, which this map
 /// hashes twice per entity per collect, and still seeded at random per map, so keys chosen
 /// by a plugin cannot be crafted to collide.
-pub type Hashes = HashMap<String, u64, foldhash::fast::RandomState>;
+pub type Hashes = HashMap<Id, u64, foldhash::fast::RandomState>;
 
 /// What a changed entity became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +47,8 @@ pub enum Completeness {
 pub enum DiffError {
     #[error(transparent)]
     Entity(#[from] EntityError),
-    #[error("key `{0}` appears twice in one snapshot")]
-    DuplicateKey(String),
+    #[error("{0} appears twice in one snapshot")]
+    Duplicate(Id),
 }
 
 /// A created or updated entity and the hash the baseline will record for it.
@@ -64,8 +64,8 @@ pub struct Upsert {
 pub struct Outcome {
     /// Entities to announce as CREATE or UPDATE, in snapshot order.
     pub upserts: Vec<Upsert>,
-    /// Keys to announce as DELETE (complete snapshots only), sorted.
-    pub deletes: Vec<String>,
+    /// Entities to announce as DELETE (complete snapshots only), sorted.
+    pub deletes: Vec<Id>,
     /// The baseline once these changes are committed.
     pub next: Hashes,
 }
@@ -96,24 +96,25 @@ impl Diff {
         }
     }
 
-    /// Adds one entity of the snapshot. A duplicate key is an error of the whole snapshot.
+    /// Adds one entity of the snapshot. An entity twice (same kind and key) is an error
+    /// of the whole snapshot.
     pub fn add(&mut self, entity: Entity) -> Result<(), DiffError> {
         let hash = entity.hash_with(&mut self.scratch);
-        let operation = match self.previous.get(entity.key()) {
+        let operation = match self.previous.get(entity.id()) {
             None => Some(Operation::Create),
             Some(&old) if old != hash => Some(Operation::Update),
             Some(_) => None,
         };
         match operation {
-            None => match self.seen.entry(entity.into_parts().0) {
-                Entry::Occupied(e) => return Err(DiffError::DuplicateKey(e.key().clone())),
+            None => match self.seen.entry(entity.into_id()) {
+                Entry::Occupied(e) => return Err(DiffError::Duplicate(e.key().clone())),
                 Entry::Vacant(e) => {
                     e.insert(hash);
                 }
             },
             Some(operation) => {
-                match self.seen.entry(entity.key().to_owned()) {
-                    Entry::Occupied(e) => return Err(DiffError::DuplicateKey(e.key().clone())),
+                match self.seen.entry(entity.id().clone()) {
+                    Entry::Occupied(e) => return Err(DiffError::Duplicate(e.key().clone())),
                     Entry::Vacant(e) => {
                         e.insert(hash);
                     }
@@ -147,7 +148,7 @@ impl Diff {
         } = self;
         let deletes = match completeness {
             Completeness::Complete => {
-                let mut gone: Vec<String> = previous
+                let mut gone: Vec<Id> = previous
                     .into_keys()
                     .filter(|key| !seen.contains_key(key))
                     .collect();
@@ -199,7 +200,7 @@ mod tests {
                 outcome
                     .deletes
                     .iter()
-                    .map(|k| (Operation::Delete, k.clone())),
+                    .map(|id| (Operation::Delete, id.key().to_owned())),
             )
             .collect();
         ops.sort_by(|a, b| a.1.cmp(&b.1));
@@ -261,10 +262,11 @@ mod tests {
         );
         assert_eq!(ops(&partial), [(Operation::Update, "b".into())]);
         assert!(
-            partial.next.contains_key("a"),
+            partial.next.contains_key(&Id::new("pserver", "a")),
             "a partial snapshot keeps what it did not mention"
         );
-        assert_ne!(partial.next["b"], first.next["b"]);
+        let b = Id::new("pserver", "b");
+        assert_ne!(partial.next[&b], first.next[&b]);
     }
 
     #[test]
@@ -293,9 +295,26 @@ mod tests {
             diff.add(entity("a", "{}")).unwrap();
             assert_eq!(
                 diff.add(entity("a", r#"{"x":1}"#)),
-                Err(DiffError::DuplicateKey("a".into()))
+                Err(DiffError::Duplicate(Id::new("pserver", "a")))
             );
         }
+        let mut diff = Diff::new(Hashes::default());
+        diff.add(entity("a", "{}")).unwrap();
+        let other_kind = Entity::new("a".into(), "vserver".into(), "{}".into(), None, None);
+        diff.add(other_kind.unwrap())
+            .expect("one key under two kinds is two entities");
+    }
+
+    #[test]
+    fn a_change_of_kind_is_a_delete_and_a_create() {
+        let first = run(Hashes::default(), &[("a", "{}")], Completeness::Complete);
+        let mut diff = Diff::new(first.next);
+        diff.add(Entity::new("a".into(), "vserver".into(), "{}".into(), None, None).unwrap())
+            .unwrap();
+        let outcome = diff.finish(Completeness::Complete);
+        assert_eq!(outcome.deletes, [Id::new("pserver", "a")]);
+        assert_eq!(outcome.upserts[0].operation, Operation::Create);
+        assert_eq!(outcome.upserts[0].entity.kind(), "vserver");
     }
 
     #[test]

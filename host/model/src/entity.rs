@@ -24,12 +24,68 @@ pub struct EdgeEnds {
     pub target: EntityRef,
 }
 
+/// An entity's identity: its kind and its key. Two entities with one key and different
+/// kinds are two entities; an entity whose kind changes is another entity.
+///
+/// Kept as one string, `kind NUL key` (a kind never holds a NUL; a key may), so it is a
+/// single map or table key that orders by kind, then key: the order the store keeps and
+/// pages in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Id(String);
+
+impl Id {
+    pub fn new(kind: &str, key: &str) -> Id {
+        let mut id = String::with_capacity(kind.len() + 1 + key.len());
+        id.push_str(kind);
+        id.push('\0');
+        id.push_str(key);
+        Id(id)
+    }
+
+    /// An id as [`Id::as_str`] wrote it (a stored table key); `None` if it is not one.
+    pub fn parse(stored: String) -> Option<Id> {
+        stored.contains('\0').then_some(Id(stored))
+    }
+
+    fn split(&self) -> (&str, &str) {
+        self.0
+            .split_once('\0')
+            .expect("an id always holds a NUL after its kind")
+    }
+
+    pub fn kind(&self) -> &str {
+        self.split().0
+    }
+
+    pub fn key(&self) -> &str {
+        self.split().1
+    }
+
+    /// The one-string form: a table key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Id {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `kind `key``, with the key escaped as it would be in a log line.
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, key) = self.split();
+        write!(f, "{} `{}`", crate::OneLine(kind), crate::OneLine(key))
+    }
+}
+
 /// A vertex, or an edge when `edge` is set. Built only through [`Entity::new`], so its
 /// properties are always a canonical JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entity {
-    key: String,
-    kind: String,
+    id: Id,
     properties: String,
     schema_version: Option<String>,
     edge: Option<EdgeEnds>,
@@ -42,6 +98,8 @@ pub enum EntityError {
     EmptyKey,
     #[error("entity `{key}` has an empty kind")]
     EmptyKind { key: String },
+    #[error("entity `{key}` has a kind with a NUL character")]
+    NulInKind { key: String },
     #[error("entity `{key}`: properties are not valid JSON: {reason}")]
     InvalidJson { key: String, reason: String },
     #[error("entity `{key}`: properties must be a JSON object, not {found}")]
@@ -69,6 +127,9 @@ impl Entity {
         if kind.is_empty() {
             return Err(EntityError::EmptyKind { key });
         }
+        if kind.contains('\0') {
+            return Err(EntityError::NulInKind { key });
+        }
         if let Some(ends) = &edge {
             let empty = |r: &EntityRef| r.key.is_empty() || r.kind.is_empty();
             if empty(&ends.source) || empty(&ends.target) {
@@ -77,8 +138,7 @@ impl Entity {
         }
         let properties = canonical_object(&key, properties)?;
         Ok(Entity {
-            key,
-            kind,
+            id: Id::new(&kind, &key),
             properties,
             schema_version,
             edge,
@@ -86,11 +146,20 @@ impl Entity {
     }
 
     pub fn key(&self) -> &str {
-        &self.key
+        self.id.key()
     }
 
     pub fn kind(&self) -> &str {
-        &self.kind
+        self.id.kind()
+    }
+
+    /// What identifies the entity: its kind and key.
+    pub fn id(&self) -> &Id {
+        &self.id
+    }
+
+    pub fn into_id(self) -> Id {
+        self.id
     }
 
     /// The properties as canonical JSON object text.
@@ -108,13 +177,13 @@ impl Entity {
 
     /// Splits the entity into its parts, e.g. to hand it to a guest.
     pub fn into_parts(self) -> (String, String, String, Option<String>, Option<EdgeEnds>) {
-        (
-            self.key,
-            self.kind,
-            self.properties,
-            self.schema_version,
-            self.edge,
-        )
+        let mut kind = self.id.0;
+        let split = kind
+            .find('\0')
+            .expect("an id always holds a NUL after its kind");
+        let key = kind[split + 1..].to_owned();
+        kind.truncate(split);
+        (key, kind, self.properties, self.schema_version, self.edge)
     }
 
     /// Appends the canonical form to `out` (see the module docs).
@@ -128,9 +197,9 @@ impl Entity {
             out.extend_from_slice(b"},");
         }
         out.extend_from_slice(b"\"key\":");
-        encode_str(&self.key, out);
+        encode_str(self.key(), out);
         out.extend_from_slice(b",\"kind\":");
-        encode_str(&self.kind, out);
+        encode_str(self.kind(), out);
         out.extend_from_slice(b",\"properties\":");
         out.extend_from_slice(self.properties.as_bytes());
         if let Some(version) = &self.schema_version {
@@ -142,7 +211,7 @@ impl Entity {
 
     /// The canonical form as a new buffer.
     pub fn to_canonical(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.properties.len() + self.key.len() + 64);
+        let mut out = Vec::with_capacity(self.properties.len() + self.id.0.len() + 64);
         self.encode(&mut out);
         out
     }
@@ -300,6 +369,19 @@ mod tests {
     }
 
     #[test]
+    fn an_id_is_kind_and_key_and_orders_by_kind_first() {
+        let a = Entity::new("k\0x".into(), "b".into(), "{}".into(), None, None).unwrap();
+        assert_eq!((a.id().kind(), a.id().key()), ("b", "k\0x"));
+        assert_eq!(a.clone().into_parts().0, "k\0x", "a key may hold a NUL");
+        assert_eq!(a.id().to_string(), "b `k\\u{0}x`");
+        let mut ids = [Id::new("b", "a"), Id::new("a", "z"), Id::new("ab", "")];
+        ids.sort();
+        assert_eq!(ids.map(|i| i.to_string()), ["a `z`", "ab ``", "b `a`"]);
+        assert_ne!(Id::new("a", "b"), Id::new("ab", ""));
+        assert_eq!(Id::parse("x".into()), None);
+    }
+
+    #[test]
     fn canonical_form_is_pinned() {
         let e = Entity::new(
             "vm-1/hosted-on".into(),
@@ -341,6 +423,10 @@ mod tests {
         };
         assert_eq!(new("", "k", "{}"), "an entity has an empty key");
         assert_eq!(new("a", "", "{}"), "entity `a` has an empty kind");
+        assert_eq!(
+            new("a", "k\0", "{}"),
+            "entity `a` has a kind with a NUL character"
+        );
         assert!(new("a", "k", "{oops").starts_with("entity `a`: properties are not valid JSON"));
         assert_eq!(
             new("a", "k", "[1]"),

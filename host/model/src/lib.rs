@@ -16,6 +16,6 @@ mod one_line;
 
 pub use change::{Change, new_transaction_id, now_millis};
 pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
-pub use entity::{EdgeEnds, Entity, EntityError, EntityRef};
+pub use entity::{EdgeEnds, Entity, EntityError, EntityRef, Id};
 pub use error::{Error, ErrorKind};
 pub use one_line::{OneLine, needs_escape, write_escaped};

@@ -7,21 +7,21 @@
 //! lookups and ordered scans by key — is exactly a B-tree's.
 
 mod appender;
+mod baseline;
+mod migrate;
+mod model;
 mod outbox;
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-};
+use redb::Database;
 
-use synchro_model::{Entity, EntityError, ErrorKind, Hashes, Upsert};
+use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
+pub use baseline::BaselineEntry;
+pub use model::{Collected, Refusal, Stored, Write};
 pub use outbox::{Cursor, Start};
-
-/// key → canonical entity, across all plugins.
-const MODEL: TableDefinition<&str, &[u8]> = TableDefinition::new("model");
 
 /// The file inside the data directory.
 const FILE: &str = "state.redb";
@@ -57,40 +57,14 @@ fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
     DbError::Db(error.into())
 }
 
-/// One baseline entry as `synchro baseline list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaselineEntry {
-    pub hash: u64,
-    pub entity: Entity,
-}
-
-/// What [`Db::model_put`] and [`Db::model_delete`] did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Write {
-    /// Written, replacing `previous` if there was an entity under its key.
-    Done { previous: Option<Entity> },
-    /// Not written: the entity under its key may not be replaced.
-    Refused,
-}
-
 pub struct Db {
     db: Database,
     outbox: outbox::Outbox,
 }
 
-/// Each plugin's baseline is its own table, so resetting one is a single table drop.
-fn baseline_table(plugin: &str) -> String {
-    format!("baseline/{plugin}")
-}
-
-type BaselineTable = redb::ReadOnlyTable<&'static str, (u64, &'static [u8])>;
-
-fn baseline_def(name: &str) -> TableDefinition<'_, &'static str, (u64, &'static [u8])> {
-    TableDefinition::new(name)
-}
-
 impl Db {
-    /// Opens (creating if needed) the state in `data_dir`.
+    /// Opens (creating if needed) the state in `data_dir`. State written by a synchro
+    /// whose model had no owners is migrated in the same transaction.
     pub fn open(data_dir: &Path) -> Result<Db, DbError> {
         std::fs::create_dir_all(data_dir).map_err(|source| DbError::Dir {
             path: data_dir.to_owned(),
@@ -103,7 +77,16 @@ impl Db {
             Err(e) => return Err(dberr(e)),
         };
         let txn = db.begin_write().map_err(dberr)?;
-        txn.open_table(MODEL).map_err(dberr)?;
+        if let Some(migrated) = migrate::unowned_model(&txn)? {
+            tracing::info!(
+                path = %path.display(),
+                entities = migrated.entities,
+                unclaimed = migrated.unclaimed,
+                baselines = migrated.baselines,
+                "state migrated: entities are identified by kind and key and have owners"
+            );
+        }
+        txn.open_table(model::ENTITIES).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
         let last = outbox::last_seq(&txn)?;
@@ -123,238 +106,6 @@ impl Db {
             .commit()
             .map_err(dberr)
     }
-
-    /// Runs `read` on the baseline table of `plugin`; a plugin never collected has no
-    /// table, which reads as `empty`.
-    fn read_baseline<T>(
-        &self,
-        plugin: &str,
-        empty: T,
-        read: impl FnOnce(&BaselineTable) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
-        let name = baseline_table(plugin);
-        let txn = self.db.begin_read().map_err(dberr)?;
-        match txn.open_table(baseline_def(&name)) {
-            Ok(table) => read(&table),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
-            Err(e) => Err(dberr(e)),
-        }
-    }
-
-    /// The baseline hashes of `plugin` (empty for a plugin never collected).
-    pub fn load_baseline(&self, plugin: &str) -> Result<Hashes, DbError> {
-        self.read_baseline(plugin, Hashes::default(), |table| {
-            let mut hashes = Hashes::with_capacity_and_hasher(
-                table.len().map_err(dberr)? as usize,
-                Default::default(),
-            );
-            for row in table.iter().map_err(dberr)? {
-                let (key, value) = row.map_err(dberr)?;
-                hashes.insert(key.value().to_owned(), value.value().0);
-            }
-            Ok(hashes)
-        })
-    }
-
-    /// The last entities the baseline of `plugin` recorded under `keys` (to announce
-    /// their deletion). Keys the baseline does not have are skipped.
-    pub fn baseline_entities(&self, plugin: &str, keys: &[String]) -> Result<Vec<Entity>, DbError> {
-        self.read_baseline(plugin, Vec::new(), |table| {
-            let mut entities = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Some(value) = table.get(key.as_str()).map_err(dberr)? {
-                    entities.push(Entity::decode(value.value().1)?);
-                }
-            }
-            Ok(entities)
-        })
-    }
-
-    /// Commits a diff's changes in one transaction: the plugin's baseline, the model and
-    /// the outbox (`records`, the changes announced) move together, so a crash leaves all
-    /// at the previous snapshot or all at this one.
-    pub fn commit_collect(
-        &self,
-        plugin: &str,
-        upserts: &[Upsert],
-        deletes: &[String],
-        records: &[Vec<u8>],
-    ) -> Result<(), DbError> {
-        let name = baseline_table(plugin);
-        let txn = self.db.begin_write().map_err(dberr)?;
-        {
-            let mut baseline = txn.open_table(baseline_def(&name)).map_err(dberr)?;
-            let mut model = txn.open_table(MODEL).map_err(dberr)?;
-            let mut buf = Vec::new();
-            for upsert in upserts {
-                buf.clear();
-                upsert.entity.encode(&mut buf);
-                baseline
-                    .insert(upsert.entity.key(), (upsert.hash, buf.as_slice()))
-                    .map_err(dberr)?;
-                model
-                    .insert(upsert.entity.key(), buf.as_slice())
-                    .map_err(dberr)?;
-            }
-            for key in deletes {
-                baseline.remove(key.as_str()).map_err(dberr)?;
-                model.remove(key.as_str()).map_err(dberr)?;
-            }
-        }
-        let last = outbox::append(&txn, records.iter().map(Vec::as_slice))?;
-        txn.commit().map_err(dberr)?;
-        self.outbox.committed(last);
-        Ok(())
-    }
-
-    /// Every entry of the baseline of `plugin`, in key order (Vitrage's "get all").
-    pub fn list_baseline(&self, plugin: &str) -> Result<Vec<BaselineEntry>, DbError> {
-        self.read_baseline(plugin, Vec::new(), |table| {
-            let mut entries = Vec::new();
-            for row in table.iter().map_err(dberr)? {
-                let (_, value) = row.map_err(dberr)?;
-                let (hash, bytes) = value.value();
-                entries.push(BaselineEntry {
-                    hash,
-                    entity: Entity::decode(bytes)?,
-                });
-            }
-            Ok(entries)
-        })
-    }
-
-    /// Forgets the baseline of `plugin`, so its next collect announces everything as
-    /// CREATE. The model keeps its entities. Returns how many entries were dropped.
-    pub fn reset_baseline(&self, plugin: &str) -> Result<u64, DbError> {
-        let name = baseline_table(plugin);
-        let txn = self.db.begin_write().map_err(dberr)?;
-        let dropped = match txn.open_table(baseline_def(&name)) {
-            Ok(table) => table.len().map_err(dberr)?,
-            Err(e) => return Err(dberr(e)),
-        };
-        txn.delete_table(baseline_def(&name)).map_err(dberr)?;
-        txn.commit().map_err(dberr)?;
-        Ok(dropped)
-    }
-
-    /// The plugins that have a baseline.
-    pub fn baselines(&self) -> Result<Vec<String>, DbError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let names = txn.list_tables().map_err(dberr)?;
-        Ok(names
-            .filter_map(|t| t.name().strip_prefix("baseline/").map(str::to_owned))
-            .collect())
-    }
-
-    /// The model's entity under `key`.
-    pub fn model_get(&self, key: &str) -> Result<Option<Entity>, DbError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(MODEL).map_err(dberr)?;
-        let found = table.get(key).map_err(dberr)?;
-        Ok(match found {
-            Some(value) => Some(Entity::decode(value.value())?),
-            None => None,
-        })
-    }
-
-    /// Up to `limit` entities of `kind` (any kind when `None`) with keys after
-    /// `after_key`, in key order. Scans the model: fine for the sizes plugins page through.
-    pub fn model_query(
-        &self,
-        kind: Option<&str>,
-        after_key: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Entity>, DbError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(MODEL).map_err(dberr)?;
-        let range = match after_key {
-            Some(after) => {
-                table.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            }
-            None => table.range::<&str>(..),
-        }
-        .map_err(dberr)?;
-        let mut out = Vec::new();
-        for row in range {
-            if out.len() >= limit {
-                break;
-            }
-            let (_, value) = row.map_err(dberr)?;
-            let entity = Entity::decode(value.value())?;
-            if kind.is_none_or(|k| k == entity.kind()) {
-                out.push(entity);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Writes `entity` into the model unless it would replace an entity that
-    /// `may_replace` refuses, and appends the change `record` makes of the entity it
-    /// replaces (`None`: nothing to announce), in one transaction: what is checked is what
-    /// is replaced, and what is written is announced.
-    pub fn model_put(
-        &self,
-        entity: &Entity,
-        may_replace: impl FnOnce(&Entity) -> bool,
-        record: impl FnOnce(Option<&Entity>) -> Option<Vec<u8>>,
-    ) -> Result<Write, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
-        let previous = {
-            let mut table = txn.open_table(MODEL).map_err(dberr)?;
-            let existing = match table.get(entity.key()).map_err(dberr)? {
-                Some(bytes) => Some(Entity::decode(bytes.value())?),
-                None => None,
-            };
-            if existing.as_ref().is_some_and(|e| !may_replace(e)) {
-                return Ok(Write::Refused);
-            }
-            table
-                .insert(entity.key(), entity.to_canonical().as_slice())
-                .map_err(dberr)?;
-            existing
-        };
-        self.commit_with(txn, record(previous.as_ref()))?;
-        Ok(Write::Done { previous })
-    }
-
-    /// Removes `key` from the model unless `may_delete` refuses the entity there, and
-    /// appends the change `record` makes of it, in one transaction.
-    pub fn model_delete(
-        &self,
-        key: &str,
-        may_delete: impl FnOnce(&Entity) -> bool,
-        record: impl FnOnce(&Entity) -> Vec<u8>,
-    ) -> Result<Write, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
-        let previous = {
-            let mut table = txn.open_table(MODEL).map_err(dberr)?;
-            let existing = match table.get(key).map_err(dberr)? {
-                Some(bytes) => Entity::decode(bytes.value())?,
-                None => return Ok(Write::Done { previous: None }),
-            };
-            if !may_delete(&existing) {
-                return Ok(Write::Refused);
-            }
-            table.remove(key).map_err(dberr)?;
-            existing
-        };
-        self.commit_with(txn, Some(record(&previous)))?;
-        Ok(Write::Done {
-            previous: Some(previous),
-        })
-    }
-
-    /// Appends `record` (if any) to the outbox in `txn`, then commits.
-    fn commit_with(
-        &self,
-        txn: redb::WriteTransaction,
-        record: Option<Vec<u8>>,
-    ) -> Result<(), DbError> {
-        let last = outbox::append(&txn, record.as_deref())?;
-        txn.commit().map_err(dberr)?;
-        self.outbox.committed(last);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -362,18 +113,44 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use synchro_model::{Completeness, Diff, Outcome};
+    use synchro_model::{Completeness, Diff, Entity, Id, Operation, Outcome};
 
     fn entity(key: &str, props: &str) -> Entity {
         Entity::new(key.into(), "pserver".into(), props.into(), None, None).unwrap()
     }
 
-    fn collect(state: &Db, snapshot: &[(&str, &str)]) -> Outcome {
-        let mut diff = Diff::new(state.load_baseline("p").unwrap());
+    fn id(key: &str) -> Id {
+        Id::new("pserver", key)
+    }
+
+    fn collect_as(state: &Db, plugin: &str, snapshot: &[(&str, &str)]) -> Outcome {
+        let mut diff = Diff::new(state.load_baseline(plugin).unwrap());
         for (key, props) in snapshot {
             diff.add(entity(key, props)).unwrap();
         }
         diff.finish(Completeness::Complete)
+    }
+
+    fn collect(state: &Db, snapshot: &[(&str, &str)]) -> Outcome {
+        collect_as(state, "p", snapshot)
+    }
+
+    /// Commits `outcome` for `plugin`, recording each change as `OP key`.
+    fn commit(state: &Db, plugin: &str, outcome: &Outcome) -> Collected {
+        state
+            .commit_collect(plugin, &outcome.upserts, &outcome.deletes, |op, e| {
+                format!("{} {}", op.as_str(), e.key()).into_bytes()
+            })
+            .unwrap()
+    }
+
+    fn put(state: &Db, writer: &str, e: &Entity) -> Write {
+        state.model_put(writer, e, |_| None).unwrap()
+    }
+
+    fn props(state: &Db, id: &Id) -> Option<String> {
+        let stored = state.model_get(id).unwrap();
+        stored.map(|s| s.entity.properties().to_owned())
     }
 
     #[test]
@@ -383,17 +160,14 @@ mod tests {
             let state = Db::open(dir.path()).unwrap();
             let outcome = collect(&state, &[("a", "{}"), ("b", r#"{"x":1}"#)]);
             assert_eq!(outcome.upserts.len(), 2);
-            state
-                .commit_collect("p", &outcome.upserts, &outcome.deletes, &[])
-                .unwrap();
+            commit(&state, "p", &outcome);
         }
         let state = Db::open(dir.path()).unwrap();
         let outcome = collect(&state, &[("b", r#"{"x":1}"#), ("a", "{}")]);
         assert!(outcome.is_empty(), "no CREATE storm after a restart");
-        assert_eq!(
-            state.model_get("b").unwrap().unwrap().properties(),
-            r#"{"x":1}"#
-        );
+        assert_eq!(props(&state, &id("b")).unwrap(), r#"{"x":1}"#);
+        let owner = state.model_get(&id("b")).unwrap().unwrap().owner;
+        assert_eq!(owner.as_deref(), Some("p"));
     }
 
     #[test]
@@ -402,9 +176,7 @@ mod tests {
         {
             let state = Db::open(dir.path()).unwrap();
             let first = collect(&state, &[("a", "{}"), ("b", "{}")]);
-            state
-                .commit_collect("p", &first.upserts, &first.deletes, &[])
-                .unwrap();
+            commit(&state, "p", &first);
             // The second batch is diffed, then the host dies before committing.
             let second = collect(&state, &[("a", r#"{"v":2}"#)]);
             assert_eq!(second.upserts.len() + second.deletes.len(), 2);
@@ -412,12 +184,19 @@ mod tests {
         let state = Db::open(dir.path()).unwrap();
         let again = collect(&state, &[("a", r#"{"v":2}"#)]);
         assert_eq!(again.upserts.len(), 1, "the UPDATE is announced again");
-        assert_eq!(again.deletes, ["b"], "the DELETE is announced again");
-        let gone = state.baseline_entities("p", &again.deletes).unwrap();
-        assert_eq!(gone[0].key(), "b", "a DELETE carries the last known entity");
+        assert_eq!(again.deletes, [id("b")], "the DELETE is announced again");
+        let mut recorded = Vec::new();
         state
-            .commit_collect("p", &again.upserts, &again.deletes, &[])
+            .commit_collect("p", &again.upserts, &again.deletes, |op, e| {
+                recorded.push((op, e.clone()));
+                Vec::new()
+            })
             .unwrap();
+        assert_eq!(
+            recorded[1],
+            (Operation::Delete, entity("b", "{}")),
+            "a DELETE carries the last known entity"
+        );
         assert!(collect(&state, &[("a", r#"{"v":2}"#)]).is_empty());
     }
 
@@ -426,9 +205,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = Db::open(dir.path()).unwrap();
         let outcome = collect(&state, &[("b", "{}"), ("a", r#"{"x":1}"#)]);
-        state
-            .commit_collect("p", &outcome.upserts, &outcome.deletes, &[])
-            .unwrap();
+        commit(&state, "p", &outcome);
         let listed = state.list_baseline("p").unwrap();
         assert_eq!(
             listed.iter().map(|e| e.entity.key()).collect::<Vec<_>>(),
@@ -443,7 +220,7 @@ mod tests {
             "reset forces a full re-emit"
         );
         assert!(
-            state.model_get("a").unwrap().is_some(),
+            state.model_get(&id("a")).unwrap().is_some(),
             "the model keeps its entities"
         );
     }
@@ -462,33 +239,150 @@ mod tests {
     }
 
     #[test]
-    fn model_query_pages_by_kind() {
+    fn model_query_pages_by_kind_then_key() {
         let dir = tempfile::tempdir().unwrap();
         let state = Db::open(dir.path()).unwrap();
-        for (key, kind) in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x")] {
-            state
-                .model_put(
-                    &Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap(),
-                    |_| true,
-                    |_| None,
-                )
-                .unwrap();
+        for (key, kind) in [("a", "x"), ("b", "y"), ("c", "x"), ("d", "x"), ("a", "xx")] {
+            let e = Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap();
+            put(&state, "w", &e);
         }
-        let keys = |v: Vec<Entity>| v.iter().map(|e| e.key().to_owned()).collect::<Vec<_>>();
-        assert_eq!(
-            keys(state.model_query(Some("x"), None, 2).unwrap()),
-            ["a", "c"]
-        );
-        assert_eq!(
-            keys(state.model_query(Some("x"), Some("c"), 2).unwrap()),
-            ["d"]
-        );
-        let deleted = state.model_delete("a", |_| true, |_| Vec::new()).unwrap();
+        let ids = |v: Vec<Entity>| v.iter().map(|e| e.id().to_string()).collect::<Vec<_>>();
+        let query = |kind, after: Option<(&str, &str)>, limit| {
+            let after = after.map(|(kind, key)| Id::new(kind, key));
+            ids(state.model_query(kind, after.as_ref(), limit).unwrap())
+        };
+        assert_eq!(query(Some("x"), None, 2), ["x `a`", "x `c`"]);
+        assert_eq!(query(Some("x"), Some(("x", "c")), 2), ["x `d`"], "not `xx`");
+        assert_eq!(query(Some("x"), Some(("a", "z")), 1), ["x `a`"]);
+        assert!(query(Some("x"), Some(("y", "a")), 9).is_empty());
+        assert_eq!(query(None, Some(("x", "d")), 9), ["xx `a`", "y `b`"]);
+        let deleted = state
+            .model_delete("w", &Id::new("x", "a"), |_| Vec::new())
+            .unwrap();
         assert!(matches!(deleted, Write::Done { previous: Some(e) } if e.key() == "a"));
+        assert_eq!(query(None, None, 3), ["x `c`", "x `d`", "xx `a`"]);
+    }
+
+    #[test]
+    fn one_key_of_two_kinds_is_two_entities() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let server = entity("k", r#"{"secret":true}"#);
+        let person = Entity::new("k".into(), "person".into(), "{}".into(), None, None).unwrap();
+        put(&state, "a", &server);
+        assert_eq!(put(&state, "b", &person), Write::Done { previous: None });
         assert_eq!(
-            keys(state.model_query(None, None, 10).unwrap()),
-            ["b", "c", "d"]
+            state.model_get(server.id()).unwrap().unwrap().entity,
+            server
         );
+        assert_eq!(
+            state.model_get(person.id()).unwrap().unwrap().entity,
+            person
+        );
+    }
+
+    #[test]
+    fn a_plugin_writes_replaces_and_deletes_only_what_it_owns() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        commit(
+            &state,
+            "owner",
+            &collect_as(&state, "owner", &[("a", "{}"), ("b", "{}")]),
+        );
+        // Another collector reports `a` changed and `c`, then nothing at all.
+        let intruder = collect_as(&state, "intruder", &[("a", r#"{"forged":1}"#), ("c", "{}")]);
+        let collected = commit(&state, "intruder", &intruder);
+        assert_eq!(collected.announced, 1, "only `c`");
+        assert_eq!(
+            collected.refused,
+            [Refusal {
+                id: id("a"),
+                owner: "owner".into()
+            }]
+        );
+        assert_eq!(props(&state, &id("a")).unwrap(), "{}");
+        let baseline = state.load_baseline("intruder").unwrap();
+        assert!(
+            !baseline.contains_key(&id("a")),
+            "refused, so not in its baseline"
+        );
+        let empty = collect_as(&state, "intruder", &[]);
+        assert_eq!(empty.deletes, [id("c")], "it never had `a` to delete");
+        commit(&state, "intruder", &empty);
+        assert!(props(&state, &id("a")).is_some() && props(&state, &id("b")).is_some());
+        // `store` writes: the same rule.
+        assert_eq!(put(&state, "intruder", &entity("b", "{}")), Write::Refused);
+        let refused = state
+            .model_delete("intruder", &id("b"), |_| Vec::new())
+            .unwrap();
+        assert_eq!(refused, Write::Refused);
+        assert!(matches!(
+            put(&state, "owner", &entity("b", r#"{"v":2}"#)),
+            Write::Done { .. }
+        ));
+        // The owner's own snapshot still deletes what it owns.
+        commit(&state, "owner", &collect_as(&state, "owner", &[]));
+        assert_eq!(state.model_query(None, None, 10).unwrap(), []);
+    }
+
+    /// State from before owners: `model` keyed by key, baselines keyed by key.
+    #[test]
+    fn state_from_before_owners_is_migrated_without_announcing_anything() {
+        const OLD_MODEL: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("model");
+        let dir = tempfile::tempdir().unwrap();
+        let collected = entity("srv-1", r#"{"v":1}"#);
+        let overwritten = entity("srv-2", r#"{"by":"b"}"#);
+        let saved = Entity::new("p1".into(), "person".into(), "{}".into(), None, None).unwrap();
+        {
+            let db = redb::Database::create(dir.path().join(FILE)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut model = txn.open_table(OLD_MODEL).unwrap();
+                let mut a = txn.open_table(baseline::def("baseline/a")).unwrap();
+                let mut b = txn.open_table(baseline::def("baseline/b")).unwrap();
+                let mut scratch = Vec::new();
+                for e in [&collected, &overwritten, &saved] {
+                    model.insert(e.key(), e.to_canonical().as_slice()).unwrap();
+                }
+                let mut row = |table: &mut redb::Table<&str, (u64, &[u8])>, e: &Entity| {
+                    let hash = e.hash_with(&mut scratch);
+                    table
+                        .insert(e.key(), (hash, e.to_canonical().as_slice()))
+                        .unwrap();
+                };
+                row(&mut a, &collected);
+                row(&mut a, &entity("srv-2", r#"{"by":"a"}"#));
+                row(&mut b, &overwritten);
+            }
+            txn.commit().unwrap();
+        }
+        let state = Db::open(dir.path()).unwrap();
+        let owner = |e: &Entity| state.model_get(e.id()).unwrap().unwrap().owner;
+        assert_eq!(owner(&collected).as_deref(), Some("a"));
+        assert_eq!(
+            owner(&overwritten).as_deref(),
+            Some("b"),
+            "the baseline matching the model"
+        );
+        assert_eq!(owner(&saved), None, "written through store: unclaimed");
+        assert!(
+            collect_as(
+                &state,
+                "a",
+                &[("srv-1", r#"{"v":1}"#), ("srv-2", r#"{"by":"a"}"#)]
+            )
+            .is_empty(),
+            "hashes and baselines carried over: nothing to announce"
+        );
+        assert!(
+            matches!(put(&state, "c", &saved), Write::Done { .. }),
+            "claimed"
+        );
+        assert_eq!(owner(&saved).as_deref(), Some("c"));
+        drop(state);
+        let state = Db::open(dir.path()).unwrap();
+        assert_eq!(state.load_baseline("b").unwrap().len(), 1, "migrated once");
     }
 
     #[test]
@@ -497,36 +391,24 @@ mod tests {
         let state = Arc::new(Db::open(dir.path()).unwrap());
         let mut reader = state.cursor("r", Start::Saved).unwrap();
         let outcome = collect(&state, &[("a", "{}")]);
-        state
-            .commit_collect("p", &outcome.upserts, &[], &[b"create a".to_vec()])
-            .unwrap();
+        commit(&state, "p", &outcome);
         let write = state
-            .model_put(
-                &entity("b", "{}"),
-                |_| true,
-                |previous| {
-                    assert!(previous.is_none());
-                    Some(b"create b".to_vec())
-                },
-            )
+            .model_put("w", &entity("b", "{}"), |previous| {
+                assert!(previous.is_none());
+                Some(b"CREATE b".to_vec())
+            })
             .unwrap();
         assert_eq!(write, Write::Done { previous: None });
         // Refused: neither the write nor its change.
         let refused = state
-            .model_put(
-                &entity("b", r#"{"x":1}"#),
-                |_| false,
-                |_| Some(b"no".to_vec()),
-            )
+            .model_put("x", &entity("b", r#"{"x":1}"#), |_| Some(b"no".to_vec()))
             .unwrap();
         assert_eq!(refused, Write::Refused);
-        assert_eq!(state.model_get("b").unwrap().unwrap().properties(), "{}");
+        assert_eq!(props(&state, &id("b")).unwrap(), "{}");
         // Unchanged: written, nothing announced.
+        put(&state, "w", &entity("b", "{}"));
         state
-            .model_put(&entity("b", "{}"), |_| true, |_| None)
-            .unwrap();
-        state
-            .model_delete("b", |_| true, |_| b"delete b".to_vec())
+            .model_delete("w", &id("b"), |_| b"DELETE b".to_vec())
             .unwrap();
         state.append_changes(&[b"emitted".to_vec()]).unwrap();
         assert_eq!(state.last_change(), 4);
@@ -537,9 +419,9 @@ mod tests {
         assert_eq!(
             seen,
             [
-                (1, b"create a".to_vec()),
-                (2, b"create b".to_vec()),
-                (3, b"delete b".to_vec()),
+                (1, b"CREATE a".to_vec()),
+                (2, b"CREATE b".to_vec()),
+                (3, b"DELETE b".to_vec()),
                 (4, b"emitted".to_vec())
             ]
         );

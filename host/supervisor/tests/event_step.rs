@@ -469,12 +469,12 @@ macro_rules! suite {
 suite!(embedded, synchro_bus::Bus::embedded());
 suite!(kafka, synchro_testkit::broker::kafka_bus());
 
-/// A plugin granted `person` neither learns of nor overwrites a `pserver` that has the key
-/// it asks for.
+/// Identity is kind and key: a plugin granted `person` saving a person whose key a
+/// `pserver` has writes its own entity beside it, and neither learns of nor touches the
+/// pserver.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
+async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
     let bus = Bus::embedded();
-    let mut dead = dead_letters(&bus);
     let live = live(&bus, "").await;
     let other = synchro_model::Entity::new(
         "person/p1-stream".into(),
@@ -484,34 +484,16 @@ async fn an_entity_of_a_kind_not_granted_is_neither_revealed_nor_replaced() {
         None,
     )
     .unwrap();
-    live.harness
-        .services
-        .db
-        .model_put(&other, |_| true, |_| None)
-        .unwrap();
+    let db = &live.harness.services.db;
+    db.model_put("inventory", &other, |_| None).unwrap();
     send(&bus, "Stream", &[&person(1)]).await;
-    let report = live.wait(|p| p.counters.dead_lettered == 1).await;
-    assert_eq!(
-        report.counters.denials, 2,
-        "the read and the write: {report:#?}"
-    );
-    let letter = next(&mut dead).await;
-    let error = letter
-        .header("synchro-error")
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        error.contains("replacing entity `person/p1-stream`, which is of a kind it may not write")
-            && !error.contains("pserver"),
-        "{error}"
-    );
-    let kept = live
-        .harness
-        .services
-        .db
-        .model_get("person/p1-stream")
-        .unwrap()
-        .unwrap();
-    assert_eq!(kept, other, "the pserver is untouched");
+    let report = live.wait(|p| p.counters.processed == 1).await;
+    assert_eq!(report.counters.denials, 0, "{report:#?}");
+    let kept = db.model_get(other.id()).unwrap().unwrap();
+    assert_eq!(kept.entity, other, "the pserver is untouched");
+    assert_eq!(kept.owner.as_deref(), Some("inventory"));
+    let person = synchro_model::Id::new("person", "person/p1-stream");
+    let saved = db.model_get(&person).unwrap().unwrap();
+    assert_eq!(saved.owner.as_deref(), Some("people"));
     live.registry.shutdown(WAIT).await;
 }

@@ -19,10 +19,10 @@ synchro_engine::wasmtime::component::bindgen!({
 
         /// Every role world of the contract, for the host's side only.
         world roles {
-            include synchro:plugin/collector-plugin@0.1.0;
-            include synchro:plugin/event-step-plugin@0.1.0;
-            include synchro:plugin/model-policy-plugin@0.1.0;
-            include synchro:plugin/sync-step-plugin@0.1.0;
+            include synchro:plugin/collector-plugin@0.2.0;
+            include synchro:plugin/event-step-plugin@0.2.0;
+            include synchro:plugin/model-policy-plugin@0.2.0;
+            include synchro:plugin/sync-step-plugin@0.2.0;
         }
     ",
     path: "../../wit",

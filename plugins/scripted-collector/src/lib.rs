@@ -23,12 +23,17 @@
 //! - `probe`: try to read a file, the environment and open a TCP socket to `target`, and
 //!   report what happened as the properties of entity `probe` — the sandbox must have
 //!   refused all three.
+//! - `store`: run the `store` calls listed in `calls` — `["get", kind, key]`,
+//!   `["save", kind, key, properties]`, `["delete", kind, key]` — and report each
+//!   outcome as the properties of entity `store` (kind `probe`): other plugins' entities
+//!   must be out of reach.
 //!
 //! Properties may be any JSON value, so tests can send invalid ones.
 
 use serde_json::{Value, json};
 use synchro_guest::{
     Collector, Completeness, Entity, Error, ErrorCode, Snapshot, bus, config, error, http, log,
+    store,
 };
 
 struct Scripted;
@@ -117,9 +122,7 @@ impl Collector for Scripted {
                 })
                 .map(|_| Completeness::Complete)
             }
-            "publish" => {
-                bus::publish(target, None, b"{}", &[]).map(|()| Completeness::Complete)
-            }
+            "publish" => bus::publish(target, None, b"{}", &[]).map(|()| Completeness::Complete),
             "await" => {
                 let timeout = script["timeout-ms"].as_u64().unwrap_or(3_600_000) as u32;
                 bus::await_response(target, "never", timeout).map(|_| Completeness::Complete)
@@ -147,12 +150,40 @@ impl Collector for Scripted {
                 snapshot.add(entity("probe", "probe", report.to_string()))?;
                 Ok(Completeness::Complete)
             }
+            "store" => {
+                let results: Vec<String> = script["calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(store_call)
+                    .collect();
+                let report = json!({ "results": results });
+                snapshot.add(entity("store", "probe", report.to_string()))?;
+                Ok(Completeness::Complete)
+            }
             other => Err(error(
                 ErrorCode::InvalidInput,
                 format!("unknown mode `{other}`"),
             )),
         }
     }
+}
+
+/// Runs one `store` call of the script; its outcome as text.
+fn store_call(call: &Value) -> String {
+    let arg = |i: usize| call[i].as_str().unwrap_or_default();
+    let result = match arg(0) {
+        "get" => store::get(arg(1), arg(2)).map(|found| match found {
+            Some(e) => format!("found {}", e.properties),
+            None => "absent".to_owned(),
+        }),
+        "save" => {
+            store::save(&entity(arg(2), arg(1), call[3].to_string())).map(|()| "saved".into())
+        }
+        "delete" => store::delete(arg(1), arg(2)).map(|()| "deleted".into()),
+        other => return format!("unknown store call `{other}`"),
+    };
+    result.unwrap_or_else(|e| format!("error {:?}: {}", e.code, e.message))
 }
 
 /// Recurses `depth` times, keeping a frame alive at each level.

@@ -24,7 +24,7 @@ impl EventStep for People {
         };
         let (first, last) = (name("first_name")?, name("last_name")?);
         let key = format!("person/{}-{}", first.to_lowercase(), last.to_lowercase());
-        if store::get(&key)?.is_none() {
+        if store::get("person", &key)?.is_none() {
             store::save(&vertex(
                 key,
                 "person",

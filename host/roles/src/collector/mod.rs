@@ -83,7 +83,7 @@ pub(crate) fn guest(linked: &Linked) -> anyhow::Result<GuestIndices> {
     GuestIndices::new(linked)
         .map_err(anyhow::Error::from)
         .context(
-            "it does not export `synchro:plugin/collector@0.1.0` as the collector role requires",
+            "it does not export `synchro:plugin/collector@0.2.0` as the collector role requires",
         )
 }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use synchro_capability::Services;
 use synchro_engine::CallError;
-use synchro_model::{Change, Hashes, Operation, Outcome};
+use synchro_model::{Change, Hashes, OneLine, Operation, Outcome};
 use synchro_status::Counters;
 use synchro_store::{Db, DbError};
 
@@ -29,6 +29,8 @@ pub struct Report {
     pub created: usize,
     pub updated: usize,
     pub deleted: usize,
+    /// Entities of the snapshot left alone because another plugin owns them.
+    pub refused: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,55 +124,70 @@ impl Runner {
         let Outcome {
             upserts,
             deletes,
-            next,
+            mut next,
         } = outcome;
-        let report = Report {
-            entities: next.len(),
-            created: upserts
-                .iter()
-                .filter(|u| u.operation == Operation::Create)
-                .count(),
-            updated: upserts
-                .iter()
-                .filter(|u| u.operation == Operation::Update)
-                .count(),
-            deleted: deletes.len(),
-        };
         if upserts.is_empty() && deletes.is_empty() {
+            let entities = next.len();
             self.baseline = Some(next);
-            return Ok(report);
+            return Ok(Report {
+                entities,
+                ..Report::default()
+            });
         }
-        let name = plugin.name.clone();
-        let (deletes, deleted) = self
-            .blocking(move |s| {
-                let deleted = s.baseline_entities(&name, &deletes)?;
-                Ok((deletes, deleted))
-            })
-            .await?;
         let batch = synchro_model::new_transaction_id();
         let timestamp = synchro_model::now_millis();
-        let records: Vec<Vec<u8>> = upserts
-            .iter()
-            .map(|u| (u.operation, u.entity.clone()))
-            .chain(deleted.into_iter().map(|e| (Operation::Delete, e)))
-            .map(|(operation, entity)| {
-                synchro_bus::change_record(&Change {
-                    operation,
-                    entity,
-                    timestamp,
-                    transaction_id: synchro_model::new_transaction_id(),
-                    database_transaction_id: Some(batch.clone()),
-                    source: plugin.name.to_string(),
-                })
-            })
-            .collect();
-        let announced = records.len() as u64;
+        let source = plugin.name.to_string();
         let name = plugin.name.clone();
         // On failure `self.baseline` stays `None`: the next collect reloads the committed
         // baseline and finds these changes again.
-        self.blocking(move |s| s.commit_collect(&name, &upserts, &deletes, &records))
+        let (collected, upserts) = self
+            .blocking(move |s| {
+                let collected =
+                    s.commit_collect(&name, &upserts, &deletes, |operation, entity| {
+                        synchro_bus::change_record(&Change {
+                            operation,
+                            entity: entity.clone(),
+                            timestamp,
+                            transaction_id: synchro_model::new_transaction_id(),
+                            database_transaction_id: Some(batch.clone()),
+                            source: source.clone(),
+                        })
+                    })?;
+                Ok((collected, upserts))
+            })
             .await?;
-        Counters::add(&self.deployment.status.counters.changes, announced);
+        let status = &self.deployment.status;
+        Counters::add(&status.counters.changes, collected.announced);
+        // Refused entities are not in the committed baseline: the next snapshot reports
+        // them again.
+        for refused in &collected.refused {
+            next.remove(&refused.id);
+        }
+        let written = |op| {
+            let refused = |id| collected.refused.iter().any(|r| &r.id == id);
+            upserts
+                .iter()
+                .filter(|u| u.operation == op && !refused(u.entity.id()))
+                .count()
+        };
+        let (created, updated) = (written(Operation::Create), written(Operation::Update));
+        let report = Report {
+            entities: next.len(),
+            created,
+            updated,
+            deleted: collected.announced as usize - created - updated,
+            refused: collected.refused.len(),
+        };
+        if let Some(first) = collected.refused.first() {
+            Counters::add(&status.counters.denials, report.refused as u64);
+            tracing::warn!(
+                plugin = %plugin.name,
+                refused = report.refused,
+                first = %first.id,
+                owner = %OneLine(&first.owner),
+                "denied: the snapshot reports entities another plugin owns; they are left as they are"
+            );
+        }
         self.baseline = Some(next);
         Ok(report)
     }

@@ -1,0 +1,260 @@
+//! The model: every entity by id (kind and key), with its owner — the plugin that wrote
+//! it.
+//!
+//! Ownership is the rule that keeps plugins out of each other's data: an entity is
+//! written, replaced and deleted only by its owner. A collector's snapshot skips (and
+//! reports) what another plugin owns and deletes only what it owns; a `store` write of
+//! another's entity is refused. The first writer of an id owns it. An entity whose writer
+//! is unknown (state migrated from before owners, see `migrate`) is unclaimed: the next
+//! writer permitted its kind claims it.
+//!
+//! Every write appends its change to the outbox in the same transaction, so what is
+//! checked is what is replaced, and what is written is announced.
+
+use std::ops::Bound;
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use synchro_model::{Entity, Id, Operation, Upsert};
+
+use crate::{Db, DbError, baseline, dberr, outbox};
+
+/// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
+pub(crate) const ENTITIES: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("entities");
+
+/// Whether `writer` may write over an entity owned by `owner`.
+fn may_write(owner: &str, writer: &str) -> bool {
+    owner.is_empty() || owner == writer
+}
+
+/// An entity of the model and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub entity: Entity,
+    /// The plugin that wrote it; `None` when unclaimed.
+    pub owner: Option<String>,
+}
+
+/// What [`Db::model_put`] and [`Db::model_delete`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Written, replacing `previous` if there was an entity under its id.
+    Done { previous: Option<Entity> },
+    /// Not written: another plugin owns the entity.
+    Refused,
+}
+
+/// An entity of a snapshot that was not written because another plugin owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub id: Id,
+    pub owner: String,
+}
+
+/// What [`Db::commit_collect`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Changes appended to the outbox.
+    pub announced: u64,
+    /// Entities skipped: another plugin owns them. Not in the baseline either, so the
+    /// next snapshot reports them again.
+    pub refused: Vec<Refusal>,
+}
+
+impl Db {
+    /// Commits a diff's changes in one transaction: the plugin's baseline, the model and
+    /// the outbox (the change `record` makes of each change written) move together, so a
+    /// crash leaves all at the previous snapshot or all at this one. Entities another
+    /// plugin owns are skipped and returned; a delete removes from the model only what
+    /// `plugin` owns.
+    pub fn commit_collect(
+        &self,
+        plugin: &str,
+        upserts: &[Upsert],
+        deletes: &[Id],
+        mut record: impl FnMut(Operation, &Entity) -> Vec<u8>,
+    ) -> Result<Collected, DbError> {
+        let name = baseline::table_name(plugin);
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut refused = Vec::new();
+        let mut records = Vec::with_capacity(upserts.len() + deletes.len());
+        {
+            let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
+            let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
+            let mut buf = Vec::new();
+            for upsert in upserts {
+                let id = upsert.entity.id();
+                buf.clear();
+                upsert.entity.encode(&mut buf);
+                // One B-tree operation in the common case: write, and put the previous
+                // row back when it belongs to another plugin (rare).
+                let theirs = match model
+                    .insert(id.as_str(), (plugin, buf.as_slice()))
+                    .map_err(dberr)?
+                {
+                    Some(old) => {
+                        let (owner, bytes) = old.value();
+                        (!may_write(owner, plugin)).then(|| (owner.to_owned(), bytes.to_vec()))
+                    }
+                    None => None,
+                };
+                if let Some((owner, bytes)) = theirs {
+                    model
+                        .insert(id.as_str(), (owner.as_str(), bytes.as_slice()))
+                        .map_err(dberr)?;
+                    refused.push(Refusal {
+                        id: id.clone(),
+                        owner,
+                    });
+                    continue;
+                }
+                baseline
+                    .insert(id.as_str(), (upsert.hash, buf.as_slice()))
+                    .map_err(dberr)?;
+                records.push(record(upsert.operation, &upsert.entity));
+            }
+            for id in deletes {
+                let Some(last) = baseline.remove(id.as_str()).map_err(dberr)? else {
+                    continue;
+                };
+                let last = Entity::decode(last.value().1)?;
+                let owned = model
+                    .get(id.as_str())
+                    .map_err(dberr)?
+                    .is_some_and(|row| may_write(row.value().0, plugin));
+                if owned {
+                    model.remove(id.as_str()).map_err(dberr)?;
+                    records.push(record(Operation::Delete, &last));
+                }
+            }
+        }
+        let announced = records.len() as u64;
+        self.commit_with(txn, records.iter().map(Vec::as_slice))?;
+        Ok(Collected { announced, refused })
+    }
+
+    /// The model's entity under `id`.
+    pub fn model_get(&self, id: &Id) -> Result<Option<Stored>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(ENTITIES).map_err(dberr)?;
+        let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
+            return Ok(None);
+        };
+        let (owner, bytes) = row.value();
+        Ok(Some(Stored {
+            entity: Entity::decode(bytes)?,
+            owner: (!owner.is_empty()).then(|| owner.to_owned()),
+        }))
+    }
+
+    /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`,
+    /// by kind, then key. Scans the model: fine for the sizes plugins page through.
+    pub fn model_query(
+        &self,
+        kind: Option<&str>,
+        after: Option<&Id>,
+        limit: usize,
+    ) -> Result<Vec<Entity>, DbError> {
+        let first_of_kind = kind.map(|k| Id::new(k, ""));
+        let lower = match (kind, after) {
+            (Some(k), Some(after)) if after.kind() > k => return Ok(Vec::new()),
+            (Some(k), Some(after)) if after.kind() == k => Bound::Excluded(after.as_str()),
+            (None, Some(after)) => Bound::Excluded(after.as_str()),
+            (_, _) => first_of_kind
+                .as_ref()
+                .map_or(Bound::Unbounded, |first| Bound::Included(first.as_str())),
+        };
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(ENTITIES).map_err(dberr)?;
+        let mut out = Vec::new();
+        for row in table
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(dberr)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, value) = row.map_err(dberr)?;
+            let entity = Entity::decode(value.value().1)?;
+            if kind.is_some_and(|k| k != entity.kind()) {
+                break;
+            }
+            out.push(entity);
+        }
+        Ok(out)
+    }
+
+    /// Writes `entity`, owned by `writer`, unless another plugin owns the entity it would
+    /// replace, and appends the change `record` makes of the entity it replaces (`None`:
+    /// nothing to announce), in one transaction.
+    pub fn model_put(
+        &self,
+        writer: &str,
+        entity: &Entity,
+        record: impl FnOnce(Option<&Entity>) -> Option<Vec<u8>>,
+    ) -> Result<Write, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let previous = {
+            let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
+            let id = entity.id().as_str();
+            let existing = match table.get(id).map_err(dberr)? {
+                Some(row) => {
+                    let (owner, bytes) = row.value();
+                    if !may_write(owner, writer) {
+                        return Ok(Write::Refused);
+                    }
+                    Some(Entity::decode(bytes)?)
+                }
+                None => None,
+            };
+            table
+                .insert(id, (writer, entity.to_canonical().as_slice()))
+                .map_err(dberr)?;
+            existing
+        };
+        self.commit_with(txn, record(previous.as_ref()).as_deref())?;
+        Ok(Write::Done { previous })
+    }
+
+    /// Removes the entity `id` unless another plugin than `writer` owns it, and appends
+    /// the change `record` makes of it, in one transaction. An absent entity is done.
+    pub fn model_delete(
+        &self,
+        writer: &str,
+        id: &Id,
+        record: impl FnOnce(&Entity) -> Vec<u8>,
+    ) -> Result<Write, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let previous = {
+            let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
+            let existing = match table.get(id.as_str()).map_err(dberr)? {
+                Some(row) => {
+                    let (owner, bytes) = row.value();
+                    if !may_write(owner, writer) {
+                        return Ok(Write::Refused);
+                    }
+                    Entity::decode(bytes)?
+                }
+                None => return Ok(Write::Done { previous: None }),
+            };
+            table.remove(id.as_str()).map_err(dberr)?;
+            existing
+        };
+        self.commit_with(txn, Some(record(&previous).as_slice()))?;
+        Ok(Write::Done {
+            previous: Some(previous),
+        })
+    }
+
+    /// Appends `records` to the outbox in `txn`, then commits.
+    fn commit_with<'r>(
+        &self,
+        txn: WriteTransaction,
+        records: impl IntoIterator<Item = &'r [u8]>,
+    ) -> Result<(), DbError> {
+        let last = outbox::append(&txn, records)?;
+        txn.commit().map_err(dberr)?;
+        self.outbox.committed(last);
+        Ok(())
+    }
+}
