@@ -233,3 +233,40 @@ fn without_room_for_the_pooling_allocator_the_host_falls_back_and_runs() {
     assert_eq!(host.events(4, WAIT).len(), 4);
     host.stop();
 }
+
+/// Numbers compare by value and exactly: another form of the same values is no change;
+/// the last digit of a 30-digit id (beyond what a double holds) is one.
+#[test]
+fn numbers_compare_by_exact_value() {
+    let script = |properties: &str| {
+        serde_json::json!({
+            "mode": "complete",
+            "entities": [{"key": "n", "kind": "thing", "properties": properties}],
+        })
+        .to_string()
+    };
+    let source = Source::start(&script(
+        r#"{"id": 123456789012345678901234567890, "n": 100, "z": 0}"#,
+    ));
+    let setup = Setup::new();
+    setup.scripted_plugin("numbers", &source, "5s", "");
+    let host = setup.run();
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "n")]));
+    source.set(
+        200,
+        &script(r#"{"z": -0.0, "n": 1e2, "id": 1.2345678901234567890123456789e29}"#),
+    );
+    host.expect_silence(QUIET);
+    source.set(
+        200,
+        &script(r#"{"id": 123456789012345678901234567891, "n": 100.0, "z": 0}"#),
+    );
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "n")]));
+    host.stop();
+    let listed = setup.command(&["baseline", "list", "numbers"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(r#"{"id":123456789012345678901234567891,"n":100,"z":0}"#),
+        "{listed}"
+    );
+}

@@ -1,13 +1,18 @@
-//! Canonical JSON: keys sorted at every level, no insignificant whitespace, strings and
-//! numbers written the way serde_json writes them.
+//! Canonical JSON: keys sorted at every level, no insignificant whitespace, strings
+//! written the way serde_json writes them, and numbers by value (see [`number`]): one text
+//! for every JSON value, so two documents hash alike exactly when they mean the same.
 //!
 //! Canonicalising is the hot path of every collect (once per entity per cycle), so this
 //! does not build a `serde_json::Value` tree. A serde visitor receives serde_json's
 //! tokens — serde_json still does all the parsing and validation — and writes the
 //! canonical form straight into an output buffer; an object whose keys arrive out of
-//! order has its members reordered by span. The output is byte-for-byte what
-//! `serde_json::to_string(&serde_json::from_str::<Value>(text)?)` produces, which the
-//! tests check, except that a duplicate key is an error here instead of "last one wins".
+//! order has its members reordered by span. Numbers are written from their text, which
+//! serde_json does not pass on, found by [`number::Literals`]. Apart from numbers, the
+//! output is byte-for-byte what `serde_json::to_string(&serde_json::from_str::<Value>(text)?)`
+//! produces, which the tests check, except that a duplicate key is an error here instead
+//! of "last one wins".
+
+mod number;
 
 use std::fmt;
 
@@ -18,7 +23,12 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 pub fn canonicalize(text: &str, out: &mut Vec<u8>) -> Result<Kind, serde_json::Error> {
     out.clear();
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let kind = Writer { out }.deserialize(&mut deserializer)?;
+    let mut numbers = number::Literals::new(text);
+    let kind = Writer {
+        out,
+        numbers: &mut numbers,
+    }
+    .deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(kind)
 }
@@ -49,11 +59,24 @@ impl Kind {
 }
 
 /// Writes one JSON value into `out`.
-struct Writer<'a> {
+struct Writer<'a, 't> {
     out: &'a mut Vec<u8>,
+    numbers: &'a mut number::Literals<'t>,
 }
 
-impl<'de> DeserializeSeed<'de> for Writer<'_> {
+impl Writer<'_, '_> {
+    /// Writes the next number of the document, which serde_json just read.
+    fn number<E: de::Error>(self) -> Result<Kind, E> {
+        let text = self
+            .numbers
+            .next_number()
+            .ok_or_else(|| E::custom("a number serde_json read was not found in the text"))?;
+        number::write(text, self.out).map_err(E::custom)?;
+        Ok(Kind::Number)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Writer<'_, '_> {
     type Value = Kind;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Kind, D::Error> {
@@ -65,7 +88,7 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     serde_json::to_writer(out, value).expect("writing JSON to a Vec cannot fail");
 }
 
-impl<'de> Visitor<'de> for Writer<'_> {
+impl<'de> Visitor<'de> for Writer<'_, '_> {
     type Value = Kind;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -78,25 +101,16 @@ impl<'de> Visitor<'de> for Writer<'_> {
         Ok(Kind::Bool)
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Kind, E> {
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        Ok(Kind::Number)
+    fn visit_i64<E: de::Error>(self, _rounded: i64) -> Result<Kind, E> {
+        self.number()
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-        Ok(Kind::Number)
+    fn visit_u64<E: de::Error>(self, _rounded: u64) -> Result<Kind, E> {
+        self.number()
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
-        // Exactly as serde_json writes a `Value::Number` holding a float.
-        write_json(
-            self.out,
-            &serde_json::Number::from_f64(v).expect("JSON numbers are finite"),
-        );
-        Ok(Kind::Number)
+    fn visit_f64<E: de::Error>(self, _rounded: f64) -> Result<Kind, E> {
+        self.number()
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
@@ -117,7 +131,11 @@ impl<'de> Visitor<'de> for Writer<'_> {
             if !first {
                 self.out.push(b',');
             }
-            if seq.next_element_seed(Writer { out: self.out })?.is_none() {
+            let element = Writer {
+                out: self.out,
+                numbers: self.numbers,
+            };
+            if seq.next_element_seed(element)?.is_none() {
                 self.out.truncate(at);
                 break;
             }
@@ -150,7 +168,10 @@ impl<'de> Visitor<'de> for Writer<'_> {
             let member = self.out.len();
             write_json(self.out, key.as_ref());
             self.out.push(b':');
-            map.next_value_seed(Writer { out: self.out })?;
+            map.next_value_seed(Writer {
+                out: self.out,
+                numbers: self.numbers,
+            })?;
             members.push((key, member, self.out.len()));
         }
         if !sorted {
@@ -222,7 +243,7 @@ mod tests {
         for text in [
             r#"{"b": 1, "a": {"y": [1, 2, {"d":4,"c":3}], "x": null}}"#,
             r#"{"z":"\u00e9\n\"q\"","a":true,"m":false}"#,
-            r#"{"n":-12,"f":1.0,"g":1.50,"e":1e3,"big":18446744073709551615,"neg":-9223372036854775808}"#,
+            r#"{"n":-12,"f":1.25,"g":-0.5,"big":18446744073709551615,"neg":-9223372036854775808}"#,
             r#"{"\u0062":1,"a":2}"#,
             r#"{"":{},"arr":[],"nested":[[],[{}]]}"#,
             r#"  { "ws" :	[ 1 , 2 ] }  "#,
@@ -232,6 +253,33 @@ mod tests {
         ] {
             assert_eq!(canonical(text), reference(text), "{text}");
         }
+    }
+
+    /// Where serde_json's round trip loses a value or keeps a form, the canonical form
+    /// keeps the value and drops the form.
+    #[test]
+    fn numbers_are_written_by_value_and_exactly() {
+        for (text, expected) in [
+            (
+                r#"{"a":1e2,"b":100.0,"c":-0,"d":0.0}"#,
+                r#"{"a":100,"b":100,"c":0,"d":0}"#,
+            ),
+            (
+                r#"[123456789012345678901234567890, 18446744073709551617]"#,
+                "[123456789012345678901234567890,18446744073709551617]",
+            ),
+            (
+                r#"{"x": "1e2", "y": [1.50, 2.5e-9]}"#,
+                r#"{"x":"1e2","y":[1.5,2.5e-9]}"#,
+            ),
+        ] {
+            assert_eq!(canonical(text), expected, "{text}");
+        }
+        assert_ne!(
+            canonical("[18446744073709551617]"),
+            canonical("[18446744073709551616]"),
+            "serde_json reads both as the same double"
+        );
     }
 
     #[test]

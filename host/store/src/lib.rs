@@ -86,6 +86,15 @@ impl Db {
                 "state migrated: entities are identified by kind and key and have owners"
             );
         }
+        if let Some(rewritten) = migrate::canonical_form(&txn)?
+            && rewritten > 0
+        {
+            tracing::info!(
+                path = %path.display(),
+                rewritten,
+                "state migrated: stored entities rewritten in today's canonical form (numbers by value)"
+            );
+        }
         txn.open_table(model::ENTITIES).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
@@ -354,6 +363,10 @@ mod tests {
                 row(&mut a, &collected);
                 row(&mut a, &entity("srv-2", r#"{"by":"a"}"#));
                 row(&mut b, &overwritten);
+                // Written in the old canonical form (numbers as serde_json wrote them).
+                let old = br#"{"key":"srv-3","kind":"pserver","properties":{"v":1.0}}"#;
+                model.insert("srv-3", old.as_slice()).unwrap();
+                a.insert("srv-3", (42, old.as_slice())).unwrap();
             }
             txn.commit().unwrap();
         }
@@ -366,15 +379,16 @@ mod tests {
             "the baseline matching the model"
         );
         assert_eq!(owner(&saved), None, "written through store: unclaimed");
+        let snapshot = [
+            ("srv-1", r#"{"v":1}"#),
+            ("srv-2", r#"{"by":"a"}"#),
+            ("srv-3", r#"{"v":1}"#),
+        ];
         assert!(
-            collect_as(
-                &state,
-                "a",
-                &[("srv-1", r#"{"v":1}"#), ("srv-2", r#"{"by":"a"}"#)]
-            )
-            .is_empty(),
-            "hashes and baselines carried over: nothing to announce"
+            collect_as(&state, "a", &snapshot).is_empty(),
+            "baselines carried over and re-hashed in today's form: nothing to announce"
         );
+        assert_eq!(props(&state, &id("srv-3")).unwrap(), r#"{"v":1}"#);
         assert!(
             matches!(put(&state, "c", &saved), Write::Done { .. }),
             "claimed"
