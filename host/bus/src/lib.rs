@@ -174,6 +174,17 @@ pub enum Topics {
     Pattern(String),
 }
 
+impl Topics {
+    /// Whether `topic` is one of these (a pattern that does not compile matches nothing;
+    /// joining with it says why).
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            Topics::Names(names) => names.iter().any(|n| n == topic),
+            Topics::Pattern(pattern) => compile_pattern(pattern).is_ok_and(|re| re.is_match(topic)),
+        }
+    }
+}
+
 /// Where a consumer group that has never committed starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

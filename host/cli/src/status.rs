@@ -102,7 +102,10 @@ fn print_status(report: &HostReport) {
     let behind: Vec<String> = outbox
         .readers
         .iter()
-        .map(|(reader, at)| format!("{reader} {} behind", outbox.last.saturating_sub(*at)))
+        .map(|(reader, at)| {
+            let behind = outbox.last.saturating_sub(*at);
+            format!("{} {behind} behind", OneLine(reader))
+        })
         .collect();
     println!(
         "changes: {} committed; {}",

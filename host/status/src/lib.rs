@@ -176,7 +176,8 @@ pub struct HostReport {
 }
 
 /// The host's outbox of changes: the last sequence number committed, and the last one
-/// each running reader (`printer`, `relay`) has handled — how far behind each is.
+/// each running reader (`printer`, the Kafka `relay`, an event step reading `changes` on
+/// the embedded bus by its group) has handled — how far behind each is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Outbox {

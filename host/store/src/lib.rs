@@ -475,7 +475,7 @@ mod tests {
                 slow.handled(2).await.unwrap();
             });
             assert_eq!(
-                state.trim_changes().unwrap(),
+                state.trim_changes(|_| false).unwrap(),
                 2,
                 "what the slow reader passed"
             );
@@ -490,8 +490,48 @@ mod tests {
         assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
         // Trimmed to nothing, the numbering goes on.
         runtime.block_on(slow.handled(5)).unwrap();
-        assert_eq!(state.trim_changes().unwrap(), 3);
+        assert_eq!(state.trim_changes(|_| false).unwrap(), 3);
         assert_eq!(state.append_changes(&[vec![9]]).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_reader_reads_on_before_it_handles_and_a_returning_one_keeps_what_it_has_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        for i in 0..4u8 {
+            state.append_changes(&[vec![i]]).unwrap();
+        }
+        // A group that starts at `earliest` reads what the outbox keeps.
+        let mut group = state.cursor("group", Start::SavedElseOldest).unwrap();
+        runtime.block_on(async {
+            let first = group.next_batch(2).await.unwrap();
+            let then = group.next_batch(2).await.unwrap();
+            assert_eq!(first, [(1, vec![0]), (2, vec![1])]);
+            assert_eq!(
+                then,
+                [(3, vec![2]), (4, vec![3])],
+                "not the same batch again"
+            );
+            group.handled(1).await.unwrap();
+        });
+        drop(group);
+        let printer = state.cursor("printer", Start::Saved).unwrap();
+        assert_eq!(printer.position(), 4);
+        assert_eq!(
+            state.trim_changes(|name| name == "group").unwrap(),
+            1,
+            "the group is not attached, but will come back: only what it handled goes"
+        );
+        assert_eq!(state.trim_changes(|_| false).unwrap(), 3);
+        let late = state.cursor("late", Start::SavedElseOldest).unwrap();
+        assert_eq!(
+            late.position(),
+            4,
+            "with nothing kept, a new group starts at the end"
+        );
     }
 
     #[test]

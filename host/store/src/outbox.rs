@@ -6,8 +6,8 @@
 //! database, so a restart resumes after it. Delivery is at least once: a reader that stops
 //! between handling a change and saving its cursor handles that change again.
 //!
-//! The outbox keeps what some attached cursor has not passed; [`Db::trim_changes`] drops
-//! the rest.
+//! The outbox keeps what some reader has not passed — an attached cursor, or the saved
+//! cursor of a reader the caller says will come back; [`Db::trim_changes`] drops the rest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,6 +91,9 @@ pub enum Start {
     /// After its saved cursor; a reader never seen before starts at the end, and its
     /// cursor is saved there.
     Saved,
+    /// After its saved cursor; a reader never seen before starts at the oldest change the
+    /// outbox keeps (a consumer group's `earliest`), and its cursor is saved there.
+    SavedElseOldest,
     /// At the end, whatever was saved; its position is not saved either (a relay to a bus
     /// that forgets everything at exit).
     End,
@@ -104,6 +107,9 @@ pub struct Cursor {
     start: Start,
     /// The last sequence number handled.
     position: u64,
+    /// The last sequence number returned by [`Cursor::next_batch`]: a reader may read on
+    /// before it has handled what it read.
+    read: u64,
     committed: watch::Receiver<u64>,
     /// When the position was last saved with an fsync.
     synced: std::time::Instant,
@@ -115,7 +121,7 @@ impl Db {
         let end = *self.outbox.committed.borrow();
         let position = match start {
             Start::End => end,
-            Start::Saved => {
+            Start::Saved | Start::SavedElseOldest => {
                 // Saved at once when new: a reader that stops before it handles anything
                 // resumes from here, not from a later end.
                 let txn = self.db.begin_write().map_err(dberr)?;
@@ -125,8 +131,16 @@ impl Db {
                     match saved {
                         Some(saved) => saved,
                         None => {
-                            cursors.insert(name, end).map_err(dberr)?;
-                            end
+                            let new = match start {
+                                Start::SavedElseOldest => {
+                                    let changes = txn.open_table(CHANGES).map_err(dberr)?;
+                                    let oldest = changes.first().map_err(dberr)?;
+                                    oldest.map_or(end, |(seq, _)| seq.value() - 1)
+                                }
+                                _ => end,
+                            };
+                            cursors.insert(name, new).map_err(dberr)?;
+                            new
                         }
                     }
                 };
@@ -149,6 +163,7 @@ impl Db {
             id,
             start,
             position,
+            read: position,
             committed: self.outbox.committed.subscribe(),
             synced: std::time::Instant::now(),
         })
@@ -180,18 +195,32 @@ impl Db {
         Ok(last)
     }
 
-    /// Drops the changes every attached reader has passed; returns how many. With no
-    /// reader attached, nothing is dropped.
-    pub fn trim_changes(&self) -> Result<u64, DbError> {
-        let Some(passed) = self
+    /// Drops the changes that every attached reader has passed, and every reader that
+    /// `returning` names (one that is not attached now but will be: an event step of the
+    /// running host not yet joined, say) by its saved cursor; returns how many. With no
+    /// such reader, nothing is dropped.
+    pub fn trim_changes(&self, returning: impl Fn(&str) -> bool) -> Result<u64, DbError> {
+        let attached = self
             .outbox
             .attached
             .lock()
             .unwrap()
             .values()
             .map(|(_, position)| *position)
-            .min()
-        else {
+            .min();
+        let saved = {
+            let txn = self.db.begin_read().map_err(dberr)?;
+            let cursors = txn.open_table(CURSORS).map_err(dberr)?;
+            let mut least: Option<u64> = None;
+            for row in cursors.iter().map_err(dberr)? {
+                let (name, position) = row.map_err(dberr)?;
+                if returning(name.value()) {
+                    least = Some(least.map_or(position.value(), |l| l.min(position.value())));
+                }
+            }
+            least
+        };
+        let Some(passed) = attached.into_iter().chain(saved).min() else {
             return Ok(0);
         };
         let mut txn = self.db.begin_write().map_err(dberr)?;
@@ -234,10 +263,11 @@ impl Cursor {
         self.position
     }
 
-    /// Waits for changes after the position, then returns up to `limit` of them. The
-    /// position moves only with [`Cursor::handled`].
+    /// Waits for changes after the last one returned, then returns up to `limit` of them.
+    /// The position moves only with [`Cursor::handled`]. Cancel-safe: a batch not returned
+    /// is read again.
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
-        let position = self.position;
+        let position = self.read;
         // The sender lives in the database this cursor holds: waiting cannot fail.
         let _ = self.committed.wait_for(|last| *last > position).await;
         let db = self.db.clone();
@@ -254,17 +284,20 @@ impl Cursor {
                 "changes were dropped from the outbox before this reader read them"
             );
         }
+        if let Some((last, _)) = batch.last() {
+            self.read = *last;
+        }
         Ok(batch)
     }
 
-    /// Records that everything up to `seq` is handled; a reader kept from [`Start::Saved`]
+    /// Records that everything up to `seq` is handled; a reader with a saved cursor
     /// saves it — with an fsync at most every [`SYNC_EVERY`], so that a kill repeats at most
     /// that much (losing a save repeats changes, it never skips one).
     pub async fn handled(&mut self, seq: u64) -> Result<(), DbError> {
         if seq <= self.position {
             return Ok(());
         }
-        if self.start == Start::Saved {
+        if self.start != Start::End {
             let db = self.db.clone();
             let name = self.name.clone();
             let sync = self.synced.elapsed() >= SYNC_EVERY;
@@ -286,6 +319,7 @@ impl Cursor {
             .expect("saving a cursor does not panic")?;
         }
         self.position = seq;
+        self.read = self.read.max(seq);
         if let Some((_, position)) = self.db.outbox.attached.lock().unwrap().get_mut(&self.id) {
             *position = seq;
         }

@@ -5,6 +5,7 @@ mod config;
 mod dir_watch;
 mod registry;
 mod relay;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,8 @@ use tokio::sync::{mpsc, watch};
 
 pub use config::{Config, ConfigError};
 pub use registry::Registry;
-pub use relay::Relay;
+
+use relay::Relay;
 
 use dir_watch::DirWatcher;
 
@@ -67,14 +69,21 @@ impl Supervisor {
 
     /// Runs the plugins until `shutdown` turns true, then gives the calls in flight
     /// `shutdown-grace` to finish (see [`Registry::shutdown`]) and the changes they made
-    /// as long again to reach the disk and the bus.
+    /// as long again to reach the disk (and Kafka).
     /// A plugin that fails to load is logged with the reason and skipped: the others run.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let grace = self.config.shutdown_grace;
         let services = self.services.clone();
-        let relay = Relay::start(&services.db, services.bus.clone())?;
+        let relay = match &services.bus {
+            Bus::Kafka(kafka) => Some(Relay::start(&services.db, kafka.clone())?),
+            Bus::Embedded(_) => None,
+        };
         let mut registry = Registry::new(self.engine, self.services, self.config.clone());
         registry.scan().await;
+        // From the first scan on, so that the event steps of this run hold back what they
+        // have not read even before they join.
+        let mut trim = tokio::time::interval(retention::TRIM_EVERY);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if registry.is_empty() {
             tracing::warn!(dir = %self.config.plugin_dir.display(), "no plugin loaded");
         }
@@ -94,6 +103,7 @@ impl Supervisor {
                 // Dropped at once: a `watch::Ref` held across the awaits below would make
                 // this future !Send.
                 _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
+                _ = trim.tick() => retention::trim(&services.db, registry.change_readers()).await,
                 _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
                     registry.scan().await;
                     watch_dirs(watcher.as_mut().expect("guarded"), &registry);
@@ -122,7 +132,9 @@ impl Supervisor {
         {
             tracing::warn!("stopping before every emitted change reached the disk");
         }
-        relay.drain(&services.db, deadline).await;
+        if let Some(relay) = relay {
+            relay.drain(&services.db, deadline).await;
+        }
         let db = services.db.clone();
         tokio::task::spawn_blocking(move || db.sync()).await??;
         Ok(())

@@ -59,6 +59,19 @@ impl Registry {
         self.running.is_empty()
     }
 
+    /// The outbox readers of the running plugins: each event step's consumer group, whose
+    /// saved cursor holds back what it has not read (see `retention`).
+    pub fn change_readers(&self) -> Vec<String> {
+        self.running
+            .values()
+            .filter_map(|r| {
+                let plugin = r.deployment.current();
+                let step = plugin.roles.event_step.as_ref()?;
+                Some(step.events.group.clone())
+            })
+            .collect()
+    }
+
     /// The directories whose files make up the running plugins: the plugin directory
     /// and those of components kept elsewhere.
     pub fn watched_dirs(&self) -> Vec<PathBuf> {

@@ -1,15 +1,16 @@
-//! The relay: publishes the outbox, in order, to the bus topic `changes`, for the event
-//! steps that read it there (and, on Kafka, for everyone else).
+//! The relay: publishes the outbox, in order, to the Kafka topic `changes`, for the event
+//! steps and everyone else that read it there.
 //!
-//! On Kafka the relay's cursor is saved: a change committed while the broker was away
-//! is published when it is back, and a restart resumes where the relay stopped (at least
-//! once). The embedded bus forgets everything at exit, and its consumers with it, so there
-//! the relay starts at the end of the outbox.
+//! Its cursor is saved: a change committed while the broker was away is published when it
+//! is back, and a restart resumes where the relay stopped (at least once). The embedded
+//! bus has no relay: it forgets everything at exit, so event steps read `changes` from
+//! the outbox itself (`synchro_roles`'s event-step input).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use synchro_bus::Bus;
+use synchro_bus::kafka::Kafka;
+use synchro_bus::{Bus, Message};
 use synchro_store::{Cursor, Db, Start};
 use tokio::sync::watch;
 
@@ -17,8 +18,6 @@ use tokio::sync::watch;
 const BATCH: usize = 1024;
 /// The longest pause between two attempts to publish a change the bus refused.
 const MAX_PAUSE: Duration = Duration::from_secs(10);
-/// How often the outbox drops what every reader has passed.
-const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// The relay's cursor name.
 const READER: &str = "relay";
@@ -30,20 +29,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn start(db: &Arc<Db>, bus: Bus) -> Result<Relay, synchro_store::DbError> {
-        let start = match bus {
-            Bus::Embedded(_) => Start::End,
-            Bus::Kafka(_) => Start::Saved,
-        };
-        let cursor = db.cursor(READER, start)?;
+    pub fn start(db: &Arc<Db>, kafka: Kafka) -> Result<Relay, synchro_store::DbError> {
+        let cursor = db.cursor(READER, Start::Saved)?;
         let (tx, published) = watch::channel(cursor.position());
-        let db = db.clone();
-        let task = tokio::spawn(async move { run(db, cursor, bus, tx).await });
+        let task = tokio::spawn(async move { run(cursor, Bus::Kafka(kafka), tx).await });
         Ok(Relay { published, task })
     }
 
     /// Waits until `deadline` at most for the relay to publish every change committed so
-    /// far, then stops it; what it did not publish, it publishes at the next start (Kafka).
+    /// far, then stops it; what it did not publish, it publishes at the next start.
     pub async fn drain(mut self, db: &Db, deadline: tokio::time::Instant) {
         let last = db.last_change();
         if tokio::time::timeout_at(deadline, self.published.wait_for(|p| *p >= last))
@@ -59,18 +53,9 @@ impl Relay {
     }
 }
 
-async fn run(db: Arc<Db>, mut cursor: Cursor, bus: Bus, published: watch::Sender<u64>) {
-    let mut trim = tokio::time::interval(TRIM_EVERY);
-    trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+async fn run(mut cursor: Cursor, bus: Bus, published: watch::Sender<u64>) {
     loop {
-        let next = tokio::select! {
-            next = cursor.next_batch(BATCH) => next,
-            _ = trim.tick() => {
-                trim_outbox(&db).await;
-                continue;
-            }
-        };
-        let batch = match next {
+        let batch = match cursor.next_batch(BATCH).await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::error!("reading the outbox: {error}");
@@ -94,18 +79,8 @@ async fn run(db: Arc<Db>, mut cursor: Cursor, bus: Bus, published: watch::Sender
     }
 }
 
-/// Drops what every reader of the outbox has passed.
-async fn trim_outbox(db: &Arc<Db>) {
-    let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.trim_changes()).await {
-        Ok(Ok(dropped)) => tracing::debug!(dropped, "outbox trimmed"),
-        Ok(Err(error)) => tracing::warn!("trimming the outbox: {error}"),
-        Err(error) => tracing::warn!("trimming the outbox: {error}"),
-    }
-}
-
 /// Publishes `message`, retrying until the bus takes it: the changes after it wait.
-async fn publish(bus: &Bus, message: synchro_bus::Message, seq: u64) {
+async fn publish(bus: &Bus, message: Message, seq: u64) {
     let mut pause = Duration::from_millis(100);
     loop {
         match bus.publish(message.clone()).await {

@@ -20,8 +20,7 @@ struct Host {
 }
 
 async fn host(bus: &Bus, names: &[&str], topic: &str) -> Host {
-    let mut harness = Harness::new(bus);
-    harness.relay_changes();
+    let harness = Harness::new(bus);
     let mut plugins = Vec::new();
     for name in names {
         let manifest = harness.install(
@@ -97,14 +96,44 @@ fn dead_letters(bus: &Bus) -> Consumer {
     .unwrap()
 }
 
-/// A consumer of the change notifications, from the start.
-fn changes(bus: &Bus) -> Consumer {
-    bus.consume(
-        "test-changes",
-        Topics::Names(vec!["changes".into()]),
-        StartFrom::Earliest,
-    )
-    .unwrap()
+/// The change notifications, from the start: a reader of the outbox, the stream every
+/// reader of `changes` reads (on Kafka through the relay, which `tests/kafka_host.rs`
+/// covers end to end).
+struct Changes {
+    cursor: synchro_store::Cursor,
+    read: std::collections::VecDeque<Message>,
+}
+
+fn changes(harness: &Harness) -> Changes {
+    static READERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cursor = harness
+        .services
+        .db
+        .cursor(&format!("test-{n}"), synchro_store::Start::SavedElseOldest)
+        .unwrap();
+    Changes {
+        cursor,
+        read: Default::default(),
+    }
+}
+
+impl Changes {
+    async fn next(&mut self) -> Message {
+        loop {
+            if let Some(message) = self.read.pop_front() {
+                return message;
+            }
+            let batch = tokio::time::timeout(WAIT, self.cursor.next_batch(100))
+                .await
+                .expect("a change in time")
+                .unwrap();
+            for (_, record) in batch {
+                self.read
+                    .push_back(synchro_bus::record_message(&record).unwrap());
+            }
+        }
+    }
 }
 
 /// The key of a change notification.
@@ -118,7 +147,7 @@ fn changed_key(message: &Message) -> String {
 /// headers: it is cut to fit, says so, and the stream goes on.
 async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "Huge").await;
-    let mut changes = changes(&bus);
+    let mut changes = changes(&host.harness);
     let mut dead = dead_letters(&bus);
     let largest = bus.max_message_bytes();
     let poison = "x".repeat(largest - 100);
@@ -139,13 +168,13 @@ async fn a_dead_letter_too_large_for_the_bus_is_cut_and_the_stream_goes_on(bus: 
         "{:?}",
         letter.header("synchro-truncated")
     );
-    assert_eq!(changed_key(&*next(&mut changes).await), "person/jane-roe");
+    assert_eq!(changed_key(&changes.next().await), "person/jane-roe");
     stop(stopper, tasks).await;
 }
 
 async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     let host = host(&bus, &["people"], "MyTopic").await;
-    let mut changes = changes(&bus);
+    let mut changes = changes(&host.harness);
     let mut dead = dead_letters(&bus);
     send(
         &bus,
@@ -159,9 +188,9 @@ async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     )
     .await;
     let (stopper, tasks) = host.start();
-    assert_eq!(changed_key(&*next(&mut changes).await), "person/john-doe");
+    assert_eq!(changed_key(&changes.next().await), "person/john-doe");
     assert_eq!(
-        changed_key(&*next(&mut changes).await),
+        changed_key(&changes.next().await),
         "person/jane-roe",
         "once per person, and past the poison"
     );
@@ -196,10 +225,7 @@ async fn poison_is_dead_lettered_and_the_stream_goes_on(bus: Bus) {
     )
     .await;
     let (stopper, tasks) = host.start();
-    assert_eq!(
-        changed_key(&*next(&mut changes).await),
-        "person/alice-smith"
-    );
+    assert_eq!(changed_key(&changes.next().await), "person/alice-smith");
     let poison = next(&mut dead).await;
     assert_eq!(
         poison.payload, br#"{"first_name": ""}"#,
@@ -264,10 +290,9 @@ async fn live(bus: &Bus, limits: &str) -> Live {
 
 /// `grants`: the host config's `[grants]` tables, as TOML.
 async fn live_with(bus: &Bus, limits: &str, grants: &str) -> Live {
-    let mut harness = Harness::with_config(bus, |config| {
+    let harness = Harness::with_config(bus, |config| {
         config.grants = toml::from_str(grants).unwrap();
     });
-    harness.relay_changes();
     harness.install("people", "xos-people", &people_manifest("0.1.0", limits));
     let mut registry = harness.registry();
     registry.scan().await;
@@ -305,7 +330,7 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
     const BATCHES: usize = 10;
     const PER_BATCH: usize = 100;
     let mut live = live(&bus, "").await;
-    let mut changes = changes(&bus);
+    let mut changes = changes(&live.harness);
     let mut before_last_swap = 0;
     for batch in 0..BATCHES {
         for i in 0..PER_BATCH {
@@ -350,7 +375,7 @@ async fn reloads_while_events_flow_lose_and_repeat_nothing(bus: Bus) {
     assert_eq!(report.version, "0.2.8");
     let mut people = std::collections::BTreeSet::new();
     while people.len() < BATCHES * PER_BATCH {
-        people.insert(changed_key(&*next(&mut changes).await));
+        people.insert(changed_key(&changes.next().await));
     }
     live.registry.shutdown(WAIT).await;
 }
@@ -496,4 +521,75 @@ async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
     let saved = db.model_get(&person).unwrap().unwrap();
     assert_eq!(saved.owner.as_deref(), Some("people"));
     live.registry.shutdown(WAIT).await;
+}
+
+/// On the embedded bus, which forgets everything at exit, an event step reads `changes`
+/// from the outbox with a cursor of its own: what changed while the host was down is
+/// handled after the restart, and nothing handled before is handled again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_step_reading_changes_resumes_after_a_restart_on_the_embedded_bus() {
+    let records = |from: usize, count: usize| -> Vec<Vec<u8>> {
+        (from..from + count)
+            .map(|i| {
+                let entity = synchro_model::Entity::new(
+                    format!("k{i}"),
+                    "thing".into(),
+                    "{}".into(),
+                    None,
+                    None,
+                )
+                .unwrap();
+                synchro_bus::change_record(&synchro_model::Change {
+                    operation: synchro_model::Operation::Create,
+                    entity,
+                    timestamp: 1,
+                    transaction_id: format!("t{i}"),
+                    database_transaction_id: None,
+                    source: "test".into(),
+                })
+            })
+            .collect()
+    };
+    async fn processed_until(registry: &Registry, count: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let report = registry.report();
+            let processed = report.plugins[0].counters.processed;
+            if processed >= count {
+                // Then a while more: nothing beyond.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let processed = registry.report().plugins[0].counters.processed;
+                assert_eq!(processed, count, "{report:#?}");
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{report:#?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let bus = Bus::embedded();
+    let harness = Harness::new(&bus);
+    harness.install(
+        "watcher",
+        "bench-event-step",
+        "name = \"watcher\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"changes\"]\nstart = \"earliest\"\n",
+    );
+    harness.services.db.append_changes(&records(0, 50)).unwrap();
+    let mut registry = harness.registry();
+    registry.scan().await;
+    processed_until(&registry, 50).await;
+    registry.shutdown(WAIT).await;
+
+    // Changes while the host is down; then a new embedded bus, as after a restart.
+    harness
+        .services
+        .db
+        .append_changes(&records(50, 30))
+        .unwrap();
+    let bus = Bus::embedded();
+    let harness = harness.restart(&bus);
+    let mut registry = harness.registry();
+    registry.scan().await;
+    processed_until(&registry, 30).await;
+    registry.shutdown(WAIT).await;
 }

@@ -8,7 +8,7 @@ use synchro_bus::Bus;
 use synchro_capability::{Http, PollSettings, Services};
 use synchro_roles::{Deployment, Plugin, PluginEngine};
 use synchro_store::{Appender, Db};
-use synchro_supervisor::{Config, Registry, Relay};
+use synchro_supervisor::{Config, Registry};
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -16,7 +16,6 @@ pub struct Harness {
     pub services: Services,
     /// The host config plugins are loaded under; its directories are in `dir`.
     pub config: Config,
-    relay: Option<Relay>,
 }
 
 impl Harness {
@@ -36,11 +35,20 @@ impl Harness {
         };
         configure(&mut config);
         std::fs::create_dir_all(&config.plugin_dir).expect("the plugin directory");
+        Harness::start(dir, config, bus, Db::open)
+    }
+
+    fn start(
+        dir: tempfile::TempDir,
+        config: Config,
+        bus: &Bus,
+        open: impl Fn(&Path) -> Result<Db, synchro_store::DbError>,
+    ) -> Harness {
         let engine = Arc::new(
             synchro_roles::engine(&config.data_dir.join("cache"), config.fuel_metering)
                 .expect("the engine"),
         );
-        let db = Arc::new(Db::open(&config.data_dir).expect("the database"));
+        let db = Arc::new(open(&config.data_dir).expect("the database"));
         let services = Services {
             bus: bus.clone(),
             outbox: Arc::new(Appender::new(db.clone())),
@@ -52,15 +60,34 @@ impl Harness {
             engine,
             services,
             config,
-            relay: None,
         }
     }
 
-    /// Publishes the outbox to the bus's `changes` from now on, as `synchro run` does (in a
-    /// runtime: the relay is a task).
-    pub fn relay_changes(&mut self) {
-        self.relay =
-            Some(Relay::start(&self.services.db, self.services.bus.clone()).expect("the relay"));
+    /// The same host started again on its state (data and plugins) and `bus`, as after a
+    /// crash: nothing more is flushed or settled on the way. Everything of the old one
+    /// (registries, runners) must be dropped first.
+    pub fn restart(self, bus: &Bus) -> Harness {
+        let Harness {
+            dir,
+            config,
+            services,
+            engine,
+        } = self;
+        drop((services, engine));
+        // The outbox's writer thread lets the database go once its queue is written.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        Harness::start(dir, config, bus, |path| {
+            loop {
+                match Db::open(path) {
+                    Err(synchro_store::DbError::Locked(_))
+                        if std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    result => return result,
+                }
+            }
+        })
     }
 
     /// Installs the component built from `plugins/PLUGIN` as `name` in the plugin

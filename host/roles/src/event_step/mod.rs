@@ -12,6 +12,7 @@
 //! ```
 
 mod call;
+mod input;
 mod run;
 
 use std::time::Duration;

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use synchro_bus::{Consumer, Delivery, Message};
+use synchro_bus::{Delivery, Message};
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_status::Counters;
 use synchro_store::Ticket;
 
+use super::input::Input;
 use super::{Events, Session as Instance};
 use crate::failure::{Tracker, Verdict};
 use crate::{Backoff, Deployment, Plugin, PluginEngine};
@@ -107,7 +108,7 @@ impl Runner {
                     return;
                 }
                 _ = outbox.durable(handled.front().map_or(0, |(_, t)| *t)), if !handled.is_empty() => {
-                    self.commit_durable(&mut consumer, &mut handled);
+                    self.commit_durable(&mut consumer, &mut handled).await;
                     continue;
                 }
                 _ = versions.changed() => None,
@@ -153,7 +154,7 @@ impl Runner {
             };
             // Every change queued so far, this message's among them, is durable by then.
             handled.push_back((delivery, outbox.issued()));
-            self.commit_durable(&mut consumer, &mut handled);
+            self.commit_durable(&mut consumer, &mut handled).await;
             let policy = self.deployment.current().limits;
             match failures.record(&policy, failed.is_none(), Duration::ZERO) {
                 Verdict::Continue { .. } => {
@@ -178,10 +179,10 @@ impl Runner {
     }
 
     /// Commits, in order, the handled messages whose changes the outbox has on disk.
-    fn commit_durable(&self, consumer: &mut Consumer, handled: &mut Uncommitted) {
+    async fn commit_durable(&self, consumer: &mut Input, handled: &mut Uncommitted) {
         let written = self.services.outbox.written();
         while let Some((delivery, _)) = handled.pop_front_if(|(_, ticket)| *ticket <= written) {
-            if let Err(error) = consumer.commit(&delivery) {
+            if let Err(error) = consumer.commit(&delivery).await {
                 // The message will be delivered again: handling is idempotent.
                 tracing::warn!(plugin = %self.deployment.current().name, "commit failed: {error}");
             }
@@ -190,24 +191,20 @@ impl Runner {
 
     /// Before the consumer goes: commits what the outbox takes within [`SETTLE`]; the rest
     /// is delivered again.
-    async fn settle(&self, consumer: &mut Consumer, handled: &mut Uncommitted) {
+    async fn settle(&self, consumer: &mut Input, handled: &mut Uncommitted) {
         if let Some((_, last)) = handled.back() {
             let _ = tokio::time::timeout(SETTLE, self.services.outbox.durable(*last)).await;
-            self.commit_durable(consumer, handled);
+            self.commit_durable(consumer, handled).await;
         }
         handled.clear();
     }
 
     /// Joins the consumer group, retrying with backoff while the bus refuses.
-    async fn join(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Consumer> {
+    async fn join(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Input> {
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
         loop {
             let pause = backoff.next_pause();
-            match self.services.bus.consume(
-                &self.events.group,
-                self.events.topics.clone(),
-                self.events.start,
-            ) {
+            match Input::join(&self.services.bus, &self.services.db, &self.events) {
                 Ok(consumer) => return Some(consumer),
                 Err(error) => {
                     tracing::warn!(plugin = %self.deployment.current().name, "cannot consume yet ({error}); retrying in {pause:?}")
