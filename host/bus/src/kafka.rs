@@ -14,7 +14,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -92,14 +92,17 @@ struct Inner {
     topics: tokio::sync::Mutex<HashSet<String>>,
     correlator: Correlator,
     responses: Mutex<Option<Arc<StreamConsumer>>>,
-    /// Unique per host: names this host's private consumer groups.
+    /// Unique per host and stable across its restarts: names this host's private
+    /// consumer groups and its static membership of the others.
     host_id: String,
 }
 
 impl Kafka {
     /// Connects lazily: a broker that is down now is retried by librdkafka with backoff;
     /// publishes fail after the delivery timeout with an error naming the brokers.
-    pub fn new(settings: KafkaSettings) -> Result<Kafka, BusError> {
+    /// `host_id` must be unique per host and the same at each of its starts: two hosts
+    /// with one id fence each other out of their consumer groups.
+    pub fn new(settings: KafkaSettings, host_id: &str) -> Result<Kafka, BusError> {
         let producer: FutureProducer = client_config(&settings, &[("linger.ms", "1")])
             .set(
                 "message.timeout.ms",
@@ -117,7 +120,7 @@ impl Kafka {
                 topics: Default::default(),
                 correlator: Correlator::default(),
                 responses: Mutex::new(None),
-                host_id: uuid::Uuid::new_v4().to_string(),
+                host_id: host_id.to_owned(),
                 settings,
             }),
         })
@@ -223,25 +226,50 @@ impl Kafka {
     fn consumer(&self, group: &str, start: StartFrom) -> Result<StreamConsumer, BusError> {
         // Fetch without waiting long for more data: responses and events are latency
         // sensitive, and librdkafka's default wait is 500 ms.
-        client_config(&self.inner.settings, &[("fetch.wait.max.ms", "5")])
-            .set(
-                "group.id",
-                format!("{}{group}", self.inner.settings.topic_prefix),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match start {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            )
-            // Subscribe to topics that do not exist yet without an error.
-            .set("allow.auto.create.topics", "false")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .map_err(|e| self.error(e))
+        client_config(
+            &self.inner.settings,
+            &[
+                ("fetch.wait.max.ms", "5"),
+                // At least once, with a bounded duplicate window: a processed message's
+                // offset is stored (`Consumer::commit`), and what is stored is committed
+                // every COMMIT_EVERY, on a rebalance and on close. A kill repeats what was
+                // handled in the last interval.
+                ("enable.auto.offset.store", "false"),
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", COMMIT_EVERY_MS),
+                // A member that dies (kill -9) holds its partitions this long before the
+                // group hands them on, to the restarted host among others; librdkafka's
+                // default is 45 s.
+                ("session.timeout.ms", SESSION_TIMEOUT_MS),
+                ("heartbeat.interval.ms", HEARTBEAT_MS),
+            ],
+        )
+        .set(
+            "group.id",
+            format!("{}{group}", self.inner.settings.topic_prefix),
+        )
+        // Static membership: a host restarted after a crash takes its place in the group
+        // back at once, instead of waiting for the dead member's session to end (which a
+        // broker may not even act on until some member joins).
+        .set(
+            "group.instance.id",
+            format!(
+                "{}{group}@{}",
+                self.inner.settings.topic_prefix, self.inner.host_id
+            ),
+        )
+        .set(
+            "auto.offset.reset",
+            match start {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        // Subscribe to topics that do not exist yet without an error.
+        .set("allow.auto.create.topics", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .map_err(|e| self.error(e))
     }
 
     fn subscription_names(&self, topics: &Topics) -> Vec<String> {
@@ -408,6 +436,9 @@ impl Consumer {
         })
     }
 
+    /// Stores `delivery`'s position for the next automatic commit (within
+    /// [`COMMIT_EVERY_MS`], and at close). A partition this member no longer owns (after a
+    /// rebalance) is skipped: its new owner gets the message again.
     pub fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(
@@ -416,11 +447,25 @@ impl Consumer {
             Offset::Offset(delivery.offset + 1),
         )
         .map_err(|e| self.kafka.error(e))?;
-        self.consumer
-            .commit(&list, CommitMode::Async)
-            .map_err(|e| self.kafka.error(e))
+        match self.consumer.store_offsets(&list) {
+            Ok(()) => Ok(()),
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State)) => {
+                tracing::debug!(
+                    partition = delivery.partition,
+                    "not storing an offset of a partition no longer assigned"
+                );
+                Ok(())
+            }
+            Err(error) => Err(self.kafka.error(error)),
+        }
     }
 }
+
+/// How often a consumer commits the offsets of what it has processed.
+const COMMIT_EVERY_MS: &str = "200";
+/// How long a dead member keeps its partitions (see the consumer's config).
+const SESSION_TIMEOUT_MS: &str = "10000";
+const HEARTBEAT_MS: &str = "2000";
 
 /// Bytes a record batch adds around one message, at most (its batch header, the record's
 /// lengths and offsets), rounded up.

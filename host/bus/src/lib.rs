@@ -220,11 +220,12 @@ impl Bus {
         Bus::Embedded(embedded::Embedded::new(&EmbeddedSettings::default()))
     }
 
-    /// The bus the host configuration asks for.
-    pub fn from_settings(settings: &BusSettings) -> Result<Bus, BusError> {
+    /// The bus the host configuration asks for, for the host `host_id` (see
+    /// [`kafka::Kafka::new`]).
+    pub fn from_settings(settings: &BusSettings, host_id: &str) -> Result<Bus, BusError> {
         match settings {
             BusSettings::Embedded(settings) => Ok(Bus::Embedded(embedded::Embedded::new(settings))),
-            BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone()).map(Bus::Kafka),
+            BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone(), host_id).map(Bus::Kafka),
         }
     }
 

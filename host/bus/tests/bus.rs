@@ -260,7 +260,9 @@ async fn kafka_hosts_sharing_a_response_topic_each_get_theirs() {
     let Bus::Kafka(kafka) = &a else {
         unreachable!()
     };
-    let b = Bus::Kafka(synchro_bus::kafka::Kafka::new(kafka.settings().clone()).unwrap());
+    let b = Bus::Kafka(
+        synchro_bus::kafka::Kafka::new(kafka.settings().clone(), "another-host").unwrap(),
+    );
     for bus in [&a, &b] {
         bus.expect_responses("responses", CorrelationId::default())
             .await

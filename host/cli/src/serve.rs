@@ -26,7 +26,7 @@ pub fn run(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()>
 async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()> {
     // First: a stop asked for while the host starts is a clean stop too.
     let stop_signal = StopSignal::new()?;
-    let bus = Bus::from_settings(&config.bus)?;
+    let bus = Bus::from_settings(&config.bus, &synchro_supervisor::host_id(&config.data_dir)?)?;
     let grace = config.shutdown_grace;
     let host = Supervisor::new(config, bus)?;
     // Attached before any plugin starts: the printer misses nothing, and resumes after

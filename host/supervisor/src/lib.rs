@@ -141,6 +141,29 @@ impl Supervisor {
     }
 }
 
+/// This host's identity: a UUID kept in `DATA-DIR/host-id`, made at the first start. A
+/// data directory belongs to one host at a time (its database is locked), so the id is
+/// unique among running hosts and stable across one host's restarts, as Kafka's static
+/// group membership needs.
+pub fn host_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = data_dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let fresh = data_dir.join("host-id.new");
+    std::fs::write(&fresh, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&fresh, &path))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
 /// The names of the plugins in the plugin directory, as far as their manifests can be
 /// read (the ones that cannot are reported when they are loaded).
 fn plugin_names(config: &Config) -> Vec<String> {
@@ -178,3 +201,21 @@ fn watch_dirs(watcher: &mut DirWatcher, registry: &Registry) {
 /// How long calls in flight get to finish after a stop is asked for, unless the host
 /// config says otherwise.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_host_keeps_its_id_across_starts_and_another_has_another() {
+        let one = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let data = one.path().join("data");
+        let first = super::host_id(&data).unwrap();
+        assert_eq!(
+            super::host_id(&data).unwrap(),
+            first,
+            "the same at each start"
+        );
+        assert_ne!(super::host_id(other.path()).unwrap(), first);
+        assert_eq!(first.len(), 36, "a UUID: {first}");
+    }
+}
