@@ -3,12 +3,13 @@
 use crate::__bindings::synchro::plugin::bus;
 use crate::{Error, Message};
 
-/// Puts `payload` on `topic` with the given partitioning key and headers.
+/// Puts `payload` on `topic` with the given partitioning key and headers (bytes, as
+/// Kafka's are; `"text".as_bytes()` for text).
 pub fn publish(
     topic: &str,
-    key: Option<&str>,
+    key: Option<&[u8]>,
     payload: &[u8],
-    headers: &[(String, String)],
+    headers: &[(String, Vec<u8>)],
 ) -> Result<(), Error> {
     bus::publish(topic, key, payload, headers)
 }

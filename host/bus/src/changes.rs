@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(message.header("kind"), Some("vserver"));
         assert_eq!(message.header("operation"), Some("DELETE"));
         assert_eq!(message.header("source"), Some("inv"));
-        assert_eq!(message.key.as_deref(), Some("vm-1"));
+        assert_eq!(message.key.as_deref(), Some(b"vm-1".as_slice()));
         assert_eq!(message.timestamp, 1);
     }
 

@@ -197,14 +197,14 @@ impl Kafka {
         for (key, value) in &message.headers {
             headers = headers.insert(Header {
                 key,
-                value: Some(value.as_bytes()),
+                value: Some(value.as_slice()),
             });
         }
         let mut record = FutureRecord::to(&wire)
             .payload(&message.payload)
             .headers(headers);
         if let Some(key) = &message.key {
-            record = record.key(key);
+            record = record.key(key.as_slice());
         }
         if message.timestamp != 0 {
             record = record.timestamp(message.timestamp as i64);
@@ -389,19 +389,14 @@ impl Kafka {
                 .strip_prefix(prefix.as_str())
                 .unwrap_or(m.topic())
                 .to_owned(),
-            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().unwrap_or_default().to_vec(),
             headers: m
                 .headers()
                 .map(|headers| {
                     headers
                         .iter()
-                        .map(|h| {
-                            (
-                                h.key.to_owned(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
+                        .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
                         .collect()
                 })
                 .unwrap_or_default(),

@@ -22,13 +22,14 @@ use synchro_model::ErrorKind;
 /// The header that carries a response's correlation id by default.
 pub const CORRELATION_HEADER: &str = "correlation-id";
 
-/// A message on the bus.
+/// A message on the bus. Its key and header values are bytes, as Kafka's are: the host
+/// carries what a producer wrote to plugins and dead letters unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub topic: String,
-    pub key: Option<String>,
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(String, Vec<u8>)>,
     /// Milliseconds since the Unix epoch; stamped on publish when zero.
     pub timestamp: u64,
 }
@@ -44,28 +45,28 @@ impl Message {
         }
     }
 
-    pub fn with_key(mut self, key: impl Into<String>) -> Message {
+    pub fn with_key(mut self, key: impl Into<Vec<u8>>) -> Message {
         self.key = Some(key.into());
         self
     }
 
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Message {
         self.headers.push((name.into(), value.into()));
         self
     }
 
-    /// The first header called `name`.
+    /// The first header called `name`, if its value is text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
     /// Bytes of the payload, the key and the headers: what message limits count.
     pub fn size(&self) -> usize {
         self.payload.len()
-            + self.key.as_ref().map_or(0, String::len)
+            + self.key.as_ref().map_or(0, Vec::len)
             + self
                 .headers
                 .iter()

@@ -218,12 +218,51 @@ async fn json_field_correlation(bus: Bus) {
     assert!(text(&got).contains("FAILURE"));
 }
 
+/// Keys and header values are bytes: what a producer wrote, text or not, is what a
+/// consumer gets.
+async fn binary_keys_and_headers_arrive_unchanged(bus: Bus) {
+    let key = vec![0xff, 0x00, b'k', 0xc3];
+    let value = vec![0xfe, 0x80, 0x00];
+    let sent = Message::new("binary", b"payload".to_vec())
+        .with_key(key.clone())
+        .with_header("raw", value.clone())
+        .with_header("text", "plain");
+    bus.publish(sent).await.unwrap();
+    let mut consumer = bus
+        .consume(
+            "binary-reader",
+            Topics::Names(vec!["binary".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let delivery = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .expect("a message in time")
+        .unwrap();
+    let got = &delivery.message;
+    assert_eq!(got.key.as_deref(), Some(key.as_slice()));
+    assert_eq!(
+        got.headers,
+        [
+            ("raw".to_owned(), value),
+            ("text".to_owned(), b"plain".to_vec())
+        ]
+    );
+    assert_eq!(got.header("raw"), None, "not text");
+    assert_eq!(got.header("text"), Some("plain"));
+}
+
 macro_rules! suite {
     ($module:ident, $bus:expr) => {
         mod $module {
             #[tokio::test(flavor = "multi_thread")]
             async fn commit_after_success_and_resume() {
                 super::commit_after_success_and_resume($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn binary_keys_and_headers_arrive_unchanged() {
+                super::binary_keys_and_headers_arrive_unchanged($bus).await
             }
 
             #[tokio::test(flavor = "multi_thread")]

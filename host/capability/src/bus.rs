@@ -169,9 +169,9 @@ impl wit::Host for Capability {
     async fn publish(
         &mut self,
         topic: String,
-        key: Option<String>,
+        key: Option<Vec<u8>>,
         payload: Vec<u8>,
-        headers: Vec<(String, String)>,
+        headers: Vec<(String, Vec<u8>)>,
     ) -> Result<(), WitError> {
         if !self.call.grants.bus.may_publish(&topic) {
             let whose = if synchro_bus::is_host_topic(&topic) {

@@ -26,7 +26,7 @@ impl Collector for Lookup {
         let responses = config::require("responses")?;
         let id = transaction_id();
         let request = json!({"transaction-id": id, "query": "servers"}).to_string();
-        bus::publish(&requests, Some(&id), request.as_bytes(), &[])?;
+        bus::publish(&requests, Some(id.as_bytes()), request.as_bytes(), &[])?;
         let response = bus::await_response(&responses, &id, 5_000)?;
         let response: Value = serde_json::from_slice(&response.payload).map_err(|e| {
             error(

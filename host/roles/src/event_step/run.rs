@@ -376,17 +376,19 @@ fn dead_letter(
         topic: topic.to_owned(),
         ..Message::clone(original)
     };
-    message.headers.extend([
-        ("synchro-error".to_owned(), why),
-        ("synchro-plugin".to_owned(), plugin.to_owned()),
-        ("synchro-attempts".to_owned(), attempts.to_string()),
-        ("synchro-topic".to_owned(), original.topic.clone()),
-        (
-            "synchro-partition".to_owned(),
-            delivery.partition.to_string(),
-        ),
-        ("synchro-offset".to_owned(), delivery.offset.to_string()),
-    ]);
+    let headers = [
+        ("synchro-error", why),
+        ("synchro-plugin", plugin.to_owned()),
+        ("synchro-attempts", attempts.to_string()),
+        ("synchro-topic", original.topic.clone()),
+        ("synchro-partition", delivery.partition.to_string()),
+        ("synchro-offset", delivery.offset.to_string()),
+    ];
+    message.headers.extend(
+        headers
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.into_bytes())),
+    );
     let whole = message.size();
     if whole > max_bytes {
         let note = (
@@ -399,7 +401,7 @@ fn dead_letter(
         let over = whole - max_bytes + note.0.len() + note.1.len() + 16;
         let keep = original.payload.len().saturating_sub(over);
         message.payload.truncate(keep);
-        message.headers.push(note);
+        message.headers.push((note.0, note.1.into_bytes()));
     }
     message
 }
@@ -436,7 +438,7 @@ mod tests {
         let letter = dead_letter(&delivery(100_000), "p.dead-letter", "p", &error, 1, 20_000);
         assert!(letter.size() <= 20_000, "{}", letter.size());
         assert!(letter.payload.len() > 10_000, "most of the payload is kept");
-        assert_eq!(letter.key.as_deref(), Some("k"));
+        assert_eq!(letter.key.as_deref(), Some(b"k".as_slice()));
         assert!(
             letter
                 .header("synchro-truncated")
@@ -450,5 +452,25 @@ mod tests {
         let small = dead_letter(&delivery(100), "p.dead-letter", "p", &error, 1, 20_000);
         assert_eq!(small.payload.len(), 100);
         assert_eq!(small.header("synchro-truncated"), None);
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_a_binary_key_and_headers_byte_for_byte() {
+        let original = Message::new("Stream", b"{}".to_vec())
+            .with_key(vec![0xff, 0x00])
+            .with_header("trace", vec![0xfe, 0x01]);
+        let delivery = Delivery {
+            message: Arc::new(original.clone()),
+            partition: 0,
+            offset: 7,
+        };
+        let error = CallError::Plugin {
+            kind: ErrorKind::InvalidInput,
+            message: "no".into(),
+        };
+        let letter = dead_letter(&delivery, "p.dead-letter", "p", &error, 1, 20_000);
+        assert_eq!(letter.key, original.key);
+        assert_eq!(letter.headers[0], original.headers[0]);
+        assert_eq!(letter.header("synchro-offset"), Some("7"));
     }
 }
