@@ -92,17 +92,16 @@ struct Inner {
     topics: tokio::sync::Mutex<HashSet<String>>,
     correlator: Correlator,
     responses: Mutex<Option<Arc<StreamConsumer>>>,
-    /// Unique per host and stable across its restarts: names this host's private
-    /// consumer groups and its static membership of the others.
+    /// Unique per host: names this host's private consumer groups and, when stable, its
+    /// static membership of the others.
     host_id: String,
+    static_member: bool,
 }
 
 impl Kafka {
     /// Connects lazily: a broker that is down now is retried by librdkafka with backoff;
     /// publishes fail after the delivery timeout with an error naming the brokers.
-    /// `host_id` must be unique per host and the same at each of its starts: two hosts
-    /// with one id fence each other out of their consumer groups.
-    pub fn new(settings: KafkaSettings, host_id: &str) -> Result<Kafka, BusError> {
+    pub fn new(settings: KafkaSettings, member: Member) -> Result<Kafka, BusError> {
         let producer: FutureProducer = client_config(&settings, &[("linger.ms", "1")])
             .set(
                 "message.timeout.ms",
@@ -120,7 +119,11 @@ impl Kafka {
                 topics: Default::default(),
                 correlator: Correlator::default(),
                 responses: Mutex::new(None),
-                host_id: host_id.to_owned(),
+                static_member: matches!(member, Member::Stable(_)),
+                host_id: match member {
+                    Member::Stable(id) => id,
+                    Member::Ephemeral => uuid::Uuid::new_v4().to_string(),
+                },
                 settings,
             }),
         })
@@ -226,7 +229,7 @@ impl Kafka {
     fn consumer(&self, group: &str, start: StartFrom) -> Result<StreamConsumer, BusError> {
         // Fetch without waiting long for more data: responses and events are latency
         // sensitive, and librdkafka's default wait is 500 ms.
-        client_config(
+        let mut config = client_config(
             &self.inner.settings,
             &[
                 ("fetch.wait.max.ms", "5"),
@@ -243,33 +246,35 @@ impl Kafka {
                 ("session.timeout.ms", SESSION_TIMEOUT_MS),
                 ("heartbeat.interval.ms", HEARTBEAT_MS),
             ],
-        )
-        .set(
-            "group.id",
-            format!("{}{group}", self.inner.settings.topic_prefix),
-        )
-        // Static membership: a host restarted after a crash takes its place in the group
-        // back at once, instead of waiting for the dead member's session to end (which a
-        // broker may not even act on until some member joins).
-        .set(
-            "group.instance.id",
-            format!(
-                "{}{group}@{}",
-                self.inner.settings.topic_prefix, self.inner.host_id
-            ),
-        )
-        .set(
-            "auto.offset.reset",
-            match start {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            },
-        )
-        // Subscribe to topics that do not exist yet without an error.
-        .set("allow.auto.create.topics", "false")
-        .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()
-        .map_err(|e| self.error(e))
+        );
+        config
+            .set(
+                "group.id",
+                format!("{}{group}", self.inner.settings.topic_prefix),
+            )
+            .set(
+                "auto.offset.reset",
+                match start {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                },
+            )
+            // Subscribe to topics that do not exist yet without an error.
+            .set("allow.auto.create.topics", "false")
+            .set("topic.metadata.refresh.interval.ms", "1000");
+        if self.inner.static_member {
+            // A host restarted after a crash takes its place in the group back at once,
+            // instead of waiting for the dead member's session to end (which a broker may
+            // not even act on until some member joins).
+            config.set(
+                "group.instance.id",
+                format!(
+                    "{}{group}@{}",
+                    self.inner.settings.topic_prefix, self.inner.host_id
+                ),
+            );
+        }
+        config.create().map_err(|e| self.error(e))
     }
 
     fn subscription_names(&self, topics: &Topics) -> Vec<String> {
@@ -454,6 +459,17 @@ impl Consumer {
             Err(error) => Err(self.kafka.error(error)),
         }
     }
+}
+
+/// Who a host is to the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    /// An id unique per host and the same at each of its starts (`synchro run` keeps one in
+    /// its data directory): a static member of its consumer groups, which a restarted host
+    /// rejoins at once. Two hosts with one id fence each other out of their groups.
+    Stable(String),
+    /// A fresh id (tools, tests): a dynamic member, as Kafka clients are by default.
+    Ephemeral,
 }
 
 /// How often a consumer commits the offsets of what it has processed.

@@ -221,12 +221,11 @@ impl Bus {
         Bus::Embedded(embedded::Embedded::new(&EmbeddedSettings::default()))
     }
 
-    /// The bus the host configuration asks for, for the host `host_id` (see
-    /// [`kafka::Kafka::new`]).
-    pub fn from_settings(settings: &BusSettings, host_id: &str) -> Result<Bus, BusError> {
+    /// The bus the host configuration asks for; `member` is who the host is to Kafka.
+    pub fn from_settings(settings: &BusSettings, member: kafka::Member) -> Result<Bus, BusError> {
         match settings {
             BusSettings::Embedded(settings) => Ok(Bus::Embedded(embedded::Embedded::new(settings))),
-            BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone(), host_id).map(Bus::Kafka),
+            BusSettings::Kafka(kafka) => kafka::Kafka::new(kafka.clone(), member).map(Bus::Kafka),
         }
     }
 

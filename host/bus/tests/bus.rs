@@ -300,7 +300,11 @@ async fn kafka_hosts_sharing_a_response_topic_each_get_theirs() {
         unreachable!()
     };
     let b = Bus::Kafka(
-        synchro_bus::kafka::Kafka::new(kafka.settings().clone(), "another-host").unwrap(),
+        synchro_bus::kafka::Kafka::new(
+            kafka.settings().clone(),
+            synchro_bus::kafka::Member::Ephemeral,
+        )
+        .unwrap(),
     );
     for bus in [&a, &b] {
         bus.expect_responses("responses", CorrelationId::default())

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use synchro_bus::Bus;
+use synchro_bus::kafka::Member;
 use synchro_supervisor::{Config, Supervisor};
 
 use crate::printer::{self, Format, Printer};
@@ -26,7 +27,8 @@ pub fn run(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()>
 async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()> {
     // First: a stop asked for while the host starts is a clean stop too.
     let stop_signal = StopSignal::new()?;
-    let bus = Bus::from_settings(&config.bus, &synchro_supervisor::host_id(&config.data_dir)?)?;
+    let member = Member::Stable(synchro_supervisor::host_id(&config.data_dir)?);
+    let bus = Bus::from_settings(&config.bus, member)?;
     let grace = config.shutdown_grace;
     let host = Supervisor::new(config, bus)?;
     // Attached before any plugin starts: the printer misses nothing, and resumes after

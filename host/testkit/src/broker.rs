@@ -132,7 +132,7 @@ pub fn kafka_bus_on(address: &str, prefix: &str) -> Bus {
         delivery_timeout: Duration::from_secs(20),
         properties: Default::default(),
     };
-    Bus::Kafka(Kafka::new(settings, &uuid::Uuid::new_v4().to_string()).unwrap())
+    Bus::Kafka(Kafka::new(settings, synchro_bus::kafka::Member::Ephemeral).unwrap())
 }
 
 #[cfg(test)]
