@@ -475,7 +475,7 @@ mod tests {
                 slow.handled(2).await.unwrap();
             });
             assert_eq!(
-                state.trim_changes(|_| false).unwrap(),
+                state.trim_changes(|_| false, 1000).unwrap(),
                 2,
                 "what the slow reader passed"
             );
@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
         // Trimmed to nothing, the numbering goes on.
         runtime.block_on(slow.handled(5)).unwrap();
-        assert_eq!(state.trim_changes(|_| false).unwrap(), 3);
+        assert_eq!(state.trim_changes(|_| false, 1000).unwrap(), 3);
         assert_eq!(state.append_changes(&[vec![9]]).unwrap(), 6);
     }
 
@@ -521,16 +521,48 @@ mod tests {
         let printer = state.cursor("printer", Start::Saved).unwrap();
         assert_eq!(printer.position(), 4);
         assert_eq!(
-            state.trim_changes(|name| name == "group").unwrap(),
+            state.trim_changes(|name| name == "group", 1000).unwrap(),
             1,
             "the group is not attached, but will come back: only what it handled goes"
         );
-        assert_eq!(state.trim_changes(|_| false).unwrap(), 3);
+        assert_eq!(state.trim_changes(|_| false, 1000).unwrap(), 3);
         let late = state.cursor("late", Start::SavedElseOldest).unwrap();
         assert_eq!(
             late.position(),
             4,
             "with nothing kept, a new group starts at the end"
+        );
+    }
+
+    #[test]
+    fn a_plugin_reader_is_held_within_its_lag_and_the_hosts_readers_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        let mut step = state.cursor("synchro.step", Start::Saved).unwrap();
+        let printer = state.cursor("printer", Start::Saved).unwrap();
+        for i in 0..10u8 {
+            state.append_changes(&[vec![i]]).unwrap();
+        }
+        let plugins = |name: &str| name.starts_with("synchro.");
+        assert_eq!(
+            state.trim_changes(plugins, 3).unwrap(),
+            0,
+            "the printer has read nothing: everything stays"
+        );
+        drop(printer);
+        assert_eq!(
+            state.trim_changes(plugins, 3).unwrap(),
+            7,
+            "the step, 10 behind, keeps only the last 3"
+        );
+        let rest = runtime.block_on(step.next_batch(100)).unwrap();
+        assert_eq!(
+            rest.first().map(|(seq, _)| *seq),
+            Some(8),
+            "it reads on after the gap"
         );
     }
 

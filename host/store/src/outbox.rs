@@ -7,7 +7,8 @@
 //! between handling a change and saving its cursor handles that change again.
 //!
 //! The outbox keeps what some reader has not passed — an attached cursor, or the saved
-//! cursor of a reader the caller says will come back; [`Db::trim_changes`] drops the rest.
+//! cursor of a reader the caller says will come back — up to a bound for the readers the
+//! caller names as plugins'; [`Db::trim_changes`] drops the rest.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -196,17 +197,34 @@ impl Db {
     }
 
     /// Drops the changes that every attached reader has passed, and every reader that
-    /// `returning` names (one that is not attached now but will be: an event step of the
-    /// running host not yet joined, say) by its saved cursor; returns how many. With no
-    /// such reader, nothing is dropped.
-    pub fn trim_changes(&self, returning: impl Fn(&str) -> bool) -> Result<u64, DbError> {
+    /// `plugins` names by its saved cursor (one that is not attached now but will be: an
+    /// event step of the running host not yet joined, say); returns how many. With no such
+    /// reader, nothing is dropped.
+    ///
+    /// A reader `plugins` names is kept at most `max_plugin_lag` changes behind the last:
+    /// one that falls further behind (a quarantined event step, a hostile one) loses the
+    /// oldest, and is told how many when it reads on, instead of growing the database
+    /// without bound. The host's own readers (the printer, the Kafka relay) lose nothing.
+    pub fn trim_changes(
+        &self,
+        plugins: impl Fn(&str) -> bool,
+        max_plugin_lag: u64,
+    ) -> Result<u64, DbError> {
+        let floor = self.last_change().saturating_sub(max_plugin_lag);
+        let held = |name: &str, position: u64| {
+            if plugins(name) {
+                position.max(floor)
+            } else {
+                position
+            }
+        };
         let attached = self
             .outbox
             .attached
             .lock()
             .unwrap()
             .values()
-            .map(|(_, position)| *position)
+            .map(|(name, position)| held(name, *position))
             .min();
         let saved = {
             let txn = self.db.begin_read().map_err(dberr)?;
@@ -214,8 +232,9 @@ impl Db {
             let mut least: Option<u64> = None;
             for row in cursors.iter().map_err(dberr)? {
                 let (name, position) = row.map_err(dberr)?;
-                if returning(name.value()) {
-                    least = Some(least.map_or(position.value(), |l| l.min(position.value())));
+                if plugins(name.value()) {
+                    let position = held(name.value(), position.value());
+                    least = Some(least.map_or(position, |l| l.min(position)));
                 }
             }
             least

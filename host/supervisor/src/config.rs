@@ -59,6 +59,10 @@ pub struct Config {
     /// still running then is cut, uncommitted, and redone at the next start.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The most changes the outbox keeps for an event step reading `changes` that has
+    /// fallen behind (quarantined, or slow); beyond, it skips the oldest and the log says
+    /// how many. Bounds the database whatever a plugin does.
+    pub max_step_lag: u64,
     /// The file this config was read from; `None` for the embedded defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -80,6 +84,7 @@ impl Default for Config {
             admin: AdminSettings::default(),
             watch: true,
             shutdown_grace: crate::SHUTDOWN_GRACE,
+            max_step_lag: 1_000_000,
             source: None,
         }
     }
@@ -122,6 +127,9 @@ impl Config {
         }
         if self.shutdown_grace > Duration::from_secs(3600) {
             return Err("shutdown-grace`: must be at most an hour".into());
+        }
+        if self.max_step_lag < 1000 {
+            return Err("max-step-lag`: must be at least 1000 changes".into());
         }
         match &self.bus {
             BusSettings::Embedded(embedded) => embedded.check(),
@@ -244,6 +252,10 @@ mod tests {
             (
                 "min-interval = \"2h\"",
                 "field `min-interval`: must be at most an hour",
+            ),
+            (
+                "max-step-lag = 10",
+                "field `max-step-lag`: must be at least 1000 changes",
             ),
             (
                 "[bus]\nkind = \"kafka\"\nbrokers = \"\"",

@@ -103,7 +103,10 @@ impl Supervisor {
                 // Dropped at once: a `watch::Ref` held across the awaits below would make
                 // this future !Send.
                 _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
-                _ = trim.tick() => retention::trim(&services.db, registry.change_readers()).await,
+                _ = trim.tick() => {
+                    let steps = registry.change_readers();
+                    retention::trim(&services.db, steps, self.config.max_step_lag).await;
+                }
                 _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
                     registry.scan().await;
                     watch_dirs(watcher.as_mut().expect("guarded"), &registry);

@@ -1,8 +1,10 @@
 //! How long the outbox keeps a change: until every reader has passed it — each attached
 //! reader (the printer, the Kafka relay, an event step reading `changes` on the embedded
 //! bus) and each event step of the running plugins by its saved cursor, even before it has
-//! joined (at start, or while it re-joins). A reader of a plugin that is gone no longer
-//! holds changes back; if it comes back later, it is told how many it missed.
+//! joined (at start, or while it re-joins). An event step holds back at most
+//! `max-step-lag` changes (the host config); one further behind loses the oldest. A reader
+//! of a plugin that is gone no longer holds changes back; either is told how many it
+//! missed when it reads on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +14,12 @@ use synchro_store::Db;
 /// How often the outbox drops what every reader has passed.
 pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
-/// Drops what every reader has passed; `returning` are the cursors of the running plugins.
-pub async fn trim(db: &Arc<Db>, returning: Vec<String>) {
+/// Drops what every reader has passed; `steps` are the cursors of the running plugins,
+/// each holding back at most `max_lag` changes.
+pub async fn trim(db: &Arc<Db>, steps: Vec<String>, max_lag: u64) {
     let db = db.clone();
     let trimmed = tokio::task::spawn_blocking(move || {
-        db.trim_changes(|name| returning.iter().any(|r| r == name))
+        db.trim_changes(|name| steps.iter().any(|s| s == name), max_lag)
     })
     .await;
     match trimmed {
