@@ -107,13 +107,11 @@ impl Printer {
 
     /// Waits up to `limit` for everything up to `last` to be printed.
     pub async fn drain(mut self, last: u64, limit: Duration) {
-        if tokio::time::timeout(limit, self.printed.wait_for(|p| *p >= last))
-            .await
-            .is_err()
-        {
+        let deadline = tokio::time::Instant::now() + limit;
+        let left = synchro_store::wait_handled(&mut self.printed, last, deadline).await;
+        if left > 0 {
             tracing::warn!(
-                "stopping with {} changes not yet printed; the next `synchro run` prints them",
-                last.saturating_sub(*self.printed.borrow())
+                "stopping with {left} changes not yet printed; the next `synchro run` prints them"
             );
         }
     }

@@ -21,7 +21,7 @@ use synchro_model::{EntityError, ErrorKind};
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
 pub use model::{Collected, Refusal, Stored, Write};
-pub use outbox::{Cursor, Start};
+pub use outbox::{Cursor, Start, wait_handled};
 
 /// The file inside the data directory.
 const FILE: &str = "state.redb";
@@ -564,6 +564,22 @@ mod tests {
             Some(8),
             "it reads on after the gap"
         );
+    }
+
+    #[test]
+    fn waiting_for_a_reader_says_how_far_behind_it_stopped() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (tx, mut progress) = tokio::sync::watch::channel(3u64);
+            let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+            assert_eq!(wait_handled(&mut progress, 10, soon).await, 7);
+            tx.send_replace(10);
+            let later = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            assert_eq!(wait_handled(&mut progress, 10, later).await, 0);
+        });
     }
 
     #[test]

@@ -86,6 +86,21 @@ pub(crate) fn append<'r>(
     Ok(seq)
 }
 
+/// Waits until a reader's progress (the last sequence number it handled, as it publishes
+/// it) reaches `last`, or `deadline` passes; returns how many changes it is still behind —
+/// what a stopping host says it leaves for the next start.
+pub async fn wait_handled(
+    progress: &mut watch::Receiver<u64>,
+    last: u64,
+    deadline: tokio::time::Instant,
+) -> u64 {
+    let caught_up = progress.wait_for(|handled| *handled >= last);
+    if tokio::time::timeout_at(deadline, caught_up).await.is_ok() {
+        return 0;
+    }
+    last.saturating_sub(*progress.borrow())
+}
+
 /// Where a reader starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {

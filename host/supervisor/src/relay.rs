@@ -39,15 +39,10 @@ impl Relay {
     /// Waits until `deadline` at most for the relay to publish every change committed so
     /// far, then stops it; what it did not publish, it publishes at the next start.
     pub async fn drain(mut self, db: &Db, deadline: tokio::time::Instant) {
-        let last = db.last_change();
-        if tokio::time::timeout_at(deadline, self.published.wait_for(|p| *p >= last))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "stopping with {} changes not yet relayed to the bus",
-                last.saturating_sub(*self.published.borrow())
-            );
+        let left =
+            synchro_store::wait_handled(&mut self.published, db.last_change(), deadline).await;
+        if left > 0 {
+            tracing::warn!("stopping with {left} changes not yet relayed to the bus");
         }
         self.task.abort();
     }
