@@ -48,9 +48,9 @@ fn message(
 ///
 /// `timestamp (u64 LE) · operation (u8) · key, kind, source (u32 LE length, bytes) · JSON`
 pub fn change_record(change: &Change) -> Vec<u8> {
-    let json = change.to_json();
     let (key, kind, source) = (change.entity.key(), change.entity.kind(), &change.source);
-    let mut record = Vec::with_capacity(21 + key.len() + kind.len() + source.len() + json.len());
+    let mut record =
+        Vec::with_capacity(21 + key.len() + kind.len() + source.len() + change.json_size_hint());
     record.extend_from_slice(&change.timestamp.to_le_bytes());
     record.push(match change.operation {
         Operation::Create => 0,
@@ -61,7 +61,7 @@ pub fn change_record(change: &Change) -> Vec<u8> {
         record.extend_from_slice(&(text.len() as u32).to_le_bytes());
         record.extend_from_slice(text.as_bytes());
     }
-    record.extend_from_slice(&json);
+    change.write_json(&mut record);
     record
 }
 

@@ -66,20 +66,44 @@ pub trait Grant: Sized + Send + Sync + 'static {
     }
 }
 
-/// Who is calling and until when: what every capability needs to know about a call.
-#[derive(Clone)]
-pub struct CallContext {
+/// Who is calling: the same for every call of one version of a plugin.
+pub struct Caller {
     pub plugin: Arc<str>,
     pub grants: Arc<Grants>,
     pub services: Services,
     pub limits: Limits,
     /// Where denials are counted.
     pub status: Arc<Status>,
+}
+
+/// Who is calling and until when: what every capability needs to know about a call.
+///
+/// Each capability of a call holds one, and an event step makes one per event: the caller
+/// is shared, so that costs a reference count, not a copy of the plugin's services.
+#[derive(Clone)]
+pub struct CallContext {
+    caller: Arc<Caller>,
     /// When the call's deadline passes; host waits never outlast it.
     pub deadline: Instant,
 }
 
+impl std::ops::Deref for CallContext {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
 impl CallContext {
+    /// A call of `caller` starting now.
+    pub fn new(caller: Caller) -> CallContext {
+        CallContext {
+            deadline: Instant::now() + caller.limits.deadline,
+            caller: Arc::new(caller),
+        }
+    }
+
     /// The largest message the plugin may cause: its `limits.max-message-kb`, or what the
     /// bus carries if that is less.
     pub fn message_limit(&self) -> usize {
@@ -88,11 +112,11 @@ impl CallContext {
             .min(self.services.bus.max_message_bytes())
     }
 
-    /// The same context for a call starting now.
+    /// The same caller, for a call starting now.
     pub fn restarted(&self) -> CallContext {
         CallContext {
+            caller: self.caller.clone(),
             deadline: Instant::now() + self.limits.deadline,
-            ..self.clone()
         }
     }
 }

@@ -31,8 +31,19 @@ impl Change {
     /// The Gizmo-shaped JSON document ([`gizmo::Event`]'s form), written directly: the
     /// entity's properties are canonical JSON already and go in as they are.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.json_size_hint());
+        self.write_json(&mut out);
+        out
+    }
+
+    /// About the length of [`Change::to_json`]'s document, for a buffer that holds it.
+    pub fn json_size_hint(&self) -> usize {
+        160 + self.entity.key().len() + self.entity.properties().len()
+    }
+
+    /// Appends [`Change::to_json`]'s document to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         let e = &self.entity;
-        let mut out = Vec::with_capacity(160 + e.key().len() + e.properties().len());
         out.extend_from_slice(b"{\"timestamp\":");
         out.extend_from_slice(itoa::Buffer::new().format(self.timestamp).as_bytes());
         out.extend_from_slice(b",\"operation\":\"");
@@ -42,12 +53,12 @@ impl Change {
         } else {
             b"\",\"vertex\":{\"key\":"
         });
-        json_str(e.key(), &mut out);
+        json_str(e.key(), out);
         out.extend_from_slice(b",\"type\":");
-        json_str(e.kind(), &mut out);
+        json_str(e.kind(), out);
         if let Some(version) = e.schema_version() {
             out.extend_from_slice(b",\"schema-version\":");
-            json_str(version, &mut out);
+            json_str(version, out);
         }
         out.extend_from_slice(b",\"properties\":");
         out.extend_from_slice(e.properties().as_bytes());
@@ -58,22 +69,21 @@ impl Change {
             ] {
                 out.extend_from_slice(name);
                 out.extend_from_slice(b"{\"key\":");
-                json_str(&end.key, &mut out);
+                json_str(&end.key, out);
                 out.extend_from_slice(b",\"type\":");
-                json_str(&end.kind, &mut out);
+                json_str(&end.kind, out);
                 out.push(b'}');
             }
         }
         out.extend_from_slice(b"},\"transaction-id\":");
-        json_str(&self.transaction_id, &mut out);
+        json_str(&self.transaction_id, out);
         if let Some(id) = &self.database_transaction_id {
             out.extend_from_slice(b",\"database-transaction-id\":");
-            json_str(id, &mut out);
+            json_str(id, out);
         }
         out.extend_from_slice(b",\"source\":");
-        json_str(&self.source, &mut out);
+        json_str(&self.source, out);
         out.push(b'}');
-        out
     }
 }
 

@@ -5,10 +5,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use synchro_capability::{Asks, CallContext, Grants, Services};
+use synchro_capability::{Asks, CallContext, Caller, Grants, Services};
 use synchro_engine::Origin;
 use synchro_manifest::{LimitOverrides, Limits, Manifest};
 use synchro_status::Status;
@@ -155,14 +155,13 @@ impl Plugin {
 
     /// The context of a call of this plugin starting now, counted in `status`.
     pub fn call_context(&self, status: &Arc<Status>, services: &Services) -> CallContext {
-        CallContext {
+        CallContext::new(Caller {
             plugin: self.name.clone(),
             grants: self.grants.clone(),
             services: services.clone(),
             limits: self.limits,
             status: status.clone(),
-            deadline: Instant::now() + self.limits.deadline,
-        }
+        })
     }
 }
 

@@ -67,7 +67,9 @@ impl Appender {
 
     /// Queues `record`, waiting while the queue is full; its ticket says when it is durable.
     pub async fn append(&self, record: Vec<u8>) -> Ticket {
-        let mut durable = self.shared.durable.subscribe();
+        // Subscribed only once the queue was found full, and looked at again before any
+        // wait: a write that ends in between is then still seen.
+        let mut durable: Option<watch::Receiver<Ticket>> = None;
         loop {
             {
                 let mut queue = self.shared.queue.lock().unwrap();
@@ -81,7 +83,12 @@ impl Appender {
                     return queue.issued;
                 }
             }
-            let _ = durable.changed().await;
+            match &mut durable {
+                None => durable = Some(self.shared.durable.subscribe()),
+                Some(durable) => {
+                    let _ = durable.changed().await;
+                }
+            }
         }
     }
 
