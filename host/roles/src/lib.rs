@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
-pub use plugin::{LoadPolicy, Plugin, manifests_in};
+pub use plugin::{Declared, LoadPolicy, Plugin, manifests_in};
 /// Where a plugin's compiled component came from (`Plugin::origin`).
 pub use synchro_engine::Origin;
 pub use task::{Ended, PluginTask};

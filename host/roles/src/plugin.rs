@@ -53,15 +53,19 @@ pub struct Plugin {
     pub origin: Origin,
 }
 
-impl Plugin {
-    /// Loads the plugin described by the manifest at `path`, under the operator's
-    /// defaults, ceilings and grants in `policy`.
-    pub fn load(
-        engine: &PluginEngine,
-        path: &Path,
-        policy: &LoadPolicy<'_>,
-    ) -> anyhow::Result<Plugin> {
-        let manifest = Manifest::load(path)?;
+/// What a manifest declares, read and checked against the operator's policy: all of a
+/// plugin but its component, so that a mistake here is named before anything is read or
+/// compiled.
+pub struct Declared {
+    manifest: Manifest,
+    sections: Sections,
+    grants: Grants,
+}
+
+impl Declared {
+    /// Reads the role sections and the grants of `manifest` under `policy`.
+    pub fn new(manifest: Manifest, policy: &LoadPolicy<'_>) -> anyhow::Result<Declared> {
+        let path = &manifest.path;
         let mut sections = Sections::from_manifest(&manifest)?;
         if let Some(schedule) = &mut sections.collector
             && schedule.interval < policy.min_interval
@@ -93,6 +97,27 @@ impl Plugin {
                 );
             }
         }
+        Ok(Declared {
+            manifest,
+            sections,
+            grants,
+        })
+    }
+}
+
+impl Plugin {
+    /// Loads the plugin described by the manifest at `path`, under the operator's
+    /// defaults, ceilings and grants in `policy`.
+    pub fn load(
+        engine: &PluginEngine,
+        path: &Path,
+        policy: &LoadPolicy<'_>,
+    ) -> anyhow::Result<Plugin> {
+        let Declared {
+            manifest,
+            sections,
+            grants,
+        } = Declared::new(Manifest::load(path)?, policy)?;
         let bytes = synchro_manifest::read_capped(
             &manifest.component,
             synchro_manifest::MAX_COMPONENT_BYTES,

@@ -100,12 +100,23 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read the host config: {e}")))?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| fail(toml_error(&text, &e)))?;
-        config.check().map_err(|m| fail(format!("field `{m}")))?;
+        let mut config = Config::parse(path, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
         config.plugin_dir = base.join(&config.plugin_dir);
         config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Reads and validates `text`, the host config at `path` (named in errors); its
+    /// directories as they are written.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let fail = |message: String| ConfigError {
+            path: path.to_owned(),
+            message,
+        };
+        let config: Config = toml::from_str(text).map_err(|e| fail(toml_error(text, &e)))?;
+        config.check().map_err(|m| fail(format!("field `{m}")))?;
         Ok(config)
     }
 
