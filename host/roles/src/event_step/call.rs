@@ -49,11 +49,13 @@ impl Session {
     ) -> Result<(), CallError> {
         let limits = self.call.limits;
         let call = self.call.restarted();
-        self.store.data_mut().caps = Capabilities::new(&call);
         engine.arm(&mut self.store, &limits);
         let wit = synchro_wit::message_to_wit(message);
-        match tokio::time::timeout(
-            limits.deadline,
+        // The call's own deadline, which its host waits also keep to.
+        let deadline = tokio::time::Instant::from_std(call.deadline);
+        self.store.data_mut().caps = Capabilities::new(&call);
+        match tokio::time::timeout_at(
+            deadline,
             self.guest.call_process_event(&mut self.store, &wit),
         )
         .await

@@ -70,24 +70,11 @@ impl Input {
 
     /// The next message, from whichever source has one first. Cancel-safe.
     pub async fn next(&mut self) -> Result<Delivery, InputError> {
-        let Input { bus, changes } = self;
         loop {
-            if let Some(changes) = changes.as_mut()
-                && let Some((seq, record)) = changes.read.pop_front()
-            {
-                match synchro_bus::record_message(&record) {
-                    Ok(message) => {
-                        return Ok(Delivery {
-                            message: Arc::new(message),
-                            partition: 0,
-                            offset: seq as i64,
-                        });
-                    }
-                    // Handled by the next commit after it; it cannot be handed to a plugin.
-                    Err(error) => tracing::error!(seq, "{error}; it is skipped"),
-                }
-                continue;
+            if let Some(delivery) = self.buffered() {
+                return Ok(delivery);
             }
+            let Input { bus, changes } = self;
             let from_bus = async {
                 match bus.as_mut() {
                     Some(consumer) => consumer.next().await,
@@ -110,6 +97,36 @@ impl Input {
         }
     }
 
+    /// The next message if one is at hand: a change already read from the outbox, or a
+    /// message the bus has ready. Waits for nothing and starts no read of the outbox (a
+    /// read begun and dropped would be begun again by [`Input::next`]).
+    pub fn next_ready(&mut self) -> Option<Result<Delivery, InputError>> {
+        if let Some(delivery) = self.buffered() {
+            return Some(Ok(delivery));
+        }
+        let consumer = self.bus.as_mut()?;
+        ready_now(consumer.next()).map(|next| next.map_err(InputError::from))
+    }
+
+    /// The oldest change read from the outbox and not yet handed out.
+    fn buffered(&mut self) -> Option<Delivery> {
+        let changes = self.changes.as_mut()?;
+        while let Some((seq, record)) = changes.read.pop_front() {
+            match synchro_bus::record_message(&record) {
+                Ok(message) => {
+                    return Some(Delivery {
+                        message: Arc::new(message),
+                        partition: 0,
+                        offset: seq as i64,
+                    });
+                }
+                // Handled by the next commit after it; it cannot be handed to a plugin.
+                Err(error) => tracing::error!(seq, "{error}; it is skipped"),
+            }
+        }
+        None
+    }
+
     /// Commits `delivery` and everything before it from its source.
     pub async fn commit(&mut self, delivery: &Delivery) -> Result<(), InputError> {
         match (&mut self.changes, &mut self.bus) {
@@ -119,5 +136,16 @@ impl Input {
             (_, Some(consumer)) => Ok(consumer.commit(delivery)?),
             (_, None) => Ok(()),
         }
+    }
+}
+
+/// The output of `future` if it is ready without waiting; dropped otherwise (the bus's
+/// `next` is cancel-safe: a dropped call loses nothing).
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }

@@ -104,11 +104,7 @@ impl Runner {
             let quiet = handled.len() < MAX_UNCOMMITTED
                 && !*shutdown.borrow()
                 && matches!(versions.has_changed(), Ok(false));
-            let ready = if quiet {
-                ready_now(consumer.next())
-            } else {
-                None
-            };
+            let ready = if quiet { consumer.next_ready() } else { None };
             // Biased: a swap that has happened is acted on before the next message, so a
             // message read after the swap is never read under the old `[events]`.
             let next = if let Some(next) = ready {
@@ -429,17 +425,6 @@ fn events_of(plugin: &Plugin) -> Events {
         .expect("an event-step runner runs event steps")
         .events
         .clone()
-}
-
-/// The output of `future` if it is ready without waiting; dropped otherwise (the bus's
-/// `next` is cancel-safe: a dropped call loses nothing).
-fn ready_now<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
-    }
 }
 
 #[cfg(test)]
