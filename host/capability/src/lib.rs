@@ -98,10 +98,7 @@ impl std::ops::Deref for CallContext {
 impl CallContext {
     /// A call of `caller` starting now.
     pub fn new(caller: Caller) -> CallContext {
-        CallContext {
-            deadline: Instant::now() + caller.limits.deadline,
-            caller: Arc::new(caller),
-        }
+        CallContext::starting_now(Arc::new(caller))
     }
 
     /// The largest message the plugin may cause: its `limits.max-message-kb`, or what the
@@ -114,9 +111,13 @@ impl CallContext {
 
     /// The same caller, for a call starting now.
     pub fn restarted(&self) -> CallContext {
+        CallContext::starting_now(self.caller.clone())
+    }
+
+    fn starting_now(caller: Arc<Caller>) -> CallContext {
         CallContext {
-            caller: self.caller.clone(),
-            deadline: Instant::now() + self.limits.deadline,
+            deadline: Instant::now() + caller.limits.deadline,
+            caller,
         }
     }
 }
