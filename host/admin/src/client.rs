@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use synchro_status::{HostReport, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
 
-use crate::{ADDRESS_FILE, ErrorBody, TOKEN_FILE};
+use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
 
 /// The CLI's side: finds the running host through its data directory.
 pub struct Client {
@@ -59,6 +59,40 @@ impl Client {
         )
         .await
         .map(drop)
+    }
+
+    /// The model's entity `kind` `key`.
+    pub async fn entity(&self, kind: &str, key: &str) -> anyhow::Result<ModelEntity> {
+        let mut url = self.url("/v1/model")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the host's address is not a base URL"))?
+            .push(kind)
+            .push(key);
+        self.call(self.http.get(url)).await
+    }
+
+    /// A page of the model's entities.
+    pub async fn entities(&self, page: &PageRequest) -> anyhow::Result<ModelPage> {
+        let mut url = self.url("/v1/model")?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(kind) = &page.kind {
+                query.append_pair("kind", kind);
+            }
+            if let Some(ModelRef { kind, key }) = &page.after {
+                query
+                    .append_pair("after-kind", kind)
+                    .append_pair("after-key", key);
+            }
+            query.append_pair("limit", &page.limit.to_string());
+        }
+        self.call(self.http.get(url)).await
+    }
+
+    /// `path` on the host's API: names in it are encoded by the caller.
+    fn url(&self, path: &str) -> anyhow::Result<reqwest::Url> {
+        reqwest::Url::parse(&format!("{}{path}", self.base))
+            .with_context(|| format!("the host's address {} is not a URL", self.base))
     }
 
     async fn call<T: serde::de::DeserializeOwned>(

@@ -14,6 +14,8 @@
 //! | `GET /v1/plugins` | every plugin's health and counters, and the manifests refused |
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
+//! | `GET /v1/model/KIND/KEY` | one entity of the model, with its owner (404 if absent) |
+//! | `GET /v1/model?kind=K&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K), by kind then key, after the given one; at most [`MAX_PAGE`] |
 
 mod access;
 mod client;
@@ -24,7 +26,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
-use synchro_status::{HostReport, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
 use tokio::sync::oneshot;
 
 pub use access::TOKEN_FILE;
@@ -52,11 +54,29 @@ impl Default for AdminSettings {
     }
 }
 
+/// Entities in a page of the model when the request names no `limit`.
+pub const DEFAULT_PAGE: usize = 100;
+/// The most entities one page of the model holds.
+pub const MAX_PAGE: usize = 1000;
+
 /// A request for the host, which answers on the enclosed channel.
 pub enum Request {
     Status(oneshot::Sender<HostReport>),
     Reload(String, oneshot::Sender<Result<Reloaded, Error>>),
     Release(String, oneshot::Sender<Result<(), Error>>),
+    /// One entity of the model: not found when absent.
+    Entity(ModelRef, oneshot::Sender<Result<ModelEntity, Error>>),
+    /// A page of the model's entities.
+    Entities(PageRequest, oneshot::Sender<Result<ModelPage, Error>>),
+}
+
+/// Which page of the model's entities: of `kind` (every kind when `None`), after `after`,
+/// at most `limit` (1 ..= [`MAX_PAGE`]) of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub kind: Option<String>,
+    pub after: Option<ModelRef>,
+    pub limit: usize,
 }
 
 /// The body of an error answer.

@@ -6,16 +6,16 @@ use std::path::Path;
 
 use anyhow::Context;
 use axum::Json;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
-use synchro_status::{HostReport, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
 use crate::listener::{Bounded, IDLE, MAX_CONNECTIONS};
-use crate::{ADDRESS_FILE, AdminSettings, ErrorBody, Request};
+use crate::{ADDRESS_FILE, AdminSettings, DEFAULT_PAGE, ErrorBody, MAX_PAGE, PageRequest, Request};
 
 type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
 
@@ -45,6 +45,8 @@ pub async fn serve(
         .route("/v1/plugins", get(status))
         .route("/v1/plugins/{name}/reload", post(reload))
         .route("/v1/plugins/{name}/release", post(release))
+        .route("/v1/model", get(entities))
+        .route("/v1/model/{kind}/{key}", get(entity))
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
     let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
@@ -117,5 +119,65 @@ async fn release(
     ask(&requests, |tx| Request::Release(name, tx))
         .await?
         .map(|()| Json(serde_json::json!({ "released": true })))
+        .map_err(refusal)
+}
+
+async fn entity(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath((kind, key)): UrlPath<(String, String)>,
+) -> Reply<ModelEntity> {
+    ask(&requests, |tx| Request::Entity(ModelRef { kind, key }, tx))
+        .await?
+        .map(Json)
+        .map_err(refusal)
+}
+
+/// The query of `GET /v1/model`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PageQuery {
+    kind: Option<String>,
+    after_kind: Option<String>,
+    after_key: Option<String>,
+    limit: Option<usize>,
+}
+
+impl PageQuery {
+    fn request(self) -> Result<PageRequest, Error> {
+        let invalid = |message: String| Error::new(synchro_model::ErrorKind::InvalidInput, message);
+        let after = match (self.after_kind, self.after_key) {
+            (Some(kind), Some(key)) => Some(ModelRef { kind, key }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "`after-kind` and `after-key` go together: they name the last entity of the previous page".into(),
+                ));
+            }
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(invalid(format!(
+                "`limit` must be 1 to {MAX_PAGE}, not {limit}"
+            )));
+        }
+        Ok(PageRequest {
+            kind: self.kind,
+            after,
+            limit,
+        })
+    }
+}
+
+async fn entities(
+    State(requests): State<mpsc::Sender<Request>>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply<ModelPage> {
+    let invalid =
+        |message: String| refusal(Error::new(synchro_model::ErrorKind::InvalidInput, message));
+    let Query(query) = query.map_err(|rejection| invalid(rejection.body_text()))?;
+    let page = query.request().map_err(refusal)?;
+    ask(&requests, |tx| Request::Entities(page, tx))
+        .await?
+        .map(Json)
         .map_err(refusal)
 }

@@ -129,8 +129,8 @@ impl wit::Host for Capability {
         let read = &self.call.grants.store.read;
         Ok(page
             .into_iter()
-            .filter(|e| read.allows(e.kind()))
-            .map(synchro_wit::entity_to_wit)
+            .filter(|stored| read.allows(stored.entity.kind()))
+            .map(|stored| synchro_wit::entity_to_wit(stored.entity))
             .collect())
     }
 

@@ -3,6 +3,7 @@
 mod baseline;
 mod check;
 mod log_lines;
+mod model;
 mod printer;
 mod serve;
 mod status;
@@ -54,6 +55,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows the model of a running host: its entities and who owns each.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Inspects and resets collector baselines (the host must not be running).
     Baseline {
         #[command(subcommand)]
@@ -92,6 +98,35 @@ enum PluginCommand {
         /// The config the host runs with.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Shows one entity: its owner, its edge's ends, its properties as they were hashed.
+    Get {
+        kind: String,
+        key: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the entity's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the model's entities, one a line, by kind then key.
+    List {
+        /// Only entities of this kind.
+        kind: Option<String>,
+        /// Stop after this many.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print each entity as a line of JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -170,6 +205,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::Release { name, config },
         } => status::release(config.as_deref(), &name),
+        Command::Model {
+            command:
+                ModelCommand::Get {
+                    kind,
+                    key,
+                    config,
+                    json,
+                },
+        } => model::get(config.as_deref(), &kind, &key, json),
+        Command::Model {
+            command:
+                ModelCommand::List {
+                    kind,
+                    limit,
+                    config,
+                    json,
+                },
+        } => model::list(config.as_deref(), kind, limit, json),
         Command::Baseline {
             command: BaselineCommand::List { plugin, config },
         } => baseline::list(&Config::load_or_default(config.as_deref())?, &plugin),

@@ -42,7 +42,7 @@ pub fn release(config: Option<&Path>, name: &str) -> anyhow::Result<()> {
 }
 
 /// Runs one admin API call against the host that runs with `config`.
-fn admin<T, F: Future<Output = anyhow::Result<T>>>(
+pub(crate) fn admin<T, F: Future<Output = anyhow::Result<T>>>(
     config: Option<&Path>,
     call: impl FnOnce(Client) -> F,
 ) -> anyhow::Result<T> {

@@ -184,3 +184,47 @@ pub struct Outbox {
     pub last: u64,
     pub readers: std::collections::BTreeMap<String, u64>,
 }
+
+/// An entity of the model, as `synchro model` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelEntity {
+    pub kind: String,
+    pub key: String,
+    /// The plugin that wrote it and alone may change it; absent while unclaimed (state
+    /// migrated from before owners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Its canonical JSON, as it was hashed: kept as text, so that no number is rounded on
+    /// its way to the operator.
+    pub properties: Box<serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+    /// The ends of an edge; absent for a vertex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ModelEdge>,
+}
+
+/// The ends of an edge of the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEdge {
+    pub source: ModelRef,
+    pub target: ModelRef,
+}
+
+/// An entity of the model by its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub kind: String,
+    pub key: String,
+}
+
+/// One page of the model's entities, by kind, then key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelPage {
+    pub entities: Vec<ModelEntity>,
+    /// The last entity of a full page, after which the next page starts; absent on the
+    /// last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<ModelRef>,
+}

@@ -255,7 +255,14 @@ mod tests {
             let e = Entity::new(key.into(), kind.into(), "{}".into(), None, None).unwrap();
             put(&state, "w", &e);
         }
-        let ids = |v: Vec<Entity>| v.iter().map(|e| e.id().to_string()).collect::<Vec<_>>();
+        let ids = |v: Vec<Stored>| {
+            v.iter()
+                .map(|s| {
+                    assert_eq!(s.owner.as_deref(), Some("w"), "a page says who owns each");
+                    s.entity.id().to_string()
+                })
+                .collect::<Vec<_>>()
+        };
         let query = |kind, after: Option<(&str, &str)>, limit| {
             let after = after.map(|(kind, key)| Id::new(kind, key));
             ids(state.model_query(kind, after.as_ref(), limit).unwrap())

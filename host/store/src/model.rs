@@ -35,6 +35,16 @@ pub struct Stored {
     pub owner: Option<String>,
 }
 
+impl Stored {
+    /// A row of the model: its owner (empty when unclaimed) and its encoded entity.
+    fn decode(owner: &str, bytes: &[u8]) -> Result<Stored, DbError> {
+        Ok(Stored {
+            entity: Entity::decode(bytes)?,
+            owner: (!owner.is_empty()).then(|| owner.to_owned()),
+        })
+    }
+}
+
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Write {
@@ -141,20 +151,18 @@ impl Db {
             return Ok(None);
         };
         let (owner, bytes) = row.value();
-        Ok(Some(Stored {
-            entity: Entity::decode(bytes)?,
-            owner: (!owner.is_empty()).then(|| owner.to_owned()),
-        }))
+        Ok(Some(Stored::decode(owner, bytes)?))
     }
 
     /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`,
-    /// by kind, then key. Scans the model: fine for the sizes plugins page through.
+    /// by kind, then key, with their owners. Scans the model: fine for the sizes plugins
+    /// and operators page through.
     pub fn model_query(
         &self,
         kind: Option<&str>,
         after: Option<&Id>,
         limit: usize,
-    ) -> Result<Vec<Entity>, DbError> {
+    ) -> Result<Vec<Stored>, DbError> {
         let first_of_kind = kind.map(|k| Id::new(k, ""));
         let lower = match (kind, after) {
             (Some(k), Some(after)) if after.kind() > k => return Ok(Vec::new()),
@@ -175,11 +183,12 @@ impl Db {
                 break;
             }
             let (_, value) = row.map_err(dberr)?;
-            let entity = Entity::decode(value.value().1)?;
-            if kind.is_some_and(|k| k != entity.kind()) {
+            let (owner, bytes) = value.value();
+            let stored = Stored::decode(owner, bytes)?;
+            if kind.is_some_and(|k| k != stored.entity.kind()) {
                 break;
             }
-            out.push(entity);
+            out.push(stored);
         }
         Ok(out)
     }

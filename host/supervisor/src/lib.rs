@@ -3,6 +3,7 @@
 
 mod config;
 mod dir_watch;
+mod model_view;
 mod registry;
 mod relay;
 mod retention;
@@ -114,6 +115,8 @@ impl Supervisor {
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    Request::Entity(wanted, reply) => model_view::entity(&services.db, wanted, reply),
+                    Request::Entities(page, reply) => model_view::entities(&services.db, page, reply),
                     Request::Reload(name, reply) => {
                         drop(reply.send(registry.reload(&name).await));
                         // A reloaded manifest may point at a component elsewhere.

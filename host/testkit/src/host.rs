@@ -126,6 +126,35 @@ impl Setup {
         serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
     }
 
+    /// `GET path` on the running host's admin API, as a client that holds the token:
+    /// the answer's status and body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let data = self.dir.path().join("data");
+        let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+        let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+        let mut stream = std::net::TcpStream::connect(address.trim()).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            address.trim(),
+            token.trim()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_owned();
+        (status, body)
+    }
+
     /// The status of plugin `name`.
     pub fn plugin_status(&self, name: &str) -> synchro_status::PluginReport {
         let report = self.status();

@@ -1,0 +1,114 @@
+//! `synchro model get | list`: the model of a running host, through its admin API.
+
+use std::io::Write;
+use std::path::Path;
+
+use synchro_admin::{MAX_PAGE, PageRequest};
+use synchro_model::OneLine;
+use synchro_status::{ModelEntity, ModelRef};
+
+use crate::status::admin;
+
+/// Prints the entity `kind` `key` with its owner.
+pub fn get(config: Option<&Path>, kind: &str, key: &str, json: bool) -> anyhow::Result<()> {
+    let entity = admin(config, |c| async move { c.entity(kind, key).await })?;
+    let mut out = std::io::stdout().lock();
+    print(&mut out, &entity, json)?;
+    Ok(())
+}
+
+/// Prints the model's entities (of `kind`), by kind then key, page by page as they come:
+/// every one, or the first `limit`.
+pub fn list(
+    config: Option<&Path>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    admin(config, |client| async move {
+        let mut out = std::io::stdout().lock();
+        let mut left = limit.unwrap_or(usize::MAX);
+        let mut after: Option<ModelRef> = None;
+        while left > 0 {
+            let page = PageRequest {
+                kind: kind.clone(),
+                after: after.take(),
+                limit: left.min(MAX_PAGE),
+            };
+            let page = client.entities(&page).await?;
+            for entity in &page.entities {
+                print(&mut out, entity, json)?;
+            }
+            left -= page.entities.len();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One line: `KIND KEY (OWNER) [SOURCE -> TARGET] PROPERTIES`, every text of the plugins
+/// escaped so that none prints a line of its own; or the entity's JSON.
+fn print(out: &mut impl Write, e: &ModelEntity, json: bool) -> std::io::Result<()> {
+    if json {
+        return writeln!(
+            out,
+            "{}",
+            serde_json::to_string(e).map_err(std::io::Error::other)?
+        );
+    }
+    let owner = e.owner.as_deref().unwrap_or("unclaimed");
+    write!(
+        out,
+        "{} {} ({})",
+        OneLine(&e.kind),
+        OneLine(&e.key),
+        OneLine(owner)
+    )?;
+    if let Some(edge) = &e.edge {
+        let end = |r: &ModelRef| format!("{} {}", OneLine(&r.kind), OneLine(&r.key));
+        write!(out, " {} -> {}", end(&edge.source), end(&edge.target))?;
+    }
+    if let Some(version) = &e.schema_version {
+        write!(out, " schema-version {}", OneLine(version))?;
+    }
+    writeln!(out, " {}", OneLine(e.properties.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(json: &str) -> String {
+        let entity: ModelEntity = serde_json::from_str(json).unwrap();
+        let mut out = Vec::new();
+        print(&mut out, &entity, false).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_entity_prints_on_one_line_whatever_its_texts_hold() {
+        assert_eq!(
+            line(
+                r#"{"kind":"pserver","key":"srv-1","owner":"inv","properties":{"n":12345678901234567890123}}"#
+            ),
+            "pserver srv-1 (inv) {\"n\":12345678901234567890123}\n",
+            "every digit of a number is kept"
+        );
+        assert_eq!(
+            line(
+                r#"{"kind":"e","key":"a/b","properties":{},"edge":{"source":{"kind":"vserver","key":"vm\n1"},"target":{"kind":"pserver","key":"s"}}}"#
+            ),
+            "e a/b (unclaimed) vserver vm\\n1 -> pserver s {}\n"
+        );
+        // In the properties, a raw U+2028 (which serde_json does not escape).
+        assert_eq!(
+            line(
+                "{\"kind\":\"k\",\"key\":\"x\\u202ey\",\"owner\":\"o\\r\",\"properties\":{\"t\":\"\u{2028}\"}}"
+            ),
+            "k x\\u{202e}y (o\\r) {\"t\":\"\\u{2028}\"}\n"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The model as the admin API shows it (`synchro model get` / `list`): read on a blocking
+//! thread, so that a large page never holds up the host's loop.
+
+use std::sync::Arc;
+
+use synchro_admin::PageRequest;
+use synchro_model::{EntityRef, Error, ErrorKind, Id};
+use synchro_status::{ModelEdge, ModelEntity, ModelPage, ModelRef};
+use synchro_store::{Db, DbError, Stored};
+use tokio::sync::oneshot;
+
+/// Answers `reply` with the entity `wanted`, from a blocking thread.
+pub fn entity(db: &Arc<Db>, wanted: ModelRef, reply: oneshot::Sender<Result<ModelEntity, Error>>) {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let id = Id::new(&wanted.kind, &wanted.key);
+        let found = db.model_get(&id).map_err(failed).and_then(|stored| {
+            stored
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
+                })
+                .and_then(view)
+        });
+        drop(reply.send(found));
+    });
+}
+
+/// Answers `reply` with the page `page` asks for, from a blocking thread.
+pub fn entities(db: &Arc<Db>, page: PageRequest, reply: oneshot::Sender<Result<ModelPage, Error>>) {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || {
+        let after = page.after.map(|r| Id::new(&r.kind, &r.key));
+        let found = db
+            .model_query(page.kind.as_deref(), after.as_ref(), page.limit)
+            .map_err(failed)
+            .and_then(|stored| stored.into_iter().map(view).collect())
+            .map(|entities: Vec<ModelEntity>| {
+                let next = (entities.len() == page.limit)
+                    .then(|| entities.last())
+                    .flatten()
+                    .map(|last| ModelRef {
+                        kind: last.kind.clone(),
+                        key: last.key.clone(),
+                    });
+                ModelPage { entities, next }
+            });
+        drop(reply.send(found));
+    });
+}
+
+fn failed(error: DbError) -> Error {
+    Error::new(error.kind(), error.to_string())
+}
+
+/// What the API shows of a stored entity; an error if its properties are not JSON (a
+/// damaged database), which the answer names.
+fn view(stored: Stored) -> Result<ModelEntity, Error> {
+    let id = stored.entity.id().to_string();
+    let (key, kind, properties, schema_version, edge) = stored.entity.into_parts();
+    let end = |r: EntityRef| ModelRef {
+        kind: r.kind,
+        key: r.key,
+    };
+    let properties = serde_json::value::RawValue::from_string(properties).map_err(|e| {
+        Error::new(
+            ErrorKind::Failed,
+            format!("the stored properties of {id} are damaged: {e}"),
+        )
+    })?;
+    Ok(ModelEntity {
+        kind,
+        key,
+        owner: stored.owner,
+        properties,
+        schema_version,
+        edge: edge.map(|ends| ModelEdge {
+            source: end(ends.source),
+            target: end(ends.target),
+        }),
+    })
+}

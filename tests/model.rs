@@ -1,0 +1,173 @@
+//! End to end: `synchro model get | list` show the model of a running host through its
+//! admin API — each entity with its owner, edges with their ends, numbers to the last
+//! digit — page by page, and say clearly what is absent or unreachable.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synchro_testkit::{INVENTORY, Setup, Source};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// More entities than one page of the admin API holds (`synchro_admin::MAX_PAGE`).
+const MANY: usize = 1_234;
+
+fn stdout(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr_of_failure(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "succeeded: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn model_get_and_list_show_every_entity_with_its_owner_page_by_page() {
+    let inventory = Source::start(INVENTORY);
+    let many: Vec<Value> = (0..MANY)
+        .map(|i| json!({"key": format!("n-{i:05}"), "kind": "node", "properties": {"i": i}}))
+        .chain([json!({
+            "key": "big",
+            "kind": "counter",
+            // Text, so that no JSON library on the way rounds it.
+            "properties": r#"{"n": 123456789012345678901234567890}"#,
+        })])
+        .collect();
+    let nodes = Source::start(&json!({"mode": "complete", "entities": many}).to_string());
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &inventory);
+    setup.scripted_plugin("nodes", &nodes, "5s", "");
+    let host = setup.run();
+    host.raw_events(4 + MANY + 1, WAIT);
+
+    // One vertex, as a line and as JSON.
+    let line = stdout(&setup.command(&["model", "get", "pserver", "srv-1"]));
+    assert_eq!(
+        line,
+        "pserver srv-1 (inv) {\"hostname\":\"alpha\",\"id\":\"srv-1\"}\n"
+    );
+    // An edge, whose key holds a `/`, with its ends.
+    let edge: Value = serde_json::from_str(&stdout(&setup.command(&[
+        "model",
+        "get",
+        "tosca.relationships.HostedOn",
+        "vm-1/hosted-on",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(edge["owner"], "inv");
+    assert_eq!(
+        edge["edge"],
+        json!({"source": {"kind": "vserver", "key": "vm-1"}, "target": {"kind": "pserver", "key": "srv-1"}})
+    );
+    // A 30-digit number keeps every digit, in both forms.
+    let big = stdout(&setup.command(&["model", "get", "counter", "big"]));
+    assert_eq!(
+        big,
+        "counter big (nodes) {\"n\":123456789012345678901234567890}\n"
+    );
+    let big = stdout(&setup.command(&["model", "get", "counter", "big", "--json"]));
+    assert!(big.contains("123456789012345678901234567890"), "{big}");
+
+    // What is not there is said so, naming it.
+    let absent = stderr_of_failure(&setup.command(&["model", "get", "pserver", "srv-9"]));
+    assert!(
+        absent.contains("the model has no entity pserver `srv-9`"),
+        "{absent}"
+    );
+
+    // Every entity, by kind then key, across pages.
+    let all = stdout(&setup.command(&["model", "list"]));
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 4 + MANY + 1, "{}", &all[..all.len().min(2000)]);
+    let ids: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let mut words = l.split(' ');
+            (words.next().unwrap(), words.next().unwrap())
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "by kind, then key");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("node ")).count(),
+        MANY
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("node "))
+            .all(|l| l.contains(" (nodes) {\"i\":")),
+        "each with its owner"
+    );
+
+    // One kind, and a limit that crosses no page or several.
+    let vservers = stdout(&setup.command(&["model", "list", "vserver"]));
+    assert_eq!(
+        vservers,
+        "vserver vm-1 (inv) {\"id\":\"vm-1\",\"name\":\"web\",\"server\":\"srv-1\"}\n"
+    );
+    let first = stdout(&setup.command(&["model", "list", "node", "--limit", "3"]));
+    assert_eq!(
+        first
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap())
+            .collect::<Vec<_>>(),
+        ["n-00000", "n-00001", "n-00002"]
+    );
+    let json_lines =
+        stdout(&setup.command(&["model", "list", "node", "--json", "--limit", "1100"]));
+    let keys: Vec<String> = json_lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1100);
+    assert_eq!(
+        keys[1099], "n-01099",
+        "the second page starts after the first"
+    );
+
+    // A bad request gets a 400 that names its mistake; the host goes on.
+    for (path, says) in [
+        ("/v1/model?limit=0", "`limit` must be 1 to 1000, not 0"),
+        (
+            "/v1/model?limit=5000",
+            "`limit` must be 1 to 1000, not 5000",
+        ),
+        ("/v1/model?limit=many", "limit"),
+        (
+            "/v1/model?after-kind=node",
+            "`after-kind` and `after-key` go together",
+        ),
+        ("/v1/model?sort=key", "unknown field `sort`"),
+    ] {
+        let (status, body) = setup.admin_get(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(says), "{path}: {body}");
+    }
+    let (status, body) =
+        setup.admin_get("/v1/model?kind=node&after-kind=node&after-key=n-01232&limit=5");
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["entities"].as_array().unwrap().len(), 1, "{page}");
+    assert!(page.get("next").is_none(), "the last page says so: {page}");
+    assert!(host.is_running());
+
+    host.stop();
+    let stopped = stderr_of_failure(&setup.command(&["model", "list"]));
+    assert!(
+        stopped.contains("no running host uses the data directory"),
+        "{stopped}"
+    );
+}
