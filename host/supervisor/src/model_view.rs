@@ -55,7 +55,6 @@ fn failed(error: DbError) -> Error {
 /// What the API shows of a stored entity; an error if its properties are not JSON (a
 /// damaged database), which the answer names.
 fn view(stored: Stored) -> Result<ModelEntity, Error> {
-    let id = stored.entity.id().to_string();
     let (key, kind, properties, schema_version, edge) = stored.entity.into_parts();
     let end = |r: EntityRef| ModelRef {
         kind: r.kind,
@@ -64,7 +63,10 @@ fn view(stored: Stored) -> Result<ModelEntity, Error> {
     let properties = serde_json::value::RawValue::from_string(properties).map_err(|e| {
         Error::new(
             ErrorKind::Failed,
-            format!("the stored properties of {id} are damaged: {e}"),
+            format!(
+                "the stored properties of {} are damaged: {e}",
+                Id::new(&kind, &key)
+            ),
         )
     })?;
     Ok(ModelEntity {
