@@ -489,16 +489,7 @@ fn twenty_plugins_burning_cpu_cost_a_neighbour_a_share_of_the_machine_not_its_tu
 
 /// Sends `request` (HTTP/1.1, closed after) to `address` and returns the status code.
 fn http_status(address: &str, request: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"))
+    synchro_testkit::http_exchange(address, request).0
 }
 
 fn open_fds(pid: u32) -> usize {

@@ -144,7 +144,6 @@ struct PageQuery {
 
 impl PageQuery {
     fn request(self) -> Result<PageRequest, Error> {
-        let invalid = |message: String| Error::new(synchro_model::ErrorKind::InvalidInput, message);
         let after = match (self.after_kind, self.after_key) {
             (Some(kind), Some(key)) => Some(ModelRef { kind, key }),
             (None, None) => None,
@@ -172,12 +171,15 @@ async fn entities(
     State(requests): State<mpsc::Sender<Request>>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Reply<ModelPage> {
-    let invalid =
-        |message: String| refusal(Error::new(synchro_model::ErrorKind::InvalidInput, message));
-    let Query(query) = query.map_err(|rejection| invalid(rejection.body_text()))?;
+    let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
     let page = query.request().map_err(refusal)?;
     ask(&requests, |tx| Request::Entities(page, tx))
         .await?
         .map(Json)
         .map_err(refusal)
+}
+
+/// A request's mistake, which `message` names.
+fn invalid(message: String) -> Error {
+    Error::new(synchro_model::ErrorKind::InvalidInput, message)
 }

@@ -9,43 +9,50 @@ use synchro_status::{ModelEdge, ModelEntity, ModelPage, ModelRef};
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
 
-/// Answers `reply` with the entity `wanted`, from a blocking thread.
+/// Answers `reply` with the entity `wanted`.
 pub fn entity(db: &Arc<Db>, wanted: ModelRef, reply: oneshot::Sender<Result<ModelEntity, Error>>) {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || {
+    answer(db, reply, move |db| {
         let id = Id::new(&wanted.kind, &wanted.key);
-        let found = db.model_get(&id).map_err(failed).and_then(|stored| {
+        db.model_get(&id).map_err(failed).and_then(|stored| {
             stored
                 .ok_or_else(|| {
                     Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
                 })
                 .and_then(view)
-        });
-        drop(reply.send(found));
+        })
     });
 }
 
-/// Answers `reply` with the page `page` asks for, from a blocking thread.
+/// Answers `reply` with the page `page` asks for.
 pub fn entities(db: &Arc<Db>, page: PageRequest, reply: oneshot::Sender<Result<ModelPage, Error>>) {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || {
+    answer(db, reply, move |db| {
         let after = page.after.map(|r| Id::new(&r.kind, &r.key));
-        let found = db
+        let stored = db
             .model_query(page.kind.as_deref(), after.as_ref(), page.limit)
-            .map_err(failed)
-            .and_then(|stored| stored.into_iter().map(view).collect())
-            .map(|entities: Vec<ModelEntity>| {
-                let next = (entities.len() == page.limit)
-                    .then(|| entities.last())
-                    .flatten()
-                    .map(|last| ModelRef {
-                        kind: last.kind.clone(),
-                        key: last.key.clone(),
-                    });
-                ModelPage { entities, next }
+            .map_err(failed)?;
+        let entities = stored
+            .into_iter()
+            .map(view)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = (entities.len() == page.limit)
+            .then(|| entities.last())
+            .flatten()
+            .map(|last| ModelRef {
+                kind: last.kind.clone(),
+                key: last.key.clone(),
             });
-        drop(reply.send(found));
+        Ok(ModelPage { entities, next })
     });
+}
+
+/// Answers `reply` with what `read` finds in `db`, read on a blocking thread.
+fn answer<T: Send + 'static>(
+    db: &Arc<Db>,
+    reply: oneshot::Sender<Result<T, Error>>,
+    read: impl FnOnce(&Db) -> Result<T, Error> + Send + 'static,
+) {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || drop(reply.send(read(&db))));
 }
 
 fn failed(error: DbError) -> Error {

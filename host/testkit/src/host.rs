@@ -129,30 +129,17 @@ impl Setup {
     /// `GET path` on the running host's admin API, as a client that holds the token:
     /// the answer's status and body.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
         let data = self.dir.path().join("data");
         let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
         let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-        let mut stream = std::net::TcpStream::connect(address.trim()).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            address.trim(),
-            token.trim()
+        let address = address.trim();
+        http_exchange(
+            address,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                token.trim()
+            ),
         )
-        .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let status = answer
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, body)| body)
-            .to_owned();
-        (status, body)
     }
 
     /// The status of plugin `name`.
@@ -387,6 +374,26 @@ pub const INVENTORY: &str = r#"{
   "servers": [ { "id": "srv-1", "hostname": "alpha" }, { "id": "srv-2", "hostname": "beta" } ],
   "vms": [ { "id": "vm-1", "name": "web", "server": "srv-1" } ]
 }"#;
+
+/// Sends `request` (raw HTTP/1.1, which must ask to close the connection) to `address`:
+/// the answer's status and body.
+pub fn http_exchange(address: &str, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    (status, body)
+}
 
 /// The changes of a first collect of [`INVENTORY`], as [`Running::events`] lists them.
 pub fn inventory_created() -> Vec<(String, String)> {

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 pub use harness::Harness;
-pub use host::{INVENTORY, Running, Setup, inventory_created, op_key, pairs};
+pub use host::{INVENTORY, Running, Setup, http_exchange, inventory_created, op_key, pairs};
 pub use source::Source;
 
 /// The `synchro` binary: `SYNCHRO_BIN`, or the one cargo built beside the running test
