@@ -76,6 +76,12 @@ pub mod __bindings {
         "__export_event_step_plugin",
         "synchro_guest::__bindings::event_step"
     );
+    role_world!(
+        sync_step,
+        "synchro:plugin/sync-step-plugin",
+        "__export_sync_step_plugin",
+        "synchro_guest::__bindings::sync_step"
+    );
 }
 
 pub use __bindings::collector::exports::synchro::plugin::collector::Completeness;
@@ -101,6 +107,21 @@ pub trait EventStep {
     /// the configured attempts it goes to the dead-letter topic. Handling must be
     /// idempotent: a message can be delivered more than once.
     fn process_event(message: Message) -> Result<(), Error>;
+}
+
+/// A plugin that pushes the model to an outside system (an XOS sync step).
+///
+/// The host calls it for each entity of its `[sync] kinds` whose data is newer than what
+/// was last enacted, one entity at a time, at the manifest's rate. An error is shown on
+/// the entity and retried after a backoff of that entity alone; return
+/// [`ErrorCode::Unavailable`] for "not now" (the entity is deferred, not failed). Both
+/// calls must be idempotent: after a crash the host calls again.
+pub trait SyncStep {
+    /// Makes the outside system hold `entity` (create or update).
+    fn sync_record(entity: Entity) -> Result<(), Error>;
+    /// Removes `entity` from the outside system; the host keeps it, marked deleted, until
+    /// this succeeds.
+    fn delete_record(entity: Entity) -> Result<(), Error>;
 }
 
 /// Builds an [`Error`] from a code and anything printable.
@@ -153,6 +174,29 @@ macro_rules! export_event_step {
 
         $crate::__bindings::event_step::__export_event_step_plugin!(
             __SynchroEventStep with_types_in $crate::__bindings::event_step
+        );
+    };
+}
+
+/// Exports `$plugin`, a type implementing [`SyncStep`], as this component's sync step.
+#[macro_export]
+macro_rules! export_sync_step {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __SynchroSyncStep;
+
+        impl $crate::__bindings::sync_step::exports::synchro::plugin::sync_step::Guest for __SynchroSyncStep {
+            fn sync_record(entity: $crate::Entity) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::SyncStep>::sync_record(entity)
+            }
+
+            fn delete_record(entity: $crate::Entity) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::SyncStep>::delete_record(entity)
+            }
+        }
+
+        $crate::__bindings::sync_step::__export_sync_step_plugin!(
+            __SynchroSyncStep with_types_in $crate::__bindings::sync_step
         );
     };
 }

@@ -79,6 +79,9 @@ impl Client {
             if let Some(kind) = &page.kind {
                 query.append_pair("kind", kind);
             }
+            if let Some(only) = page.only {
+                query.append_pair("only", only.name());
+            }
             if let Some(ModelRef { kind, key }) = &page.after {
                 query
                     .append_pair("after-kind", kind)

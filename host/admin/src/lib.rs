@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
-use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelFilter, ModelPage, ModelRef, Reloaded};
 use tokio::sync::oneshot;
 
 pub use access::TOKEN_FILE;
@@ -70,11 +70,13 @@ pub enum Request {
     Entities(PageRequest, oneshot::Sender<Result<ModelPage, Error>>),
 }
 
-/// Which page of the model's entities: of `kind` (every kind when `None`), after `after`,
-/// at most `limit` (1 ..= [`MAX_PAGE`]) of them.
+/// Which page of the model's entities: of `kind` (every kind when `None`), only those
+/// `only` takes (every one when `None`), after `after`, at most `limit`
+/// (1 ..= [`MAX_PAGE`]) of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub kind: Option<String>,
+    pub only: Option<ModelFilter>,
     pub after: Option<ModelRef>,
     pub limit: usize,
 }

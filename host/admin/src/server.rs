@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
-use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelFilter, ModelPage, ModelRef, Reloaded};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
@@ -137,6 +137,7 @@ async fn entity(
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct PageQuery {
     kind: Option<String>,
+    only: Option<ModelFilter>,
     after_kind: Option<String>,
     after_key: Option<String>,
     limit: Option<usize>,
@@ -161,6 +162,7 @@ impl PageQuery {
         }
         Ok(PageRequest {
             kind: self.kind,
+            only: self.only,
             after,
             limit,
         })

@@ -1,6 +1,6 @@
 //! How change notifications travel on the bus, and how they wait in the outbox.
 
-use synchro_model::{Change, Operation};
+use synchro_model::{Change, Id, Operation};
 
 use crate::Message;
 
@@ -72,32 +72,63 @@ pub struct DamagedRecord;
 
 /// The bus message of a record [`change_record`] wrote.
 pub fn record_message(record: &[u8]) -> Result<Message, DamagedRecord> {
-    fn take<'r>(rest: &mut &'r [u8], n: usize) -> Result<&'r [u8], DamagedRecord> {
-        let (head, tail) = rest.split_at_checked(n).ok_or(DamagedRecord)?;
-        *rest = tail;
-        Ok(head)
-    }
-    fn text<'r>(rest: &mut &'r [u8]) -> Result<&'r str, DamagedRecord> {
-        let len = u32::from_le_bytes(take(rest, 4)?.try_into().expect("4 bytes"));
-        std::str::from_utf8(take(rest, len as usize)?).map_err(|_| DamagedRecord)
-    }
-    let mut rest = record;
-    let timestamp = u64::from_le_bytes(take(&mut rest, 8)?.try_into().expect("8 bytes"));
-    let operation = match take(&mut rest, 1)?[0] {
-        0 => Operation::Create,
-        1 => Operation::Update,
-        2 => Operation::Delete,
-        _ => return Err(DamagedRecord),
-    };
-    let (key, kind, source) = (text(&mut rest)?, text(&mut rest)?, text(&mut rest)?);
+    let head = Head::parse(record)?;
     Ok(message(
-        key,
-        operation,
-        kind,
-        source,
-        rest.to_vec(),
-        timestamp,
+        head.key,
+        head.operation,
+        head.kind,
+        head.source,
+        head.json.to_vec(),
+        head.timestamp,
     ))
+}
+
+/// The entity a record [`change_record`] wrote is about: what a reader that only routes
+/// changes needs, without copying the change's JSON.
+pub fn record_id(record: &[u8]) -> Result<Id, DamagedRecord> {
+    let head = Head::parse(record)?;
+    Ok(Id::new(head.kind, head.key))
+}
+
+/// A record's fields, borrowed from it.
+struct Head<'r> {
+    timestamp: u64,
+    operation: Operation,
+    key: &'r str,
+    kind: &'r str,
+    source: &'r str,
+    json: &'r [u8],
+}
+
+impl<'r> Head<'r> {
+    fn parse(record: &'r [u8]) -> Result<Head<'r>, DamagedRecord> {
+        fn take<'r>(rest: &mut &'r [u8], n: usize) -> Result<&'r [u8], DamagedRecord> {
+            let (head, tail) = rest.split_at_checked(n).ok_or(DamagedRecord)?;
+            *rest = tail;
+            Ok(head)
+        }
+        fn text<'r>(rest: &mut &'r [u8]) -> Result<&'r str, DamagedRecord> {
+            let len = u32::from_le_bytes(take(rest, 4)?.try_into().expect("4 bytes"));
+            std::str::from_utf8(take(rest, len as usize)?).map_err(|_| DamagedRecord)
+        }
+        let mut rest = record;
+        let timestamp = u64::from_le_bytes(take(&mut rest, 8)?.try_into().expect("8 bytes"));
+        let operation = match take(&mut rest, 1)?[0] {
+            0 => Operation::Create,
+            1 => Operation::Update,
+            2 => Operation::Delete,
+            _ => return Err(DamagedRecord),
+        };
+        let (key, kind, source) = (text(&mut rest)?, text(&mut rest)?, text(&mut rest)?);
+        Ok(Head {
+            timestamp,
+            operation,
+            key,
+            kind,
+            source,
+            json: rest,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +176,7 @@ mod tests {
         };
         let record = change_record(&change);
         assert_eq!(record_message(&record).unwrap(), change_message(&change));
+        assert_eq!(record_id(&record).unwrap(), Id::new("pserver", "k"));
         for cut in 0..record.len() - change.to_json().len() {
             assert!(record_message(&record[..cut]).is_err(), "cut at {cut}");
         }

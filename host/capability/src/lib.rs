@@ -14,7 +14,7 @@ use synchro_bus::{Bus, Topics};
 use synchro_engine::CallState;
 use synchro_engine::wasmtime::component::{HasSelf, Linker};
 use synchro_manifest::{Limits, Manifest, ManifestError};
-use synchro_model::{Change, Entity, Error, ErrorKind, Operation};
+use synchro_model::{Acting, Change, Entity, Error, ErrorKind, Operation};
 use synchro_status::{Counters, Status};
 use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
@@ -85,6 +85,10 @@ pub struct CallContext {
     caller: Arc<Caller>,
     /// When the call's deadline passes; host waits never outlast it.
     pub deadline: Instant,
+    /// The role the plugin plays in this call, which decides what its model writes mean
+    /// (XOS's caller kind): a policy's writes never re-run policies, a step's never
+    /// re-sync.
+    pub acting: Acting,
 }
 
 impl std::ops::Deref for CallContext {
@@ -111,12 +115,21 @@ impl CallContext {
 
     /// The same caller, for a call starting now.
     pub fn restarted(&self) -> CallContext {
-        CallContext::starting_now(self.caller.clone())
+        CallContext {
+            acting: self.acting,
+            ..CallContext::starting_now(self.caller.clone())
+        }
+    }
+
+    /// The same call, made by the plugin acting as `acting`.
+    pub fn acting_as(self, acting: Acting) -> CallContext {
+        CallContext { acting, ..self }
     }
 
     fn starting_now(caller: Arc<Caller>) -> CallContext {
         CallContext {
             deadline: Instant::now() + caller.limits.deadline,
+            acting: Acting::Source,
             caller,
         }
     }

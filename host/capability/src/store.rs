@@ -16,7 +16,7 @@ use serde::Deserialize;
 use synchro_manifest::ManifestError;
 use synchro_status::Counters;
 use synchro_model::{ErrorKind, Id, Operation};
-use synchro_store::{Db, DbError, Write};
+use synchro_store::{Db, DbError, Write, Writer};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
 
@@ -114,7 +114,9 @@ impl wit::Host for Capability {
         self.check_read(&kind)?;
         let id = Id::new(&kind, &key);
         let found = self.state(move |s| s.model_get(&id)).await?;
-        Ok(found.map(|stored| synchro_wit::entity_to_wit(stored.entity)))
+        Ok(found
+            .filter(|stored| !stored.bookkeeping.deleted)
+            .map(|stored| synchro_wit::entity_to_wit(stored.entity)))
     }
 
     async fn query(&mut self, f: wit::Filter) -> Result<Vec<wit::Entity>, WitError> {
@@ -124,7 +126,7 @@ impl wit::Host for Capability {
         let limit = f.limit.min(MAX_PAGE) as usize;
         let after = f.after.map(|r| Id::new(&r.kind, &r.key));
         let page = self
-            .state(move |s| s.model_query(f.kind.as_deref(), after.as_ref(), limit))
+            .state(move |s| s.model_query(f.kind.as_deref(), after.as_ref(), |_, b| !b.deleted, limit))
             .await?;
         let read = &self.call.grants.store.read;
         Ok(page
@@ -149,7 +151,11 @@ impl wit::Host for Capability {
         let (write, announced) = self
             .state(move |s| {
                 let mut announced = false;
-                let write = s.model_put(&call.plugin, &entity, |previous| {
+                let writer = Writer {
+                    plugin: &call.plugin,
+                    acting: call.acting,
+                };
+                let write = s.model_put(writer, &entity, |previous| {
                     let operation = match previous {
                         Some(previous) if *previous == entity => return None,
                         Some(_) => Operation::Update,

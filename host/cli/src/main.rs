@@ -55,7 +55,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Shows the model of a running host: its entities and who owns each.
+    /// Shows the model of a running host: its entities, who owns each, and where its
+    /// policies and sync steps are with it.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -103,7 +104,8 @@ enum PluginCommand {
 
 #[derive(Subcommand)]
 enum ModelCommand {
-    /// Shows one entity: its owner, its edge's ends, its properties as they were hashed.
+    /// Shows one entity: its owner, its bookkeeping, its edge's ends, its properties as
+    /// they were hashed.
     Get {
         kind: String,
         key: String,
@@ -118,6 +120,12 @@ enum ModelCommand {
     List {
         /// Only entities of this kind.
         kind: Option<String>,
+        /// Only entities a deployed sync step still has to handle.
+        #[arg(long, conflicts_with = "failed")]
+        dirty: bool,
+        /// Only entities whose last sync failed.
+        #[arg(long)]
+        failed: bool,
         /// Stop after this many.
         #[arg(long)]
         limit: Option<usize>,
@@ -218,11 +226,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command:
                 ModelCommand::List {
                     kind,
+                    dirty,
+                    failed,
                     limit,
                     config,
                     json,
                 },
-        } => model::list(config.as_deref(), kind, limit, json),
+        } => {
+            let only = match (dirty, failed) {
+                (true, _) => Some(synchro_status::ModelFilter::Dirty),
+                (_, true) => Some(synchro_status::ModelFilter::Failed),
+                _ => None,
+            };
+            model::list(config.as_deref(), kind, only, limit, json)
+        }
         Command::Baseline {
             command: BaselineCommand::List { plugin, config },
         } => baseline::list(&Config::load_or_default(config.as_deref())?, &plugin),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use synchro_admin::{MAX_PAGE, PageRequest};
 use synchro_model::OneLine;
-use synchro_status::{ModelEntity, ModelRef};
+use synchro_status::{ModelBookkeeping, ModelEntity, ModelFilter, ModelRef, RoleOutcome};
 
 use crate::status::admin;
 
@@ -17,11 +17,12 @@ pub fn get(config: Option<&Path>, kind: &str, key: &str, json: bool) -> anyhow::
     Ok(())
 }
 
-/// Prints the model's entities (of `kind`), by kind then key, page by page as they come:
-/// every one, or the first `limit`.
+/// Prints the model's entities (of `kind`, that `only` takes), by kind then key, page by
+/// page as they come: every one, or the first `limit`.
 pub fn list(
     config: Option<&Path>,
     kind: Option<String>,
+    only: Option<ModelFilter>,
     limit: Option<usize>,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -32,6 +33,7 @@ pub fn list(
         while left > 0 {
             let page = PageRequest {
                 kind: kind.clone(),
+                only,
                 after: after.take(),
                 limit: left.min(MAX_PAGE),
             };
@@ -49,8 +51,8 @@ pub fn list(
     })
 }
 
-/// One line: `KIND KEY (OWNER) [SOURCE -> TARGET] PROPERTIES`, every text of the plugins
-/// escaped so that none prints a line of its own; or the entity's JSON.
+/// One line: `KIND KEY (OWNER) [BOOKKEEPING] SOURCE -> TARGET PROPERTIES`, every text of
+/// the plugins escaped so that none prints a line of its own; or the entity's JSON.
 fn print(out: &mut impl Write, e: &ModelEntity, json: bool) -> std::io::Result<()> {
     if json {
         return writeln!(
@@ -67,6 +69,7 @@ fn print(out: &mut impl Write, e: &ModelEntity, json: bool) -> std::io::Result<(
         OneLine(&e.key),
         OneLine(owner)
     )?;
+    write!(out, " [{}]", Summary(&e.bookkeeping))?;
     if let Some(edge) = &e.edge {
         let end = |r: &ModelRef| format!("{} {}", OneLine(&r.kind), OneLine(&r.key));
         write!(out, " {} -> {}", end(&edge.source), end(&edge.target))?;
@@ -75,6 +78,48 @@ fn print(out: &mut impl Write, e: &ModelEntity, json: bool) -> std::io::Result<(
         write!(out, " schema-version {}", OneLine(version))?;
     }
     writeln!(out, " {}", OneLine(e.properties.get()))
+}
+
+/// The bookkeeping in a few words: `updated 5 enacted 4 needs-sync sync-failed: …`.
+struct Summary<'b>(&'b ModelBookkeeping);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        write!(f, "updated {}", b.updated)?;
+        let versions = [
+            ("changed-by-policy", b.changed_by_policy),
+            ("changed-by-step", b.changed_by_step),
+            ("policed", b.policed),
+            ("enacted", b.enacted),
+        ];
+        for (name, version) in versions {
+            if let Some(v) = version {
+                write!(f, " {name} {v}")?;
+            }
+        }
+        let flags = [
+            ("needs-sync", b.needs_sync),
+            ("deleted", b.deleted),
+            ("no-sync", b.no_sync),
+        ];
+        for (flag, set) in flags {
+            if set {
+                write!(f, " {flag}")?;
+            }
+        }
+        for (role, outcome) in [("sync", &b.sync), ("policy", &b.policy)] {
+            if let RoleOutcome { state, errors } = outcome
+                && (state == "failed" || state == "deferred")
+            {
+                write!(f, " {role}-{state}")?;
+                if let Some(last) = errors.first() {
+                    write!(f, ": {} {}", last.kind, OneLine(&last.message))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

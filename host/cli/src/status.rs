@@ -94,6 +94,12 @@ fn print_status(report: &HostReport) {
             c.reloads,
             c.failed_reloads
         );
+        if let Some(q) = &plugin.sync_queue {
+            println!(
+                "  sync queue: ready {} in-flight {} backing-off {} enacted {}",
+                q.ready, q.in_flight, q.backing_off, c.enacted
+            );
+        }
         if let Some(error) = &plugin.reload_error {
             println!("  last reload refused: {}", OneLine(error));
         }

@@ -30,6 +30,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Denied,
+        ErrorKind::TimedOut,
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Unavailable,
+        ErrorKind::Failed,
+    ];
+
+    /// The kind whose [`ErrorKind::label`] is `label`.
+    pub fn from_label(label: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.label() == label)
+    }
+
     /// The name in logs, metrics and the admin API; the WIT `error-code` names, plus
     /// `conflict`.
     pub fn label(self) -> &'static str {
@@ -87,17 +102,12 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_distinct_label() {
-        let all = [
-            ErrorKind::Denied,
-            ErrorKind::TimedOut,
-            ErrorKind::InvalidInput,
-            ErrorKind::NotFound,
-            ErrorKind::Conflict,
-            ErrorKind::Unavailable,
-            ErrorKind::Failed,
-        ];
+        let all = ErrorKind::ALL;
         let labels: std::collections::HashSet<_> = all.iter().map(|k| k.label()).collect();
         assert_eq!(labels.len(), all.len());
+        for kind in all {
+            assert_eq!(ErrorKind::from_label(kind.label()), Some(kind));
+        }
         assert_eq!(ErrorKind::Unavailable.http_status(), 503);
     }
 }

@@ -6,6 +6,7 @@
 //! Everything else in the host — the store, the bus, the engine — moves these values
 //! around; nothing here knows how.
 
+pub mod bookkeeping;
 mod canonical;
 mod change;
 mod diff;
@@ -14,6 +15,7 @@ mod error;
 pub mod gizmo;
 mod one_line;
 
+pub use bookkeeping::{Acting, Bookkeeping, Version};
 pub use change::{Change, new_transaction_id, now_millis};
 pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
 pub use entity::{EdgeEnds, Entity, EntityError, EntityRef, Id};

@@ -13,6 +13,8 @@ mod deployment;
 pub mod event_step;
 mod failure;
 mod plugin;
+mod session;
+pub mod sync_step;
 mod task;
 
 use std::path::Path;
@@ -50,6 +52,7 @@ pub fn engine(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<PluginEng
 pub(crate) struct Sections {
     collector: Option<collector::Schedule>,
     event_step: Option<event_step::Events>,
+    sync_step: Option<sync_step::Sync>,
 }
 
 impl Sections {
@@ -57,6 +60,7 @@ impl Sections {
     const SECTIONS: &[(&str, Role)] = &[
         (collector::SECTION, Role::Collector),
         (event_step::SECTION, Role::EventStep),
+        (sync_step::SECTION, Role::SyncStep),
     ];
 
     /// Reads each role's section of `manifest`; a section of no role, or of a role the
@@ -83,6 +87,7 @@ impl Sections {
         let mut sections = Sections {
             collector: None,
             event_step: None,
+            sync_step: None,
         };
         for role in &manifest.roles {
             match role {
@@ -91,6 +96,9 @@ impl Sections {
                 }
                 Role::EventStep => {
                     sections.event_step = Some(event_step::EventStep::section(manifest)?)
+                }
+                Role::SyncStep => {
+                    sections.sync_step = Some(sync_step::SyncStep::section(manifest)?)
                 }
                 other => {
                     return Err(manifest.error(format!(
@@ -113,6 +121,7 @@ impl Sections {
 pub struct Roles {
     pub collector: Option<collector::Collector>,
     pub event_step: Option<event_step::EventStep>,
+    pub sync_step: Option<sync_step::SyncStep>,
 }
 
 impl Roles {
@@ -128,6 +137,10 @@ impl Roles {
                 .event_step
                 .map(|events| event_step::EventStep::link(events, linked))
                 .transpose()?,
+            sync_step: sections
+                .sync_step
+                .map(|sync| sync_step::SyncStep::link(sync, linked))
+                .transpose()?,
         })
     }
 
@@ -136,6 +149,7 @@ impl Roles {
         match role {
             Role::Collector => collector::guest(linked).map(drop),
             Role::EventStep => event_step::guest(linked).map(drop),
+            Role::SyncStep => sync_step::guest(linked).map(drop),
             other => anyhow::bail!("role `{}` is not supported by this host yet", other.name()),
         }
     }
@@ -174,6 +188,11 @@ impl Roles {
         if self.event_step.is_some() {
             let runner =
                 event_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
+        }
+        if self.sync_step.is_some() {
+            let runner =
+                sync_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
             tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
         }
         tasks

@@ -66,6 +66,8 @@ counters! {
     retried,
     /// Events sent to the dead-letter topic.
     dead_lettered,
+    /// Entities a sync step enacted, or removed outside.
+    enacted,
     /// Times the plugin was quarantined.
     quarantines,
     /// New versions swapped in while running.
@@ -91,6 +93,8 @@ pub struct Status {
     health: Mutex<Health>,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
+    /// A sync step's work queue, as its runner last left it.
+    sync_queue: Mutex<Option<SyncQueue>>,
 }
 
 impl Status {
@@ -109,6 +113,24 @@ impl Status {
     pub fn set_reload_error(&self, error: Option<String>) {
         *self.reload_error.lock().expect("status lock") = error;
     }
+
+    pub fn sync_queue(&self) -> Option<SyncQueue> {
+        *self.sync_queue.lock().expect("status lock")
+    }
+
+    pub fn set_sync_queue(&self, queue: SyncQueue) {
+        *self.sync_queue.lock().expect("status lock") = Some(queue);
+    }
+}
+
+/// A sync step's work queue: entities ready to sync, being synced, and backing off after
+/// a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SyncQueue {
+    pub ready: usize,
+    pub in_flight: usize,
+    pub backing_off: usize,
 }
 
 /// One plugin as the admin API reports it.
@@ -124,6 +146,9 @@ pub struct PluginReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
     pub counters: CounterValues,
+    /// A sync step's work queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_queue: Option<SyncQueue>,
 }
 
 /// A manifest in the plugin directory that did not load.
@@ -203,6 +228,72 @@ pub struct ModelEntity {
     /// The ends of an edge; absent for a vertex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<ModelEdge>,
+    pub bookkeeping: ModelBookkeeping,
+}
+
+/// XOS's bookkeeping of an entity. Versions are sequence numbers of the change stream:
+/// they order every write, and never depend on a clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelBookkeeping {
+    /// The last change by a source (a collector, an event step, the API).
+    pub updated: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by_policy: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by_step: Option<u64>,
+    /// What the model policies last handled; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policed: Option<u64>,
+    /// What the sync steps last enacted outside; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enacted: Option<u64>,
+    /// Whether a deployed sync step has work on it.
+    pub needs_sync: bool,
+    /// The sync steps' last outcome (XOS's backend status).
+    pub sync: RoleOutcome,
+    pub policy: RoleOutcome,
+    /// Deleted, and kept until a sync step has removed it outside.
+    pub deleted: bool,
+    /// Never pushed outward (observed data).
+    pub no_sync: bool,
+}
+
+/// A role's last outcome for an entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleOutcome {
+    /// `pending` (never run), `done`, `deferred` (try later) or `failed`.
+    pub state: String,
+    /// The last two distinct errors, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<RoleError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleError {
+    /// The error's kind (the WIT `error-code` names).
+    pub kind: String,
+    pub message: String,
+}
+
+/// Which entities a page of the model holds besides its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelFilter {
+    /// Those a deployed sync step still has to handle.
+    Dirty,
+    /// Those whose last sync failed.
+    Failed,
+}
+
+impl ModelFilter {
+    /// Its name in the admin API's `only` parameter.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelFilter::Dirty => "dirty",
+            ModelFilter::Failed => "failed",
+        }
+    }
 }
 
 /// The ends of an edge of the model.

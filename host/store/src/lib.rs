@@ -8,6 +8,7 @@
 
 mod appender;
 mod baseline;
+mod bookkeeping;
 mod migrate;
 mod model;
 mod outbox;
@@ -20,7 +21,7 @@ use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
-pub use model::{Collected, Refusal, Stored, Write};
+pub use model::{Collected, Refusal, Stored, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
 
 /// The file inside the data directory.
@@ -96,6 +97,7 @@ impl Db {
             );
         }
         txn.open_table(model::ENTITIES).map_err(dberr)?;
+        txn.open_table(bookkeeping::BOOKKEEPING).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
         let last = outbox::last_seq(&txn)?;
@@ -147,14 +149,21 @@ mod tests {
     /// Commits `outcome` for `plugin`, recording each change as `OP key`.
     fn commit(state: &Db, plugin: &str, outcome: &Outcome) -> Collected {
         state
-            .commit_collect(plugin, &outcome.upserts, &outcome.deletes, |op, e| {
+            .commit_collect(plugin, &outcome.upserts, &outcome.deletes, true, |op, e| {
                 format!("{} {}", op.as_str(), e.key()).into_bytes()
             })
             .unwrap()
     }
 
+    fn source(plugin: &str) -> Writer<'_> {
+        Writer {
+            plugin,
+            acting: synchro_model::Acting::Source,
+        }
+    }
+
     fn put(state: &Db, writer: &str, e: &Entity) -> Write {
-        state.model_put(writer, e, |_| None).unwrap()
+        state.model_put(source(writer), e, |_| None).unwrap()
     }
 
     fn props(state: &Db, id: &Id) -> Option<String> {
@@ -196,7 +205,7 @@ mod tests {
         assert_eq!(again.deletes, [id("b")], "the DELETE is announced again");
         let mut recorded = Vec::new();
         state
-            .commit_collect("p", &again.upserts, &again.deletes, |op, e| {
+            .commit_collect("p", &again.upserts, &again.deletes, true, |op, e| {
                 recorded.push((op, e.clone()));
                 Vec::new()
             })
@@ -265,7 +274,9 @@ mod tests {
         };
         let query = |kind, after: Option<(&str, &str)>, limit| {
             let after = after.map(|(kind, key)| Id::new(kind, key));
-            ids(state.model_query(kind, after.as_ref(), limit).unwrap())
+            ids(state
+                .model_query(kind, after.as_ref(), |_, _| true, limit)
+                .unwrap())
         };
         assert_eq!(query(Some("x"), None, 2), ["x `a`", "x `c`"]);
         assert_eq!(query(Some("x"), Some(("x", "c")), 2), ["x `d`"], "not `xx`");
@@ -339,7 +350,7 @@ mod tests {
         ));
         // The owner's own snapshot still deletes what it owns.
         commit(&state, "owner", &collect_as(&state, "owner", &[]));
-        assert_eq!(state.model_query(None, None, 10).unwrap(), []);
+        assert_eq!(state.model_query(None, None, |_, _| true, 10).unwrap(), []);
     }
 
     /// State from before owners: `model` keyed by key, baselines keyed by key.
@@ -414,7 +425,7 @@ mod tests {
         let outcome = collect(&state, &[("a", "{}")]);
         commit(&state, "p", &outcome);
         let write = state
-            .model_put("w", &entity("b", "{}"), |previous| {
+            .model_put(source("w"), &entity("b", "{}"), |previous| {
                 assert!(previous.is_none());
                 Some(b"CREATE b".to_vec())
             })
@@ -422,7 +433,9 @@ mod tests {
         assert_eq!(write, Write::Done { previous: None });
         // Refused: neither the write nor its change.
         let refused = state
-            .model_put("x", &entity("b", r#"{"x":1}"#), |_| Some(b"no".to_vec()))
+            .model_put(source("x"), &entity("b", r#"{"x":1}"#), |_| {
+                Some(b"no".to_vec())
+            })
             .unwrap();
         assert_eq!(refused, Write::Refused);
         assert_eq!(props(&state, &id("b")).unwrap(), "{}");
@@ -613,5 +626,116 @@ mod tests {
             1000,
             "every record, in as many transactions as it took"
         );
+    }
+
+    #[test]
+    fn writes_move_the_bookkeeping_to_their_change_and_deletes_wait_for_what_was_enacted() {
+        use synchro_model::bookkeeping::{Failure, State};
+        use synchro_model::{Acting, ErrorKind};
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let books = |key: &str| state.model_get(&id(key)).unwrap().map(|s| s.bookkeeping);
+        // Announces a change unless the entity is saved unchanged, as `store.save` does.
+        let write = |acting, key: &str, props: &str| {
+            let writer = Writer {
+                plugin: "w",
+                acting,
+            };
+            let e = entity(key, props);
+            let announce =
+                |previous: Option<&Entity>| (previous != Some(&e)).then(|| b"change".to_vec());
+            state.model_put(writer, &e, announce).unwrap();
+        };
+
+        // A collector's data: change 1, never synced outward.
+        commit(&state, "c", &collect_as(&state, "c", &[("seen", "{}")]));
+        let seen = books("seen").unwrap();
+        assert_eq!(
+            (seen.updated, seen.no_sync, seen.needs_sync()),
+            (1, true, false)
+        );
+
+        // A source's write: change 2, to be synced and policed.
+        write(Acting::Source, "a", "{}");
+        let a = books("a").unwrap();
+        assert_eq!(a.updated, 2);
+        assert!(a.needs_sync() && a.needs_policy());
+        let dirty = |select: fn(&Id, &synchro_model::Bookkeeping) -> bool| {
+            let page = state.model_query(None, None, select, 10).unwrap();
+            page.into_iter()
+                .map(|s| s.entity.key().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            dirty(|_, b| b.needs_sync() || b.needs_policy()),
+            ["a", "seen"],
+            "`seen` is not policed yet"
+        );
+
+        // A step's write moves `changed_by_step` only; unchanged data moves nothing.
+        state.record_sync(&id("a"), |b| b.enacted(2)).unwrap();
+        write(Acting::Step, "a", r#"{"outside-id":7}"#);
+        write(Acting::Step, "a", r#"{"outside-id":7}"#);
+        let state_of_a = books("a").unwrap();
+        assert_eq!(
+            (state_of_a.updated, state_of_a.changed_by_step),
+            (2, Some(3))
+        );
+        assert!(!state_of_a.needs_sync());
+
+        // A failure is kept on the entity.
+        state
+            .record_sync(&id("a"), |b| {
+                b.backend.failed(Failure {
+                    kind: ErrorKind::Failed,
+                    message: "HTTP 500".into(),
+                })
+            })
+            .unwrap();
+        assert_eq!(dirty(|_, b| b.backend.state == State::Failed), ["a"]);
+        assert_eq!(books("a").unwrap().backend.state, State::Failed);
+
+        // Enacted: a deletion is soft, hidden from plugins, until purged.
+        let deleted = state
+            .model_delete("w", &id("a"), |_| b"DELETE a".to_vec())
+            .unwrap();
+        assert!(matches!(deleted, Write::Done { previous: Some(_) }));
+        let a = books("a").unwrap();
+        assert!(a.deleted && a.updated == 4 && a.needs_sync());
+        assert!(dirty(|_, b| !b.deleted).iter().all(|k| k != "a"));
+        assert_eq!(
+            state
+                .model_delete("w", &id("a"), |_| b"again".to_vec())
+                .unwrap(),
+            Write::Done { previous: None },
+            "deleting a deleted entity announces nothing"
+        );
+        assert_eq!(state.last_change(), 4);
+        assert!(!state.purge(&id("a"), 3).unwrap(), "written since 3");
+        assert!(state.purge(&id("a"), 4).unwrap());
+        assert_eq!(books("a"), None);
+        assert_eq!(state.record_sync(&id("a"), |b| b.enacted(4)).unwrap(), None);
+
+        // Never enacted: purged at once. Written again while soft-deleted: back, as new.
+        write(Acting::Source, "b", "{}");
+        state
+            .model_delete("w", &id("b"), |_| b"DELETE b".to_vec())
+            .unwrap();
+        assert_eq!(books("b"), None);
+        write(Acting::Source, "d", "{}");
+        state.record_sync(&id("d"), |b| b.enacted(7)).unwrap();
+        state
+            .model_delete("w", &id("d"), |_| b"DELETE d".to_vec())
+            .unwrap();
+        let recreated = state
+            .model_put(source("w"), &entity("d", "{}"), |previous| {
+                assert_eq!(previous, None, "a deleted entity is not replaced");
+                Some(b"CREATE d".to_vec())
+            })
+            .unwrap();
+        assert_eq!(recreated, Write::Done { previous: None });
+        let d = books("d").unwrap();
+        assert!(!d.deleted && d.updated == 9 && d.needs_sync());
+        assert!(!state.purge(&id("d"), 8).unwrap(), "live again");
     }
 }

@@ -9,14 +9,20 @@
 //! writer permitted its kind claims it.
 //!
 //! Every write appends its change to the outbox in the same transaction, so what is
-//! checked is what is replaced, and what is written is announced.
+//! checked is what is replaced, and what is written is announced; the same transaction
+//! moves the entity's bookkeeping to the change's sequence number (see `bookkeeping`).
+//!
+//! A deletion is soft while something a sync step enacted outside is still there: the
+//! entity stays, marked deleted and hidden from plugins, until the step's `delete-record`
+//! succeeds ([`Db::purge`]). Anything else is purged at once.
 
 use std::ops::Bound;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use synchro_model::{Entity, Id, Operation, Upsert};
+use synchro_model::{Acting, Bookkeeping, Entity, Id, Operation, Upsert, Version};
 
+use crate::bookkeeping::{self, BOOKKEEPING};
 use crate::{Db, DbError, baseline, dberr, outbox};
 
 /// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
@@ -27,22 +33,32 @@ fn may_write(owner: &str, writer: &str) -> bool {
     owner.is_empty() || owner == writer
 }
 
-/// An entity of the model and who owns it.
+/// An entity of the model, who owns it, and its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub entity: Entity,
     /// The plugin that wrote it; `None` when unclaimed.
     pub owner: Option<String>,
+    pub bookkeeping: Bookkeeping,
 }
 
 impl Stored {
-    /// A row of the model: its owner (empty when unclaimed) and its encoded entity.
-    fn decode(owner: &str, bytes: &[u8]) -> Result<Stored, DbError> {
+    /// A row of the model — its owner (empty when unclaimed) and its encoded entity —
+    /// with its bookkeeping.
+    fn decode(owner: &str, bytes: &[u8], bookkeeping: Bookkeeping) -> Result<Stored, DbError> {
         Ok(Stored {
             entity: Entity::decode(bytes)?,
             owner: (!owner.is_empty()).then(|| owner.to_owned()),
+            bookkeeping,
         })
     }
+}
+
+/// Who writes an entity: the plugin that will own it, and in which role.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    pub plugin: &'a str,
+    pub acting: Acting,
 }
 
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
@@ -76,21 +92,26 @@ impl Db {
     /// the outbox (the change `record` makes of each change written) move together, so a
     /// crash leaves all at the previous snapshot or all at this one. Entities another
     /// plugin owns are skipped and returned; a delete removes from the model only what
-    /// `plugin` owns.
+    /// `plugin` owns. What the collector writes is marked `no_sync` (never pushed
+    /// outward) unless its manifest says otherwise.
     pub fn commit_collect(
         &self,
         plugin: &str,
         upserts: &[Upsert],
         deletes: &[Id],
+        no_sync: bool,
         mut record: impl FnMut(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Collected, DbError> {
         let name = baseline::table_name(plugin);
         let txn = self.db.begin_write().map_err(dberr)?;
         let mut refused = Vec::new();
         let mut records = Vec::with_capacity(upserts.len() + deletes.len());
+        // The sequence number the next record will get.
+        let first = outbox::last_seq(&txn)? + 1;
         {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
             let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
+            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
             let mut buf = Vec::new();
             for upsert in upserts {
                 let id = upsert.entity.id();
@@ -121,6 +142,11 @@ impl Db {
                 baseline
                     .insert(id.as_str(), (upsert.hash, buf.as_slice()))
                     .map_err(dberr)?;
+                let at = first + records.len() as Version;
+                let mut books_of = bookkeeping::get(&books, id)?;
+                books_of.write(Acting::Source, at);
+                books_of.no_sync = no_sync;
+                bookkeeping::put(&mut books, id, &books_of)?;
                 records.push(record(upsert.operation, &upsert.entity));
             }
             for id in deletes {
@@ -133,7 +159,8 @@ impl Db {
                     .map_err(dberr)?
                     .is_some_and(|row| may_write(row.value().0, plugin));
                 if owned {
-                    model.remove(id.as_str()).map_err(dberr)?;
+                    let at = first + records.len() as Version;
+                    delete(&mut model, &mut books, id, at)?;
                     records.push(record(Operation::Delete, &last));
                 }
             }
@@ -150,17 +177,23 @@ impl Db {
         let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
             return Ok(None);
         };
+        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
         let (owner, bytes) = row.value();
-        Ok(Some(Stored::decode(owner, bytes)?))
+        Ok(Some(Stored::decode(
+            owner,
+            bytes,
+            bookkeeping::get(&books, id)?,
+        )?))
     }
 
-    /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`,
-    /// by kind, then key, with their owners. Scans the model: fine for the sizes plugins
-    /// and operators page through.
+    /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`
+    /// that `select` takes, by kind, then key, with their owners. Scans the model: fine
+    /// for the sizes plugins and operators page through.
     pub fn model_query(
         &self,
         kind: Option<&str>,
         after: Option<&Id>,
+        select: impl Fn(&Id, &Bookkeeping) -> bool,
         limit: usize,
     ) -> Result<Vec<Stored>, DbError> {
         let first_of_kind = kind.map(|k| Id::new(k, ""));
@@ -174,6 +207,7 @@ impl Db {
         };
         let txn = self.db.begin_read().map_err(dberr)?;
         let table = txn.open_table(ENTITIES).map_err(dberr)?;
+        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
         let mut out = Vec::new();
         for row in table
             .range::<&str>((lower, Bound::Unbounded))
@@ -182,46 +216,75 @@ impl Db {
             if out.len() >= limit {
                 break;
             }
-            let (_, value) = row.map_err(dberr)?;
-            let (owner, bytes) = value.value();
-            let stored = Stored::decode(owner, bytes)?;
-            if kind.is_some_and(|k| k != stored.entity.kind()) {
+            let (id, value) = row.map_err(dberr)?;
+            let id = Id::parse(id.value().to_owned())
+                .ok_or_else(|| corrupt(format!("a model key is not an id: {:?}", id.value())))?;
+            if kind.is_some_and(|k| k != id.kind()) {
                 break;
             }
-            out.push(stored);
+            let books_of = bookkeeping::get(&books, &id)?;
+            if !select(&id, &books_of) {
+                continue;
+            }
+            let (owner, bytes) = value.value();
+            out.push(Stored::decode(owner, bytes, books_of)?);
         }
         Ok(out)
     }
 
     /// Writes `entity`, owned by `writer`, unless another plugin owns the entity it would
     /// replace, and appends the change `record` makes of the entity it replaces (`None`:
-    /// nothing to announce), in one transaction.
+    /// nothing to announce, and the bookkeeping stays), in one transaction. A
+    /// soft-deleted entity is not there to replace: writing it creates it again.
     pub fn model_put(
         &self,
-        writer: &str,
+        writer: Writer<'_>,
         entity: &Entity,
         record: impl FnOnce(Option<&Entity>) -> Option<Vec<u8>>,
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
             let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
-            let id = entity.id().as_str();
-            let existing = match table.get(id).map_err(dberr)? {
+            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            let id = entity.id();
+            let existing = match table.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (owner, bytes) = row.value();
-                    if !may_write(owner, writer) {
+                    if !may_write(owner, writer.plugin) {
                         return Ok(Write::Refused);
                     }
-                    Some(Entity::decode(bytes)?)
+                    let books_of = bookkeeping::get(&books, id)?;
+                    Some((Entity::decode(bytes)?, books_of))
                 }
                 None => None,
             };
+            let replaced = existing
+                .as_ref()
+                .filter(|(_, books_of)| !books_of.deleted)
+                .map(|(entity, _)| entity);
             table
-                .insert(id, (writer, entity.to_canonical().as_slice()))
+                .insert(
+                    id.as_str(),
+                    (writer.plugin, entity.to_canonical().as_slice()),
+                )
                 .map_err(dberr)?;
-            existing
+            let change = record(replaced);
+            if change.is_some() {
+                let at = outbox::last_seq(&txn)? + 1;
+                let books_of = match existing.as_ref() {
+                    Some((_, books_of)) => {
+                        let mut books_of = books_of.clone();
+                        books_of.write(writer.acting, at);
+                        books_of
+                    }
+                    None => Bookkeeping::created(at, false),
+                };
+                bookkeeping::put(&mut books, id, &books_of)?;
+            }
+            (replaced.cloned(), change)
         };
-        self.commit_with(txn, record(previous.as_ref()).as_deref())?;
+        let (previous, change) = previous;
+        self.commit_with(txn, change.as_deref())?;
         Ok(Write::Done { previous })
     }
 
@@ -236,6 +299,7 @@ impl Db {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
             let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
+            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
             let existing = match table.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (owner, bytes) = row.value();
@@ -246,13 +310,57 @@ impl Db {
                 }
                 None => return Ok(Write::Done { previous: None }),
             };
-            table.remove(id.as_str()).map_err(dberr)?;
+            if bookkeeping::get(&books, id)?.deleted {
+                return Ok(Write::Done { previous: None });
+            }
+            delete(&mut table, &mut books, id, outbox::last_seq(&txn)? + 1)?;
             existing
         };
         self.commit_with(txn, Some(record(&previous).as_slice()))?;
         Ok(Write::Done {
             previous: Some(previous),
         })
+    }
+
+    /// Records what a sync step's call for `id` did, unless the entity is gone (purged
+    /// while the call ran). Bookkeeping only: nothing is announced.
+    pub fn record_sync(
+        &self,
+        id: &Id,
+        outcome: impl FnOnce(&mut Bookkeeping),
+    ) -> Result<Option<Bookkeeping>, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let recorded = {
+            let model = txn.open_table(ENTITIES).map_err(dberr)?;
+            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            if model.get(id.as_str()).map_err(dberr)?.is_none() {
+                return Ok(None);
+            }
+            let mut books_of = bookkeeping::get(&books, id)?;
+            outcome(&mut books_of);
+            bookkeeping::put(&mut books, id, &books_of)?;
+            books_of
+        };
+        txn.commit().map_err(dberr)?;
+        Ok(Some(recorded))
+    }
+
+    /// Purges the soft-deleted entity `id` once a sync step removed it outside, unless it
+    /// was written again since the deletion at `seen` (then it is live, and synced next).
+    pub fn purge(&self, id: &Id, seen: Version) -> Result<bool, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
+            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            let books_of = bookkeeping::get(&books, id)?;
+            if !books_of.deleted || books_of.updated != seen {
+                return Ok(false);
+            }
+            model.remove(id.as_str()).map_err(dberr)?;
+            books.remove(id.as_str()).map_err(dberr)?;
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(true)
     }
 
     /// Appends `records` to the outbox in `txn`, then commits.
@@ -266,4 +374,27 @@ impl Db {
         self.outbox.committed(last);
         Ok(())
     }
+}
+
+/// Deletes `id` from the model at version `at`: softly while a sync step has something to
+/// remove outside, at once otherwise.
+fn delete(
+    model: &mut redb::Table<&'static str, (&'static str, &'static [u8])>,
+    books: &mut redb::Table<&'static str, &'static [u8]>,
+    id: &Id,
+    at: Version,
+) -> Result<(), DbError> {
+    let mut books_of = bookkeeping::get(books, id)?;
+    if books_of.holds_delete() {
+        books_of.delete(at);
+        bookkeeping::put(books, id, &books_of)
+    } else {
+        model.remove(id.as_str()).map_err(dberr)?;
+        books.remove(id.as_str()).map_err(dberr)?;
+        Ok(())
+    }
+}
+
+fn corrupt(why: String) -> DbError {
+    DbError::Corrupt(synchro_model::EntityError::Corrupt(why))
 }

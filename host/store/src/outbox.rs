@@ -297,13 +297,24 @@ impl Cursor {
         self.position
     }
 
+    /// Whether changes after the last one returned are committed.
+    pub fn has_more(&self) -> bool {
+        *self.committed.borrow() > self.read
+    }
+
+    /// Waits until [`Cursor::has_more`]. Cancel-safe.
+    pub async fn wait(&mut self) {
+        let read = self.read;
+        // The sender lives in the database this cursor holds: waiting cannot fail.
+        let _ = self.committed.wait_for(|last| *last > read).await;
+    }
+
     /// Waits for changes after the last one returned, then returns up to `limit` of them.
     /// The position moves only with [`Cursor::handled`]. Cancel-safe: a batch not returned
     /// is read again.
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+        self.wait().await;
         let position = self.read;
-        // The sender lives in the database this cursor holds: waiting cannot fail.
-        let _ = self.committed.wait_for(|last| *last > position).await;
         let db = self.db.clone();
         let batch = tokio::task::spawn_blocking(move || db.changes_after(position, limit))
             .await

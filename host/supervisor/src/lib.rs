@@ -115,8 +115,8 @@ impl Supervisor {
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
-                    Request::Entity(wanted, reply) => model_view::entity(&services.db, wanted, reply),
-                    Request::Entities(page, reply) => model_view::entities(&services.db, page, reply),
+                    Request::Entity(wanted, reply) => model_view::entity(&services.db, registry.work(), wanted, reply),
+                    Request::Entities(page, reply) => model_view::entities(&services.db, registry.work(), page, reply),
                     Request::Reload(name, reply) => {
                         drop(reply.send(registry.reload(&name).await));
                         // A reloaded manifest may point at a component elsewhere.

@@ -1,16 +1,40 @@
 //! The model as the admin API shows it (`synchro model get` / `list`): read on a blocking
 //! thread, so that a large page never holds up the host's loop.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use synchro_admin::PageRequest;
+use synchro_model::bookkeeping::{Bookkeeping, RoleStatus};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
-use synchro_status::{ModelEdge, ModelEntity, ModelPage, ModelRef};
+use synchro_status::{
+    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelRef, RoleError,
+    RoleOutcome,
+};
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
 
+/// What the deployed plugins do with the model: the kinds their sync steps enact. An
+/// entity has work pending only if a deployed plugin would do it: data no sync step
+/// enacts is not "dirty", however its bookkeeping reads.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    pub synced: BTreeSet<String>,
+}
+
+impl Work {
+    fn needs_sync(&self, id: &Id, b: &Bookkeeping) -> bool {
+        b.needs_sync() && self.synced.contains(id.kind())
+    }
+}
+
 /// Answers `reply` with the entity `wanted`.
-pub fn entity(db: &Arc<Db>, wanted: ModelRef, reply: oneshot::Sender<Result<ModelEntity, Error>>) {
+pub fn entity(
+    db: &Arc<Db>,
+    work: Work,
+    wanted: ModelRef,
+    reply: oneshot::Sender<Result<ModelEntity, Error>>,
+) {
     answer(db, reply, move |db| {
         let id = Id::new(&wanted.kind, &wanted.key);
         db.model_get(&id).map_err(failed).and_then(|stored| {
@@ -18,21 +42,32 @@ pub fn entity(db: &Arc<Db>, wanted: ModelRef, reply: oneshot::Sender<Result<Mode
                 .ok_or_else(|| {
                     Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
                 })
-                .and_then(view)
+                .and_then(|stored| view(stored, &work))
         })
     });
 }
 
 /// Answers `reply` with the page `page` asks for.
-pub fn entities(db: &Arc<Db>, page: PageRequest, reply: oneshot::Sender<Result<ModelPage, Error>>) {
+pub fn entities(
+    db: &Arc<Db>,
+    work: Work,
+    page: PageRequest,
+    reply: oneshot::Sender<Result<ModelPage, Error>>,
+) {
     answer(db, reply, move |db| {
+        use synchro_model::bookkeeping::State;
         let after = page.after.map(|r| Id::new(&r.kind, &r.key));
+        let select = |id: &Id, b: &Bookkeeping| match page.only {
+            None => true,
+            Some(ModelFilter::Dirty) => work.needs_sync(id, b),
+            Some(ModelFilter::Failed) => b.backend.state == State::Failed,
+        };
         let stored = db
-            .model_query(page.kind.as_deref(), after.as_ref(), page.limit)
+            .model_query(page.kind.as_deref(), after.as_ref(), select, page.limit)
             .map_err(failed)?;
         let entities = stored
             .into_iter()
-            .map(view)
+            .map(|stored| view(stored, &work))
             .collect::<Result<Vec<_>, _>>()?;
         let next = (entities.len() == page.limit)
             .then(|| entities.last())
@@ -61,7 +96,8 @@ fn failed(error: DbError) -> Error {
 
 /// What the API shows of a stored entity; an error if its properties are not JSON (a
 /// damaged database), which the answer names.
-fn view(stored: Stored) -> Result<ModelEntity, Error> {
+fn view(stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
+    let id = stored.entity.id().clone();
     let (key, kind, properties, schema_version, edge) = stored.entity.into_parts();
     let end = |r: EntityRef| ModelRef {
         kind: r.kind,
@@ -70,10 +106,7 @@ fn view(stored: Stored) -> Result<ModelEntity, Error> {
     let properties = serde_json::value::RawValue::from_string(properties).map_err(|e| {
         Error::new(
             ErrorKind::Failed,
-            format!(
-                "the stored properties of {} are damaged: {e}",
-                Id::new(&kind, &key)
-            ),
+            format!("the stored properties of {id} are damaged: {e}"),
         )
     })?;
     Ok(ModelEntity {
@@ -86,5 +119,35 @@ fn view(stored: Stored) -> Result<ModelEntity, Error> {
             source: end(ends.source),
             target: end(ends.target),
         }),
+        bookkeeping: bookkeeping(
+            &stored.bookkeeping,
+            work.needs_sync(&id, &stored.bookkeeping),
+        ),
     })
+}
+
+fn bookkeeping(b: &Bookkeeping, needs_sync: bool) -> ModelBookkeeping {
+    let outcome = |s: &RoleStatus| RoleOutcome {
+        state: s.state.label().to_owned(),
+        errors: s
+            .errors
+            .iter()
+            .map(|e| RoleError {
+                kind: e.kind.label().to_owned(),
+                message: e.message.clone(),
+            })
+            .collect(),
+    };
+    ModelBookkeeping {
+        updated: b.updated,
+        changed_by_policy: b.changed_by_policy,
+        changed_by_step: b.changed_by_step,
+        policed: b.policed,
+        enacted: b.enacted,
+        needs_sync,
+        sync: outcome(&b.backend),
+        policy: outcome(&b.policy),
+        deleted: b.deleted,
+        no_sync: b.no_sync,
+    }
 }

@@ -141,6 +141,21 @@ impl Registry {
             .map_err(|e| Error::new(ErrorKind::Conflict, e.to_string()))
     }
 
+    /// What the running plugins do with the model.
+    pub fn work(&self) -> crate::model_view::Work {
+        let synced = self
+            .running
+            .values()
+            .filter_map(|running| {
+                let plugin = running.deployment.current();
+                let kinds = &plugin.roles.sync_step.as_ref()?.sync.kinds;
+                Some(kinds.clone())
+            })
+            .flatten()
+            .collect();
+        crate::model_view::Work { synced }
+    }
+
     pub fn report(&self) -> HostReport {
         let plugins = self
             .running
@@ -161,6 +176,7 @@ impl Registry {
                     health: status.health(),
                     reload_error: status.reload_error(),
                     counters: status.counters.values(),
+                    sync_queue: status.sync_queue(),
                 }
             })
             .collect();

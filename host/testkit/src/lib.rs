@@ -7,9 +7,11 @@
 //!   as an operator does;
 //! - [`Harness`] runs plugins in process (engine, database, services) for tests and
 //!   benchmarks that drive a runner or the registry directly;
-//! - [`Source`] is an HTTP source on 127.0.0.1 and [`broker`] a real Kafka-protocol
-//!   broker (tansu), stopped when dropped.
+//! - [`Source`] is an HTTP source on 127.0.0.1, [`Backend`] an outside system for sync
+//!   steps to push to, and [`broker`] a real Kafka-protocol broker (tansu), stopped when
+//!   dropped.
 
+mod backend;
 pub mod broker;
 mod harness;
 mod host;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
+pub use backend::{Backend, Received};
 pub use harness::Harness;
 pub use host::{INVENTORY, Running, Setup, http_exchange, inventory_created, op_key, pairs};
 pub use source::Source;

@@ -5,7 +5,12 @@
 //! [schedule]
 //! interval = "10s"
 //! jitter = "1s"                       # default: a tenth of the interval
+//! sync = true                         # sync steps push what it reports (default: no)
 //! ```
+//!
+//! What a collector reports is observed, not wanted: the model marks it `no-sync`, and
+//! sync steps leave it alone, unless `sync = true` says the outside system it samples is
+//! a source of truth to push elsewhere.
 
 mod call;
 mod run;
@@ -33,6 +38,9 @@ pub struct Schedule {
     pub interval: Duration,
     #[serde(default, with = "humantime_serde")]
     pub jitter: Option<Duration>,
+    /// Whether sync steps push what this collector reports outward.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 impl Schedule {

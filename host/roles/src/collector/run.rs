@@ -93,6 +93,15 @@ impl Runner {
         result
     }
 
+    fn schedule<'p>(&self, plugin: &'p Plugin) -> &'p super::Schedule {
+        &plugin
+            .roles
+            .collector
+            .as_ref()
+            .expect("a collector runner runs collectors")
+            .schedule
+    }
+
     async fn collect_with(&mut self, plugin: &Plugin) -> Result<Report, CollectError> {
         let baseline = match self.baseline.take() {
             Some(baseline) => baseline,
@@ -138,12 +147,13 @@ impl Runner {
         let timestamp = synchro_model::now_millis();
         let source = plugin.name.to_string();
         let name = plugin.name.clone();
+        let no_sync = !self.schedule(plugin).sync;
         // On failure `self.baseline` stays `None`: the next collect reloads the committed
         // baseline and finds these changes again.
         let (collected, upserts) = self
             .blocking(move |s| {
                 let collected =
-                    s.commit_collect(&name, &upserts, &deletes, |operation, entity| {
+                    s.commit_collect(&name, &upserts, &deletes, no_sync, |operation, entity| {
                         synchro_bus::change_record(&Change {
                             operation,
                             entity: entity.clone(),
@@ -217,12 +227,7 @@ impl Runner {
                 ),
                 Err(error) => tracing::warn!(plugin = %plugin.name, "{error}"),
             }
-            let schedule = &plugin
-                .roles
-                .collector
-                .as_ref()
-                .expect("a collector runner runs collectors")
-                .schedule;
+            let schedule = self.schedule(&plugin);
             let normal = jittered(schedule.interval, schedule.jitter());
             let error = result.err().map(|e| e.to_string());
             let pause = match failures.record(&plugin.limits, error.is_none(), normal) {

@@ -1,0 +1,85 @@
+//! A session of calls on one instance: what the roles that call a plugin once per item
+//! (an event step per message, a sync step per entity) share, so that an item costs a
+//! call, not an instantiation.
+//!
+//! Each call gets its own deadline and fresh capability state; a failed call ends the
+//! session (a trap may leave the instance unusable), and the caller starts a new one.
+
+use synchro_capability::{CallContext, Capabilities};
+use synchro_engine::wasmtime::Store;
+use synchro_engine::wasmtime::component::Instance;
+use synchro_engine::{CallError, CallState};
+use synchro_wit::WitError;
+
+use crate::{Linked, PluginEngine};
+
+/// A plugin's store for one session.
+pub(crate) type PluginStore = Store<CallState<Capabilities>>;
+
+/// An instance of a plugin and its export `G`, for consecutive calls.
+pub struct Session<G> {
+    store: PluginStore,
+    guest: G,
+    call: CallContext,
+}
+
+/// One call's parts: the export, the store, and when the call must end.
+pub(crate) struct Call<'s, G> {
+    pub guest: &'s G,
+    pub store: &'s mut PluginStore,
+    pub deadline: tokio::time::Instant,
+}
+
+impl<G> Session<G> {
+    /// Instantiates `linked` and finds its export with `load`.
+    pub(crate) async fn start(
+        engine: &PluginEngine,
+        linked: &Linked,
+        call: CallContext,
+        load: impl FnOnce(&mut PluginStore, &Instance) -> synchro_engine::wasmtime::Result<G>,
+    ) -> Result<Session<G>, CallError> {
+        let limits = call.limits;
+        let mut store = engine.store(Capabilities::new(&call), &limits);
+        let instance = tokio::time::timeout(limits.deadline, linked.instantiate_async(&mut store))
+            .await
+            .map_err(|_| CallError::Deadline(limits.deadline))?
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let guest =
+            load(&mut store, &instance).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(Session { store, guest, call })
+    }
+
+    /// Readies the next call: a fresh deadline, fuel and capability state.
+    pub(crate) fn begin(&mut self, engine: &PluginEngine) -> Call<'_, G> {
+        let call = self.call.restarted();
+        engine.arm(&mut self.store, &call.limits);
+        // The call's own deadline, which its host waits also keep to.
+        let deadline = tokio::time::Instant::from_std(call.deadline);
+        self.store.data_mut().caps = Capabilities::new(&call);
+        Call {
+            guest: &self.guest,
+            store: &mut self.store,
+            deadline,
+        }
+    }
+
+    /// What a call that ran until its deadline returned, as the host reports it.
+    pub(crate) fn outcome<T>(
+        &self,
+        returned: Result<
+            synchro_engine::wasmtime::Result<Result<T, WitError>>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<T, CallError> {
+        let limits = &self.call.limits;
+        match returned {
+            Err(_elapsed) => Err(CallError::Deadline(limits.deadline)),
+            Ok(Err(e)) => Err(CallError::from_trap(e, limits)),
+            Ok(Ok(Err(e))) => Err(CallError::Plugin {
+                kind: synchro_wit::kind_of(e.code),
+                message: e.message,
+            }),
+            Ok(Ok(Ok(value))) => Ok(value),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The model's bookkeeping table: each entity's versions, statuses and flags (see
+//! `synchro_model::bookkeeping`), beside its data rather than in it, so that recording a
+//! sync or a policy run rewrites a few dozen bytes, not the entity.
+
+use redb::{ReadableTable, Table, TableDefinition};
+
+use synchro_model::bookkeeping::{Failure, RoleStatus, State};
+use synchro_model::{Bookkeeping, EntityError, ErrorKind, Id, Version};
+
+use crate::{DbError, dberr};
+
+/// id (see [`Id::as_str`]) → encoded [`Bookkeeping`]. Every entity of the model has a
+/// row; one written before bookkeeping existed reads as observed data created at version
+/// 0: never synced outward until its writer says otherwise, and policed once.
+pub(crate) const BOOKKEEPING: TableDefinition<&str, &[u8]> = TableDefinition::new("bookkeeping");
+
+const FORMAT: u8 = 1;
+const DELETED: u8 = 1;
+const NO_SYNC: u8 = 2;
+
+/// The bookkeeping of `id`: as stored, or that of an entity from before bookkeeping.
+pub(crate) fn get(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &Id,
+) -> Result<Bookkeeping, DbError> {
+    match table.get(id.as_str()).map_err(dberr)? {
+        Some(row) => decode(row.value()).map_err(|why| damaged(id, why)),
+        None => Ok(Bookkeeping::created(0, true)),
+    }
+}
+
+pub(crate) fn put(
+    table: &mut Table<&'static str, &'static [u8]>,
+    id: &Id,
+    bookkeeping: &Bookkeeping,
+) -> Result<(), DbError> {
+    let mut buf = Vec::with_capacity(64);
+    encode(bookkeeping, &mut buf);
+    table.insert(id.as_str(), buf.as_slice()).map_err(dberr)?;
+    Ok(())
+}
+
+fn damaged(id: &Id, why: &str) -> DbError {
+    DbError::Corrupt(EntityError::Corrupt(format!(
+        "the bookkeeping of `{id}` is damaged: {why}"
+    )))
+}
+
+/// `format (u8) · updated, changed-by-policy, changed-by-step, policed, enacted (u64 LE,
+/// 0 for none) · flags (u8) · policy status · backend status`, a status being
+/// `state (u8) · count (u8) · (kind label (u8 length), message (u32 LE length))*`.
+fn encode(b: &Bookkeeping, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    for version in [
+        Some(b.updated),
+        b.changed_by_policy,
+        b.changed_by_step,
+        b.policed,
+        b.enacted,
+    ] {
+        out.extend_from_slice(&version.unwrap_or(0).to_le_bytes());
+    }
+    out.push((u8::from(b.deleted) * DELETED) | (u8::from(b.no_sync) * NO_SYNC));
+    for status in [&b.policy, &b.backend] {
+        out.push(match status.state {
+            State::Pending => 0,
+            State::Done => 1,
+            State::Deferred => 2,
+            State::Failed => 3,
+        });
+        out.push(status.errors.len() as u8);
+        for error in &status.errors {
+            let label = error.kind.label();
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+            out.extend_from_slice(&(error.message.len() as u32).to_le_bytes());
+            out.extend_from_slice(error.message.as_bytes());
+        }
+    }
+}
+
+fn decode(mut bytes: &[u8]) -> Result<Bookkeeping, &'static str> {
+    fn take<'b>(rest: &mut &'b [u8], n: usize) -> Result<&'b [u8], &'static str> {
+        let (head, tail) = rest.split_at_checked(n).ok_or("truncated")?;
+        *rest = tail;
+        Ok(head)
+    }
+    fn byte(rest: &mut &[u8]) -> Result<u8, &'static str> {
+        Ok(take(rest, 1)?[0])
+    }
+    fn version(rest: &mut &[u8]) -> Result<Option<Version>, &'static str> {
+        let v = u64::from_le_bytes(take(rest, 8)?.try_into().expect("8 bytes"));
+        Ok((v != 0).then_some(v))
+    }
+    fn status(rest: &mut &[u8]) -> Result<RoleStatus, &'static str> {
+        let state = match byte(rest)? {
+            0 => State::Pending,
+            1 => State::Done,
+            2 => State::Deferred,
+            3 => State::Failed,
+            _ => return Err("unknown state"),
+        };
+        let mut errors = Vec::new();
+        for _ in 0..byte(rest)? {
+            let n = byte(rest)? as usize;
+            let label = std::str::from_utf8(take(rest, n)?).map_err(|_| "bad error kind")?;
+            let kind = ErrorKind::from_label(label).ok_or("unknown error kind")?;
+            let n = u32::from_le_bytes(take(rest, 4)?.try_into().expect("4 bytes")) as usize;
+            let message = String::from_utf8(take(rest, n)?.to_vec()).map_err(|_| "bad message")?;
+            errors.push(Failure { kind, message });
+        }
+        Ok(RoleStatus { state, errors })
+    }
+    if byte(&mut bytes)? != FORMAT {
+        return Err("unknown format");
+    }
+    let updated = version(&mut bytes)?.unwrap_or(0);
+    let (changed_by_policy, changed_by_step) = (version(&mut bytes)?, version(&mut bytes)?);
+    let (policed, enacted) = (version(&mut bytes)?, version(&mut bytes)?);
+    let flags = byte(&mut bytes)?;
+    let policy = status(&mut bytes)?;
+    let backend = status(&mut bytes)?;
+    if !bytes.is_empty() {
+        return Err("trailing bytes");
+    }
+    Ok(Bookkeeping {
+        updated,
+        changed_by_policy,
+        changed_by_step,
+        policed,
+        enacted,
+        policy,
+        backend,
+        deleted: flags & DELETED != 0,
+        no_sync: flags & NO_SYNC != 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookkeeping_round_trips_and_damage_is_named() {
+        let mut b = Bookkeeping::created(7, true);
+        b.changed_by_step = Some(9);
+        b.enacted = Some(8);
+        b.deleted = true;
+        b.backend.failed(Failure {
+            kind: ErrorKind::Unavailable,
+            message: "the API answered 503 ✓".into(),
+        });
+        b.policy.done();
+        let mut bytes = Vec::new();
+        encode(&b, &mut bytes);
+        assert_eq!(decode(&bytes), Ok(b));
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), Err("truncated"));
+        assert_eq!(decode(&[9]), Err("unknown format"));
+        let error = damaged(&Id::new("pserver", "a"), "truncated").to_string();
+        assert!(error.contains("pserver `a`"), "{error}");
+    }
+}

@@ -1,0 +1,60 @@
+//! A sync step that enacts entities over HTTP: `PUT {url}/{kind}/{key}` with the
+//! entity's properties as the body, `DELETE` the same URL to remove it. A 503 answer
+//! means "not now" (`unavailable`: the entity is deferred); any other non-2xx status fails
+//! the entity with the status and body in the message, for the operator to read.
+
+use synchro_guest::http::{Request, send};
+use synchro_guest::{Entity, Error, ErrorCode, SyncStep, config, error};
+
+struct HttpSync;
+
+fn url(entity: &Entity) -> Result<String, Error> {
+    let base = config::get("url")
+        .ok_or_else(|| error(ErrorCode::InvalidInput, "the setting `url` is missing"))?;
+    // Keys may hold `/`: each is one path segment.
+    let segment = |s: &str| s.replace('%', "%25").replace('/', "%2F");
+    Ok(format!(
+        "{}/{}/{}",
+        base.trim_end_matches('/'),
+        segment(&entity.kind),
+        segment(&entity.key)
+    ))
+}
+
+fn call(method: &str, entity: &Entity, body: Option<Vec<u8>>) -> Result<(), Error> {
+    let url = url(entity)?;
+    let response = send(&Request {
+        method: method.into(),
+        url: url.clone(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+        timeout_ms: None,
+    })?;
+    match response.status {
+        200..=299 => Ok(()),
+        503 => Err(error(
+            ErrorCode::Unavailable,
+            format!("{method} {url}: not ready (HTTP 503)"),
+        )),
+        status => Err(error(
+            ErrorCode::Failed,
+            format!(
+                "{method} {url}: HTTP {status}: {}",
+                String::from_utf8_lossy(&response.body)
+            ),
+        )),
+    }
+}
+
+impl SyncStep for HttpSync {
+    fn sync_record(entity: Entity) -> Result<(), Error> {
+        let body = entity.properties.clone().into_bytes();
+        call("PUT", &entity, Some(body))
+    }
+
+    fn delete_record(entity: Entity) -> Result<(), Error> {
+        call("DELETE", &entity, None)
+    }
+}
+
+synchro_guest::export_sync_step!(HttpSync);

@@ -1,0 +1,247 @@
+//! End to end: a sync step pushes the model to an outside system (a real HTTP server on
+//! 127.0.0.1) through the real binary — each change enacted once, a deletion kept until
+//! the outside system confirms it, a failing entity backing off on its own schedule
+//! whatever changes meanwhile, and all of it resumed after a kill -9.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use synchro_testkit::{Backend, Setup, Source};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A complete snapshot of `node` entities, each `(key, properties)`.
+fn snapshot(nodes: &[(&str, Value)]) -> String {
+    let entities: Vec<Value> = nodes
+        .iter()
+        .map(|(key, properties)| json!({"key": key, "kind": "node", "properties": properties}))
+        .collect();
+    json!({"mode": "complete", "entities": entities}).to_string()
+}
+
+/// A collector of `source` whose data is the model's to push (`sync = true`), and the
+/// `http-sync` step pushing `node` entities to `backend`.
+fn install(setup: &Setup, source: &Source, backend: &Backend, sync: &str) {
+    setup.install(
+        "nodes",
+        "scripted-collector",
+        &format!(
+            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\nsync = true\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+    setup.install(
+        "push",
+        "http-sync",
+        &format!(
+            "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
+             [sync]\nkinds = [\"node\"]\n{sync}\n\
+             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
+             [settings]\nurl = \"{url}\"\n",
+            url = backend.url()
+        ),
+    );
+}
+
+fn model_get(setup: &Setup, key: &str) -> Result<Value, String> {
+    let output = setup.command(&["model", "get", "node", key, "--json"]);
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn list(setup: &Setup, filter: &str) -> Vec<String> {
+    let output = setup.command(&["model", "list", "node", filter, "--json"]);
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Waits until `check` holds of the entity `key` as `synchro model get` shows it.
+fn wait_entity(setup: &Setup, key: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(entity) = model_get(setup, key)
+            && check(&entity)
+        {
+            return entity;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {key} never {what}: {:?}",
+            model_get(setup, key)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_outside() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    install(
+        &setup,
+        &source,
+        &backend,
+        "backoff = \"400ms\"\nmax-backoff = \"2s\"",
+    );
+    let host = setup.run();
+
+    // Created: enacted once each, with the data as its body.
+    let put_a = backend.wait_for("PUT", "/node/a", 1, WAIT);
+    assert_eq!(put_a[0].body, r#"{"v":1}"#);
+    backend.wait_for("PUT", "/node/b", 1, WAIT);
+    let a = wait_entity(&setup, "a", "enacted", |e| {
+        e["bookkeeping"]["enacted"] == e["bookkeeping"]["updated"]
+    });
+    assert_eq!(a["bookkeeping"]["sync"]["state"], "done");
+    assert_eq!(a["bookkeeping"]["needs-sync"], false);
+    assert_eq!(a["bookkeeping"]["no-sync"], false);
+
+    // Updated: enacted again, once, with the new data.
+    source.set(
+        200,
+        &snapshot(&[("a", json!({"v": 2})), ("b", json!({"v": 1}))]),
+    );
+    let put_a = backend.wait_for("PUT", "/node/a", 2, WAIT);
+    assert_eq!(put_a[1].body, r#"{"v":2}"#);
+
+    // Deleted while the outside system refuses to remove it: kept, marked deleted, failed
+    // with the outside system's answer, retried after a backoff that doubles.
+    backend.script("/node/b", &[500, 500]);
+    source.set(200, &snapshot(&[("a", json!({"v": 2}))]));
+    let failed = wait_entity(&setup, "b", "failed", |e| {
+        e["bookkeeping"]["sync"]["state"] == "failed"
+    });
+    assert_eq!(failed["bookkeeping"]["deleted"], true);
+    let error = &failed["bookkeeping"]["sync"]["errors"][0];
+    assert_eq!(error["kind"], "failed");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500: backend says 500"),
+        "{error}"
+    );
+    assert_eq!(list(&setup, "--failed"), ["b"]);
+    let status = setup.plugin_status("push");
+    assert!(status.sync_queue.is_some(), "{status:?}");
+    let deletes = backend.wait_for("DELETE", "/node/b", 3, WAIT);
+    let gaps: Vec<Duration> = deletes.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(400) && gaps[1] >= Duration::from_millis(800),
+        "the backoff is enforced and doubles: {gaps:?}"
+    );
+    // Removed outside: purged.
+    let deadline = std::time::Instant::now() + WAIT;
+    while model_get(&setup, "b").is_ok() {
+        assert!(std::time::Instant::now() < deadline, "b never purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        model_get(&setup, "b")
+            .unwrap_err()
+            .contains("the model has no entity node `b`")
+    );
+    assert!(list(&setup, "--dirty").is_empty());
+    assert!(list(&setup, "--failed").is_empty());
+    assert_eq!(
+        backend.requests("PUT", "/node/a").len(),
+        2,
+        "nothing enacted twice"
+    );
+
+    // Killed: what was not enacted yet is enacted after the restart, once.
+    drop(host);
+    source.set(200, &snapshot(&[("a", json!({"v": 3}))]));
+    // The collector writes v3 before the step can push it: the outside system is down.
+    backend.script("/node/a", &[503; 1000]);
+    let host = setup.run();
+    let deferred = wait_entity(&setup, "a", "deferred", |e| {
+        e["bookkeeping"]["sync"]["state"] == "deferred"
+    });
+    assert_eq!(deferred["bookkeeping"]["needs-sync"], true);
+    assert_eq!(list(&setup, "--dirty"), ["a"]);
+    let killed_at = backend.requests("PUT", "/node/a").len();
+    drop(host);
+    backend.script("/node/a", &[]);
+    let host = setup.run();
+    let puts = backend.wait_for("PUT", "/node/a", killed_at + 1, WAIT);
+    assert_eq!(puts.last().unwrap().body, r#"{"v":3}"#);
+    wait_entity(&setup, "a", "enacted after the restart", |e| {
+        e["bookkeeping"]["enacted"] == e["bookkeeping"]["updated"]
+            && e["bookkeeping"]["sync"]["state"] == "done"
+    });
+    host.stop();
+}
+
+#[test]
+fn a_failing_entity_keeps_its_backoff_while_it_changes_and_the_others_go_on() {
+    let source = Source::start(&snapshot(&[
+        ("bad", json!({"v": 0})),
+        ("good", json!({"v": 0})),
+    ]));
+    let backend = Backend::start();
+    backend.script("/node/bad", &[500; 1000]);
+    let setup = Setup::new();
+    install(
+        &setup,
+        &source,
+        &backend,
+        "backoff = \"500ms\"\nmax-backoff = \"1s\"",
+    );
+    let host = setup.run();
+    backend.wait_for("PUT", "/node/bad", 1, WAIT);
+    // Both change every 100 ms (the collector's interval) for 3 s.
+    let started = std::time::Instant::now();
+    let mut v = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        v += 1;
+        source.set(
+            200,
+            &snapshot(&[("bad", json!({"v": v})), ("good", json!({"v": v}))]),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let window = started.elapsed();
+    let bad = backend.requests("PUT", "/node/bad");
+    // At most one attempt per 500 ms-1 s backoff in the window, plus the first.
+    let allowed = 2 + (window.as_millis() / 500) as usize;
+    assert!(
+        bad.len() <= allowed,
+        "{} attempts in {window:?}: the backoff was not enforced",
+        bad.len()
+    );
+    // The healthy entity was enacted meanwhile, and its last data reaches the outside.
+    assert!(backend.requests("PUT", "/node/good").len() >= 2);
+    let want = json!({"v": v}).to_string();
+    let deadline = std::time::Instant::now() + WAIT;
+    while backend
+        .requests("PUT", "/node/good")
+        .last()
+        .map(|r| r.body.clone())
+        != Some(want.clone())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last change of `good` never enacted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.stop();
+}
