@@ -126,11 +126,24 @@ impl std::fmt::Display for Summary<'_> {
 mod tests {
     use super::*;
 
-    fn line(json: &str) -> String {
-        let entity: ModelEntity = serde_json::from_str(json).unwrap();
+    /// The line of an entity whose JSON is `json` plus the bookkeeping `books`.
+    fn line_with(json: &str, books: &str) -> String {
+        // Spliced as text: a `Value` would round the long number.
+        let json = format!(
+            "{},\"bookkeeping\":{books}}}",
+            json.strip_suffix('}').unwrap()
+        );
+        let entity: ModelEntity = serde_json::from_str(&json).unwrap();
         let mut out = Vec::new();
         print(&mut out, &entity, false).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    fn line(json: &str) -> String {
+        line_with(
+            json,
+            r#"{"updated":3,"needs-sync":false,"sync":{"state":"pending"},"policy":{"state":"pending"},"deleted":false,"no-sync":true}"#,
+        )
     }
 
     #[test]
@@ -139,21 +152,35 @@ mod tests {
             line(
                 r#"{"kind":"pserver","key":"srv-1","owner":"inv","properties":{"n":12345678901234567890123}}"#
             ),
-            "pserver srv-1 (inv) {\"n\":12345678901234567890123}\n",
+            "pserver srv-1 (inv) [updated 3 no-sync] {\"n\":12345678901234567890123}\n",
             "every digit of a number is kept"
         );
         assert_eq!(
             line(
                 r#"{"kind":"e","key":"a/b","properties":{},"edge":{"source":{"kind":"vserver","key":"vm\n1"},"target":{"kind":"pserver","key":"s"}}}"#
             ),
-            "e a/b (unclaimed) vserver vm\\n1 -> pserver s {}\n"
+            "e a/b (unclaimed) [updated 3 no-sync] vserver vm\\n1 -> pserver s {}\n"
         );
         // In the properties, a raw U+2028 (which serde_json does not escape).
         assert_eq!(
             line(
                 "{\"kind\":\"k\",\"key\":\"x\\u202ey\",\"owner\":\"o\\r\",\"properties\":{\"t\":\"\u{2028}\"}}"
             ),
-            "k x\\u{202e}y (o\\r) {\"t\":\"\\u{2028}\"}\n"
+            "k x\\u{202e}y (o\\r) [updated 3 no-sync] {\"t\":\"\\u{2028}\"}\n"
+        );
+    }
+
+    #[test]
+    fn the_bookkeeping_says_what_is_pending_and_why_the_last_sync_failed() {
+        let books = r#"{"updated":9,"changed-by-step":7,"enacted":5,"needs-sync":true,
+            "sync":{"state":"failed","errors":[{"kind":"failed","message":"HTTP 500\nboom"},{"kind":"unavailable","message":"later"}]},
+            "policy":{"state":"pending"},"deleted":true,"no-sync":false}"#;
+        assert_eq!(
+            line_with(
+                r#"{"kind":"k","key":"a","owner":"o","properties":{}}"#,
+                books
+            ),
+            "k a (o) [updated 9 changed-by-step 7 enacted 5 needs-sync deleted sync-failed: failed HTTP 500\\nboom] {}\n"
         );
     }
 }
