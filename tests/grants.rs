@@ -165,6 +165,42 @@ fn a_grant_for_no_plugin_stops_the_host_before_it_starts() {
 }
 
 #[test]
+fn a_sync_step_enacts_only_kinds_it_is_granted_to_read() {
+    let setup = Setup::new();
+    let step = |read: &str| {
+        format!(
+            "name = \"push\"\nversion = \"1\"\nroles = [\"sync-step\"]\n\
+             [sync]\nkinds = [\"pserver\", \"secret\"]\n\
+             [capabilities]\nstore = {{ read = {read} }}\n"
+        )
+    };
+    let refused = "field `sync.kinds`: enacting `secret` entities needs a grant to read them";
+    let cases = [
+        (step("[\"pserver\"]"), "", Err(refused)),
+        (step("[\"*\"]"), "", Ok(())),
+        // Granted by the manifest, narrowed away by the operator.
+        (
+            step("[\"*\"]"),
+            "grants-required = true\n[grants.push]\nstore = { read = [\"pserver\"] }\n",
+            Err(refused),
+        ),
+    ];
+    for (manifest, grants, expected) in cases {
+        setup.install("push", "http-sync", &manifest);
+        config(&setup, grants);
+        let output = check(&setup, "push");
+        let error = String::from_utf8_lossy(&output.stderr);
+        match expected {
+            Ok(()) => assert!(output.status.success(), "{manifest}\n{error}"),
+            Err(expected) => {
+                assert!(!output.status.success(), "{manifest}");
+                assert!(error.contains(expected), "{manifest}\n{error}");
+            }
+        }
+    }
+}
+
+#[test]
 fn no_plugin_writes_to_the_hosts_topic_or_to_a_dead_letter_topic_it_was_not_granted() {
     let setup = Setup::new();
     let step = |dead_letter: &str, capabilities: &str| {

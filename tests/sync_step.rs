@@ -40,7 +40,7 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, sync: &str) {
         &format!(
             "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
              [sync]\nkinds = [\"node\"]\n{sync}\n\
-             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
+             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\nstore = {{ read = [\"node\"] }}\n\
              [settings]\nurl = \"{url}\"\n",
             url = backend.url()
         ),

@@ -34,6 +34,13 @@ pub struct Grant {
     write: NameList,
 }
 
+impl Grant {
+    /// Whether entities of `kind` may be read.
+    pub fn may_read(&self, kind: &str) -> bool {
+        self.read.allows(kind)
+    }
+}
+
 impl crate::Grant for Grant {
     fn parse(asks: &Asks<'_>, entry: Option<&toml::Value>) -> Result<Self, ManifestError> {
         entry.map_or_else(

@@ -97,6 +97,16 @@ impl Declared {
                 );
             }
         }
+        if let Some(sync) = &sections.sync_step
+            && let Some(kind) = sync.kinds.iter().find(|k| !grants.store.may_read(k))
+        {
+            // The step is handed every entity of its kinds: reading them is what it asks.
+            anyhow::bail!(
+                "{}: field `sync.kinds`: enacting `{kind}` entities needs a grant to read them \
+                 (`capabilities.store.read`, and the operator's grants)",
+                path.display()
+            );
+        }
         Ok(Declared {
             manifest,
             sections,
