@@ -21,7 +21,7 @@ use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
-pub use model::{Collected, Refusal, Stored, Write, Writer};
+pub use model::{Collected, Enacted, Recorded, Refusal, Stored, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
 
 /// The file inside the data directory.
@@ -673,7 +673,9 @@ mod tests {
         );
 
         // A step's write moves `changed_by_step` only; unchanged data moves nothing.
-        state.record_sync(&id("a"), |b| b.enacted(2)).unwrap();
+        let record =
+            |key: &str, outcome: Enacted| state.record_syncs(&[(id(key), outcome)]).unwrap()[0];
+        record("a", Enacted::Synced { seen: 2 });
         write(Acting::Step, "a", r#"{"outside-id":7}"#);
         write(Acting::Step, "a", r#"{"outside-id":7}"#);
         let state_of_a = books("a").unwrap();
@@ -684,14 +686,11 @@ mod tests {
         assert!(!state_of_a.needs_sync());
 
         // A failure is kept on the entity.
-        state
-            .record_sync(&id("a"), |b| {
-                b.backend.failed(Failure {
-                    kind: ErrorKind::Failed,
-                    message: "HTTP 500".into(),
-                })
-            })
-            .unwrap();
+        let failure = Failure {
+            kind: ErrorKind::Failed,
+            message: "HTTP 500".into(),
+        };
+        record("a", Enacted::Failed(failure));
         assert_eq!(dirty(|_, b| b.backend.state == State::Failed), ["a"]);
         assert_eq!(books("a").unwrap().backend.state, State::Failed);
 
@@ -711,10 +710,11 @@ mod tests {
             "deleting a deleted entity announces nothing"
         );
         assert_eq!(state.last_change(), 4);
-        assert!(!state.purge(&id("a"), 3).unwrap(), "written since 3");
-        assert!(state.purge(&id("a"), 4).unwrap());
+        let rewritten = record("a", Enacted::Removed { seen: 3 });
+        assert_eq!(rewritten, Recorded::Rewritten, "written since 3");
+        assert_eq!(record("a", Enacted::Removed { seen: 4 }), Recorded::Done);
         assert_eq!(books("a"), None);
-        assert_eq!(state.record_sync(&id("a"), |b| b.enacted(4)).unwrap(), None);
+        assert_eq!(record("a", Enacted::Synced { seen: 4 }), Recorded::Gone);
 
         // Never enacted: purged at once. Written again while soft-deleted: back, as new.
         write(Acting::Source, "b", "{}");
@@ -723,7 +723,7 @@ mod tests {
             .unwrap();
         assert_eq!(books("b"), None);
         write(Acting::Source, "d", "{}");
-        state.record_sync(&id("d"), |b| b.enacted(7)).unwrap();
+        record("d", Enacted::Synced { seen: 7 });
         state
             .model_delete("w", &id("d"), |_| b"DELETE d".to_vec())
             .unwrap();
@@ -736,6 +736,10 @@ mod tests {
         assert_eq!(recreated, Write::Done { previous: None });
         let d = books("d").unwrap();
         assert!(!d.deleted && d.updated == 9 && d.needs_sync());
-        assert!(!state.purge(&id("d"), 8).unwrap(), "live again");
+        assert_eq!(
+            record("d", Enacted::Removed { seen: 8 }),
+            Recorded::Rewritten,
+            "live again"
+        );
     }
 }

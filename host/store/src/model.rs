@@ -20,6 +20,7 @@ use std::ops::Bound;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+use synchro_model::bookkeeping::Failure;
 use synchro_model::{Acting, Bookkeeping, Entity, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
@@ -52,6 +53,27 @@ impl Stored {
             bookkeeping,
         })
     }
+}
+
+/// What a sync step's call for an entity did, as [`Db::record_syncs`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enacted {
+    /// `sync-record` succeeded on the data as of version `seen`.
+    Synced { seen: Version },
+    /// `delete-record` succeeded on the entity deleted at version `seen`: purge it.
+    Removed { seen: Version },
+    /// The call failed.
+    Failed(Failure),
+}
+
+/// What became of an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Done,
+    /// The entity is no longer in the model: purged while the call ran.
+    Gone,
+    /// Not purged: written again since its deletion.
+    Rewritten,
 }
 
 /// Who writes an entity: the plugin that will own it, and in which role.
@@ -322,45 +344,71 @@ impl Db {
         })
     }
 
-    /// Records what a sync step's call for `id` did, unless the entity is gone (purged
-    /// while the call ran). Bookkeeping only: nothing is announced.
-    pub fn record_sync(
-        &self,
-        id: &Id,
-        outcome: impl FnOnce(&mut Bookkeeping),
-    ) -> Result<Option<Bookkeeping>, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
-        let recorded = {
-            let model = txn.open_table(ENTITIES).map_err(dberr)?;
-            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-            if model.get(id.as_str()).map_err(dberr)?.is_none() {
-                return Ok(None);
-            }
-            let mut books_of = bookkeeping::get(&books, id)?;
-            outcome(&mut books_of);
-            bookkeeping::put(&mut books, id, &books_of)?;
-            books_of
-        };
-        txn.commit().map_err(dberr)?;
-        Ok(Some(recorded))
+    /// The entities under `ids`, in one read: what a sync step handles next.
+    pub fn model_get_many(&self, ids: &[Id]) -> Result<Vec<Option<Stored>>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(ENTITIES).map_err(dberr)?;
+        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+        ids.iter()
+            .map(|id| {
+                let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
+                    return Ok(None);
+                };
+                let (owner, bytes) = row.value();
+                Ok(Some(Stored::decode(
+                    owner,
+                    bytes,
+                    bookkeeping::get(&books, id)?,
+                )?))
+            })
+            .collect()
     }
 
-    /// Purges the soft-deleted entity `id` once a sync step removed it outside, unless it
-    /// was written again since the deletion at `seen` (then it is live, and synced next).
-    pub fn purge(&self, id: &Id, seen: Version) -> Result<bool, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+    /// Records what a sync step's calls did, in one transaction; says for each what
+    /// became of it. Bookkeeping only: nothing is announced.
+    ///
+    /// Without an fsync of its own (the next durable commit carries it): a record lost to
+    /// a crash only makes the step enact the entity again, which it must bear anyway (a
+    /// crash between its call and this record does the same), and an fsync per batch
+    /// would cap a step far below what its outside system takes.
+    pub fn record_syncs(&self, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
+        let mut txn = self.db.begin_write().map_err(dberr)?;
+        txn.set_durability(redb::Durability::None).map_err(dberr)?;
+        let mut recorded = Vec::with_capacity(outcomes.len());
         {
             let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
             let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-            let books_of = bookkeeping::get(&books, id)?;
-            if !books_of.deleted || books_of.updated != seen {
-                return Ok(false);
+            for (id, outcome) in outcomes {
+                if model.get(id.as_str()).map_err(dberr)?.is_none() {
+                    recorded.push(Recorded::Gone);
+                    continue;
+                }
+                let mut books_of = bookkeeping::get(&books, id)?;
+                recorded.push(match outcome {
+                    Enacted::Synced { seen } => {
+                        books_of.enacted(*seen);
+                        bookkeeping::put(&mut books, id, &books_of)?;
+                        Recorded::Done
+                    }
+                    // Written again since: live, and synced next.
+                    Enacted::Removed { seen } if !books_of.deleted || books_of.updated != *seen => {
+                        Recorded::Rewritten
+                    }
+                    Enacted::Removed { .. } => {
+                        model.remove(id.as_str()).map_err(dberr)?;
+                        books.remove(id.as_str()).map_err(dberr)?;
+                        Recorded::Done
+                    }
+                    Enacted::Failed(failure) => {
+                        books_of.backend.failed(failure.clone());
+                        bookkeeping::put(&mut books, id, &books_of)?;
+                        Recorded::Done
+                    }
+                });
             }
-            model.remove(id.as_str()).map_err(dberr)?;
-            books.remove(id.as_str()).map_err(dberr)?;
         }
         txn.commit().map_err(dberr)?;
-        Ok(true)
+        Ok(recorded)
     }
 
     /// Appends `records` to the outbox in `txn`, then commits.

@@ -21,6 +21,16 @@ pub enum Enact {
     Delete,
 }
 
+impl Enact {
+    /// The export's function, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Enact::Sync => "sync-record",
+            Enact::Delete => "delete-record",
+        }
+    }
+}
+
 impl SyncStep {
     /// Instantiates `linked` for a session of calls; what they write to the model is the
     /// step's (it moves `changed-by-step`, and never causes a sync of its own).

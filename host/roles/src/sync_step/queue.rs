@@ -83,6 +83,11 @@ impl Queue {
         Some(id)
     }
 
+    /// Up to `max` entities that may be handled at `now`, each as [`Queue::take`] gives it.
+    pub fn take_batch(&mut self, now: Instant, max: usize) -> Vec<Id> {
+        std::iter::from_fn(|| self.take(now)).take(max).collect()
+    }
+
     /// Ends the handling of `id`: a success (its failure count starts again), or a failure
     /// that keeps it back for its backoff, changed meanwhile or not. Returns that pause.
     pub fn done(&mut self, id: &Id, succeeded: bool, now: Instant) -> Option<Duration> {

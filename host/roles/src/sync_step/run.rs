@@ -20,7 +20,7 @@ use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{ErrorKind, Id};
 use synchro_status::Counters;
-use synchro_store::{Cursor, Db, DbError, Start};
+use synchro_store::{Cursor, Db, DbError, Enacted, Recorded, Start};
 
 use super::Sync;
 use super::call::{Enact, Session};
@@ -34,6 +34,9 @@ const IDLE: Duration = Duration::from_millis(200);
 const BATCH: usize = 1024;
 /// Entities listed at once at start.
 const PAGE: usize = 1000;
+/// Entities handled between two visits of the store: one read before their calls, one
+/// write of their outcomes after. A thread hop costs more than a small call.
+const BATCH_ENTITIES: usize = 64;
 
 pub struct Runner {
     deployment: Arc<Deployment>,
@@ -95,32 +98,35 @@ impl Runner {
                 tracing::error!(plugin = %name, "cannot read the change stream: {error}");
                 return;
             }
-            if let Some(id) = queue.take(Instant::now()) {
-                let handled = self.handle(&id, &mut session).await;
-                let failed = match handled {
-                    Handled::Done => None,
-                    Handled::Failed(error) => Some(error),
-                };
-                queue.done(&id, failed.is_none(), Instant::now());
-                let trap = failed.flatten();
-                if trap.is_some() {
-                    session = None;
-                }
-                let limits = self.deployment.current().limits;
-                match failures.record(&limits, trap.is_none(), Duration::ZERO) {
-                    Verdict::Continue { .. } => self
-                        .deployment
-                        .record(failures.consecutive(), trap.map(|e| e.to_string())),
-                    Verdict::Quarantine { failures: count } => {
-                        let reason = trap.map(|e| e.to_string()).unwrap_or_default();
-                        if !self
-                            .deployment
-                            .quarantine(count, reason, &mut shutdown)
-                            .await
-                        {
-                            return;
+            let batch = queue.take_batch(Instant::now(), BATCH_ENTITIES);
+            if !batch.is_empty() {
+                for (id, handled) in self.handle(batch, &mut session).await {
+                    let trap = match handled {
+                        Handled::Done => {
+                            queue.done(&id, true, Instant::now());
+                            None
                         }
-                        failures = Tracker::default();
+                        Handled::Failed(trap) => {
+                            queue.done(&id, false, Instant::now());
+                            trap
+                        }
+                    };
+                    let limits = self.deployment.current().limits;
+                    match failures.record(&limits, trap.is_none(), Duration::ZERO) {
+                        Verdict::Continue { .. } => self
+                            .deployment
+                            .record(failures.consecutive(), trap.map(|e| e.to_string())),
+                        Verdict::Quarantine { failures: count } => {
+                            let reason = trap.map(|e| e.to_string()).unwrap_or_default();
+                            if !self
+                                .deployment
+                                .quarantine(count, reason, &mut shutdown)
+                                .await
+                            {
+                                return;
+                            }
+                            failures = Tracker::default();
+                        }
                     }
                 }
                 continue;
@@ -203,87 +209,108 @@ impl Runner {
         Ok(())
     }
 
-    /// Enacts `id` if it needs it, and records the outcome on it.
-    async fn handle(&self, id: &Id, session: &mut Option<(Session, Arc<Plugin>)>) -> Handled {
+    /// Enacts those of `ids` that need it, and records the outcomes on them: one read and
+    /// one write of the store for the batch, the calls in order between.
+    async fn handle(
+        &self,
+        ids: Vec<Id>,
+        session: &mut Option<(Session, Arc<Plugin>)>,
+    ) -> Vec<(Id, Handled)> {
         let db = &self.services.db;
         let name = self.deployment.current().name.clone();
-        let wanted = id.clone();
-        let stored = match blocking(db, move |db| db.model_get(&wanted)).await {
-            Ok(Some(stored)) if stored.bookkeeping.needs_sync() => stored,
-            Ok(_) => return Handled::Done,
+        let wanted = ids.clone();
+        let stored = match blocking(db, move |db| db.model_get_many(&wanted)).await {
+            Ok(stored) => stored,
             Err(error) => {
-                tracing::error!(plugin = %name, "cannot read {id}: {error}");
-                return Handled::Failed(None);
+                tracing::error!(plugin = %name, "cannot read the model: {error}");
+                return ids
+                    .into_iter()
+                    .map(|id| (id, Handled::Failed(None)))
+                    .collect();
             }
         };
-        let books = stored.bookkeeping;
-        let enact = if books.deleted {
-            Enact::Delete
-        } else {
-            Enact::Sync
-        };
-        let result = self.call(session, enact, stored.entity.clone()).await;
-        let counters = &self.deployment.status.counters;
-        let id = id.clone();
-        let recorded = match result {
-            Ok(()) if books.deleted => {
-                let seen = books.updated;
-                blocking(db, move |db| db.purge(&id, seen).map(drop)).await
-            }
-            Ok(()) => {
-                let seen = books.sync_target();
-                let recorded = blocking(db, move |db| db.record_sync(&id, |b| b.enacted(seen)));
-                match recorded.await {
-                    // Purged while it was being created outside (deleted before it was ever
-                    // enacted): remove what was just created.
-                    Ok(None) => {
-                        tracing::info!(plugin = %name, "{} was deleted while it was synced: removing it", stored.entity.id());
-                        if let Err(error) = self
-                            .call(session, Enact::Delete, stored.entity.clone())
-                            .await
-                        {
-                            tracing::warn!(plugin = %name, "{} may be left outside: {error}", stored.entity.id());
+        let mut handled = Vec::with_capacity(ids.len());
+        let mut outcomes = Vec::new();
+        // The entities synced, by outcome, in case one was purged while it was created.
+        let mut synced = Vec::new();
+        for (id, stored) in ids.into_iter().zip(stored) {
+            let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync()) else {
+                handled.push((id, Handled::Done));
+                continue;
+            };
+            let books = &stored.bookkeeping;
+            let enact = if books.deleted {
+                Enact::Delete
+            } else {
+                Enact::Sync
+            };
+            let outcome = match self.call(session, enact, stored.entity.clone()).await {
+                Ok(()) if books.deleted => Enacted::Removed {
+                    seen: books.updated,
+                },
+                Ok(()) => Enacted::Synced {
+                    seen: books.sync_target(),
+                },
+                Err(error) => {
+                    Counters::bump(&self.deployment.status.counters.failures);
+                    tracing::warn!(plugin = %name, "{} {id}: {error}", enact.name());
+                    let (failure, trap) = match error {
+                        CallError::Plugin { kind, message } => (Failure { kind, message }, None),
+                        other => {
+                            // A trap may leave the instance unusable.
+                            *session = None;
+                            let failure = Failure {
+                                kind: ErrorKind::Failed,
+                                message: other.to_string(),
+                            };
+                            (failure, Some(other))
                         }
-                        Ok(())
-                    }
-                    Ok(Some(_)) => Ok(()),
-                    Err(error) => Err(error),
+                    };
+                    handled.push((id.clone(), Handled::Failed(trap)));
+                    outcomes.push((id, Enacted::Failed(failure)));
+                    synced.push(None);
+                    continue;
                 }
-            }
-            Err(error) => {
-                Counters::bump(&counters.failures);
-                let failure = match &error {
-                    CallError::Plugin { kind, message } => Failure {
-                        kind: *kind,
-                        message: message.clone(),
-                    },
-                    other => Failure {
-                        kind: ErrorKind::Failed,
-                        message: other.to_string(),
-                    },
-                };
-                tracing::warn!(plugin = %name, "{} {}: {error}", enact_name(enact), stored.entity.id());
-                let trap = (!matches!(error, CallError::Plugin { .. })).then_some(error);
-                if let Err(error) = blocking(db, move |db| {
-                    db.record_sync(&id, |b| b.backend.failed(failure))
-                })
-                .await
-                {
-                    tracing::error!(plugin = %name, "cannot record a failure: {error}");
-                }
-                return Handled::Failed(trap);
-            }
-        };
-        match recorded {
-            Ok(()) => {
-                Counters::bump(&counters.enacted);
-                Handled::Done
-            }
+            };
+            handled.push((id.clone(), Handled::Done));
+            synced.push(matches!(outcome, Enacted::Synced { .. }).then_some(stored.entity));
+            outcomes.push((id, outcome));
+        }
+        if outcomes.is_empty() {
+            return handled;
+        }
+        let recorded = match blocking(db, move |db| db.record_syncs(&outcomes)).await {
+            Ok(recorded) => recorded,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot record what was enacted: {error}");
-                Handled::Failed(None)
+                // Enacted again once the store takes it: the calls are idempotent.
+                return handled
+                    .into_iter()
+                    .map(|(id, _)| (id, Handled::Failed(None)))
+                    .collect();
+            }
+        };
+        for (recorded, entity) in recorded.into_iter().zip(synced) {
+            match (recorded, entity) {
+                // Deleted (never enacted before, so purged at once) while it was being
+                // created outside: remove what was just created.
+                (Recorded::Gone, Some(entity)) => {
+                    let id = entity.id().clone();
+                    tracing::info!(plugin = %name, "{id} was deleted while it was synced: removing it");
+                    if let Err(error) = self.call(session, Enact::Delete, entity).await {
+                        tracing::warn!(plugin = %name, "{id} may be left outside: {error}");
+                    }
+                }
+                (Recorded::Done, Some(_)) | (Recorded::Done, None) => {}
+                _ => {}
             }
         }
+        let enacted = handled
+            .iter()
+            .filter(|(_, h)| matches!(h, Handled::Done))
+            .count();
+        Counters::add(&self.deployment.status.counters.enacted, enacted as u64);
+        handled
     }
 
     /// Calls the current version with `entity`, on the session if it is of that version.
@@ -312,13 +339,6 @@ impl Runner {
         let (instance, _) = session.as_mut().expect("just made");
         Counters::bump(&self.deployment.status.counters.calls);
         instance.enact(&self.engine, enact, entity).await
-    }
-}
-
-fn enact_name(enact: Enact) -> &'static str {
-    match enact {
-        Enact::Sync => "sync-record",
-        Enact::Delete => "delete-record",
     }
 }
 
