@@ -37,14 +37,20 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, sync: &str) {
     setup.install(
         "push",
         "http-sync",
-        &format!(
-            "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
-             [sync]\nkinds = [\"node\"]\n{sync}\n\
-             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\nstore = {{ read = [\"node\"] }}\n\
-             [settings]\nurl = \"{url}\"\n",
-            url = backend.url()
-        ),
+        &step("push", "\"node\"", backend, sync),
     );
+}
+
+/// The manifest of the `http-sync` step `name` enacting `kinds` (TOML list items) on
+/// `backend`, with `sync` more lines of its `[sync]`.
+fn step(name: &str, kinds: &str, backend: &Backend, sync: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
+         [sync]\nkinds = [{kinds}]\n{sync}\n\
+         [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\nstore = {{ read = [\"*\"] }}\n\
+         [settings]\nurl = \"{url}\"\n",
+        url = backend.url()
+    )
 }
 
 fn model_get(setup: &Setup, key: &str) -> Result<Value, String> {
@@ -243,5 +249,47 @@ fn a_failing_entity_keeps_its_backoff_while_it_changes_and_the_others_go_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    host.stop();
+}
+
+#[test]
+fn one_kind_has_one_sync_step() {
+    let backend = Backend::start();
+    let setup = Setup::new();
+    setup.install(
+        "push-a",
+        "http-sync",
+        &step("push-a", "\"node\", \"rack\"", &backend, ""),
+    );
+    // A second step on `rack` would find it marked enacted by the first.
+    setup.install(
+        "push-b",
+        "http-sync",
+        &step("push-b", "\"rack\"", &backend, ""),
+    );
+    setup.install(
+        "push-c",
+        "http-sync",
+        &step("push-c", "\"switch\"", &backend, ""),
+    );
+    let host = setup.run();
+    let deadline = std::time::Instant::now() + WAIT;
+    let report = loop {
+        match setup.try_status() {
+            Ok(report) if report.plugins.len() + report.refused.len() == 3 => break report,
+            _ if std::time::Instant::now() > deadline => panic!("not every plugin was loaded"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["push-a", "push-c"]);
+    assert_eq!(report.refused.len(), 1);
+    assert!(
+        report.refused[0].error.ends_with(
+            "push-b.toml: `sync.kinds`: plugin `push-a` already enacts `rack` entities; one kind has one sync step"
+        ),
+        "{:?}",
+        report.refused
+    );
     host.stop();
 }

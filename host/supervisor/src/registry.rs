@@ -348,6 +348,23 @@ impl Registry {
                 ));
             }
         }
+        if let Some(step) = &plugin.roles.sync_step {
+            let other = self.running.values().find_map(|r| {
+                let other = r.deployment.current();
+                let theirs = &other.roles.sync_step.as_ref()?.sync.kinds;
+                let kind = step.sync.kinds.intersection(theirs).next()?.clone();
+                (other.name != plugin.name).then(|| (other.name.clone(), kind))
+            });
+            if let Some((other, kind)) = other {
+                // An entity's bookkeeping records one `enacted`: the first step to enact it
+                // would mark it done for the other.
+                return Err(format!(
+                    "{}: `sync.kinds`: plugin `{other}` already enacts `{kind}` entities; one \
+                     kind has one sync step",
+                    path.display()
+                ));
+            }
+        }
         plugin
             .activate(&self.services)
             .await

@@ -510,7 +510,11 @@ async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
     )
     .unwrap();
     let db = &live.harness.services.db;
-    db.model_put("inventory", &other, |_| None).unwrap();
+    let inventory = synchro_store::Writer {
+        plugin: "inventory",
+        acting: synchro_model::Acting::Source,
+    };
+    db.model_put(inventory, &other, |_| None).unwrap();
     send(&bus, "Stream", &[&person(1)]).await;
     let report = live.wait(|p| p.counters.processed == 1).await;
     assert_eq!(report.counters.denials, 0, "{report:#?}");

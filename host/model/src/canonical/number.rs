@@ -193,7 +193,7 @@ mod tests {
             canonical("0.1000000000000000055511151231257827"),
             "0.1000000000000000055511151231257827"
         );
-        assert_eq!(canonical(&format!("{}", "9".repeat(100))), "9".repeat(100));
+        assert_eq!(canonical(&"9".repeat(100)), "9".repeat(100));
         assert_eq!(
             canonical(&format!("{}0", "9".repeat(100))),
             format!("9.{}e100", "9".repeat(99))
