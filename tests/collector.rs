@@ -206,20 +206,36 @@ fn plugin_check_names_roles_and_mismatches() {
         "{bad:?}"
     );
 
-    // A manifest that claims a role the component does not export.
+    // A manifest that claims a role the component does not export, and one this host
+    // does not run yet.
     std::fs::copy(&wasm, setup.plugin_dir().join("liar.wasm")).unwrap();
-    setup.write("liar.toml", "name = \"liar\"\nversion = \"1\"\nroles = [\"collector\", \"sync-step\"]\n[schedule]\ninterval = \"1s\"\n");
-    let liar = setup.command(&[
-        "plugin",
-        "check",
-        setup.plugin_dir().join("liar.toml").to_str().unwrap(),
-    ]);
-    assert!(!liar.status.success());
-    assert!(
-        String::from_utf8_lossy(&liar.stderr)
-            .contains("role `sync-step` is not supported by this host yet"),
-        "{liar:?}"
-    );
+    let cases = [
+        (
+            "roles = [\"collector\", \"sync-step\"]\n[sync]\nkinds = [\"x\"]\n\
+             [capabilities]\nstore = { read = [\"x\"] }\n",
+            "it does not export `synchro:plugin/sync-step@0.2.0` as the sync-step role requires",
+        ),
+        (
+            "roles = [\"collector\", \"model-policy\"]\n",
+            "role `model-policy` is not supported by this host yet",
+        ),
+    ];
+    for (roles, expected) in cases {
+        setup.write(
+            "liar.toml",
+            &format!("name = \"liar\"\nversion = \"1\"\n{roles}[schedule]\ninterval = \"1s\"\n"),
+        );
+        let liar = setup.command(&[
+            "plugin",
+            "check",
+            setup.plugin_dir().join("liar.toml").to_str().unwrap(),
+        ]);
+        assert!(!liar.status.success());
+        assert!(
+            String::from_utf8_lossy(&liar.stderr).contains(expected),
+            "expected `{expected}`: {liar:?}"
+        );
+    }
 }
 
 #[test]

@@ -129,8 +129,14 @@ fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_
 
     // Deleted while the outside system refuses to remove it: kept, marked deleted, failed
     // with the outside system's answer, retried after a backoff that doubles.
-    backend.script("/node/b", &[500, 500]);
+    backend.script("/node/b", &[500; 1000]);
     source.set(200, &snapshot(&[("a", json!({"v": 2}))]));
+    let deletes = backend.wait_for("DELETE", "/node/b", 3, WAIT);
+    let gaps: Vec<Duration> = deletes.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(400) && gaps[1] >= Duration::from_millis(800),
+        "the backoff is enforced and doubles: {gaps:?}"
+    );
     let failed = wait_entity(&setup, "b", "failed", |e| {
         e["bookkeeping"]["sync"]["state"] == "failed"
     });
@@ -146,13 +152,11 @@ fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_
     );
     assert_eq!(list(&setup, "--failed"), ["b"]);
     let status = setup.plugin_status("push");
-    assert!(status.sync_queue.is_some(), "{status:?}");
-    let deletes = backend.wait_for("DELETE", "/node/b", 3, WAIT);
-    let gaps: Vec<Duration> = deletes.windows(2).map(|w| w[1].at - w[0].at).collect();
     assert!(
-        gaps[0] >= Duration::from_millis(400) && gaps[1] >= Duration::from_millis(800),
-        "the backoff is enforced and doubles: {gaps:?}"
+        status.sync_queue.is_some_and(|q| q.backing_off == 1),
+        "{status:?}"
     );
+    backend.script("/node/b", &[]);
     // Removed outside: purged.
     let deadline = std::time::Instant::now() + WAIT;
     while model_get(&setup, "b").is_ok() {
@@ -193,6 +197,19 @@ fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_
         e["bookkeeping"]["enacted"] == e["bookkeeping"]["updated"]
             && e["bookkeeping"]["sync"]["state"] == "done"
     });
+
+    // Already gone outside (a purge lost to a crash is removed again): done, and purged.
+    backend.script("/node/a", &[404]);
+    source.set(200, &snapshot(&[]));
+    backend.wait_for("DELETE", "/node/a", 1, WAIT);
+    let deadline = std::time::Instant::now() + WAIT;
+    while model_get(&setup, "a").is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never purged after a 404"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     host.stop();
 }
 

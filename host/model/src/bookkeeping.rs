@@ -16,6 +16,9 @@
 
 use crate::ErrorKind;
 
+/// The longest error message kept on an entity, in bytes.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
 /// The outbox sequence number of a change; 0 is never a change's.
 pub type Version = u64;
 
@@ -78,8 +81,18 @@ impl RoleStatus {
     }
 
     /// Records an error: deferred when the plugin says the outside system is not ready
-    /// (`unavailable`), failed otherwise; kept unless it repeats the last one.
-    pub fn failed(&mut self, failure: Failure) {
+    /// (`unavailable`), failed otherwise; kept unless it repeats the last one. A message is
+    /// kept to [`MAX_ERROR_BYTES`]: a plugin's errors are stored on entities other plugins
+    /// own.
+    pub fn failed(&mut self, mut failure: Failure) {
+        if failure.message.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !failure.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            failure.message.truncate(end);
+            failure.message.push('…');
+        }
         self.state = match failure.kind {
             ErrorKind::Unavailable => State::Deferred,
             _ => State::Failed,

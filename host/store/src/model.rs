@@ -297,6 +297,9 @@ impl Db {
                     Some((_, books_of)) => {
                         let mut books_of = books_of.clone();
                         books_of.write(writer.acting, at);
+                        // A source writing through the store wants it synced, whatever
+                        // the entity was before (observed data from before bookkeeping).
+                        books_of.no_sync &= writer.acting != Acting::Source;
                         books_of
                     }
                     None => Bookkeeping::created(at, false),

@@ -2,6 +2,9 @@
 //! entity's properties as the body, `DELETE` the same URL to remove it. A 503 answer
 //! means "not now" (`unavailable`: the entity is deferred); any other non-2xx status fails
 //! the entity with the status and body in the message, for the operator to read.
+//!
+//! Both are idempotent, as the host needs them to be (it calls again after a crash): a
+//! PUT replaces, and a DELETE of what is already gone (404, 410) is done.
 
 use synchro_guest::http::{Request, send};
 use synchro_guest::{Entity, Error, ErrorCode, SyncStep, config, error};
@@ -22,6 +25,7 @@ fn url(entity: &Entity) -> Result<String, Error> {
 }
 
 fn call(method: &str, entity: &Entity, body: Option<Vec<u8>>) -> Result<(), Error> {
+    let gone_is_done = method == "DELETE";
     let url = url(entity)?;
     let response = send(&Request {
         method: method.into(),
@@ -32,6 +36,7 @@ fn call(method: &str, entity: &Entity, body: Option<Vec<u8>>) -> Result<(), Erro
     })?;
     match response.status {
         200..=299 => Ok(()),
+        404 | 410 if gone_is_done => Ok(()),
         503 => Err(error(
             ErrorCode::Unavailable,
             format!("{method} {url}: not ready (HTTP 503)"),

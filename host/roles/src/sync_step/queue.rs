@@ -112,6 +112,12 @@ impl Queue {
         Some(pause)
     }
 
+    /// Gives back the rate token of an entity that turned out to need no call (observed
+    /// data, a step's own write): only calls count against the rate.
+    pub fn refund(&mut self) {
+        self.rate.refund();
+    }
+
     /// How many entities the queue holds, for `synchro status`.
     pub fn depth(&self) -> SyncQueue {
         SyncQueue {
@@ -144,6 +150,10 @@ impl Rate {
     /// When the next call may start; `None`: at any time.
     fn next_at(&self) -> Option<Instant> {
         self.tat.and_then(|tat| tat.checked_sub(self.burst))
+    }
+
+    fn refund(&mut self) {
+        self.tat = self.tat.map(|tat| tat - self.interval);
     }
 
     fn spend(&mut self, now: Instant) {
@@ -230,5 +240,7 @@ mod tests {
         assert_eq!(next - t0, Duration::from_millis(250));
         assert!(q.take(next).is_some());
         assert!(q.take(next).is_none());
+        q.refund();
+        assert!(q.take(next).is_some(), "a refunded token is spent again");
     }
 }

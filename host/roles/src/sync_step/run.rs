@@ -46,7 +46,9 @@ pub struct Runner {
 
 /// How handling one entity ended.
 enum Handled {
-    /// Enacted, removed, or nothing to do.
+    /// Nothing to do: no call was made.
+    Nothing,
+    /// Enacted, or removed.
     Done,
     /// The call failed: the entity backs off. `Some` for a failure of the plugin itself
     /// (a trap, a deadline), which counts towards its quarantine.
@@ -76,18 +78,30 @@ impl Runner {
         let name = self.deployment.current().name.clone();
         let mut versions = self.deployment.versions();
         let mut settings = sync_of(&self.deployment.current()).clone();
-        let (mut cursor, mut queue) = match self.start(&settings).await {
-            Ok(started) => started,
-            Err(error) => {
-                tracing::error!(plugin = %name, "cannot read the model: {error}");
-                return;
-            }
+        let Some((mut cursor, mut queue)) = self.start(&settings).await else {
+            return;
         };
         let mut session: Option<(Session, Arc<Plugin>)> = None;
         let mut failures = Tracker::default();
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            // A new version is acted on before the next batch, even under a backlog: it
+            // may enact other kinds, or no longer be granted these.
+            if matches!(versions.has_changed(), Ok(true)) {
+                session = None;
+                let next = sync_of(&versions.borrow_and_update()).clone();
+                if next != settings {
+                    tracing::info!(plugin = %name, "[sync] changed: listing the model again");
+                    settings = next;
+                    // The old reader goes first: two would hold the outbox for nothing.
+                    drop(cursor);
+                    let Some(started) = self.start(&settings).await else {
+                        return;
+                    };
+                    (cursor, queue) = started;
+                }
             }
             self.deployment.status.set_sync_queue(queue.depth());
             // New changes are routed first: that is cheap, and it keeps the queue's view
@@ -100,8 +114,14 @@ impl Runner {
             }
             let batch = queue.take_batch(Instant::now(), BATCH_ENTITIES);
             if !batch.is_empty() {
-                for (id, handled) in self.handle(batch, &mut session).await {
+                let mut quarantine = None;
+                for (id, handled) in self.handle(batch, &mut session, &shutdown).await {
                     let trap = match handled {
+                        Handled::Nothing => {
+                            queue.done(&id, true, Instant::now());
+                            queue.refund();
+                            continue;
+                        }
                         Handled::Done => {
                             queue.done(&id, true, Instant::now());
                             None
@@ -118,16 +138,28 @@ impl Runner {
                             .record(failures.consecutive(), trap.map(|e| e.to_string())),
                         Verdict::Quarantine { failures: count } => {
                             let reason = trap.map(|e| e.to_string()).unwrap_or_default();
-                            if !self
-                                .deployment
-                                .quarantine(count, reason, &mut shutdown)
-                                .await
-                            {
-                                return;
-                            }
-                            failures = Tracker::default();
+                            quarantine.get_or_insert((count, reason));
                         }
                     }
+                }
+                if let Some((count, reason)) = quarantine {
+                    // Quarantined, the step lets go of the change stream, which would
+                    // otherwise be kept for it however long the quarantine lasts; released,
+                    // it lists the model again for what it missed.
+                    session = None;
+                    drop(cursor);
+                    if !self
+                        .deployment
+                        .quarantine(count, reason, &mut shutdown)
+                        .await
+                    {
+                        return;
+                    }
+                    failures = Tracker::default();
+                    let Some(started) = self.start(&settings).await else {
+                        return;
+                    };
+                    (cursor, queue) = started;
                 }
                 continue;
             }
@@ -138,21 +170,8 @@ impl Runner {
                 biased;
                 // The guard is dropped at once: held across an await it makes this !Send.
                 _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => return,
-                _ = versions.changed() => {
-                    session = None;
-                    let next = sync_of(&versions.borrow_and_update()).clone();
-                    if next != settings {
-                        tracing::info!(plugin = %name, "[sync] changed: listing the model again");
-                        settings = next;
-                        match self.start(&settings).await {
-                            Ok(started) => (cursor, queue) = started,
-                            Err(error) => {
-                                tracing::error!(plugin = %name, "cannot read the model: {error}");
-                                return;
-                            }
-                        }
-                    }
-                }
+                // Marked unseen again, so that the check above acts on it.
+                _ = versions.changed() => versions.mark_changed(),
                 _ = cursor.wait() => {}
                 _ = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {}
                 _ = tokio::time::sleep(IDLE), if session.is_some() => session = None,
@@ -161,8 +180,19 @@ impl Runner {
     }
 
     /// Attaches to the change stream, then queues every entity of the kinds that needs a
-    /// sync.
-    async fn start(&self, settings: &Sync) -> Result<(Cursor, Queue), DbError> {
+    /// sync; `None` (said in the log) when the state cannot be read.
+    async fn start(&self, settings: &Sync) -> Option<(Cursor, Queue)> {
+        match self.list(settings).await {
+            Ok(started) => Some(started),
+            Err(error) => {
+                let name = self.deployment.current().name.clone();
+                tracing::error!(plugin = %name, "cannot read the model: {error}");
+                None
+            }
+        }
+    }
+
+    async fn list(&self, settings: &Sync) -> Result<(Cursor, Queue), DbError> {
         let name = format!("sync-step.{}", self.deployment.current().name);
         let cursor = self.services.db.cursor(&name, Start::End)?;
         let mut queue = Queue::new(settings.rate, settings.backoff, settings.max_backoff);
@@ -211,10 +241,14 @@ impl Runner {
 
     /// Enacts those of `ids` that need it, and records the outcomes on them: one read and
     /// one write of the store for the batch, the calls in order between.
+    ///
+    /// Stopping, it makes no more calls: what it did not call stays dirty in the store,
+    /// and is enacted at the next start.
     async fn handle(
         &self,
         ids: Vec<Id>,
         session: &mut Option<(Session, Arc<Plugin>)>,
+        shutdown: &watch::Receiver<bool>,
     ) -> Vec<(Id, Handled)> {
         let db = &self.services.db;
         let name = self.deployment.current().name.clone();
@@ -235,9 +269,13 @@ impl Runner {
         let mut synced = Vec::new();
         for (id, stored) in ids.into_iter().zip(stored) {
             let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync()) else {
-                handled.push((id, Handled::Done));
+                handled.push((id, Handled::Nothing));
                 continue;
             };
+            if *shutdown.borrow() {
+                handled.push((id, Handled::Nothing));
+                continue;
+            }
             let books = &stored.bookkeeping;
             let enact = if books.deleted {
                 Enact::Delete
