@@ -199,6 +199,18 @@ impl Roles {
     }
 }
 
+/// Runs `op` on the state database on a blocking thread: a redb transaction may wait for
+/// the disk, which a runtime thread must not.
+pub(crate) async fn blocking<T: Send + 'static>(
+    db: &Arc<synchro_store::Db>,
+    op: impl FnOnce(&synchro_store::Db) -> Result<T, synchro_store::DbError> + Send + 'static,
+) -> Result<T, synchro_store::DbError> {
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || op(&db))
+        .await
+        .expect("state operations do not panic")
+}
+
 /// The manifest `/p/FILE` with `text`, with its role sections read, or the error as text:
 /// what the roles' own tests parse.
 #[cfg(test)]

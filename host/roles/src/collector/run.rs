@@ -74,10 +74,8 @@ impl Runner {
         &self,
         op: impl FnOnce(&Db) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, CollectError> {
-        let db = self.services.db.clone();
-        tokio::task::spawn_blocking(move || op(&db))
+        crate::blocking(&self.services.db, op)
             .await
-            .expect("state operations do not panic")
             .map_err(CollectError::from)
     }
 

@@ -20,7 +20,7 @@ use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{ErrorKind, Id};
 use synchro_status::Counters;
-use synchro_store::{Cursor, Db, DbError, Enacted, Recorded, Start};
+use synchro_store::{Cursor, DbError, Enacted, Recorded, Start};
 
 use super::Sync;
 use super::call::{Enact, Session};
@@ -201,7 +201,7 @@ impl Runner {
             loop {
                 let kind = kind.clone();
                 let from = after.take();
-                let page = blocking(&self.services.db, move |db| {
+                let page = crate::blocking(&self.services.db, move |db| {
                     db.model_query(Some(&kind), from.as_ref(), |_, b| b.needs_sync(), PAGE)
                 })
                 .await?;
@@ -253,7 +253,7 @@ impl Runner {
         let db = &self.services.db;
         let name = self.deployment.current().name.clone();
         let wanted = ids.clone();
-        let stored = match blocking(db, move |db| db.model_get_many(&wanted)).await {
+        let stored = match crate::blocking(db, move |db| db.model_get_many(&wanted)).await {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot read the model: {error}");
@@ -317,7 +317,7 @@ impl Runner {
         if outcomes.is_empty() {
             return handled;
         }
-        let recorded = match blocking(db, move |db| db.record_syncs(&outcomes)).await {
+        let recorded = match crate::blocking(db, move |db| db.record_syncs(&outcomes)).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot record what was enacted: {error}");
@@ -387,14 +387,4 @@ fn sync_of(plugin: &Plugin) -> &Sync {
         .as_ref()
         .expect("a sync-step runner runs sync steps")
         .sync
-}
-
-async fn blocking<T: Send + 'static>(
-    db: &Arc<Db>,
-    op: impl FnOnce(&Db) -> Result<T, DbError> + Send + 'static,
-) -> Result<T, DbError> {
-    let db = db.clone();
-    tokio::task::spawn_blocking(move || op(&db))
-        .await
-        .expect("state operations do not panic")
 }
