@@ -194,18 +194,8 @@ impl Db {
 
     /// The model's entity under `id`.
     pub fn model_get(&self, id: &Id) -> Result<Option<Stored>, DbError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(ENTITIES).map_err(dberr)?;
-        let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
-            return Ok(None);
-        };
-        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-        let (owner, bytes) = row.value();
-        Ok(Some(Stored::decode(
-            owner,
-            bytes,
-            bookkeeping::get(&books, id)?,
-        )?))
+        let mut found = self.model_get_many(std::slice::from_ref(id))?;
+        Ok(found.pop().flatten())
     }
 
     /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`
