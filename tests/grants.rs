@@ -174,7 +174,7 @@ fn a_sync_step_enacts_only_kinds_it_is_granted_to_read() {
              [capabilities]\nstore = {{ read = {read} }}\n"
         )
     };
-    let refused = "field `sync.kinds`: enacting `secret` entities needs a grant to read them";
+    let refused = "field `sync.kinds`: handling `secret` entities needs a grant to read them";
     let cases = [
         (step("[\"pserver\"]"), "", Err(refused)),
         (step("[\"*\"]"), "", Ok(())),

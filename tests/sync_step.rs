@@ -303,7 +303,7 @@ fn one_kind_has_one_sync_step() {
     assert_eq!(report.refused.len(), 1);
     assert!(
         report.refused[0].error.ends_with(
-            "push-b.toml: `sync.kinds`: plugin `push-a` already enacts `rack` entities; one kind has one sync step"
+            "push-b.toml: `sync.kinds`: plugin `push-a` already is the sync-step of `rack` entities; one kind has one sync-step"
         ),
         "{:?}",
         report.refused

@@ -77,6 +77,12 @@ pub mod __bindings {
         "synchro_guest::__bindings::event_step"
     );
     role_world!(
+        model_policy,
+        "synchro:plugin/model-policy-plugin",
+        "__export_model_policy_plugin",
+        "synchro_guest::__bindings::model_policy"
+    );
+    role_world!(
         sync_step,
         "synchro:plugin/sync-step-plugin",
         "__export_sync_step_plugin",
@@ -107,6 +113,24 @@ pub trait EventStep {
     /// the configured attempts it goes to the dead-letter topic. Handling must be
     /// idempotent: a message can be delivered more than once.
     fn process_event(message: Message) -> Result<(), Error>;
+}
+
+/// A plugin that reacts to the model's writes (an XOS model policy).
+///
+/// The host calls it for each entity of its `[policy] kinds` that a source or a sync step
+/// changed since it last handled it, one entity at a time, at the manifest's rate. Its
+/// own `store` writes never call it again, and it may write the entity it handles even
+/// when another plugin owns it (a write over a change made meanwhile is refused with
+/// [`ErrorCode::Unavailable`], and the entity is handed again). An error is shown on the
+/// entity and retried after a backoff. Calls must be idempotent: after a crash the host
+/// calls again.
+pub trait ModelPolicy {
+    /// `entity` is new to the policy.
+    fn handle_create(entity: Entity) -> Result<(), Error>;
+    /// `entity` changed since the policy handled it as `previous`.
+    fn handle_update(entity: Entity, previous: Entity) -> Result<(), Error>;
+    /// `entity` was deleted; the host keeps it, hidden, until this succeeds.
+    fn handle_delete(entity: Entity) -> Result<(), Error>;
 }
 
 /// A plugin that pushes the model to an outside system (an XOS sync step).
@@ -174,6 +198,37 @@ macro_rules! export_event_step {
 
         $crate::__bindings::event_step::__export_event_step_plugin!(
             __SynchroEventStep with_types_in $crate::__bindings::event_step
+        );
+    };
+}
+
+/// Exports `$plugin`, a type implementing [`ModelPolicy`], as this component's model
+/// policy.
+#[macro_export]
+macro_rules! export_model_policy {
+    ($plugin:ty) => {
+        #[doc(hidden)]
+        struct __SynchroModelPolicy;
+
+        impl $crate::__bindings::model_policy::exports::synchro::plugin::model_policy::Guest for __SynchroModelPolicy {
+            fn handle_create(entity: $crate::Entity) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::ModelPolicy>::handle_create(entity)
+            }
+
+            fn handle_update(
+                entity: $crate::Entity,
+                previous: $crate::Entity,
+            ) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::ModelPolicy>::handle_update(entity, previous)
+            }
+
+            fn handle_delete(entity: $crate::Entity) -> ::core::result::Result<(), $crate::Error> {
+                <$plugin as $crate::ModelPolicy>::handle_delete(entity)
+            }
+        }
+
+        $crate::__bindings::model_policy::__export_model_policy_plugin!(
+            __SynchroModelPolicy with_types_in $crate::__bindings::model_policy
         );
     };
 }

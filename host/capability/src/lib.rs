@@ -14,7 +14,7 @@ use synchro_bus::{Bus, Topics};
 use synchro_engine::CallState;
 use synchro_engine::wasmtime::component::{HasSelf, Linker};
 use synchro_manifest::{Limits, Manifest, ManifestError};
-use synchro_model::{Acting, Change, Entity, Error, ErrorKind, Operation};
+use synchro_model::{Acting, Change, Entity, Error, ErrorKind, Handling, Operation};
 use synchro_status::{Counters, Status};
 use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
@@ -89,6 +89,9 @@ pub struct CallContext {
     /// (XOS's caller kind): a policy's writes never re-run policies, a step's never
     /// re-sync.
     pub acting: Acting,
+    /// The entity a policy's or a step's call handles, which the call may write whoever
+    /// owns it.
+    pub handling: Option<Handling>,
 }
 
 impl std::ops::Deref for CallContext {
@@ -117,6 +120,7 @@ impl CallContext {
     pub fn restarted(&self) -> CallContext {
         CallContext {
             acting: self.acting,
+            handling: self.handling.clone(),
             ..CallContext::starting_now(self.caller.clone())
         }
     }
@@ -130,6 +134,7 @@ impl CallContext {
         CallContext {
             deadline: Instant::now() + caller.limits.deadline,
             acting: Acting::Source,
+            handling: None,
             caller,
         }
     }

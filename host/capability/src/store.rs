@@ -161,6 +161,7 @@ impl wit::Host for Capability {
                 let writer = Writer {
                     plugin: &call.plugin,
                     acting: call.acting,
+                    handling: call.handling.as_ref(),
                 };
                 let write = s.model_put(writer, &entity, |previous| {
                     let operation = match previous {
@@ -180,6 +181,13 @@ impl wit::Host for Capability {
         match write {
             Write::Done { .. } => Ok(()),
             Write::Refused => Err(self.not_owned("replacing", &id)),
+            Write::Stale => Err(fail(
+                ErrorKind::Unavailable,
+                format!(
+                    "{id} changed since this call read it: not written; the call is made again \
+                     on what it is now"
+                ),
+            )),
         }
     }
 
@@ -202,7 +210,7 @@ impl wit::Host for Capability {
                 }
                 Ok(())
             }
-            Write::Refused => Err(self.not_owned("deleting", &id)),
+            Write::Refused | Write::Stale => Err(self.not_owned("deleting", &id)),
         }
     }
 }

@@ -99,6 +99,7 @@ impl std::fmt::Display for Summary<'_> {
             }
         }
         let flags = [
+            ("needs-policy", b.needs_policy),
             ("needs-sync", b.needs_sync),
             ("deleted", b.deleted),
             ("no-sync", b.no_sync),

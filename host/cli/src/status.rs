@@ -94,11 +94,17 @@ fn print_status(report: &HostReport) {
             c.reloads,
             c.failed_reloads
         );
-        if let Some(q) = &plugin.sync_queue {
-            println!(
-                "  sync queue: ready {} in-flight {} backing-off {} enacted {}",
-                q.ready, q.in_flight, q.backing_off, c.enacted
-            );
+        let queues = [
+            ("policy", &plugin.policy_queue, "policed", c.policed),
+            ("sync", &plugin.sync_queue, "enacted", c.enacted),
+        ];
+        for (role, queue, done, count) in queues {
+            if let Some(q) = queue {
+                println!(
+                    "  {role} queue: ready {} in-flight {} backing-off {} {done} {count}",
+                    q.ready, q.in_flight, q.backing_off
+                );
+            }
         }
         if let Some(error) = &plugin.reload_error {
             println!("  last reload refused: {}", OneLine(error));

@@ -33,6 +33,32 @@ pub enum Acting {
     Step,
 }
 
+/// The entity a policy's or a sync step's call handles, as the call read it: the one
+/// entity of another writer that call may write (XOS's policies and steps write the models
+/// they handle), and only while nobody else has changed it since — else the write, made
+/// from what the call read, would undo that change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handling {
+    pub id: crate::Id,
+    /// The role's target when the call read it: [`Bookkeeping::policy_target`] for a
+    /// policy, [`Bookkeeping::sync_target`] for a step. The role's own writes do not move
+    /// it; everyone else's do.
+    pub seen: Version,
+}
+
+impl Handling {
+    /// Whether `acting`, handling the entity whose bookkeeping is `now`, may write it:
+    /// it is still there, and nobody else wrote it since the call read it.
+    pub fn still_current(&self, acting: Acting, now: &Bookkeeping) -> bool {
+        let target = match acting {
+            Acting::Source => return false,
+            Acting::Policy => now.policy_target(),
+            Acting::Step => now.sync_target(),
+        };
+        !now.deleted && target == self.seen
+    }
+}
+
 /// What a role's last call for an entity returned. Whether the entity has work now is
 /// [`Bookkeeping::needs_sync`] / [`Bookkeeping::needs_policy`]: a failed entity that
 /// changed again is still shown failed until a call succeeds.
@@ -157,10 +183,21 @@ impl Bookkeeping {
         self.updated = self.updated.max(at);
     }
 
-    /// Whether a deletion must wait for a sync step: something was enacted outside that
-    /// `delete-record` has to remove. Otherwise the entity is purged at once.
+    /// Whether a deletion must wait for a role: a sync step has something outside that
+    /// `delete-record` must remove, or a model policy handled the entity and must see
+    /// its deletion (`handle-delete`). Otherwise the entity is purged at once.
     pub fn holds_delete(&self) -> bool {
+        self.outside() || self.policed.is_some()
+    }
+
+    /// Whether a sync step enacted the entity outside, and nothing removed it since.
+    fn outside(&self) -> bool {
         !self.no_sync && self.enacted.is_some()
+    }
+
+    /// Whether a deleted entity may go: no role has anything left to do with it.
+    pub fn purgeable(&self) -> bool {
+        self.deleted && !self.needs_sync() && !self.needs_policy()
     }
 
     /// The version a sync must reach: the data's, or a policy's write after it.
@@ -175,18 +212,33 @@ impl Bookkeeping {
 
     /// Whether a sync step has work: never enacted, or enacted before the last change
     /// by a source or a policy.
+    /// A deleted entity needs one only while something enacted is outside.
     pub fn needs_sync(&self) -> bool {
+        if self.deleted {
+            return self.outside();
+        }
         !self.no_sync && self.enacted.is_none_or(|e| e < self.sync_target())
     }
 
-    /// Whether the model policies have work.
+    /// Whether the model policies have work: never policed, or policed before the last
+    /// change by a source or a step. A deleted entity needs `handle-delete` only if a
+    /// policy saw it alive.
     pub fn needs_policy(&self) -> bool {
+        if self.deleted {
+            return self.policed.is_some_and(|p| p < self.updated);
+        }
         self.policed.is_none_or(|p| p < self.policy_target())
     }
 
     /// A successful sync of the data as of `seen` (the target when the call started).
     pub fn enacted(&mut self, seen: Version) {
         self.enacted = Some(self.enacted.unwrap_or(0).max(seen));
+        self.backend.done();
+    }
+
+    /// A successful `delete-record`: nothing is outside any more.
+    pub fn removed(&mut self) {
+        self.enacted = None;
         self.backend.done();
     }
 
@@ -261,6 +313,36 @@ mod tests {
         assert!(
             !b.deleted && b.updated == 5,
             "a write over a deleted entity creates it"
+        );
+    }
+
+    #[test]
+    fn a_deleted_entity_goes_once_the_step_removed_it_and_the_policy_saw_it_go() {
+        let mut b = Bookkeeping::created(1, false);
+        b.policed(1);
+        b.enacted(1);
+        b.delete(4);
+        assert!(b.holds_delete() && b.needs_sync() && b.needs_policy());
+        b.removed();
+        assert!(
+            !b.needs_sync() && !b.purgeable(),
+            "handle-delete is still due"
+        );
+        b.policed(4);
+        assert!(b.purgeable());
+
+        let mut never_policed = Bookkeeping::created(1, false);
+        never_policed.enacted(1);
+        never_policed.delete(2);
+        assert!(
+            !never_policed.needs_policy(),
+            "no policy saw it: no handle-delete"
+        );
+        never_policed.removed();
+        assert!(never_policed.purgeable());
+        assert!(
+            !Bookkeeping::created(1, true).holds_delete(),
+            "nothing to hold it"
         );
     }
 

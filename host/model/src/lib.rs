@@ -15,7 +15,7 @@ mod error;
 pub mod gizmo;
 mod one_line;
 
-pub use bookkeeping::{Acting, Bookkeeping, Version};
+pub use bookkeeping::{Acting, Bookkeeping, Handling, Version};
 pub use change::{Change, new_transaction_id, now_millis};
 pub use diff::{Completeness, Diff, DiffError, Hashes, Operation, Outcome, Upsert};
 pub use entity::{EdgeEnds, Entity, EntityError, EntityRef, Id};

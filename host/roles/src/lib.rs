@@ -12,11 +12,14 @@ pub mod collector;
 mod deployment;
 pub mod event_step;
 mod failure;
+pub mod model_policy;
+mod model_work;
 mod plugin;
 mod session;
 pub mod sync_step;
 mod task;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +30,7 @@ use tokio::sync::watch;
 
 use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
+use model_work::ModelWork;
 pub use plugin::{Declared, LoadPolicy, Plugin, manifests_in};
 /// Where a plugin's compiled component came from (`Plugin::origin`).
 pub use synchro_engine::Origin;
@@ -52,7 +56,8 @@ pub fn engine(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<PluginEng
 pub(crate) struct Sections {
     collector: Option<collector::Schedule>,
     event_step: Option<event_step::Events>,
-    sync_step: Option<sync_step::Sync>,
+    model_policy: Option<ModelWork>,
+    sync_step: Option<ModelWork>,
 }
 
 impl Sections {
@@ -60,6 +65,7 @@ impl Sections {
     const SECTIONS: &[(&str, Role)] = &[
         (collector::SECTION, Role::Collector),
         (event_step::SECTION, Role::EventStep),
+        (model_policy::SECTION, Role::ModelPolicy),
         (sync_step::SECTION, Role::SyncStep),
     ];
 
@@ -87,6 +93,7 @@ impl Sections {
         let mut sections = Sections {
             collector: None,
             event_step: None,
+            model_policy: None,
             sync_step: None,
         };
         for role in &manifest.roles {
@@ -97,14 +104,11 @@ impl Sections {
                 Role::EventStep => {
                     sections.event_step = Some(event_step::EventStep::section(manifest)?)
                 }
+                Role::ModelPolicy => {
+                    sections.model_policy = Some(model_policy::ModelPolicy::section(manifest)?)
+                }
                 Role::SyncStep => {
                     sections.sync_step = Some(sync_step::SyncStep::section(manifest)?)
-                }
-                other => {
-                    return Err(manifest.error(format!(
-                        "role `{}` is not supported by this host yet",
-                        other.name()
-                    )));
                 }
             }
         }
@@ -115,12 +119,23 @@ impl Sections {
     pub(crate) fn subscribes(&self) -> Option<&synchro_bus::Topics> {
         self.event_step.as_ref().map(|events| &events.topics)
     }
+
+    /// The model roles' sections, by name.
+    pub(crate) fn model_work(&self) -> impl Iterator<Item = (&'static str, &ModelWork)> {
+        [
+            (model_policy::SECTION, &self.model_policy),
+            (sync_step::SECTION, &self.sync_step),
+        ]
+        .into_iter()
+        .filter_map(|(section, work)| Some((section, work.as_ref()?)))
+    }
 }
 
 /// The roles one plugin plays, each with its manifest section and its export.
 pub struct Roles {
     pub collector: Option<collector::Collector>,
     pub event_step: Option<event_step::EventStep>,
+    pub model_policy: Option<model_policy::ModelPolicy>,
     pub sync_step: Option<sync_step::SyncStep>,
 }
 
@@ -137,6 +152,10 @@ impl Roles {
                 .event_step
                 .map(|events| event_step::EventStep::link(events, linked))
                 .transpose()?,
+            model_policy: sections
+                .model_policy
+                .map(|policy| model_policy::ModelPolicy::link(policy, linked))
+                .transpose()?,
             sync_step: sections
                 .sync_step
                 .map(|sync| sync_step::SyncStep::link(sync, linked))
@@ -144,13 +163,27 @@ impl Roles {
         })
     }
 
+    /// The model roles the plugin plays: each with its manifest section and the kinds it
+    /// handles.
+    pub fn model_work(&self) -> impl Iterator<Item = (Role, &'static str, &BTreeSet<String>)> {
+        let policy = self
+            .model_policy
+            .as_ref()
+            .map(|p| (Role::ModelPolicy, model_policy::SECTION, &p.policy.kinds));
+        let sync = self
+            .sync_step
+            .as_ref()
+            .map(|s| (Role::SyncStep, sync_step::SECTION, &s.sync.kinds));
+        policy.into_iter().chain(sync)
+    }
+
     /// Checks that `linked` exports the interface of `role` as this host expects it.
     pub fn check_export(role: Role, linked: &Linked) -> anyhow::Result<()> {
         match role {
             Role::Collector => collector::guest(linked).map(drop),
             Role::EventStep => event_step::guest(linked).map(drop),
+            Role::ModelPolicy => model_policy::guest(linked).map(drop),
             Role::SyncStep => sync_step::guest(linked).map(drop),
-            other => anyhow::bail!("role `{}` is not supported by this host yet", other.name()),
         }
     }
 
@@ -188,6 +221,11 @@ impl Roles {
         if self.event_step.is_some() {
             let runner =
                 event_step::Runner::new(deployment.clone(), engine.clone(), services.clone());
+            tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
+        }
+        if self.model_policy.is_some() {
+            let runner =
+                model_policy::Runner::new(deployment.clone(), engine.clone(), services.clone());
             tasks.push(PluginTask::spawn(name, runner.run(stop.clone()), stopped()));
         }
         if self.sync_step.is_some() {

@@ -97,15 +97,15 @@ impl Declared {
                 );
             }
         }
-        if let Some(sync) = &sections.sync_step
-            && let Some(kind) = sync.kinds.iter().find(|k| !grants.store.may_read(k))
-        {
-            // The step is handed every entity of its kinds: reading them is what it asks.
-            anyhow::bail!(
-                "{}: field `sync.kinds`: enacting `{kind}` entities needs a grant to read them \
-                 (`capabilities.store.read`, and the operator's grants)",
-                path.display()
-            );
+        for (section, work) in sections.model_work() {
+            if let Some(kind) = work.kinds.iter().find(|k| !grants.store.may_read(k)) {
+                // The role is handed every entity of its kinds: reading them is what it asks.
+                anyhow::bail!(
+                    "{}: field `{section}.kinds`: handling `{kind}` entities needs a grant to \
+                     read them (`capabilities.store.read`, and the operator's grants)",
+                    path.display()
+                );
+            }
         }
         Ok(Declared {
             manifest,

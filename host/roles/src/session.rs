@@ -9,6 +9,7 @@ use synchro_capability::{CallContext, Capabilities};
 use synchro_engine::wasmtime::Store;
 use synchro_engine::wasmtime::component::Instance;
 use synchro_engine::{CallError, CallState};
+use synchro_model::Handling;
 use synchro_wit::WitError;
 
 use crate::{Linked, PluginEngine};
@@ -47,6 +48,11 @@ impl<G> Session<G> {
         let guest =
             load(&mut store, &instance).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         Ok(Session { store, guest, call })
+    }
+
+    /// Lets the next calls write `handling` whoever owns it (see [`Handling`]).
+    pub(crate) fn handling(&mut self, handling: Option<Handling>) {
+        self.call.handling = handling;
     }
 
     /// Readies the next call: a fresh deadline, fuel and capability state.

@@ -68,6 +68,8 @@ counters! {
     dead_lettered,
     /// Entities a sync step enacted, or removed outside.
     enacted,
+    /// Entities a model policy handled (created, updated or deleted).
+    policed,
     /// Times the plugin was quarantined.
     quarantines,
     /// New versions swapped in while running.
@@ -93,8 +95,8 @@ pub struct Status {
     health: Mutex<Health>,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
-    /// A sync step's work queue, as its runner last left it.
-    sync_queue: Mutex<Option<SyncQueue>>,
+    /// The work queues of its model roles, as their runners last left them.
+    queues: Mutex<[Option<WorkQueue>; 2]>,
 }
 
 impl Status {
@@ -114,20 +116,27 @@ impl Status {
         *self.reload_error.lock().expect("status lock") = error;
     }
 
-    pub fn sync_queue(&self) -> Option<SyncQueue> {
-        *self.sync_queue.lock().expect("status lock")
+    pub fn queue(&self, role: ModelRole) -> Option<WorkQueue> {
+        self.queues.lock().expect("status lock")[role as usize]
     }
 
-    pub fn set_sync_queue(&self, queue: SyncQueue) {
-        *self.sync_queue.lock().expect("status lock") = Some(queue);
+    pub fn set_queue(&self, role: ModelRole, queue: WorkQueue) {
+        self.queues.lock().expect("status lock")[role as usize] = Some(queue);
     }
 }
 
-/// A sync step's work queue: entities ready to sync, being synced, and backing off after
-/// a failure.
+/// The roles that work through the model's entities from a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelRole {
+    Policy = 0,
+    Sync = 1,
+}
+
+/// A model role's work queue: entities ready to handle, being handled, and backing off
+/// after a failure.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct SyncQueue {
+pub struct WorkQueue {
     pub ready: usize,
     pub in_flight: usize,
     pub backing_off: usize,
@@ -148,7 +157,10 @@ pub struct PluginReport {
     pub counters: CounterValues,
     /// A sync step's work queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_queue: Option<SyncQueue>,
+    pub sync_queue: Option<WorkQueue>,
+    /// A model policy's work queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_queue: Option<WorkQueue>,
 }
 
 /// A manifest in the plugin directory that did not load.
@@ -250,10 +262,14 @@ pub struct ModelBookkeeping {
     pub enacted: Option<u64>,
     /// Whether a deployed sync step has work on it.
     pub needs_sync: bool,
+    /// Whether a deployed model policy has work on it.
+    #[serde(default)]
+    pub needs_policy: bool,
     /// The sync steps' last outcome (XOS's backend status).
     pub sync: RoleOutcome,
     pub policy: RoleOutcome,
-    /// Deleted, and kept until a sync step has removed it outside.
+    /// Deleted, and kept until a sync step has removed it outside and a model policy
+    /// that handled it has seen it go.
     pub deleted: bool,
     /// Never pushed outward (observed data).
     pub no_sync: bool,

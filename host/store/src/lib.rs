@@ -21,7 +21,7 @@ use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
-pub use model::{Collected, Enacted, Recorded, Refusal, Stored, Write, Writer};
+pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
 
 /// The file inside the data directory.
@@ -98,6 +98,7 @@ impl Db {
         }
         txn.open_table(model::ENTITIES).map_err(dberr)?;
         txn.open_table(bookkeeping::BOOKKEEPING).map_err(dberr)?;
+        txn.open_table(model::POLICED_AS).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
         let last = outbox::last_seq(&txn)?;
@@ -159,6 +160,7 @@ mod tests {
         Writer {
             plugin,
             acting: synchro_model::Acting::Source,
+            handling: None,
         }
     }
 
@@ -640,6 +642,7 @@ mod tests {
             let writer = Writer {
                 plugin: "w",
                 acting,
+                handling: None,
             };
             let e = entity(key, props);
             let announce =
@@ -741,5 +744,77 @@ mod tests {
             Recorded::Rewritten,
             "live again"
         );
+    }
+
+    #[test]
+    fn a_policy_sees_what_it_last_handled_may_write_what_it_handles_and_sees_it_go() {
+        use synchro_model::{Acting, Handling};
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let books = |key: &str| state.model_get(&id(key)).unwrap().map(|s| s.bookkeeping);
+        let announce = |_: Option<&Entity>| Some(b"change".to_vec());
+        state
+            .model_put(source("api"), &entity("a", r#"{"v":1}"#), announce)
+            .unwrap();
+        assert_eq!(state.policed_as(&[id("a")]).unwrap(), [None]);
+        let record = |outcome| state.record_policies(&[(id("a"), outcome)]).unwrap()[0];
+        let handled = Policed::Handled {
+            seen: 1,
+            entity: entity("a", r#"{"v":1}"#),
+        };
+        assert_eq!(record(handled), Recorded::Done);
+        assert_eq!(
+            state.policed_as(&[id("a")]).unwrap(),
+            [Some(entity("a", r#"{"v":1}"#))]
+        );
+        assert!(!books("a").unwrap().needs_policy());
+
+        // The policy writes the entity its call handles, though `api` owns it; once a
+        // source changed it, the write would undo that change, and is refused.
+        let handling = Handling {
+            id: id("a"),
+            seen: 1,
+        };
+        let policy = Writer {
+            plugin: "policy",
+            acting: Acting::Policy,
+            handling: Some(&handling),
+        };
+        let polished = entity("a", r#"{"v":1,"policed":true}"#);
+        assert!(matches!(
+            state.model_put(policy, &polished, announce).unwrap(),
+            Write::Done { .. }
+        ));
+        let a = state.model_get(&id("a")).unwrap().unwrap();
+        assert_eq!(a.owner.as_deref(), Some("api"), "the owner stays");
+        assert_eq!(a.bookkeeping.changed_by_policy, Some(2));
+        assert!(!a.bookkeeping.needs_policy(), "its own write (SEBA-79)");
+        let other = Writer {
+            handling: None,
+            ..policy
+        };
+        assert_eq!(
+            state.model_put(other, &polished, announce).unwrap(),
+            Write::Refused,
+            "not what it handles"
+        );
+        state
+            .model_put(source("api"), &entity("a", r#"{"v":2}"#), announce)
+            .unwrap();
+        assert_eq!(
+            state.model_put(policy, &polished, announce).unwrap(),
+            Write::Stale
+        );
+
+        // Policed, its deletion waits for `handle-delete`.
+        state
+            .model_delete("api", &id("a"), |_| b"DELETE a".to_vec())
+            .unwrap();
+        let a = books("a").unwrap();
+        assert!(a.deleted && a.needs_policy() && !a.needs_sync());
+        assert_eq!(record(Policed::Deleted { seen: 3 }), Recorded::Rewritten);
+        assert_eq!(record(Policed::Deleted { seen: 4 }), Recorded::Done);
+        assert_eq!(books("a"), None, "purged");
+        assert_eq!(state.policed_as(&[id("a")]).unwrap(), [None]);
     }
 }

@@ -21,13 +21,17 @@ use std::ops::Bound;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use synchro_model::bookkeeping::Failure;
-use synchro_model::{Acting, Bookkeeping, Entity, Id, Operation, Upsert, Version};
+use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
 use crate::{Db, DbError, baseline, dberr, outbox};
 
 /// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
 pub(crate) const ENTITIES: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("entities");
+
+/// id → the entity as a model policy last handled it: the `previous` of its next
+/// `handle-update`.
+pub(crate) const POLICED_AS: TableDefinition<&str, &[u8]> = TableDefinition::new("policed-as");
 
 /// Whether `writer` may write over an entity owned by `owner`.
 fn may_write(owner: &str, writer: &str) -> bool {
@@ -66,6 +70,17 @@ pub enum Enacted {
     Failed(Failure),
 }
 
+/// What a model policy's call for an entity did, as [`Db::record_policies`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policed {
+    /// `handle-create` or `handle-update` succeeded on `entity`, as of version `seen`.
+    Handled { seen: Version, entity: Entity },
+    /// `handle-delete` succeeded on the entity deleted at version `seen`.
+    Deleted { seen: Version },
+    /// The call failed.
+    Failed(Failure),
+}
+
 /// What became of an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -81,6 +96,36 @@ pub enum Recorded {
 pub struct Writer<'a> {
     pub plugin: &'a str,
     pub acting: Acting,
+    /// The entity a policy's or a step's call handles, which it may write whoever owns
+    /// it (the owner stays).
+    pub handling: Option<&'a Handling>,
+}
+
+impl Writer<'_> {
+    /// Whether this writer may write over `existing`, owned by `owner`.
+    fn may_write(&self, id: &Id, owner: &str, existing: &Bookkeeping) -> Permit {
+        if may_write(owner, self.plugin) {
+            return Permit::Owner;
+        }
+        match self.handling {
+            Some(h) if self.acting != Acting::Source && h.id == *id => {
+                if h.still_current(self.acting, existing) {
+                    Permit::Handling
+                } else {
+                    Permit::Stale
+                }
+            }
+            _ => Permit::Refused,
+        }
+    }
+}
+
+enum Permit {
+    Owner,
+    /// The entity the writer handles: written, and its owner kept.
+    Handling,
+    Stale,
+    Refused,
 }
 
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
@@ -90,6 +135,9 @@ pub enum Write {
     Done { previous: Option<Entity> },
     /// Not written: another plugin owns the entity.
     Refused,
+    /// Not written: the entity the writer handles changed (or went) since its call read
+    /// it; the call is made again on what it is now.
+    Stale,
 }
 
 /// An entity of a snapshot that was not written because another plugin owns it.
@@ -134,6 +182,7 @@ impl Db {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
             let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
             let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
             let mut buf = Vec::new();
             for upsert in upserts {
                 let id = upsert.entity.id();
@@ -182,7 +231,12 @@ impl Db {
                     .is_some_and(|row| may_write(row.value().0, plugin));
                 if owned {
                     let at = first + records.len() as Version;
-                    delete(&mut model, &mut books, id, at)?;
+                    let mut rows = Rows {
+                        model: &mut model,
+                        books: &mut books,
+                        policed: &mut policed,
+                    };
+                    rows.delete(id, at)?;
                     records.push(record(Operation::Delete, &last));
                 }
             }
@@ -259,13 +313,17 @@ impl Db {
             let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
             let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
             let id = entity.id();
+            let mut owner = writer.plugin.to_owned();
             let existing = match table.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
-                    let (owner, bytes) = row.value();
-                    if !may_write(owner, writer.plugin) {
-                        return Ok(Write::Refused);
-                    }
+                    let (theirs, bytes) = row.value();
                     let books_of = bookkeeping::get(&books, id)?;
+                    match writer.may_write(id, theirs, &books_of) {
+                        Permit::Owner => {}
+                        Permit::Handling => owner = theirs.to_owned(),
+                        Permit::Stale => return Ok(Write::Stale),
+                        Permit::Refused => return Ok(Write::Refused),
+                    }
                     Some((Entity::decode(bytes)?, books_of))
                 }
                 None => None,
@@ -277,7 +335,7 @@ impl Db {
             table
                 .insert(
                     id.as_str(),
-                    (writer.plugin, entity.to_canonical().as_slice()),
+                    (owner.as_str(), entity.to_canonical().as_slice()),
                 )
                 .map_err(dberr)?;
             let change = record(replaced);
@@ -328,7 +386,13 @@ impl Db {
             if bookkeeping::get(&books, id)?.deleted {
                 return Ok(Write::Done { previous: None });
             }
-            delete(&mut table, &mut books, id, outbox::last_seq(&txn)? + 1)?;
+            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
+            let mut rows = Rows {
+                model: &mut table,
+                books: &mut books,
+                policed: &mut policed,
+            };
+            rows.delete(id, outbox::last_seq(&txn)? + 1)?;
             existing
         };
         self.commit_with(txn, Some(record(&previous).as_slice()))?;
@@ -365,39 +429,105 @@ impl Db {
     /// crash between its call and this record does the same), and an fsync per batch
     /// would cap a step far below what its outside system takes.
     pub fn record_syncs(&self, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
+        self.record(outcomes, |rows, id, books_of, outcome| {
+            Ok(match outcome {
+                Enacted::Synced { seen } => {
+                    books_of.enacted(*seen);
+                    Recorded::Done
+                }
+                // Written again since: live, and synced next.
+                Enacted::Removed { seen } if !books_of.deleted || books_of.updated != *seen => {
+                    Recorded::Rewritten
+                }
+                Enacted::Removed { .. } => {
+                    books_of.removed();
+                    rows.purge_if_done(id, books_of)?;
+                    Recorded::Done
+                }
+                Enacted::Failed(failure) => {
+                    books_of.backend.failed(failure.clone());
+                    Recorded::Done
+                }
+            })
+        })
+    }
+
+    /// Records what a model policy's calls did, in one transaction, as
+    /// [`Db::record_syncs`] does for a sync step (and without an fsync, for the same
+    /// reason: a lost record only runs the policy again).
+    pub fn record_policies(&self, outcomes: &[(Id, Policed)]) -> Result<Vec<Recorded>, DbError> {
+        self.record(outcomes, |rows, id, books_of, outcome| {
+            Ok(match outcome {
+                Policed::Handled { seen, entity } => {
+                    books_of.policed(*seen);
+                    let mut buf = Vec::new();
+                    entity.encode(&mut buf);
+                    rows.policed
+                        .insert(id.as_str(), buf.as_slice())
+                        .map_err(dberr)?;
+                    Recorded::Done
+                }
+                Policed::Deleted { seen } if !books_of.deleted || books_of.updated != *seen => {
+                    Recorded::Rewritten
+                }
+                Policed::Deleted { seen } => {
+                    books_of.policed(*seen);
+                    rows.purge_if_done(id, books_of)?;
+                    Recorded::Done
+                }
+                Policed::Failed(failure) => {
+                    books_of.policy.failed(failure.clone());
+                    Recorded::Done
+                }
+            })
+        })
+    }
+
+    /// What a model policy last handled of each of `ids`: the `previous` of a
+    /// `handle-update`.
+    pub fn policed_as(&self, ids: &[Id]) -> Result<Vec<Option<Entity>>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(POLICED_AS).map_err(dberr)?;
+        ids.iter()
+            .map(|id| match table.get(id.as_str()).map_err(dberr)? {
+                Some(row) => Ok(Some(Entity::decode(row.value())?)),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Applies `apply` to the bookkeeping of each outcome's entity in one transaction
+    /// without an fsync, and writes it back unless the entity was purged.
+    fn record<O>(
+        &self,
+        outcomes: &[(Id, O)],
+        mut apply: impl FnMut(&mut Rows<'_, '_>, &Id, &mut Bookkeeping, &O) -> Result<Recorded, DbError>,
+    ) -> Result<Vec<Recorded>, DbError> {
         let mut txn = self.db.begin_write().map_err(dberr)?;
         txn.set_durability(redb::Durability::None).map_err(dberr)?;
         let mut recorded = Vec::with_capacity(outcomes.len());
         {
             let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
             let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
+            let mut rows = Rows {
+                model: &mut model,
+                books: &mut books,
+                policed: &mut policed,
+            };
             for (id, outcome) in outcomes {
-                if model.get(id.as_str()).map_err(dberr)?.is_none() {
+                if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
                     recorded.push(Recorded::Gone);
                     continue;
                 }
-                let mut books_of = bookkeeping::get(&books, id)?;
-                recorded.push(match outcome {
-                    Enacted::Synced { seen } => {
-                        books_of.enacted(*seen);
-                        bookkeeping::put(&mut books, id, &books_of)?;
-                        Recorded::Done
-                    }
-                    // Written again since: live, and synced next.
-                    Enacted::Removed { seen } if !books_of.deleted || books_of.updated != *seen => {
-                        Recorded::Rewritten
-                    }
-                    Enacted::Removed { .. } => {
-                        model.remove(id.as_str()).map_err(dberr)?;
-                        books.remove(id.as_str()).map_err(dberr)?;
-                        Recorded::Done
-                    }
-                    Enacted::Failed(failure) => {
-                        books_of.backend.failed(failure.clone());
-                        bookkeeping::put(&mut books, id, &books_of)?;
-                        Recorded::Done
-                    }
-                });
+                let mut books_of = bookkeeping::get(rows.books, id)?;
+                let before = books_of.clone();
+                let result = apply(&mut rows, id, &mut books_of, outcome)?;
+                let purged = rows.model.get(id.as_str()).map_err(dberr)?.is_none();
+                if !purged && books_of != before {
+                    bookkeeping::put(rows.books, id, &books_of)?;
+                }
+                recorded.push(result);
             }
         }
         txn.commit().map_err(dberr)?;
@@ -417,21 +547,38 @@ impl Db {
     }
 }
 
-/// Deletes `id` from the model at version `at`: softly while a sync step has something to
-/// remove outside, at once otherwise.
-fn delete(
-    model: &mut redb::Table<&'static str, (&'static str, &'static [u8])>,
-    books: &mut redb::Table<&'static str, &'static [u8]>,
-    id: &Id,
-    at: Version,
-) -> Result<(), DbError> {
-    let mut books_of = bookkeeping::get(books, id)?;
-    if books_of.holds_delete() {
-        books_of.delete(at);
-        bookkeeping::put(books, id, &books_of)
-    } else {
-        model.remove(id.as_str()).map_err(dberr)?;
-        books.remove(id.as_str()).map_err(dberr)?;
+/// The model's tables in one write transaction.
+struct Rows<'t, 'txn> {
+    model: &'t mut redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
+    books: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    policed: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl Rows<'_, '_> {
+    /// Deletes `id` from the model at version `at`: softly while a role still has to
+    /// see it go, at once otherwise.
+    fn delete(&mut self, id: &Id, at: Version) -> Result<(), DbError> {
+        let mut books_of = bookkeeping::get(self.books, id)?;
+        if books_of.holds_delete() {
+            books_of.delete(at);
+            bookkeeping::put(self.books, id, &books_of)
+        } else {
+            self.purge(id)
+        }
+    }
+
+    /// Purges the deleted entity `id` once no role has anything left to do with it.
+    fn purge_if_done(&mut self, id: &Id, books_of: &Bookkeeping) -> Result<(), DbError> {
+        if books_of.purgeable() {
+            self.purge(id)?;
+        }
+        Ok(())
+    }
+
+    fn purge(&mut self, id: &Id) -> Result<(), DbError> {
+        self.model.remove(id.as_str()).map_err(dberr)?;
+        self.books.remove(id.as_str()).map_err(dberr)?;
+        self.policed.remove(id.as_str()).map_err(dberr)?;
         Ok(())
     }
 }

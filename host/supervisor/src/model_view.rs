@@ -20,11 +20,16 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, Default)]
 pub struct Work {
     pub synced: BTreeSet<String>,
+    pub policed: BTreeSet<String>,
 }
 
 impl Work {
     fn needs_sync(&self, id: &Id, b: &Bookkeeping) -> bool {
         b.needs_sync() && self.synced.contains(id.kind())
+    }
+
+    fn needs_policy(&self, id: &Id, b: &Bookkeeping) -> bool {
+        b.needs_policy() && self.policed.contains(id.kind())
     }
 }
 
@@ -59,8 +64,10 @@ pub fn entities(
         let after = page.after.map(|r| Id::new(&r.kind, &r.key));
         let select = |id: &Id, b: &Bookkeeping| match page.only {
             None => true,
-            Some(ModelFilter::Dirty) => work.needs_sync(id, b),
-            Some(ModelFilter::Failed) => b.backend.state == State::Failed,
+            Some(ModelFilter::Dirty) => work.needs_sync(id, b) || work.needs_policy(id, b),
+            Some(ModelFilter::Failed) => {
+                b.backend.state == State::Failed || b.policy.state == State::Failed
+            }
         };
         let stored = db
             .model_query(page.kind.as_deref(), after.as_ref(), select, page.limit)
@@ -119,14 +126,11 @@ fn view(stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
             source: end(ends.source),
             target: end(ends.target),
         }),
-        bookkeeping: bookkeeping(
-            &stored.bookkeeping,
-            work.needs_sync(&id, &stored.bookkeeping),
-        ),
+        bookkeeping: bookkeeping(&stored.bookkeeping, &id, work),
     })
 }
 
-fn bookkeeping(b: &Bookkeeping, needs_sync: bool) -> ModelBookkeeping {
+fn bookkeeping(b: &Bookkeeping, id: &Id, work: &Work) -> ModelBookkeeping {
     let outcome = |s: &RoleStatus| RoleOutcome {
         state: s.state.label().to_owned(),
         errors: s
@@ -144,7 +148,8 @@ fn bookkeeping(b: &Bookkeeping, needs_sync: bool) -> ModelBookkeeping {
         changed_by_step: b.changed_by_step,
         policed: b.policed,
         enacted: b.enacted,
-        needs_sync,
+        needs_sync: work.needs_sync(id, b),
+        needs_policy: work.needs_policy(id, b),
         sync: outcome(&b.backend),
         policy: outcome(&b.policy),
         deleted: b.deleted,

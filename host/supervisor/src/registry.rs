@@ -13,9 +13,10 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use synchro_capability::Services;
+use synchro_manifest::Role;
 use synchro_model::{Error, ErrorKind};
 use synchro_roles::{Deployment, Ended, Origin, Plugin, PluginEngine, PluginTask, manifests_in};
-use synchro_status::{Counters, Health, HostReport, PluginReport, Refused, Reloaded};
+use synchro_status::{Counters, Health, HostReport, ModelRole, PluginReport, Refused, Reloaded};
 
 use crate::Config;
 
@@ -143,17 +144,18 @@ impl Registry {
 
     /// What the running plugins do with the model.
     pub fn work(&self) -> crate::model_view::Work {
-        let synced = self
-            .running
-            .values()
-            .filter_map(|running| {
-                let plugin = running.deployment.current();
-                let kinds = &plugin.roles.sync_step.as_ref()?.sync.kinds;
-                Some(kinds.clone())
-            })
-            .flatten()
-            .collect();
-        crate::model_view::Work { synced }
+        let mut work = crate::model_view::Work::default();
+        for running in self.running.values() {
+            let plugin = running.deployment.current();
+            for (role, _, kinds) in plugin.roles.model_work() {
+                let into = match role {
+                    Role::ModelPolicy => &mut work.policed,
+                    _ => &mut work.synced,
+                };
+                into.extend(kinds.iter().cloned());
+            }
+        }
+        work
     }
 
     pub fn report(&self) -> HostReport {
@@ -176,7 +178,8 @@ impl Registry {
                     health: status.health(),
                     reload_error: status.reload_error(),
                     counters: status.counters.values(),
-                    sync_queue: status.sync_queue(),
+                    sync_queue: status.queue(ModelRole::Sync),
+                    policy_queue: status.queue(ModelRole::Policy),
                 }
             })
             .collect();
@@ -348,20 +351,24 @@ impl Registry {
                 ));
             }
         }
-        if let Some(step) = &plugin.roles.sync_step {
+        // An entity's bookkeeping records one `policed` and one `enacted`: the first
+        // plugin to handle it would mark it done for the other.
+        for (role, section, kinds) in plugin.roles.model_work() {
             let other = self.running.values().find_map(|r| {
                 let other = r.deployment.current();
-                let theirs = &other.roles.sync_step.as_ref()?.sync.kinds;
-                let kind = step.sync.kinds.intersection(theirs).next()?.clone();
+                let theirs = other
+                    .roles
+                    .model_work()
+                    .find_map(|(their_role, _, kinds)| (their_role == role).then_some(kinds))?;
+                let kind = kinds.intersection(theirs).next()?.clone();
                 (other.name != plugin.name).then(|| (other.name.clone(), kind))
             });
             if let Some((other, kind)) = other {
-                // An entity's bookkeeping records one `enacted`: the first step to enact it
-                // would mark it done for the other.
                 return Err(format!(
-                    "{}: `sync.kinds`: plugin `{other}` already enacts `{kind}` entities; one \
-                     kind has one sync step",
-                    path.display()
+                    "{}: `{section}.kinds`: plugin `{other}` already is the {role} of `{kind}` \
+                     entities; one kind has one {role}",
+                    path.display(),
+                    role = role.name()
                 ));
             }
         }

@@ -513,6 +513,7 @@ async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
     let inventory = synchro_store::Writer {
         plugin: "inventory",
         acting: synchro_model::Acting::Source,
+        handling: None,
     };
     db.model_put(inventory, &other, |_| None).unwrap();
     send(&bus, "Stream", &[&person(1)]).await;

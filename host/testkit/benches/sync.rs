@@ -141,6 +141,7 @@ fn main() -> anyhow::Result<()> {
         let writer = Writer {
             plugin: "writer",
             acting: Acting::Source,
+            handling: None,
         };
         let committed = Instant::now();
         db.model_put(writer, &entity, |_| {

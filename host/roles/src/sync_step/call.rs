@@ -1,80 +1,150 @@
-//! The sync step's calls into the engine: `sync-record` and `delete-record` on a session.
+//! The sync step's calls into the engine — `sync-record` and `delete-record` on a
+//! session — and how the model-role runner uses them.
 
 use synchro_capability::CallContext;
 use synchro_engine::CallError;
-use synchro_model::{Acting, Entity};
+use synchro_model::bookkeeping::Failure;
+use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Version};
+use synchro_status::{Counters, ModelRole};
+use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
 
 use super::SyncStep;
+use crate::model_work::{Handler, ModelWork};
 use crate::session::Session as Instance;
-use crate::{Linked, PluginEngine};
+use crate::{Plugin, PluginEngine};
 
 /// A sync step's instance, reused for consecutive entities.
 pub struct Session(Instance<Guest>);
 
 /// What a sync step is asked to do with an entity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enact {
     /// `sync-record`: make the outside system hold it.
-    Sync,
+    Sync(Entity),
     /// `delete-record`: remove it from the outside system.
-    Delete,
+    Delete(Entity),
 }
 
-impl Enact {
-    /// The export's function, for logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Enact::Sync => "sync-record",
-            Enact::Delete => "delete-record",
+impl Handler for SyncStep {
+    const ROLE: ModelRole = ModelRole::Sync;
+    const READER: &'static str = "sync-step";
+    type Input = Stored;
+    type Call = Enact;
+    type Outcome = Enacted;
+    type Session = Session;
+
+    fn work(plugin: &Plugin) -> &ModelWork {
+        &SyncStep::of(plugin).sync
+    }
+
+    fn read(db: &Db, ids: &[Id]) -> Result<Vec<Option<Stored>>, DbError> {
+        db.model_get_many(ids)
+    }
+
+    fn books(input: &Stored) -> &Bookkeeping {
+        &input.bookkeeping
+    }
+
+    fn needs(books: &Bookkeeping) -> bool {
+        books.needs_sync()
+    }
+
+    fn target(books: &Bookkeeping) -> Version {
+        books.sync_target()
+    }
+
+    fn plan(input: Stored) -> (Enact, Enacted) {
+        let books = &input.bookkeeping;
+        if books.deleted {
+            let seen = books.updated;
+            (Enact::Delete(input.entity), Enacted::Removed { seen })
+        } else {
+            let seen = books.sync_target();
+            (Enact::Sync(input.entity), Enacted::Synced { seen })
         }
     }
-}
 
-impl SyncStep {
-    /// Instantiates `linked` for a session of calls; what they write to the model is the
-    /// step's (it moves `changed-by-step`, and never causes a sync of its own).
-    pub async fn session(
-        &self,
+    fn failed(failure: Failure) -> Enacted {
+        Enacted::Failed(failure)
+    }
+
+    fn record(db: &Db, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
+        db.record_syncs(outcomes)
+    }
+
+    /// An entity created outside while it was purged from the model is removed again.
+    fn undo(call: Enact) -> Option<Enact> {
+        match call {
+            Enact::Sync(entity) => Some(Enact::Delete(entity)),
+            Enact::Delete(_) => None,
+        }
+    }
+
+    fn name(call: &Enact) -> &'static str {
+        match call {
+            Enact::Sync(_) => "sync-record",
+            Enact::Delete(_) => "delete-record",
+        }
+    }
+
+    fn done_counter(counters: &Counters) -> &std::sync::atomic::AtomicU64 {
+        &counters.enacted
+    }
+
+    /// Instantiates the plugin for a session of calls; what they write to the model is
+    /// the step's (it moves `changed-by-step`, and never causes a sync of its own).
+    async fn session(
+        plugin: &Plugin,
         engine: &PluginEngine,
-        linked: &Linked,
         call: CallContext,
     ) -> Result<Session, CallError> {
-        let indices = &self.guest;
+        let step = SyncStep::of(plugin);
+        let indices = &step.guest;
         let call = call.acting_as(Acting::Step);
-        let session = Instance::start(engine, linked, call, |store, instance| {
+        let session = Instance::start(engine, &plugin.linked, call, |store, instance| {
             indices.load(store, instance)
         })
         .await?;
         Ok(Session(session))
     }
-}
 
-impl Session {
-    pub async fn enact(
-        &mut self,
+    async fn invoke(
+        session: &mut Session,
         engine: &PluginEngine,
-        enact: Enact,
-        entity: Entity,
+        call: &Enact,
+        handling: Option<Handling>,
     ) -> Result<(), CallError> {
-        let wit = synchro_wit::entity_to_wit(entity);
-        let call = self.0.begin(engine);
-        let returned = match enact {
-            Enact::Sync => {
+        session.0.handling(handling);
+        let call_of = session.0.begin(engine);
+        let returned = match call {
+            Enact::Sync(entity) => {
+                let wit = synchro_wit::entity_to_wit(entity.clone());
                 tokio::time::timeout_at(
-                    call.deadline,
-                    call.guest.call_sync_record(call.store, &wit),
+                    call_of.deadline,
+                    call_of.guest.call_sync_record(call_of.store, &wit),
                 )
                 .await
             }
-            Enact::Delete => {
+            Enact::Delete(entity) => {
+                let wit = synchro_wit::entity_to_wit(entity.clone());
                 tokio::time::timeout_at(
-                    call.deadline,
-                    call.guest.call_delete_record(call.store, &wit),
+                    call_of.deadline,
+                    call_of.guest.call_delete_record(call_of.store, &wit),
                 )
                 .await
             }
         };
-        self.0.outcome(returned)
+        session.0.outcome(returned)
+    }
+}
+
+impl SyncStep {
+    fn of(plugin: &Plugin) -> &SyncStep {
+        plugin
+            .roles
+            .sync_step
+            .as_ref()
+            .expect("a sync-step runner runs sync steps")
     }
 }

@@ -1,4 +1,4 @@
-//! The sync step's work queue, client-go's workqueue in miniature: an entity is never
+//! A model role's work queue, client-go's workqueue in miniature: an entity is never
 //! handed out twice at once, repeated changes collapse into one item, a failed entity
 //! waits out its backoff whatever changes meanwhile (XOS computed `next_run` and never
 //! read it), and every call, whichever entity it is for, keeps to the plugin's rate.
@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use synchro_model::Id;
-use synchro_status::SyncQueue;
+use synchro_status::WorkQueue;
 
 use crate::Backoff;
 
@@ -119,8 +119,8 @@ impl Queue {
     }
 
     /// How many entities the queue holds, for `synchro status`.
-    pub fn depth(&self) -> SyncQueue {
-        SyncQueue {
+    pub fn depth(&self) -> WorkQueue {
+        WorkQueue {
             ready: self.ready.len(),
             in_flight: self.handling.len(),
             backing_off: self.waiting.len(),

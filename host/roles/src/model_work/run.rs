@@ -1,15 +1,16 @@
-//! Runs a sync step: routes the model's changes to a work queue, and enacts the entities
-//! it hands out, one at a time, at the plugin's rate.
+//! Runs a model role: routes the model's changes to a work queue, and calls the plugin for
+//! the entities it hands out, one at a time, at the plugin's rate.
 //!
 //! Where each entity stands lives in its bookkeeping, not here: at start (and when the
-//! kinds change) the runner lists the entities that need a sync, then follows the change
+//! kinds change) the runner lists the entities with work for the role, then follows the change
 //! stream for the rest. A restart therefore resumes exactly, with nothing to save. The
 //! outbox reader is attached before the listing, so a change made meanwhile is both
 //! listed and read; the queue collapses the two.
 //!
 //! Each outcome is recorded against the version the call saw, never "now": a write made
-//! while `sync-record` ran stays newer than what was enacted, and is synced next.
+//! while the call ran stays newer than what it handled, and is handled next.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,12 @@ use tokio::sync::watch;
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
-use synchro_model::{ErrorKind, Id};
+use synchro_model::{ErrorKind, Handling, Id};
 use synchro_status::Counters;
-use synchro_store::{Cursor, DbError, Enacted, Recorded, Start};
+use synchro_store::{Cursor, DbError, Recorded, Start};
 
-use super::Sync;
-use super::call::{Enact, Session};
 use super::queue::Queue;
+use super::{Handler, ModelWork};
 use crate::failure::{Tracker, Verdict};
 use crate::{Deployment, Plugin, PluginEngine};
 
@@ -38,33 +38,38 @@ const PAGE: usize = 1000;
 /// write of their outcomes after. A thread hop costs more than a small call.
 const BATCH_ENTITIES: usize = 64;
 
-pub struct Runner {
+pub struct Runner<H> {
     deployment: Arc<Deployment>,
     engine: Arc<PluginEngine>,
     services: Services,
+    role: PhantomData<fn() -> H>,
 }
 
 /// How handling one entity ended.
 enum Handled {
     /// Nothing to do: no call was made.
     Nothing,
-    /// Enacted, or removed.
+    /// The call succeeded.
     Done,
     /// The call failed: the entity backs off. `Some` for a failure of the plugin itself
     /// (a trap, a deadline), which counts towards its quarantine.
     Failed(Option<CallError>),
 }
 
-impl Runner {
+/// A session of the plugin, and the version it is of.
+type Current<H> = Option<(<H as Handler>::Session, Arc<Plugin>)>;
+
+impl<H: Handler> Runner<H> {
     pub fn new(
         deployment: Arc<Deployment>,
         engine: Arc<PluginEngine>,
         services: Services,
-    ) -> Runner {
+    ) -> Runner<H> {
         Runner {
             deployment,
             engine,
             services,
+            role: PhantomData,
         }
     }
 
@@ -73,15 +78,15 @@ impl Runner {
         &self.deployment
     }
 
-    /// Enacts until `shutdown` turns true.
+    /// Works until `shutdown` turns true.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let name = self.deployment.current().name.clone();
         let mut versions = self.deployment.versions();
-        let mut settings = sync_of(&self.deployment.current()).clone();
+        let mut settings = H::work(&self.deployment.current()).clone();
         let Some((mut cursor, mut queue)) = self.start(&settings).await else {
             return;
         };
-        let mut session: Option<(Session, Arc<Plugin>)> = None;
+        let mut session: Current<H> = None;
         let mut failures = Tracker::default();
         loop {
             if *shutdown.borrow() {
@@ -91,9 +96,9 @@ impl Runner {
             // may enact other kinds, or no longer be granted these.
             if matches!(versions.has_changed(), Ok(true)) {
                 session = None;
-                let next = sync_of(&versions.borrow_and_update()).clone();
+                let next = H::work(&versions.borrow_and_update()).clone();
                 if next != settings {
-                    tracing::info!(plugin = %name, "[sync] changed: listing the model again");
+                    tracing::info!(plugin = %name, "{}: its section changed: listing the model again", H::READER);
                     settings = next;
                     // The old reader goes first: two would hold the outbox for nothing.
                     drop(cursor);
@@ -103,7 +108,7 @@ impl Runner {
                     (cursor, queue) = started;
                 }
             }
-            self.deployment.status.set_sync_queue(queue.depth());
+            self.deployment.status.set_queue(H::ROLE, queue.depth());
             // New changes are routed first: that is cheap, and it keeps the queue's view
             // of what is dirty current.
             if cursor.has_more()
@@ -179,9 +184,9 @@ impl Runner {
         }
     }
 
-    /// Attaches to the change stream, then queues every entity of the kinds that needs a
-    /// sync; `None` (said in the log) when the state cannot be read.
-    async fn start(&self, settings: &Sync) -> Option<(Cursor, Queue)> {
+    /// Attaches to the change stream, then queues every entity of the kinds that has work
+    /// for the role; `None` (said in the log) when the state cannot be read.
+    async fn start(&self, settings: &ModelWork) -> Option<(Cursor, Queue)> {
         match self.list(settings).await {
             Ok(started) => Some(started),
             Err(error) => {
@@ -192,8 +197,8 @@ impl Runner {
         }
     }
 
-    async fn list(&self, settings: &Sync) -> Result<(Cursor, Queue), DbError> {
-        let name = format!("sync-step.{}", self.deployment.current().name);
+    async fn list(&self, settings: &ModelWork) -> Result<(Cursor, Queue), DbError> {
+        let name = format!("{}.{}", H::READER, self.deployment.current().name);
         let cursor = self.services.db.cursor(&name, Start::End)?;
         let mut queue = Queue::new(settings.rate, settings.backoff, settings.max_backoff);
         for kind in &settings.kinds {
@@ -202,7 +207,7 @@ impl Runner {
                 let kind = kind.clone();
                 let from = after.take();
                 let page = crate::blocking(&self.services.db, move |db| {
-                    db.model_query(Some(&kind), from.as_ref(), |_, b| b.needs_sync(), PAGE)
+                    db.model_query(Some(&kind), from.as_ref(), |_, b| H::needs(b), PAGE)
                 })
                 .await?;
                 let full = page.len() == PAGE;
@@ -223,7 +228,7 @@ impl Runner {
         &self,
         cursor: &mut Cursor,
         queue: &mut Queue,
-        settings: &Sync,
+        settings: &ModelWork,
     ) -> Result<(), DbError> {
         let batch = cursor.next_batch(BATCH).await?;
         for (_, record) in &batch {
@@ -239,22 +244,23 @@ impl Runner {
         Ok(())
     }
 
-    /// Enacts those of `ids` that need it, and records the outcomes on them: one read and
-    /// one write of the store for the batch, the calls in order between.
+    /// Calls the plugin for those of `ids` that need it, and records the outcomes on
+    /// them: one read and one write of the store for the batch, the calls in order
+    /// between.
     ///
     /// Stopping, it makes no more calls: what it did not call stays dirty in the store,
-    /// and is enacted at the next start.
+    /// and is handled at the next start.
     async fn handle(
         &self,
         ids: Vec<Id>,
-        session: &mut Option<(Session, Arc<Plugin>)>,
+        session: &mut Current<H>,
         shutdown: &watch::Receiver<bool>,
     ) -> Vec<(Id, Handled)> {
         let db = &self.services.db;
         let name = self.deployment.current().name.clone();
         let wanted = ids.clone();
-        let stored = match crate::blocking(db, move |db| db.model_get_many(&wanted)).await {
-            Ok(stored) => stored,
+        let inputs = match crate::blocking(db, move |db| H::read(db, &wanted)).await {
+            Ok(inputs) => inputs,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot read the model: {error}");
                 return ids
@@ -265,10 +271,10 @@ impl Runner {
         };
         let mut handled = Vec::with_capacity(ids.len());
         let mut outcomes = Vec::new();
-        // The entities synced, by outcome, in case one was purged while it was created.
-        let mut synced = Vec::new();
-        for (id, stored) in ids.into_iter().zip(stored) {
-            let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync()) else {
+        // The successful calls, by outcome, in case an entity was purged meanwhile.
+        let mut succeeded = Vec::new();
+        for (id, input) in ids.into_iter().zip(inputs) {
+            let Some(input) = input.filter(|i| H::needs(H::books(i))) else {
                 handled.push((id, Handled::Nothing));
                 continue;
             };
@@ -276,22 +282,20 @@ impl Runner {
                 handled.push((id, Handled::Nothing));
                 continue;
             }
-            let books = &stored.bookkeeping;
-            let enact = if books.deleted {
-                Enact::Delete
-            } else {
-                Enact::Sync
+            let handling = Handling {
+                id: id.clone(),
+                seen: H::target(H::books(&input)),
             };
-            let outcome = match self.call(session, enact, stored.entity.clone()).await {
-                Ok(()) if books.deleted => Enacted::Removed {
-                    seen: books.updated,
-                },
-                Ok(()) => Enacted::Synced {
-                    seen: books.sync_target(),
-                },
+            let (call, success) = H::plan(input);
+            match self.call(session, &call, Some(handling)).await {
+                Ok(()) => {
+                    handled.push((id.clone(), Handled::Done));
+                    outcomes.push((id.clone(), success));
+                    succeeded.push(Some((id, call)));
+                }
                 Err(error) => {
                     Counters::bump(&self.deployment.status.counters.failures);
-                    tracing::warn!(plugin = %name, "{} {id}: {error}", enact.name());
+                    tracing::warn!(plugin = %name, "{} {id}: {error}", H::name(&call));
                     let (failure, trap) = match error {
                         CallError::Plugin { kind, message } => (Failure { kind, message }, None),
                         other => {
@@ -305,86 +309,69 @@ impl Runner {
                         }
                     };
                     handled.push((id.clone(), Handled::Failed(trap)));
-                    outcomes.push((id, Enacted::Failed(failure)));
-                    synced.push(None);
-                    continue;
+                    outcomes.push((id, H::failed(failure)));
+                    succeeded.push(None);
                 }
-            };
-            handled.push((id.clone(), Handled::Done));
-            synced.push(matches!(outcome, Enacted::Synced { .. }).then_some(stored.entity));
-            outcomes.push((id, outcome));
+            }
         }
         if outcomes.is_empty() {
             return handled;
         }
-        let recorded = match crate::blocking(db, move |db| db.record_syncs(&outcomes)).await {
+        let recorded = match crate::blocking(db, move |db| H::record(db, &outcomes)).await {
             Ok(recorded) => recorded,
             Err(error) => {
-                tracing::error!(plugin = %name, "cannot record what was enacted: {error}");
-                // Enacted again once the store takes it: the calls are idempotent.
+                tracing::error!(plugin = %name, "cannot record the outcomes of its calls: {error}");
+                // Called again once the store takes it: the calls are idempotent.
                 return handled
                     .into_iter()
                     .map(|(id, _)| (id, Handled::Failed(None)))
                     .collect();
             }
         };
-        for (recorded, entity) in recorded.into_iter().zip(synced) {
-            match (recorded, entity) {
-                // Deleted (never enacted before, so purged at once) while it was being
-                // created outside: remove what was just created.
-                (Recorded::Gone, Some(entity)) => {
-                    let id = entity.id().clone();
-                    tracing::info!(plugin = %name, "{id} was deleted while it was synced: removing it");
-                    if let Err(error) = self.call(session, Enact::Delete, entity).await {
-                        tracing::warn!(plugin = %name, "{id} may be left outside: {error}");
-                    }
-                }
-                (Recorded::Done, Some(_)) | (Recorded::Done, None) => {}
-                _ => {}
+        for (recorded, call) in recorded.into_iter().zip(succeeded) {
+            // Purged while the call ran (deleted before anything held its deletion).
+            let Some((id, undo)) = call
+                .filter(|_| recorded == Recorded::Gone)
+                .and_then(|(id, call)| Some((id, H::undo(call)?)))
+            else {
+                continue;
+            };
+            tracing::info!(plugin = %name, "{id} was deleted while it was handled: {}", H::name(&undo));
+            if let Err(error) = self.call(session, &undo, None).await {
+                tracing::warn!(plugin = %name, "{id} may be left outside: {error}");
             }
         }
-        let enacted = handled
+        let done = handled
             .iter()
             .filter(|(_, h)| matches!(h, Handled::Done))
             .count();
-        Counters::add(&self.deployment.status.counters.enacted, enacted as u64);
+        Counters::add(
+            H::done_counter(&self.deployment.status.counters),
+            done as u64,
+        );
         handled
     }
 
-    /// Calls the current version with `entity`, on the session if it is of that version.
+    /// Calls the current version, on the session if it is of that version.
     async fn call(
         &self,
-        session: &mut Option<(Session, Arc<Plugin>)>,
-        enact: Enact,
-        entity: synchro_model::Entity,
+        session: &mut Current<H>,
+        call: &H::Call,
+        handling: Option<Handling>,
     ) -> Result<(), CallError> {
         let plugin = self.deployment.current();
         if !session
             .as_ref()
             .is_some_and(|(_, of)| Arc::ptr_eq(of, &plugin))
         {
-            let call = plugin.call_context(&self.deployment.status, &self.services);
-            let step = plugin
-                .roles
-                .sync_step
-                .as_ref()
-                .expect("a sync-step runner runs sync steps");
+            let context = plugin.call_context(&self.deployment.status, &self.services);
             *session = Some((
-                step.session(&self.engine, &plugin.linked, call).await?,
+                H::session(&plugin, &self.engine, context).await?,
                 plugin.clone(),
             ));
         }
         let (instance, _) = session.as_mut().expect("just made");
         Counters::bump(&self.deployment.status.counters.calls);
-        instance.enact(&self.engine, enact, entity).await
+        H::invoke(instance, &self.engine, call, handling).await
     }
-}
-
-fn sync_of(plugin: &Plugin) -> &Sync {
-    &plugin
-        .roles
-        .sync_step
-        .as_ref()
-        .expect("a sync-step runner runs sync steps")
-        .sync
 }

@@ -1,0 +1,230 @@
+//! What the model's roles — model policies and sync steps — share: a manifest section
+//! naming the kinds they handle and their pace, a client-go-like work queue, and a runner
+//! that lists the entities with work, follows the change stream for more, and records
+//! each call's outcome on the entity's bookkeeping.
+//!
+//! ```toml
+//! [sync]                  # or [policy]
+//! kinds = ["pserver"]     # the kinds it handles
+//! rate = 100              # calls a second at most, whatever fails (default 100)
+//! backoff = "1s"          # an entity's first pause after a failure; doubles on each next one
+//! max-backoff = "5m"      # the longest pause of an entity
+//! ```
+//!
+//! A role says what is work for it, how to call the plugin and how to record the outcome
+//! ([`Handler`]); the runner does the rest the same way for both.
+
+mod queue;
+mod run;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Deserialize;
+use synchro_capability::CallContext;
+use synchro_engine::CallError;
+use synchro_manifest::{Manifest, ManifestError};
+use synchro_model::bookkeeping::Failure;
+use synchro_model::{Bookkeeping, Handling, Id};
+use synchro_status::ModelRole;
+use synchro_store::{Db, DbError, Recorded};
+
+pub use run::Runner;
+
+use crate::{Plugin, PluginEngine};
+
+/// `[sync]` or `[policy]`: the kinds a model role handles and how it paces itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelWork {
+    pub kinds: BTreeSet<String>,
+    /// Calls a second at most.
+    pub rate: f64,
+    /// An entity's first pause after a failure; doubles on each next one.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawWork {
+    kinds: Vec<String>,
+    #[serde(default = "default_rate")]
+    rate: f64,
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    backoff: Duration,
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    max_backoff: Duration,
+}
+
+fn default_rate() -> f64 {
+    100.0
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl ModelWork {
+    /// Reads the section `section` of `manifest`, which a plugin with the role `role`
+    /// must have.
+    pub(crate) fn section(
+        manifest: &Manifest,
+        section: &str,
+        role: &str,
+    ) -> Result<ModelWork, ManifestError> {
+        let Some(table) = manifest.sections.get(section) else {
+            return Err(manifest.error(format!(
+                "a {role} needs a `[{section}]` with the `kinds` it handles"
+            )));
+        };
+        let raw: RawWork = table.clone().try_into().map_err(|e: toml::de::Error| {
+            manifest.error(format!("field `{section}`: {}", e.message()))
+        })?;
+        ModelWork::of(raw).map_err(|m| manifest.error(format!("field `{section}.{m}")))
+    }
+
+    /// Validates a section; errors start with the field name (after the section's).
+    fn of(raw: RawWork) -> Result<ModelWork, String> {
+        if raw.kinds.is_empty() || raw.kinds.iter().any(|k| k.is_empty() || k.contains('\0')) {
+            return Err("kinds`: list at least one kind, and no empty name".into());
+        }
+        if !(raw.rate.is_finite() && raw.rate >= 0.01 && raw.rate <= 1e6) {
+            return Err(format!(
+                "rate`: must be 0.01 to 1000000 calls a second, not {}",
+                raw.rate
+            ));
+        }
+        let day = Duration::from_secs(24 * 3600);
+        if raw.backoff.is_zero() || raw.backoff > day {
+            return Err("backoff`: must be longer than zero and at most a day".into());
+        }
+        if raw.max_backoff < raw.backoff || raw.max_backoff > day {
+            return Err("max-backoff`: must be at least `backoff` and at most a day".into());
+        }
+        Ok(ModelWork {
+            kinds: raw.kinds.into_iter().collect(),
+            rate: raw.rate,
+            backoff: raw.backoff,
+            max_backoff: raw.max_backoff,
+        })
+    }
+}
+
+/// What a model role tells its [`Runner`].
+pub trait Handler: Send + Sync + 'static {
+    /// Which queue `synchro status` shows, and the prefix of the runner's change-stream
+    /// reader.
+    const ROLE: ModelRole;
+    const READER: &'static str;
+    /// What the role reads of an entity before calling for it.
+    type Input: Send + 'static;
+    /// A call to make, built from an input.
+    type Call: Send + Sync + 'static;
+    /// An outcome, as the store records it.
+    type Outcome: Send + 'static;
+    /// An instance of the plugin for consecutive calls.
+    type Session: Send;
+
+    /// The role's section of `plugin`, which has the role.
+    fn work(plugin: &Plugin) -> &ModelWork;
+    /// Reads what the calls for `ids` need, in one visit of the store.
+    fn read(db: &Db, ids: &[Id]) -> Result<Vec<Option<Self::Input>>, DbError>;
+    fn books(input: &Self::Input) -> &Bookkeeping;
+    /// Whether an entity has work for the role.
+    fn needs(books: &Bookkeeping) -> bool;
+    /// The version of the entity the role works towards (see [`Handling::seen`]).
+    fn target(books: &Bookkeeping) -> synchro_model::Version;
+    /// The call to make for an input that needs one, and the outcome to record if it
+    /// succeeds.
+    fn plan(input: Self::Input) -> (Self::Call, Self::Outcome);
+    fn failed(failure: Failure) -> Self::Outcome;
+    /// Records `outcomes` in one visit of the store.
+    fn record(db: &Db, outcomes: &[(Id, Self::Outcome)]) -> Result<Vec<Recorded>, DbError>;
+    /// A call that undoes a successful one whose entity was purged while it ran.
+    fn undo(_call: Self::Call) -> Option<Self::Call> {
+        None
+    }
+    /// The export's function a call is made to, for logs.
+    fn name(call: &Self::Call) -> &'static str;
+    /// The count of successful calls.
+    fn done_counter(counters: &synchro_status::Counters) -> &std::sync::atomic::AtomicU64;
+
+    fn session(
+        plugin: &Plugin,
+        engine: &PluginEngine,
+        call: CallContext,
+    ) -> impl Future<Output = Result<Self::Session, CallError>> + Send;
+    /// Makes `call` on `session`; its store writes may write the entity `handling`
+    /// names (see [`Handling`]).
+    fn invoke(
+        session: &mut Self::Session,
+        engine: &PluginEngine,
+        call: &Self::Call,
+        handling: Option<Handling>,
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: &str = r#"
+        name = "push"
+        version = "0.1.0"
+        roles = ["sync-step"]
+        [sync]
+        kinds = ["pserver"]
+    "#;
+
+    #[test]
+    fn a_model_roles_section_has_defaults_and_names_its_mistakes() {
+        let manifest = crate::parse_manifest("push.toml", STEP).unwrap();
+        let sync = ModelWork::section(&manifest, "sync", "sync step").unwrap();
+        assert_eq!(sync.kinds, BTreeSet::from(["pserver".to_owned()]));
+        assert_eq!((sync.rate, sync.backoff), (100.0, Duration::from_secs(1)));
+        let cases = [
+            ("kinds = [\"pserver\"]", "", "a sync step needs a `[sync]`"),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = []",
+                "field `sync.kinds`: list at least one kind",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\nrate = 0",
+                "field `sync.rate`: must be 0.01",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\nbackoff = \"0s\"",
+                "field `sync.backoff`",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\nbackoff = \"2s\"\nmax-backoff = \"1s\"",
+                "field `sync.max-backoff`: must be at least `backoff`",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\nretries = 3",
+                "unknown field `retries`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let mut text = STEP.replace(from, to);
+            if to.is_empty() {
+                text = text.replace("[sync]", "");
+            }
+            let error = crate::parse_manifest("push.toml", &text).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "expected `{expected}` in: {error}"
+            );
+        }
+    }
+}

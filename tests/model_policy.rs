@@ -1,0 +1,284 @@
+//! End to end: a model policy (`plugins/stamp-policy`) and a sync step
+//! (`plugins/http-sync`, against a real HTTP server on 127.0.0.1) over a collector's
+//! entities, through the real binary — XOS's two testservice scenarios
+//! (sync-after-policy-update, policy-after-sync-update), loop freedom, a deletion held
+//! until the policy has seen it go, a failing policy shown on its entity.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use synchro_testkit::{Backend, Setup, Source};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A complete snapshot of `node` entities, each `(key, properties)`.
+fn snapshot(nodes: &[(&str, Value)]) -> String {
+    let entities: Vec<Value> = nodes
+        .iter()
+        .map(|(key, properties)| json!({"key": key, "kind": "node", "properties": properties}))
+        .collect();
+    json!({"mode": "complete", "entities": entities}).to_string()
+}
+
+/// A collector of `source` whose data is the model's to push, the `stamp` policy of
+/// `node` entities with `policy` more settings, and the `http-sync` step `push` with
+/// `step` more settings.
+fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step: &str) {
+    setup.install(
+        "nodes",
+        "scripted-collector",
+        &format!(
+            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\nsync = true\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+    setup.install("stamp", "stamp-policy", &stamp("stamp", policy));
+    setup.install(
+        "push",
+        "http-sync",
+        &format!(
+            "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
+             [sync]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
+             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
+             store = {{ read = [\"node\"], write = [\"node\"] }}\n\
+             [settings]\nurl = \"{url}\"\n{step}\n",
+            url = backend.url()
+        ),
+    );
+}
+
+/// The manifest of the `stamp-policy` plugin `name` on `node` entities.
+fn stamp(name: &str, settings: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"model-policy\"]\n\
+         [policy]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
+         [capabilities]\nstore = {{ read = [\"node\"], write = [\"node\", \"audit\"] }}\n\
+         [settings]\n{settings}\n"
+    )
+}
+
+fn model_get(setup: &Setup, kind: &str, key: &str) -> Result<Value, String> {
+    let output = setup.command(&["model", "get", kind, key, "--json"]);
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// Waits until `check` holds of the node `key` as `synchro model get` shows it.
+fn wait_node(setup: &Setup, key: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(entity) = model_get(setup, "node", key)
+            && check(&entity)
+        {
+            return entity;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {key} never {what}: {:?}",
+            model_get(setup, "node", key)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether no role has work left on the entity.
+fn settled(e: &Value) -> bool {
+    let b = &e["bookkeeping"];
+    b["needs-policy"] == false && b["needs-sync"] == false
+}
+
+/// The bodies `backend` was last sent for the node `key`, as JSON.
+fn last_put(backend: &Backend, key: &str) -> Value {
+    backend
+        .requests("PUT", &format!("/node/{key}"))
+        .last()
+        .map_or(Value::Null, |r| serde_json::from_str(&r.body).unwrap())
+}
+
+fn wait_last_put(backend: &Backend, key: &str, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check(&last_put(backend, key)) {
+        assert!(
+            Instant::now() < deadline,
+            "{key}: the outside system never got {what}: {}",
+            last_put(backend, key)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `(policed, enacted)` by the policy and the step.
+fn counts(setup: &Setup) -> (u64, u64) {
+    (
+        setup.plugin_status("stamp").counters.policed,
+        setup.plugin_status("push").counters.enacted,
+    )
+}
+
+/// Asserts that nothing more is called for a while: no role re-triggers another forever.
+fn assert_quiet(setup: &Setup, backend: &Backend) {
+    let before = (counts(setup), backend.received().len());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        (counts(setup), backend.received().len()),
+        before,
+        "calls went on with nothing changing: a loop"
+    );
+}
+
+#[test]
+fn a_policys_write_is_synced_never_runs_it_again_and_a_deletion_waits_for_the_policy() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    install(&setup, &source, &backend, "", "");
+    let host = setup.run();
+
+    // sync-after-policy-update: what the policy wrote reaches the outside system.
+    wait_last_put(&backend, "a", "the policy's write", |body| {
+        body["policy-runs"] == 1
+    });
+    let a = wait_node(&setup, "a", "settled", settled);
+    assert_eq!(
+        a["properties"],
+        json!({"v": 1, "policy-runs": 1, "previous-v": null})
+    );
+    assert_eq!(
+        a["owner"], "nodes",
+        "the policy wrote it; the collector still owns it"
+    );
+    let b = &a["bookkeeping"];
+    assert_eq!(b["policy"]["state"], "done");
+    assert!(b["changed-by-policy"].as_u64() > b["updated"].as_u64());
+    assert_eq!(b["enacted"], b["changed-by-policy"]);
+    wait_node(&setup, "b", "settled", settled);
+    // Loop freedom (XOS SEBA-79): one policy call per entity, its own write none more.
+    assert_eq!(counts(&setup).0, 2, "handle-create once each");
+    assert_quiet(&setup, &backend);
+
+    // Updated by its source: handle-update, shown the entity as the policy last saw it.
+    source.set(
+        200,
+        &snapshot(&[("a", json!({"v": 2})), ("b", json!({"v": 1}))]),
+    );
+    let a = wait_node(&setup, "a", "re-policed", |e| {
+        e["properties"]["previous-v"] == 1 && settled(e)
+    });
+    assert_eq!(
+        a["properties"],
+        json!({"v": 2, "policy-runs": 1, "previous-v": 1})
+    );
+    wait_last_put(&backend, "a", "the re-policed data", |body| {
+        *body == a["properties"]
+    });
+
+    // Deleted: kept, hidden, until the policy has handled it and the step removed it.
+    source.set(200, &snapshot(&[("a", json!({"v": 2}))]));
+    backend.wait_for("DELETE", "/node/b", 1, WAIT);
+    let deadline = Instant::now() + WAIT;
+    while model_get(&setup, "node", "b").is_ok() {
+        assert!(Instant::now() < deadline, "b never purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let audit = model_get(&setup, "audit", "node/b").expect("handle-delete ran");
+    assert_eq!(audit["owner"], "stamp");
+    assert_eq!(
+        counts(&setup).0,
+        4,
+        "create a, create b, update a, delete b"
+    );
+    assert_quiet(&setup, &backend);
+    host.stop();
+}
+
+#[test]
+fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows() {
+    let source = Source::start(&snapshot(&[
+        ("a", json!({"v": 1})),
+        ("bad", json!({"v": 1})),
+    ]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    install(
+        &setup,
+        &source,
+        &backend,
+        "fail = \"bad\"",
+        "record-url = true",
+    );
+    // A second policy of `node`: refused, or the two would share one `policed`.
+    setup.install("stamp2", "stamp-policy", &stamp("stamp2", ""));
+    let host = setup.run();
+
+    // policy-after-sync-update: the step records where it put the entity (its own
+    // write), the policy handles that change, the step enacts what the policy wrote,
+    // and then nothing moves.
+    let url = format!("{}/node/a", backend.url());
+    let a = wait_node(&setup, "a", "converged", |e| {
+        e["properties"]["outside-url"] == url.as_str()
+            && e["properties"]["policy-runs"].as_u64() >= Some(1)
+            && settled(e)
+    });
+    let b = &a["bookkeeping"];
+    assert!(b["changed-by-step"].is_u64(), "{a}");
+    assert!(
+        b["policed"].as_u64() >= b["changed-by-step"].as_u64(),
+        "the policy handled the step's write: {a}"
+    );
+    wait_last_put(&backend, "a", "the converged entity", |body| {
+        *body == a["properties"]
+    });
+    assert_quiet(&setup, &backend);
+
+    // A failing policy: its error is on the entity, it is retried with backoff, and the
+    // step enacts the entity all the same.
+    let bad = wait_node(&setup, "bad", "failed by the policy", |e| {
+        e["bookkeeping"]["policy"]["state"] == "failed"
+    });
+    let error = &bad["bookkeeping"]["policy"]["errors"][0];
+    assert_eq!(error["kind"], "failed");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused by the policy"),
+        "{error}"
+    );
+    assert_eq!(bad["bookkeeping"]["needs-policy"], true);
+    backend.wait_for("PUT", "/node/bad", 1, WAIT);
+    let output = setup.command(&["model", "list", "node", "--failed"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("node bad "),
+        "{output:?}"
+    );
+    let failures = setup.plugin_status("stamp").counters.failures;
+    std::thread::sleep(Duration::from_millis(1500));
+    let retried = setup.plugin_status("stamp").counters.failures - failures;
+    assert!(
+        (1..=8).contains(&retried),
+        "{retried} retries in 1.5 s under a 200 ms-1 s backoff"
+    );
+
+    let report = setup.status();
+    assert!(
+        report.refused.iter().any(|r| r.error.ends_with(
+            "stamp2.toml: `policy.kinds`: plugin `stamp` already is the model-policy of `node` \
+             entities; one kind has one model-policy"
+        )),
+        "{:?}",
+        report.refused
+    );
+    let stamp = setup.plugin_status("stamp");
+    assert!(
+        stamp.policy_queue.is_some_and(|q| q.backing_off == 1),
+        "{stamp:?}"
+    );
+    host.stop();
+}
