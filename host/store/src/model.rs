@@ -231,11 +231,7 @@ impl Db {
                     .is_some_and(|row| may_write(row.value().0, plugin));
                 if owned {
                     let at = first + records.len() as Version;
-                    let mut rows = Rows {
-                        model: &mut model,
-                        books: &mut books,
-                        policed: &mut policed,
-                    };
+                    let mut rows = Rows::new(&mut model, &mut books, &mut policed);
                     rows.delete(id, at)?;
                     records.push(record(Operation::Delete, &last));
                 }
@@ -387,11 +383,7 @@ impl Db {
                 return Ok(Write::Done { previous: None });
             }
             let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
-            let mut rows = Rows {
-                model: &mut table,
-                books: &mut books,
-                policed: &mut policed,
-            };
+            let mut rows = Rows::new(&mut table, &mut books, &mut policed);
             rows.delete(id, outbox::last_seq(&txn)? + 1)?;
             existing
         };
@@ -510,11 +502,7 @@ impl Db {
             let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
             let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
             let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
-            let mut rows = Rows {
-                model: &mut model,
-                books: &mut books,
-                policed: &mut policed,
-            };
+            let mut rows = Rows::new(&mut model, &mut books, &mut policed);
             for (id, outcome) in outcomes {
                 if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
                     recorded.push(Recorded::Gone);
@@ -522,9 +510,9 @@ impl Db {
                 }
                 let mut books_of = bookkeeping::get(rows.books, id)?;
                 let before = books_of.clone();
+                rows.purged = false;
                 let result = apply(&mut rows, id, &mut books_of, outcome)?;
-                let purged = rows.model.get(id.as_str()).map_err(dberr)?.is_none();
-                if !purged && books_of != before {
+                if !rows.purged && books_of != before {
                     bookkeeping::put(rows.books, id, &books_of)?;
                 }
                 recorded.push(result);
@@ -552,9 +540,24 @@ struct Rows<'t, 'txn> {
     model: &'t mut redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
     books: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
     policed: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    /// Whether the last entity worked on was purged.
+    purged: bool,
 }
 
-impl Rows<'_, '_> {
+impl<'t, 'txn> Rows<'t, 'txn> {
+    fn new(
+        model: &'t mut redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
+        books: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+        policed: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+    ) -> Self {
+        Rows {
+            model,
+            books,
+            policed,
+            purged: false,
+        }
+    }
+
     /// Deletes `id` from the model at version `at`: softly while a role still has to
     /// see it go, at once otherwise.
     fn delete(&mut self, id: &Id, at: Version) -> Result<(), DbError> {
@@ -579,6 +582,7 @@ impl Rows<'_, '_> {
         self.model.remove(id.as_str()).map_err(dberr)?;
         self.books.remove(id.as_str()).map_err(dberr)?;
         self.policed.remove(id.as_str()).map_err(dberr)?;
+        self.purged = true;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! Sync-step benchmark: `cargo bench -p synchro-testkit --bench sync` (or `./dev bench`).
+//! Model-role benchmark: `cargo bench -p synchro-testkit --bench sync` (or `./dev bench`).
 //!
+//! A sync step alone:
 //! - throughput: `SYNCHRO_BENCH_ENTITIES` (default 100000) dirty entities in the embedded
 //!   store, enacted by a trivial Rust sync step (plugins/bench-sync) on one core, from the
 //!   runner's start (listing them included) until the last is recorded enacted; beside
@@ -7,17 +8,26 @@
 //!   queue, no change stream, no wasm), in the same run;
 //! - latency: with the step caught up, from the commit of a change to the start of its
 //!   `sync-record` call, p50 / p99 over 1000 changes.
+//!
+//! A model policy and a sync step on the same kind (plugins/bench-policy, bench-sync), each
+//! on a core of its own as in the host: the same two figures, for both, beside the store
+//! alone doing both roles' reads and records natively.
 
 use std::time::{Duration, Instant};
 
 use synchro_bus::Bus;
 use synchro_model::{Acting, Change, Entity, Id, Operation, Upsert};
-use synchro_roles::sync_step::Runner;
-use synchro_store::{Db, Enacted, Writer};
+use synchro_roles::{model_policy, sync_step};
+use synchro_status::Status;
+use synchro_store::{Db, Enacted, Policed, Writer};
 use synchro_testkit::{Harness, env_u64};
 
 const MANIFEST: &str = "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
     [sync]\nkinds = [\"node\"]\nrate = 1000000\n\
+    [capabilities]\nstore = { read = [\"node\"] }\n";
+
+const POLICY: &str = "name = \"police\"\nversion = \"0.1.0\"\nroles = [\"model-policy\"]\n\
+    [policy]\nkinds = [\"node\"]\nrate = 1000000\n\
     [capabilities]\nstore = { read = [\"node\"] }\n";
 
 fn node(i: u64, v: u64) -> Entity {
@@ -63,13 +73,33 @@ fn fill(db: &Db, count: u64, v: u64) {
     }
 }
 
-/// The store alone, natively: what the runner reads and records, in its batches of 64,
-/// without the queue, the change stream or the wasm calls.
-fn native(db: &Db, count: u64) -> f64 {
+/// The store alone, natively: what the runners read and record, in their batches of 64,
+/// without the queue, the change stream or the wasm calls; the policy's too if `policy`.
+fn native(db: &Db, count: u64, policy: bool) -> f64 {
     let started = Instant::now();
     let ids: Vec<Id> = (0..count)
         .map(|i| Id::new("node", &format!("node-{i:08}")))
         .collect();
+    for batch in ids.chunks(64).filter(|_| policy) {
+        let stored = db.model_get_many(batch).expect("a read");
+        db.policed_as(batch).expect("a read");
+        let outcomes: Vec<(Id, Policed)> = batch
+            .iter()
+            .zip(stored)
+            .map(|(id, stored)| {
+                let stored = stored.expect("the entity");
+                let seen = stored.bookkeeping.policy_target();
+                (
+                    id.clone(),
+                    Policed::Handled {
+                        seen,
+                        entity: stored.entity,
+                    },
+                )
+            })
+            .collect();
+        db.record_policies(&outcomes).expect("a record");
+    }
     for batch in ids.chunks(64) {
         let stored = db.model_get_many(batch).expect("a read");
         let outcomes: Vec<(Id, Enacted)> = batch
@@ -85,58 +115,116 @@ fn native(db: &Db, count: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-fn main() -> anyhow::Result<()> {
-    let count = env_u64("SYNCHRO_BENCH_ENTITIES", 100_000);
+/// A runner started on a thread of its own: its status, and how to stop it.
+struct Running {
+    status: std::sync::Arc<Status>,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn calls(&self) -> u64 {
+        self.status.counters.values().calls
+    }
+
+    fn stop(self) {
+        self.stop.send_replace(true);
+        self.thread.join().expect("the runner's thread");
+    }
+}
+
+/// Loads `plugin_crate` as `name` with `manifest`.
+fn load(
+    harness: &Harness,
+    name: &str,
+    plugin_crate: &str,
+    manifest: &str,
+) -> anyhow::Result<std::sync::Arc<synchro_roles::Deployment>> {
+    let manifest = harness.install(name, plugin_crate, manifest);
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    Ok(Harness::deploy(runtime.block_on(harness.load(&manifest))?))
+}
+
+/// Runs the model role of `deployment`, a policy if `policy` else a sync step, on a core
+/// of its own, as in the host.
+fn spawn(
+    harness: &Harness,
+    deployment: std::sync::Arc<synchro_roles::Deployment>,
+    policy: bool,
+) -> anyhow::Result<Running> {
     let one_core = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let status = deployment.status.clone();
+    let (engine, services) = (harness.engine.clone(), harness.services.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let thread = if policy {
+        let runner = model_policy::Runner::new(deployment, engine, services);
+        std::thread::spawn(move || one_core.block_on(runner.run(shutdown)))
+    } else {
+        let runner = sync_step::Runner::new(deployment, engine, services);
+        std::thread::spawn(move || one_core.block_on(runner.run(shutdown)))
+    };
+    Ok(Running {
+        status,
+        stop,
+        thread,
+    })
+}
 
-    // The floor: the store's own work, in a harness of its own.
+/// `p50 … p99 …` of `latencies`.
+fn percentiles(latencies: &mut [Duration]) -> String {
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    format!("p50 {:?} p99 {:?}", p(0.50), p(0.99))
+}
+
+/// Writes `count` dirty nodes, starts a sync step (and a policy if `policy`) and times
+/// them through, then times 1000 single changes from commit to each runner's
+/// call; prints both beside `floor`.
+fn bench(count: u64, policy: bool) -> anyhow::Result<()> {
     let floor = {
         let harness = Harness::new(&Bus::embedded());
         fill(&harness.services.db, count, 1);
-        native(&harness.services.db, count)
+        native(&harness.services.db, count, policy)
+    };
+    let what = if policy {
+        "policy + sync step"
+    } else {
+        "sync step"
     };
 
     let harness = Harness::new(&Bus::embedded());
     let db = harness.services.db.clone();
     fill(&db, count, 1);
-    let manifest = harness.install("push", "bench-sync", MANIFEST);
-    let plugin = one_core.block_on(harness.load(&manifest))?;
-    let runner = Runner::new(
-        Harness::deploy(plugin),
-        harness.engine.clone(),
-        harness.services.clone(),
-    );
-    let status = runner.deployment().status.clone();
-    let enacted = move || status.counters.values().enacted;
-    let calls = {
-        let status = runner.deployment().status.clone();
-        move || {
-            status
-                .counters
-                .calls
-                .load(std::sync::atomic::Ordering::Relaxed)
-        }
-    };
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    // The runner on a core of its own, as in the host; this thread writes and watches.
+    let police = policy
+        .then(|| load(&harness, "police", "bench-policy", POLICY))
+        .transpose()?;
+    let push = load(&harness, "push", "bench-sync", MANIFEST)?;
     let started = Instant::now();
-    let runtime = std::thread::spawn(move || one_core.block_on(runner.run(shutdown)));
-    while enacted() < count {
+    let police = police.map(|d| spawn(&harness, d, true)).transpose()?;
+    let push = spawn(&harness, push, false)?;
+    let done = |running: &Running, policy: bool| {
+        let c = running.status.counters.values();
+        if policy { c.policed } else { c.enacted }
+    };
+    let caught_up =
+        |n: u64| done(&push, false) >= n && police.as_ref().is_none_or(|p| done(p, true) >= n);
+    while !caught_up(count) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let rate = count as f64 / started.elapsed().as_secs_f64();
     println!(
-        "sync step, trivial, one core: {rate:.0} entities/s from start to the last enacted ({count} dirty entities); \
-         the store alone (its reads and records, native, batches of 64) {floor:.0}/s; {:.2}x",
+        "{what}, trivial, a core each: {rate:.0} entities/s from start to the last recorded ({count} dirty entities); \
+         the store alone (the same reads and records, native, batches of 64) {floor:.0}/s; {:.2}x",
         rate / floor
     );
 
-    // Latency: one change at a time, the step caught up.
-    let mut latencies = Vec::with_capacity(1000);
+    // Latency: one change at a time, the runners caught up.
+    let mut to_sync = Vec::with_capacity(1000);
+    let mut to_policy = Vec::with_capacity(1000);
     for round in 0..1000u64 {
-        let before = calls();
+        let before = (push.calls(), police.as_ref().map(Running::calls));
         let entity = node(round % count, 2 + round);
         let writer = Writer {
             plugin: "writer",
@@ -147,24 +235,45 @@ fn main() -> anyhow::Result<()> {
         db.model_put(writer, &entity, |_| {
             Some(record(Operation::Update, &entity))
         })?;
-        while calls() == before {
-            std::hint::spin_loop();
+        let (mut synced, mut policed) = (None, police.is_none().then_some(()));
+        while synced.is_none() || policed.is_none() {
+            if synced.is_none() && push.calls() > before.0 {
+                synced = Some(());
+                to_sync.push(committed.elapsed());
+            }
+            if let (None, Some(police)) = (policed, &police)
+                && Some(police.calls()) > before.1
+            {
+                policed = Some(());
+                to_policy.push(committed.elapsed());
+            }
+            // Not a spin: on two cores, this thread would take one from the runners.
+            std::thread::yield_now();
         }
-        latencies.push(committed.elapsed());
-        // Let the record land before the next change.
-        while enacted() < count + round + 1 {
+        // Let the records land before the next change.
+        while !caught_up(count + round + 1) {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
-    latencies.sort();
-    let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    if policy {
+        println!(
+            "{what}, commit to handle-update start (embedded store, caught up): {} (1000 changes)",
+            percentiles(&mut to_policy)
+        );
+    }
     println!(
-        "sync step, commit to sync-record start (embedded store, caught up): p50 {:?} p99 {:?} ({} changes)",
-        p(0.50),
-        p(0.99),
-        latencies.len()
+        "{what}, commit to sync-record start (embedded store, caught up): {} (1000 changes)",
+        percentiles(&mut to_sync)
     );
-    stop.send(true)?;
-    runtime.join().expect("the runner's thread");
+    push.stop();
+    if let Some(police) = police {
+        police.stop();
+    }
     Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let count = env_u64("SYNCHRO_BENCH_ENTITIES", 100_000);
+    bench(count, false)?;
+    bench(count, true)
 }
