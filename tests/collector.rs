@@ -206,8 +206,8 @@ fn plugin_check_names_roles_and_mismatches() {
         "{bad:?}"
     );
 
-    // A manifest that claims a role the component does not export, and one this host
-    // does not run yet.
+    // A manifest that claims a role the component does not export, or without the
+    // role's section.
     std::fs::copy(&wasm, setup.plugin_dir().join("liar.wasm")).unwrap();
     let cases = [
         (
@@ -217,7 +217,13 @@ fn plugin_check_names_roles_and_mismatches() {
         ),
         (
             "roles = [\"collector\", \"model-policy\"]\n",
-            "role `model-policy` is not supported by this host yet",
+            "a model policy needs a `[policy]` with the `kinds` it handles",
+        ),
+        (
+            "roles = [\"collector\", \"model-policy\"]\n[policy]\nkinds = [\"x\"]\n\
+             [capabilities]\nstore = { read = [\"x\"] }\n",
+            "it does not export `synchro:plugin/model-policy@0.2.0` as the model-policy role \
+             requires",
         ),
     ];
     for (roles, expected) in cases {
