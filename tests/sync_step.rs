@@ -310,3 +310,113 @@ fn one_kind_has_one_sync_step() {
     );
     host.stop();
 }
+
+#[test]
+fn the_operators_modes_keep_a_step_from_kinds_it_must_only_watch_orphan_or_wait_on() {
+    // One entity of each kind, all enacted by `push`.
+    let entities = |keys: &[&str]| {
+        let entities: Vec<Value> = ["node", "rack", "vm", "switch"]
+            .iter()
+            .flat_map(|kind| {
+                keys.iter()
+                    .map(move |key| json!({"key": key, "kind": kind, "properties": {}}))
+            })
+            .collect();
+        json!({"mode": "complete", "entities": entities}).to_string()
+    };
+    let source = Source::start(&entities(&["a"]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    // A kind's own mode wins over the plugin's.
+    let config = |plugins: &str| {
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                 [modes.kinds]\nnode = \"managed\"\nrack = \"observe-only\"\n\
+                 vm = \"orphan-on-delete\"\n[modes.plugins]\n{plugins}\n"
+            ),
+        )
+        .unwrap()
+    };
+    config("push = \"paused\"");
+    install(&setup, &source, &backend, "");
+    setup.install(
+        "push",
+        "http-sync",
+        &step(
+            "push",
+            "\"node\", \"rack\", \"vm\", \"switch\"",
+            &backend,
+            "",
+        ),
+    );
+    let host = setup.run();
+    let get = |kind: &str| {
+        let output = setup.command(&["model", "get", kind, "a", "--json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while ["node", "vm"]
+        .iter()
+        .any(|kind| get(kind).is_none_or(|e| e["bookkeeping"]["enacted"].is_null()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node a and vm a never enacted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dirty = setup.command(&["model", "list", "--dirty", "--json"]);
+    let dirty: Vec<String> = String::from_utf8(dirty.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let entity: Value = serde_json::from_str(l).unwrap();
+            entity["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        dirty,
+        ["switch"],
+        "paused work waits; observed data is no work"
+    );
+
+    // Resumed: the work that waited is done, and only it.
+    host.stop();
+    config("");
+    let host = setup.run();
+    backend.wait_for("PUT", "/switch/a", 1, WAIT);
+
+    // All deleted: the managed ones are removed outside, the orphaned one only from the
+    // model, the observed one was never outside.
+    source.set(200, &entities(&[]));
+    let deadline = std::time::Instant::now() + WAIT;
+    while ["node", "vm", "rack", "switch"]
+        .iter()
+        .any(|kind| get(kind).is_some())
+    {
+        assert!(std::time::Instant::now() < deadline, "not purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut outside: Vec<String> = backend
+        .received()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    outside.sort();
+    assert_eq!(
+        outside,
+        [
+            "DELETE /node/a",
+            "DELETE /switch/a",
+            "PUT /node/a",
+            "PUT /switch/a",
+            "PUT /vm/a"
+        ]
+    );
+    host.stop();
+}

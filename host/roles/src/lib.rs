@@ -19,7 +19,6 @@ mod session;
 pub mod sync_step;
 mod task;
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ use tokio::sync::watch;
 
 use backoff::Backoff;
 pub use deployment::{Deployment, NotQuarantined};
-use model_work::ModelWork;
+pub use model_work::{Mode, ModelWork, Modes};
 pub use plugin::{Declared, LoadPolicy, Plugin, manifests_in};
 /// Where a plugin's compiled component came from (`Plugin::origin`).
 pub use synchro_engine::Origin;
@@ -163,17 +162,17 @@ impl Roles {
         })
     }
 
-    /// The model roles the plugin plays: each with its manifest section and the kinds it
-    /// handles.
-    pub fn model_work(&self) -> impl Iterator<Item = (Role, &'static str, &BTreeSet<String>)> {
+    /// The model roles the plugin plays: each with the name and the contents of its
+    /// manifest section.
+    pub fn model_work(&self) -> impl Iterator<Item = (Role, &'static str, &ModelWork)> {
         let policy = self
             .model_policy
             .as_ref()
-            .map(|p| (Role::ModelPolicy, model_policy::SECTION, &p.policy.kinds));
+            .map(|p| (Role::ModelPolicy, model_policy::SECTION, &p.policy));
         let sync = self
             .sync_step
             .as_ref()
-            .map(|s| (Role::SyncStep, sync_step::SECTION, &s.sync.kinds));
+            .map(|s| (Role::SyncStep, sync_step::SECTION, &s.sync));
         policy.into_iter().chain(sync)
     }
 

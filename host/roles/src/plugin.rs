@@ -27,6 +27,8 @@ pub struct LoadPolicy<'a> {
     pub grants_required: bool,
     /// The shortest `[schedule] interval` a collector gets, whatever its manifest asks.
     pub min_interval: Duration,
+    /// How far sync steps manage their kinds outward.
+    pub modes: &'a crate::Modes,
 }
 
 impl LoadPolicy<'_> {
@@ -96,6 +98,9 @@ impl Declared {
                     crate::event_step::own_dead_letter(&manifest.name)
                 );
             }
+        }
+        if let Some(sync) = &mut sections.sync_step {
+            sync.modes = policy.modes.of(&manifest.name, &sync.kinds);
         }
         for (section, work) in sections.model_work() {
             if let Some(kind) = work.kinds.iter().find(|k| !grants.store.may_read(k)) {

@@ -63,6 +63,10 @@ pub struct Config {
     /// fallen behind (quarantined, or slow); beyond, it skips the oldest and the log says
     /// how many. Bounds the database whatever a plugin does.
     pub max_step_lag: u64,
+    /// How far sync steps manage kinds outward: `[modes.kinds]` and `[modes.plugins]`
+    /// map a kind, or a sync step's name, to `managed` (the default), `observe-only`,
+    /// `orphan-on-delete` or `paused`.
+    pub modes: synchro_roles::Modes,
     /// The file this config was read from; `None` for the embedded defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl Default for Config {
             watch: true,
             shutdown_grace: crate::SHUTDOWN_GRACE,
             max_step_lag: 1_000_000,
+            modes: synchro_roles::Modes::default(),
             source: None,
         }
     }
@@ -183,6 +188,7 @@ impl Config {
             grants: &self.grants,
             grants_required: self.grants_required,
             min_interval: self.min_interval,
+            modes: &self.modes,
         }
     }
 }
@@ -244,6 +250,11 @@ mod tests {
             ),
             ("[limits]\nmemory = 5", "unknown field `memory`"),
             ("[admin]\nport = 5", "unknown field `port`"),
+            (
+                "[modes.kinds]\nrack = \"watch\"",
+                "unknown variant `watch`, expected one of `managed`, `observe-only`",
+            ),
+            ("[modes]\nrack = \"paused\"", "unknown field `rack`"),
             (
                 "[bus]\nbrokers = \"127.0.0.1:9092\"",
                 "missing field `kind`",

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use synchro_capability::Services;
 use synchro_manifest::Role;
 use synchro_model::{Error, ErrorKind};
-use synchro_roles::{Deployment, Ended, Origin, Plugin, PluginEngine, PluginTask, manifests_in};
+use synchro_roles::{
+    Deployment, Ended, Mode, Origin, Plugin, PluginEngine, PluginTask, manifests_in,
+};
 use synchro_status::{Counters, Health, HostReport, ModelRole, PluginReport, Refused, Reloaded};
 
 use crate::Config;
@@ -147,12 +149,18 @@ impl Registry {
         let mut work = crate::model_view::Work::default();
         for running in self.running.values() {
             let plugin = running.deployment.current();
-            for (role, _, kinds) in plugin.roles.model_work() {
+            for (role, _, section) in plugin.roles.model_work() {
                 let into = match role {
                     Role::ModelPolicy => &mut work.policed,
                     _ => &mut work.synced,
                 };
-                into.extend(kinds.iter().cloned());
+                // An observe-only kind is never enacted: nothing of it is work.
+                let kinds = section.kinds.iter();
+                into.extend(
+                    kinds
+                        .filter(|k| section.mode(k) != Mode::ObserveOnly)
+                        .cloned(),
+                );
             }
         }
         work
@@ -353,14 +361,14 @@ impl Registry {
         }
         // An entity's bookkeeping records one `policed` and one `enacted`: the first
         // plugin to handle it would mark it done for the other.
-        for (role, section, kinds) in plugin.roles.model_work() {
+        for (role, section, work) in plugin.roles.model_work() {
             let other = self.running.values().find_map(|r| {
                 let other = r.deployment.current();
                 let theirs = other
                     .roles
                     .model_work()
-                    .find_map(|(their_role, _, kinds)| (their_role == role).then_some(kinds))?;
-                let kind = kinds.intersection(theirs).next()?.clone();
+                    .find_map(|(their_role, _, theirs)| (their_role == role).then_some(theirs))?;
+                let kind = work.kinds.intersection(&theirs.kinds).next()?.clone();
                 (other.name != plugin.name).then(|| (other.name.clone(), kind))
             });
             if let Some((other, kind)) = other {

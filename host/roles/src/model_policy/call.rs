@@ -10,7 +10,7 @@ use synchro_store::{Db, DbError, Policed, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::model_policy::Guest;
 
 use super::ModelPolicy;
-use crate::model_work::{Handler, ModelWork};
+use crate::model_work::{Handler, ModelWork, Plan};
 use crate::session::Session as Instance;
 use crate::{Plugin, PluginEngine};
 
@@ -73,12 +73,12 @@ impl Handler for ModelPolicy {
 
     /// `handle-update` needs what the policy last handled; an entity policed without one
     /// (not kept by this host's versions before policies) is handled as new.
-    fn plan(input: Input) -> (React, Policed) {
+    fn plan(_: &ModelWork, input: Input) -> Plan<React, Policed> {
         let Input { stored, previous } = input;
         let books = &stored.bookkeeping;
         if books.deleted {
             let seen = books.updated;
-            return (React::Delete(stored.entity), Policed::Deleted { seen });
+            return Plan::Call(React::Delete(stored.entity), Policed::Deleted { seen });
         }
         let seen = books.policy_target();
         let handled = Policed::Handled {
@@ -89,7 +89,7 @@ impl Handler for ModelPolicy {
             Some(previous) => React::Update(stored.entity, previous),
             None => React::Create(stored.entity),
         };
-        (react, handled)
+        Plan::Call(react, handled)
     }
 
     fn failed(failure: Failure) -> Policed {

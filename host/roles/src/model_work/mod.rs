@@ -17,7 +17,7 @@
 mod queue;
 mod run;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -43,6 +43,55 @@ pub struct ModelWork {
     /// An entity's first pause after a failure; doubles on each next one.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// The operator's modes for the kinds that are not [`Mode::Managed`] (a sync step's
+    /// only; see [`Modes`]).
+    pub modes: BTreeMap<String, Mode>,
+}
+
+/// How far a sync step manages a kind outward: the operator's choice, per kind or per
+/// plugin (the host config's `[modes]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Created, updated and deleted outside as the model says.
+    #[default]
+    Managed,
+    /// Never synced nor deleted outside: the model only watches it.
+    ObserveOnly,
+    /// Synced, but a deletion removes only the model's entity; the outside one stays.
+    OrphanOnDelete,
+    /// Nothing is enacted until the mode changes; the work waits, dirty.
+    Paused,
+}
+
+/// The host config's `[modes]`: a mode per kind, and per sync-step plugin for all of its
+/// kinds; a kind's own mode wins.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Modes {
+    pub kinds: BTreeMap<String, Mode>,
+    pub plugins: BTreeMap<String, Mode>,
+}
+
+impl Modes {
+    /// The modes of `kinds` enacted by `plugin` that are not [`Mode::Managed`].
+    pub fn of(&self, plugin: &str, kinds: &BTreeSet<String>) -> BTreeMap<String, Mode> {
+        kinds
+            .iter()
+            .map(|kind| {
+                let mode = self.kinds.get(kind).or_else(|| self.plugins.get(plugin));
+                (kind.clone(), mode.copied().unwrap_or_default())
+            })
+            .filter(|(_, mode)| *mode != Mode::Managed)
+            .collect()
+    }
+}
+
+impl ModelWork {
+    /// The operator's mode for `kind`.
+    pub fn mode(&self, kind: &str) -> Mode {
+        self.modes.get(kind).copied().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,8 +160,19 @@ impl ModelWork {
             rate: raw.rate,
             backoff: raw.backoff,
             max_backoff: raw.max_backoff,
+            modes: BTreeMap::new(),
         })
     }
+}
+
+/// What a runner does for an entity with work.
+pub enum Plan<C, O> {
+    /// Makes the call, and records the outcome if it succeeds.
+    Call(C, O),
+    /// Records the outcome without a call (a deletion the operator orphans outside).
+    Record(O),
+    /// Nothing, for now (the operator's mode holds it).
+    Skip,
 }
 
 /// What a model role tells its [`Runner`].
@@ -139,9 +199,8 @@ pub trait Handler: Send + Sync + 'static {
     fn needs(books: &Bookkeeping) -> bool;
     /// The version of the entity the role works towards (see [`Handling::seen`]).
     fn target(books: &Bookkeeping) -> synchro_model::Version;
-    /// The call to make for an input that needs one, and the outcome to record if it
-    /// succeeds.
-    fn plan(input: Self::Input) -> (Self::Call, Self::Outcome);
+    /// What to do for an input that needs work, under the role's section `work`.
+    fn plan(work: &ModelWork, input: Self::Input) -> Plan<Self::Call, Self::Outcome>;
     fn failed(failure: Failure) -> Self::Outcome;
     /// Records `outcomes` in one visit of the store.
     fn record(db: &Db, outcomes: &[(Id, Self::Outcome)]) -> Result<Vec<Recorded>, DbError>;

@@ -24,7 +24,7 @@ use synchro_status::Counters;
 use synchro_store::{Cursor, DbError, Recorded, Start};
 
 use super::queue::Queue;
-use super::{Handler, ModelWork};
+use super::{Handler, ModelWork, Plan};
 use crate::failure::{Tracker, Verdict};
 use crate::{Deployment, Plugin, PluginEngine};
 
@@ -257,7 +257,8 @@ impl<H: Handler> Runner<H> {
         shutdown: &watch::Receiver<bool>,
     ) -> Vec<(Id, Handled)> {
         let db = &self.services.db;
-        let name = self.deployment.current().name.clone();
+        let plugin = self.deployment.current();
+        let (name, work) = (plugin.name.clone(), H::work(&plugin));
         let wanted = ids.clone();
         let inputs = match crate::blocking(db, move |db| H::read(db, &wanted)).await {
             Ok(inputs) => inputs,
@@ -286,7 +287,19 @@ impl<H: Handler> Runner<H> {
                 id: id.clone(),
                 seen: H::target(H::books(&input)),
             };
-            let (call, success) = H::plan(input);
+            let (call, success) = match H::plan(work, input) {
+                Plan::Call(call, success) => (call, success),
+                Plan::Record(outcome) => {
+                    handled.push((id.clone(), Handled::Done));
+                    outcomes.push((id, outcome));
+                    succeeded.push(None);
+                    continue;
+                }
+                Plan::Skip => {
+                    handled.push((id, Handled::Nothing));
+                    continue;
+                }
+            };
             match self.call(session, &call, Some(handling)).await {
                 Ok(()) => {
                     handled.push((id.clone(), Handled::Done));

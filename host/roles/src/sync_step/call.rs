@@ -10,7 +10,7 @@ use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
 
 use super::SyncStep;
-use crate::model_work::{Handler, ModelWork};
+use crate::model_work::{Handler, Mode, ModelWork, Plan};
 use crate::session::Session as Instance;
 use crate::{Plugin, PluginEngine};
 
@@ -54,14 +54,25 @@ impl Handler for SyncStep {
         books.sync_target()
     }
 
-    fn plan(input: Stored) -> (Enact, Enacted) {
+    /// The operator's mode may hold the call, or, for a deletion, make it needless.
+    fn plan(work: &ModelWork, input: Stored) -> Plan<Enact, Enacted> {
         let books = &input.bookkeeping;
-        if books.deleted {
-            let seen = books.updated;
-            (Enact::Delete(input.entity), Enacted::Removed { seen })
-        } else {
-            let seen = books.sync_target();
-            (Enact::Sync(input.entity), Enacted::Synced { seen })
+        let mode = work.mode(input.entity.kind());
+        match (mode, books.deleted) {
+            (Mode::Paused, _) | (Mode::ObserveOnly, false) => Plan::Skip,
+            (Mode::ObserveOnly | Mode::OrphanOnDelete, true) => Plan::Record(Enacted::Removed {
+                seen: books.updated,
+            }),
+            (Mode::Managed, true) => Plan::Call(
+                Enact::Delete(input.entity),
+                Enacted::Removed {
+                    seen: books.updated,
+                },
+            ),
+            (Mode::Managed | Mode::OrphanOnDelete, false) => {
+                let seen = books.sync_target();
+                Plan::Call(Enact::Sync(input.entity), Enacted::Synced { seen })
+            }
         }
     }
 
