@@ -36,7 +36,7 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step
             source.url()
         ),
     );
-    setup.install("stamp", "stamp-policy", &stamp("stamp", policy));
+    setup.install("stamp", "stamp-policy", &stamp("stamp", "\"node\"", policy));
     setup.install(
         "push",
         "http-sync",
@@ -44,19 +44,21 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step
             "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
              [sync]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
              [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
-             store = {{ read = [\"node\"], write = [\"node\"] }}\n\
+             store = {{ read = [\"node\"], write = [\"node\"], handle = [\"node\"] }}\n\
              [settings]\nurl = \"{url}\"\n{step}\n",
             url = backend.url()
         ),
     );
 }
 
-/// The manifest of the `stamp-policy` plugin `name` on `node` entities.
-fn stamp(name: &str, settings: &str) -> String {
+/// The manifest of the `stamp-policy` plugin `name` on `node` entities, which may write
+/// the entities of `handle` (TOML list items) it handles whoever owns them.
+fn stamp(name: &str, handle: &str, settings: &str) -> String {
     format!(
         "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"model-policy\"]\n\
          [policy]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
-         [capabilities]\nstore = {{ read = [\"node\"], write = [\"node\", \"audit\"] }}\n\
+         [capabilities]\n\
+         store = {{ read = [\"node\"], write = [\"node\", \"audit\"], handle = [{handle}] }}\n\
          [settings]\n{settings}\n"
     )
 }
@@ -214,7 +216,7 @@ fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows(
         "record-url = true",
     );
     // A second policy of `node`: refused, or the two would share one `policed`.
-    setup.install("stamp2", "stamp-policy", &stamp("stamp2", ""));
+    setup.install("stamp2", "stamp-policy", &stamp("stamp2", "", ""));
     let host = setup.run();
 
     // policy-after-sync-update: the step records where it put the entity (its own
@@ -279,6 +281,50 @@ fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows(
     assert!(
         stamp.policy_queue.is_some_and(|q| q.backing_off == 1),
         "{stamp:?}"
+    );
+    host.stop();
+}
+
+#[test]
+fn a_policy_writes_what_others_own_only_with_the_handle_grant() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1}))]));
+    let setup = Setup::new();
+    setup.install(
+        "nodes",
+        "scripted-collector",
+        &format!(
+            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+    // Declaring itself the policy of `node` and holding a write grant on it is not
+    // enough to overwrite the collector's entities.
+    setup.install("stamp", "stamp-policy", &stamp("stamp", "", ""));
+    let host = setup.run();
+    let a = wait_node(&setup, "a", "refused to the policy", |e| {
+        e["bookkeeping"]["policy"]["state"] == "failed"
+    });
+    let error = &a["bookkeeping"]["policy"]["errors"][0];
+    assert_eq!(error["kind"], "denied", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("another plugin wrote it"),
+        "{error}"
+    );
+    assert_eq!(a["properties"], json!({"v": 1}), "unchanged");
+    let check = setup.command(&[
+        "plugin",
+        "check",
+        setup.plugin_dir().join("stamp.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&check.stdout).contains("write what it handles"),
+        "{check:?}"
     );
     host.stop();
 }

@@ -420,3 +420,118 @@ fn the_operators_modes_keep_a_step_from_kinds_it_must_only_watch_orphan_or_wait_
     );
     host.stop();
 }
+
+#[test]
+fn edges_go_outside_after_their_ends_and_come_down_before_them() {
+    let vertex = |key: &str| json!({"key": key, "kind": "node", "properties": {}});
+    let edge = |key: &str, from: &str, to: &str| {
+        json!({"key": key, "kind": "link", "properties": {},
+               "edge": {"source": {"kind": "node", "key": from}, "target": {"kind": "node", "key": to}}})
+    };
+    let complete =
+        |entities: Vec<Value>| json!({"mode": "complete", "entities": entities}).to_string();
+    // `f` hangs on `z`, which no source reports yet: a dangling edge.
+    let source = Source::start(&complete(vec![
+        vertex("a"),
+        vertex("b"),
+        edge("e", "a", "b"),
+        edge("f", "a", "z"),
+    ]));
+    let backend = Backend::start();
+    backend.script("/node/b", &[500, 500]);
+    let setup = Setup::new();
+    install(&setup, &source, &backend, "");
+    setup.install(
+        "push",
+        "http-sync",
+        &step(
+            "push",
+            "\"node\", \"link\"",
+            &backend,
+            "backoff = \"300ms\"",
+        ),
+    );
+    let host = setup.run();
+    // The entity, once the host is up and has it.
+    let get = |kind: &str, key: &str| {
+        let output = setup.command(&["model", "get", kind, key, "--json"]);
+        if output.status.success() {
+            serde_json::from_slice::<Value>(&output.stdout).unwrap()
+        } else {
+            Value::Null
+        }
+    };
+
+    // `e` waits for `b`, which fails first; the first failure names the cause.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let e = get("link", "e");
+        let message = e["bookkeeping"]["sync"]["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if message.contains("waiting for its target node `b` to be enacted first, which failed") {
+            assert_eq!(e["bookkeeping"]["sync"]["state"], "deferred");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "e never held for b: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let put_e = backend.wait_for("PUT", "/link/e", 1, WAIT);
+    let put_b = backend.wait_for("PUT", "/node/b", 3, WAIT);
+    assert!(
+        put_b[2].at <= put_e[0].at,
+        "the edge went out before its end"
+    );
+    let f = get("link", "f");
+    assert_eq!(f["bookkeeping"]["sync"]["state"], "deferred");
+    assert!(
+        f["bookkeeping"]["sync"]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("its target node `z` is not in the model (dangling)"),
+        "{f}"
+    );
+    assert!(backend.requests("PUT", "/link/f").is_empty());
+    assert_eq!(f["dangling"], json!(["target"]), "the model says so: {f}");
+    let line = setup.command(&["model", "get", "link", "f"]);
+    assert!(
+        String::from_utf8_lossy(&line.stdout).contains("node a -> node z (dangling target)"),
+        "{line:?}"
+    );
+
+    // `z` appears: `f` follows it out.
+    source.set(
+        200,
+        &complete(vec![
+            vertex("a"),
+            vertex("b"),
+            vertex("z"),
+            edge("e", "a", "b"),
+            edge("f", "a", "z"),
+        ]),
+    );
+    let put_f = backend.wait_for("PUT", "/link/f", 1, WAIT);
+    assert_eq!(get("link", "f").get("dangling"), None, "resolved");
+    let put_z = backend.requests("PUT", "/node/z");
+    assert!(put_z[0].at <= put_f[0].at);
+
+    // All deleted at once: the edges come down before the vertices they hang on.
+    source.set(200, &complete(vec![]));
+    for path in ["/node/a", "/node/b", "/node/z"] {
+        backend.wait_for("DELETE", path, 1, WAIT);
+    }
+    let deletes = |path: &str| backend.requests("DELETE", path)[0].at;
+    for (edge, end) in [
+        ("/link/e", "/node/a"),
+        ("/link/e", "/node/b"),
+        ("/link/f", "/node/a"),
+        ("/link/f", "/node/z"),
+    ] {
+        assert!(deletes(edge) <= deletes(end), "{end} removed before {edge}");
+    }
+    host.stop();
+}

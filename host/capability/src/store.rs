@@ -2,11 +2,13 @@
 //!
 //! ```toml
 //! [capabilities]
-//! store = { read = ["*"], write = ["pserver"] }
+//! store = { read = ["*"], write = ["pserver"], handle = ["pserver"] }
 //! ```
 //!
 //! Entities are identified by kind and key, and owned by the plugin that wrote them: a
-//! plugin replaces or deletes only its own (see `synchro_store`'s model). A save or a
+//! plugin replaces or deletes only its own (see `synchro_store`'s model). `handle` is the
+//! one exception, and must be asked for (and granted) by name: a model policy's or a sync
+//! step's call may write the entity of those kinds it handles, whoever owns it. A save or a
 //! delete appends its change, attributed to the plugin, to the outbox in the same
 //! transaction as the write: a write is never unannounced.
 
@@ -32,6 +34,10 @@ pub struct Grant {
     read: NameList,
     #[serde(default)]
     write: NameList,
+    /// Kinds whose entity a policy's or a step's call may write while it handles it,
+    /// whoever owns it.
+    #[serde(default)]
+    handle: NameList,
 }
 
 impl Grant {
@@ -53,13 +59,20 @@ impl crate::Grant for Grant {
         let operator: Grant = operator.map(raw).transpose()?.unwrap_or_default();
         self.read = self.read.narrow(&operator.read);
         self.write = self.write.narrow(&operator.write);
+        self.handle = self.handle.narrow(&operator.handle);
         Ok(())
     }
 
     fn describe(&self) -> Option<String> {
         match (self.read.is_empty(), self.write.is_empty()) {
             (true, true) => None,
-            _ => Some(format!("read {}; write {}", self.read, self.write)),
+            _ if self.handle.is_empty() => {
+                Some(format!("read {}; write {}", self.read, self.write))
+            }
+            _ => Some(format!(
+                "read {}; write {}; write what it handles of {}",
+                self.read, self.write, self.handle
+            )),
         }
     }
 }
@@ -161,7 +174,10 @@ impl wit::Host for Capability {
                 let writer = Writer {
                     plugin: &call.plugin,
                     acting: call.acting,
-                    handling: call.handling.as_ref(),
+                    handling: call
+                        .handling
+                        .as_ref()
+                        .filter(|h| call.grants.store.handle.allows(h.id.kind())),
                 };
                 let write = s.model_put(writer, &entity, |previous| {
                     let operation = match previous {

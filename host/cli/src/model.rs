@@ -73,6 +73,9 @@ fn print(out: &mut impl Write, e: &ModelEntity, json: bool) -> std::io::Result<(
     if let Some(edge) = &e.edge {
         let end = |r: &ModelRef| format!("{} {}", OneLine(&r.kind), OneLine(&r.key));
         write!(out, " {} -> {}", end(&edge.source), end(&edge.target))?;
+        for role in &e.dangling {
+            write!(out, " (dangling {role})")?;
+        }
     }
     if let Some(version) = &e.schema_version {
         write!(out, " schema-version {}", OneLine(version))?;

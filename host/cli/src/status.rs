@@ -101,8 +101,8 @@ fn print_status(report: &HostReport) {
         for (role, queue, done, count) in queues {
             if let Some(q) = queue {
                 println!(
-                    "  {role} queue: ready {} in-flight {} backing-off {} {done} {count}",
-                    q.ready, q.in_flight, q.backing_off
+                    "  {role} queue: ready {} in-flight {} backing-off {} held {} {done} {count}",
+                    q.ready, q.in_flight, q.backing_off, q.held
                 );
             }
         }

@@ -145,7 +145,8 @@ pub struct Bookkeeping {
     pub policy: RoleStatus,
     pub backend: RoleStatus,
     /// Deleted from the model, kept until a sync step has removed it outside
-    /// (`delete-record` succeeded; XOS CORD-2944).
+    /// (`delete-record` succeeded; XOS CORD-2944) and a model policy that handled it has
+    /// seen it go (`handle-delete`).
     pub deleted: bool,
     /// Never pushed outward: what a collector observed is not the model's to enact.
     pub no_sync: bool,
@@ -187,11 +188,11 @@ impl Bookkeeping {
     /// `delete-record` must remove, or a model policy handled the entity and must see
     /// its deletion (`handle-delete`). Otherwise the entity is purged at once.
     pub fn holds_delete(&self) -> bool {
-        self.outside() || self.policed.is_some()
+        self.is_outside() || self.policed.is_some()
     }
 
     /// Whether a sync step enacted the entity outside, and nothing removed it since.
-    fn outside(&self) -> bool {
+    pub fn is_outside(&self) -> bool {
         !self.no_sync && self.enacted.is_some()
     }
 
@@ -215,7 +216,7 @@ impl Bookkeeping {
     /// A deleted entity needs one only while something enacted is outside.
     pub fn needs_sync(&self) -> bool {
         if self.deleted {
-            return self.outside();
+            return self.is_outside();
         }
         !self.no_sync && self.enacted.is_none_or(|e| e < self.sync_target())
     }
@@ -303,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_is_held_only_once_something_was_enacted_and_a_write_brings_it_back() {
+    fn a_delete_is_held_only_once_something_is_outside_and_a_write_brings_it_back() {
         let mut b = Bookkeeping::created(1, false);
         assert!(!b.holds_delete(), "nothing outside yet");
         b.enacted(1);

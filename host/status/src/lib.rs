@@ -140,6 +140,9 @@ pub struct WorkQueue {
     pub ready: usize,
     pub in_flight: usize,
     pub backing_off: usize,
+    /// Held until another entity is handled (an edge until its ends are enacted).
+    #[serde(default)]
+    pub held: usize,
 }
 
 /// One plugin as the admin API reports it.
@@ -240,6 +243,10 @@ pub struct ModelEntity {
     /// The ends of an edge; absent for a vertex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge: Option<ModelEdge>,
+    /// The ends of an edge that are not in the model (yet): `source`, `target`. A
+    /// collector may report an edge before another reports the vertex it points to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dangling: Vec<String>,
     pub bookkeeping: ModelBookkeeping,
 }
 

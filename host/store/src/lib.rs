@@ -9,6 +9,7 @@
 mod appender;
 mod baseline;
 mod bookkeeping;
+mod edges;
 mod migrate;
 mod model;
 mod outbox;
@@ -97,6 +98,11 @@ impl Db {
             );
         }
         txn.open_table(model::ENTITIES).map_err(dberr)?;
+        if let Some(indexed) = edges::build_if_missing(&txn)?
+            && indexed > 0
+        {
+            tracing::info!(path = %path.display(), indexed, "state migrated: edges indexed by their ends");
+        }
         txn.open_table(bookkeeping::BOOKKEEPING).map_err(dberr)?;
         txn.open_table(model::POLICED_AS).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
@@ -756,7 +762,8 @@ mod tests {
         state
             .model_put(source("api"), &entity("a", r#"{"v":1}"#), announce)
             .unwrap();
-        assert_eq!(state.policed_as(&[id("a")]).unwrap(), [None]);
+        let previous = |key: &str| state.model_get_policed(&[id(key)]).unwrap()[0].clone();
+        assert_eq!(previous("a").map(|(_, p)| p), Some(None));
         let record = |outcome| state.record_policies(&[(id("a"), outcome)]).unwrap()[0];
         let handled = Policed::Handled {
             seen: 1,
@@ -764,8 +771,8 @@ mod tests {
         };
         assert_eq!(record(handled), Recorded::Done);
         assert_eq!(
-            state.policed_as(&[id("a")]).unwrap(),
-            [Some(entity("a", r#"{"v":1}"#))]
+            previous("a").map(|(_, p)| p),
+            Some(Some(entity("a", r#"{"v":1}"#)))
         );
         assert!(!books("a").unwrap().needs_policy());
 
@@ -806,6 +813,23 @@ mod tests {
             Write::Stale
         );
 
+        // Purged while a call handled it: the handler's write does not bring it back.
+        let gone = Handling {
+            id: id("gone"),
+            seen: 1,
+        };
+        let late = Writer {
+            handling: Some(&gone),
+            ..policy
+        };
+        assert_eq!(
+            state
+                .model_put(late, &entity("gone", "{}"), announce)
+                .unwrap(),
+            Write::Stale
+        );
+        assert_eq!(state.model_get(&id("gone")).unwrap(), None);
+
         // Policed, its deletion waits for `handle-delete`.
         state
             .model_delete("api", &id("a"), |_| b"DELETE a".to_vec())
@@ -815,6 +839,78 @@ mod tests {
         assert_eq!(record(Policed::Deleted { seen: 3 }), Recorded::Rewritten);
         assert_eq!(record(Policed::Deleted { seen: 4 }), Recorded::Done);
         assert_eq!(books("a"), None, "purged");
-        assert_eq!(state.policed_as(&[id("a")]).unwrap(), [None]);
+        assert_eq!(previous("a"), None);
+        let txn = redb::ReadableDatabase::begin_read(&state.db).unwrap();
+        let policed = txn.open_table(model::POLICED_AS).unwrap();
+        assert!(
+            policed.get("pserver\0a").unwrap().is_none(),
+            "purged with it"
+        );
+    }
+
+    #[test]
+    fn edges_are_indexed_by_their_ends_through_every_write_and_rebuilt_for_old_state() {
+        use synchro_model::{EdgeEnds, EntityRef};
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let end = |key: &str| EntityRef {
+            key: key.into(),
+            kind: "pserver".into(),
+        };
+        let edge = |key: &str, from: &str, to: &str| {
+            let ends = EdgeEnds {
+                source: end(from),
+                target: end(to),
+            };
+            Entity::new(key.into(), "link".into(), "{}".into(), None, Some(ends)).unwrap()
+        };
+        let link = |key: &str| Id::new("link", key);
+        let edges_of = |key: &str| state.edges_of(&id(key)).unwrap();
+        let announce = |_: Option<&Entity>| Some(b"change".to_vec());
+
+        state
+            .model_put(source("api"), &edge("e", "a", "b"), announce)
+            .unwrap();
+        assert_eq!(
+            (edges_of("a"), edges_of("b")),
+            (vec![link("e")], vec![link("e")])
+        );
+        // Moved to another end.
+        state
+            .model_put(source("api"), &edge("e", "a", "c"), announce)
+            .unwrap();
+        assert_eq!((edges_of("b"), edges_of("c")), (vec![], vec![link("e")]));
+        // A collector's edge, and its deletion (purged: nothing held it).
+        let upsert = |e: Entity| synchro_model::Upsert {
+            operation: Operation::Create,
+            entity: e,
+            hash: 1,
+        };
+        let record = |_: Operation, _: &Entity| b"change".to_vec();
+        state
+            .commit_collect("c", &[upsert(edge("f", "c", "a"))], &[], true, record)
+            .unwrap();
+        let mut of_a = edges_of("a");
+        of_a.sort();
+        assert_eq!(of_a, [link("e"), link("f")]);
+        state
+            .commit_collect("c", &[], &[link("f")], true, record)
+            .unwrap();
+        assert_eq!(edges_of("a"), [link("e")]);
+        state
+            .model_delete("api", &link("e"), |_| b"DELETE".to_vec())
+            .unwrap();
+        assert!(edges_of("a").is_empty() && edges_of("c").is_empty());
+
+        // State from before the index: rebuilt at open.
+        state
+            .model_put(source("api"), &edge("g", "a", "b"), announce)
+            .unwrap();
+        let txn = state.db.begin_write().unwrap();
+        txn.delete_multimap_table(edges::EDGES).unwrap();
+        txn.commit().unwrap();
+        drop(state);
+        let state = Db::open(dir.path()).unwrap();
+        assert_eq!(state.edges_of(&id("b")).unwrap(), [link("g")]);
     }
 }

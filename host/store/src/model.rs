@@ -12,9 +12,15 @@
 //! checked is what is replaced, and what is written is announced; the same transaction
 //! moves the entity's bookkeeping to the change's sequence number (see `bookkeeping`).
 //!
-//! A deletion is soft while something a sync step enacted outside is still there: the
-//! entity stays, marked deleted and hidden from plugins, until the step's `delete-record`
-//! succeeds ([`Db::purge`]). Anything else is purged at once.
+//! A deletion is soft while a role still has to see it go — a sync step enacted the
+//! entity outside and must `delete-record` it, or a model policy handled it and must
+//! `handle-delete` it: the entity stays, marked deleted and hidden from plugins, until
+//! both are recorded ([`Db::record_syncs`], [`Db::record_policies`]). Anything else is
+//! purged at once.
+//!
+//! The one exception to ownership: a model policy's or a sync step's call may write the
+//! entity it handles, whoever owns it, if its `store` grant names the kind in `handle`
+//! and nobody else changed the entity since the call read it ([`Writer::handling`]).
 
 use std::ops::Bound;
 
@@ -24,7 +30,7 @@ use synchro_model::bookkeeping::Failure;
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
-use crate::{Db, DbError, baseline, dberr, outbox};
+use crate::{Db, DbError, baseline, dberr, edges, outbox};
 
 /// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
 pub(crate) const ENTITIES: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("entities");
@@ -102,20 +108,27 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Whether this writer may write over `existing`, owned by `owner`.
+    /// Whether this write is of the entity the writer's call handles.
+    fn handles(&self, id: &Id) -> Option<&Handling> {
+        self.handling
+            .filter(|h| self.acting != Acting::Source && h.id == *id)
+    }
+
+    /// Whether this writer may write over `existing`, owned by `owner`. The entity its
+    /// call handles is written only while nobody else changed it since the call read it,
+    /// whoever owns it: else the write would undo a change it did not see.
     fn may_write(&self, id: &Id, owner: &str, existing: &Bookkeeping) -> Permit {
-        if may_write(owner, self.plugin) {
-            return Permit::Owner;
+        if let Some(h) = self.handles(id) {
+            return match h.still_current(self.acting, existing) {
+                false => Permit::Stale,
+                true if may_write(owner, self.plugin) => Permit::Owner,
+                true => Permit::Handling,
+            };
         }
-        match self.handling {
-            Some(h) if self.acting != Acting::Source && h.id == *id => {
-                if h.still_current(self.acting, existing) {
-                    Permit::Handling
-                } else {
-                    Permit::Stale
-                }
-            }
-            _ => Permit::Refused,
+        if may_write(owner, self.plugin) {
+            Permit::Owner
+        } else {
+            Permit::Refused
         }
     }
 }
@@ -180,9 +193,7 @@ impl Db {
         let first = outbox::last_seq(&txn)? + 1;
         {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
-            let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
-            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
+            let mut rows = Rows::open(&txn)?;
             let mut buf = Vec::new();
             for upsert in upserts {
                 let id = upsert.entity.id();
@@ -190,18 +201,22 @@ impl Db {
                 upsert.entity.encode(&mut buf);
                 // One B-tree operation in the common case: write, and put the previous
                 // row back when it belongs to another plugin (rare).
-                let theirs = match model
+                let (theirs, old_edge) = match rows
+                    .model
                     .insert(id.as_str(), (plugin, buf.as_slice()))
                     .map_err(dberr)?
                 {
                     Some(old) => {
                         let (owner, bytes) = old.value();
-                        (!may_write(owner, plugin)).then(|| (owner.to_owned(), bytes.to_vec()))
+                        let theirs =
+                            (!may_write(owner, plugin)).then(|| (owner.to_owned(), bytes.to_vec()));
+                        let edge = edges::is_edge(bytes).then(|| Entity::decode(bytes));
+                        (theirs, edge.transpose()?)
                     }
-                    None => None,
+                    None => (None, None),
                 };
                 if let Some((owner, bytes)) = theirs {
-                    model
+                    rows.model
                         .insert(id.as_str(), (owner.as_str(), bytes.as_slice()))
                         .map_err(dberr)?;
                     refused.push(Refusal {
@@ -210,14 +225,15 @@ impl Db {
                     });
                     continue;
                 }
+                edges::replace(&mut rows.edges, id, old_edge.as_ref(), Some(&upsert.entity))?;
                 baseline
                     .insert(id.as_str(), (upsert.hash, buf.as_slice()))
                     .map_err(dberr)?;
                 let at = first + records.len() as Version;
-                let mut books_of = bookkeeping::get(&books, id)?;
+                let mut books_of = bookkeeping::get(&rows.books, id)?;
                 books_of.write(Acting::Source, at);
                 books_of.no_sync = no_sync;
-                bookkeeping::put(&mut books, id, &books_of)?;
+                bookkeeping::put(&mut rows.books, id, &books_of)?;
                 records.push(record(upsert.operation, &upsert.entity));
             }
             for id in deletes {
@@ -225,13 +241,13 @@ impl Db {
                     continue;
                 };
                 let last = Entity::decode(last.value().1)?;
-                let owned = model
+                let owned = rows
+                    .model
                     .get(id.as_str())
                     .map_err(dberr)?
                     .is_some_and(|row| may_write(row.value().0, plugin));
                 if owned {
                     let at = first + records.len() as Version;
-                    let mut rows = Rows::new(&mut model, &mut books, &mut policed);
                     rows.delete(id, at)?;
                     records.push(record(Operation::Delete, &last));
                 }
@@ -306,14 +322,13 @@ impl Db {
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
-            let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
-            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+            let mut rows = Rows::open(&txn)?;
             let id = entity.id();
             let mut owner = writer.plugin.to_owned();
-            let existing = match table.get(id.as_str()).map_err(dberr)? {
+            let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (theirs, bytes) = row.value();
-                    let books_of = bookkeeping::get(&books, id)?;
+                    let books_of = bookkeeping::get(&rows.books, id)?;
                     match writer.may_write(id, theirs, &books_of) {
                         Permit::Owner => {}
                         Permit::Handling => owner = theirs.to_owned(),
@@ -322,18 +337,22 @@ impl Db {
                     }
                     Some((Entity::decode(bytes)?, books_of))
                 }
+                // Purged while the call ran: writing it would bring it back.
+                None if writer.handles(id).is_some() => return Ok(Write::Stale),
                 None => None,
             };
             let replaced = existing
                 .as_ref()
                 .filter(|(_, books_of)| !books_of.deleted)
                 .map(|(entity, _)| entity);
-            table
+            rows.model
                 .insert(
                     id.as_str(),
                     (owner.as_str(), entity.to_canonical().as_slice()),
                 )
                 .map_err(dberr)?;
+            let old = existing.as_ref().map(|(entity, _)| entity);
+            edges::replace(&mut rows.edges, id, old, Some(entity))?;
             let change = record(replaced);
             if change.is_some() {
                 let at = outbox::last_seq(&txn)? + 1;
@@ -348,7 +367,7 @@ impl Db {
                     }
                     None => Bookkeeping::created(at, false),
                 };
-                bookkeeping::put(&mut books, id, &books_of)?;
+                bookkeeping::put(&mut rows.books, id, &books_of)?;
             }
             (replaced.cloned(), change)
         };
@@ -367,9 +386,8 @@ impl Db {
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
-            let mut table = txn.open_table(ENTITIES).map_err(dberr)?;
-            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-            let existing = match table.get(id.as_str()).map_err(dberr)? {
+            let mut rows = Rows::open(&txn)?;
+            let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (owner, bytes) = row.value();
                     if !may_write(owner, writer) {
@@ -379,11 +397,9 @@ impl Db {
                 }
                 None => return Ok(Write::Done { previous: None }),
             };
-            if bookkeeping::get(&books, id)?.deleted {
+            if bookkeeping::get(&rows.books, id)?.deleted {
                 return Ok(Write::Done { previous: None });
             }
-            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
-            let mut rows = Rows::new(&mut table, &mut books, &mut policed);
             rows.delete(id, outbox::last_seq(&txn)? + 1)?;
             existing
         };
@@ -393,22 +409,33 @@ impl Db {
         })
     }
 
-    /// The entities under `ids`, in one read: what a sync step handles next.
+    /// The entities under `ids`, in one read: what a model role handles next.
     pub fn model_get_many(&self, ids: &[Id]) -> Result<Vec<Option<Stored>>, DbError> {
         let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(ENTITIES).map_err(dberr)?;
-        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+        get_many(&txn, ids)
+    }
+
+    /// The entities under `ids`, each with what a model policy last handled of it (the
+    /// `previous` of a `handle-update`), in one read.
+    #[allow(clippy::type_complexity)]
+    pub fn model_get_policed(
+        &self,
+        ids: &[Id],
+    ) -> Result<Vec<Option<(Stored, Option<Entity>)>>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let policed = txn.open_table(POLICED_AS).map_err(dberr)?;
+        let stored = get_many(&txn, ids)?;
         ids.iter()
-            .map(|id| {
-                let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
+            .zip(stored)
+            .map(|(id, stored)| {
+                let Some(stored) = stored else {
                     return Ok(None);
                 };
-                let (owner, bytes) = row.value();
-                Ok(Some(Stored::decode(
-                    owner,
-                    bytes,
-                    bookkeeping::get(&books, id)?,
-                )?))
+                let previous = match policed.get(id.as_str()).map_err(dberr)? {
+                    Some(row) => Some(Entity::decode(row.value())?),
+                    None => None,
+                };
+                Ok(Some((stored, previous)))
             })
             .collect()
     }
@@ -475,17 +502,12 @@ impl Db {
         })
     }
 
-    /// What a model policy last handled of each of `ids`: the `previous` of a
-    /// `handle-update`.
-    pub fn policed_as(&self, ids: &[Id]) -> Result<Vec<Option<Entity>>, DbError> {
+    /// The ids of the edges with `vertex` as an end, soft-deleted ones included (they
+    /// are still outside).
+    pub fn edges_of(&self, vertex: &Id) -> Result<Vec<Id>, DbError> {
         let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(POLICED_AS).map_err(dberr)?;
-        ids.iter()
-            .map(|id| match table.get(id.as_str()).map_err(dberr)? {
-                Some(row) => Ok(Some(Entity::decode(row.value())?)),
-                None => Ok(None),
-            })
-            .collect()
+        let table = txn.open_multimap_table(edges::EDGES).map_err(dberr)?;
+        edges::of(&table, vertex)
     }
 
     /// Applies `apply` to the bookkeeping of each outcome's entity in one transaction
@@ -493,27 +515,24 @@ impl Db {
     fn record<O>(
         &self,
         outcomes: &[(Id, O)],
-        mut apply: impl FnMut(&mut Rows<'_, '_>, &Id, &mut Bookkeeping, &O) -> Result<Recorded, DbError>,
+        mut apply: impl FnMut(&mut Rows<'_>, &Id, &mut Bookkeeping, &O) -> Result<Recorded, DbError>,
     ) -> Result<Vec<Recorded>, DbError> {
         let mut txn = self.db.begin_write().map_err(dberr)?;
         txn.set_durability(redb::Durability::None).map_err(dberr)?;
         let mut recorded = Vec::with_capacity(outcomes.len());
         {
-            let mut model = txn.open_table(ENTITIES).map_err(dberr)?;
-            let mut books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
-            let mut policed = txn.open_table(POLICED_AS).map_err(dberr)?;
-            let mut rows = Rows::new(&mut model, &mut books, &mut policed);
+            let mut rows = Rows::open(&txn)?;
             for (id, outcome) in outcomes {
                 if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
                     recorded.push(Recorded::Gone);
                     continue;
                 }
-                let mut books_of = bookkeeping::get(rows.books, id)?;
+                let mut books_of = bookkeeping::get(&rows.books, id)?;
                 let before = books_of.clone();
                 rows.purged = false;
                 let result = apply(&mut rows, id, &mut books_of, outcome)?;
                 if !rows.purged && books_of != before {
-                    bookkeeping::put(rows.books, id, &books_of)?;
+                    bookkeeping::put(&mut rows.books, id, &books_of)?;
                 }
                 recorded.push(result);
             }
@@ -536,35 +555,33 @@ impl Db {
 }
 
 /// The model's tables in one write transaction.
-struct Rows<'t, 'txn> {
-    model: &'t mut redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
-    books: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
-    policed: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
+struct Rows<'txn> {
+    model: redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
+    books: redb::Table<'txn, &'static str, &'static [u8]>,
+    policed: redb::Table<'txn, &'static str, &'static [u8]>,
+    edges: edges::Edges<'txn>,
     /// Whether the last entity worked on was purged.
     purged: bool,
 }
 
-impl<'t, 'txn> Rows<'t, 'txn> {
-    fn new(
-        model: &'t mut redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
-        books: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
-        policed: &'t mut redb::Table<'txn, &'static str, &'static [u8]>,
-    ) -> Self {
-        Rows {
-            model,
-            books,
-            policed,
+impl<'txn> Rows<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Rows<'txn>, DbError> {
+        Ok(Rows {
+            model: txn.open_table(ENTITIES).map_err(dberr)?,
+            books: txn.open_table(BOOKKEEPING).map_err(dberr)?,
+            policed: txn.open_table(POLICED_AS).map_err(dberr)?,
+            edges: txn.open_multimap_table(edges::EDGES).map_err(dberr)?,
             purged: false,
-        }
+        })
     }
 
     /// Deletes `id` from the model at version `at`: softly while a role still has to
     /// see it go, at once otherwise.
     fn delete(&mut self, id: &Id, at: Version) -> Result<(), DbError> {
-        let mut books_of = bookkeeping::get(self.books, id)?;
+        let mut books_of = bookkeeping::get(&self.books, id)?;
         if books_of.holds_delete() {
             books_of.delete(at);
-            bookkeeping::put(self.books, id, &books_of)
+            bookkeeping::put(&mut self.books, id, &books_of)
         } else {
             self.purge(id)
         }
@@ -579,12 +596,35 @@ impl<'t, 'txn> Rows<'t, 'txn> {
     }
 
     fn purge(&mut self, id: &Id) -> Result<(), DbError> {
-        self.model.remove(id.as_str()).map_err(dberr)?;
+        let edge = match self.model.remove(id.as_str()).map_err(dberr)? {
+            Some(row) if edges::is_edge(row.value().1) => Some(Entity::decode(row.value().1)?),
+            _ => None,
+        };
+        edges::replace(&mut self.edges, id, edge.as_ref(), None)?;
         self.books.remove(id.as_str()).map_err(dberr)?;
         self.policed.remove(id.as_str()).map_err(dberr)?;
         self.purged = true;
         Ok(())
     }
+}
+
+/// The entities under `ids` as `txn` reads them.
+fn get_many(txn: &redb::ReadTransaction, ids: &[Id]) -> Result<Vec<Option<Stored>>, DbError> {
+    let table = txn.open_table(ENTITIES).map_err(dberr)?;
+    let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+    ids.iter()
+        .map(|id| {
+            let Some(row) = table.get(id.as_str()).map_err(dberr)? else {
+                return Ok(None);
+            };
+            let (owner, bytes) = row.value();
+            Ok(Some(Stored::decode(
+                owner,
+                bytes,
+                bookkeeping::get(&books, id)?,
+            )?))
+        })
+        .collect()
 }
 
 fn corrupt(why: String) -> DbError {

@@ -47,7 +47,7 @@ pub fn entity(
                 .ok_or_else(|| {
                     Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
                 })
-                .and_then(|stored| view(stored, &work))
+                .and_then(|stored| view(db, stored, &work))
         })
     });
 }
@@ -74,7 +74,7 @@ pub fn entities(
             .map_err(failed)?;
         let entities = stored
             .into_iter()
-            .map(|stored| view(stored, &work))
+            .map(|stored| view(db, stored, &work))
             .collect::<Result<Vec<_>, _>>()?;
         let next = (entities.len() == page.limit)
             .then(|| entities.last())
@@ -103,8 +103,19 @@ fn failed(error: DbError) -> Error {
 
 /// What the API shows of a stored entity; an error if its properties are not JSON (a
 /// damaged database), which the answer names.
-fn view(stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
+fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
     let id = stored.entity.id().clone();
+    let mut dangling = Vec::new();
+    if let Some(ends) = stored.entity.edge() {
+        for (role, end) in [("source", &ends.source), ("target", &ends.target)] {
+            let there = db
+                .model_get(&Id::new(&end.kind, &end.key))
+                .map_err(failed)?;
+            if there.is_none_or(|end| end.bookkeeping.deleted) {
+                dangling.push(role.to_owned());
+            }
+        }
+    }
     let (key, kind, properties, schema_version, edge) = stored.entity.into_parts();
     let end = |r: EntityRef| ModelRef {
         kind: r.kind,
@@ -126,6 +137,7 @@ fn view(stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
             source: end(ends.source),
             target: end(ends.target),
         }),
+        dangling,
         bookkeeping: bookkeeping(&stored.bookkeeping, &id, work),
     })
 }

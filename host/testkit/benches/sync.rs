@@ -81,13 +81,12 @@ fn native(db: &Db, count: u64, policy: bool) -> f64 {
         .map(|i| Id::new("node", &format!("node-{i:08}")))
         .collect();
     for batch in ids.chunks(64).filter(|_| policy) {
-        let stored = db.model_get_many(batch).expect("a read");
-        db.policed_as(batch).expect("a read");
+        let stored = db.model_get_policed(batch).expect("a read");
         let outcomes: Vec<(Id, Policed)> = batch
             .iter()
             .zip(stored)
             .map(|(id, stored)| {
-                let stored = stored.expect("the entity");
+                let (stored, _previous) = stored.expect("the entity");
                 let seen = stored.bookkeeping.policy_target();
                 (
                     id.clone(),

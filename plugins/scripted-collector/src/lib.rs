@@ -5,6 +5,8 @@
 //! { "mode": "complete", "entities": [ { "key": "a", "kind": "k", "properties": {} } ] }
 //! ```
 //!
+//! An entity with `"edge": {"source": {"kind": .., "key": ..}, "target": {..}}` is an edge.
+//!
 //! It adds the entities, then behaves as `mode` says:
 //!
 //! - `complete` / `partial`: succeed with that completeness;
@@ -32,8 +34,8 @@
 
 use serde_json::{Value, json};
 use synchro_guest::{
-    Collector, Completeness, Entity, Error, ErrorCode, Snapshot, bus, config, error, http, log,
-    store,
+    Collector, Completeness, EdgeEnds, Entity, EntityRef, Error, ErrorCode, Snapshot, bus, config,
+    error, http, log, store,
 };
 
 struct Scripted;
@@ -57,7 +59,18 @@ impl Collector for Scripted {
                 Value::String(raw) => raw.clone(),
                 other => other.to_string(),
             };
-            snapshot.add(entity(&text("key"), &text("kind"), properties))?;
+            let mut added = entity(&text("key"), &text("kind"), properties);
+            if let Some(ends) = e.get("edge") {
+                let end = |which: &str| EntityRef {
+                    key: ends[which]["key"].as_str().unwrap_or_default().to_owned(),
+                    kind: ends[which]["kind"].as_str().unwrap_or_default().to_owned(),
+                };
+                added.edge = Some(EdgeEnds {
+                    source: end("source"),
+                    target: end("target"),
+                });
+            }
+            snapshot.add(added)?;
         }
         let target = script["target"].as_str().unwrap_or_default();
         match script["mode"].as_str().unwrap_or("complete") {

@@ -44,17 +44,13 @@ impl Handler for ModelPolicy {
         &ModelPolicy::of(plugin).policy
     }
 
-    fn read(db: &Db, ids: &[Id]) -> Result<Vec<Option<Input>>, DbError> {
-        let stored = db.model_get_many(ids)?;
-        let previous = db.policed_as(ids)?;
-        Ok(stored
+    fn read(db: &Db, _: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Input>>, DbError> {
+        Ok(db
+            .model_get_policed(ids)?
             .into_iter()
-            .zip(previous)
-            .map(|(stored, previous)| {
-                Some(Input {
-                    stored: stored?,
-                    previous,
-                })
+            .map(|found| {
+                let (stored, previous) = found?;
+                Some(Input { stored, previous })
             })
             .collect())
     }
@@ -98,6 +94,14 @@ impl Handler for ModelPolicy {
 
     fn record(db: &Db, outcomes: &[(Id, Policed)]) -> Result<Vec<Recorded>, DbError> {
         db.record_policies(outcomes)
+    }
+
+    /// A policy that handled an entity purged while it ran sees it go.
+    fn undo(_: &ModelWork, call: React) -> Option<React> {
+        match call {
+            React::Create(entity) | React::Update(entity, _) => Some(React::Delete(entity)),
+            React::Delete(_) => None,
+        }
     }
 
     fn name(call: &React) -> &'static str {

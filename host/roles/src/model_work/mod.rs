@@ -74,7 +74,8 @@ pub struct Modes {
 }
 
 impl Modes {
-    /// The modes of `kinds` enacted by `plugin` that are not [`Mode::Managed`].
+    /// The modes of `kinds`, handled by the sync step `plugin`, that are not
+    /// [`Mode::Managed`].
     pub fn of(&self, plugin: &str, kinds: &BTreeSet<String>) -> BTreeMap<String, Mode> {
         kinds
             .iter()
@@ -171,6 +172,9 @@ pub enum Plan<C, O> {
     Call(C, O),
     /// Records the outcome without a call (a deletion the operator orphans outside).
     Record(O),
+    /// Records the outcome without a call, and holds the entity until `blocker` is
+    /// handled or changes (an edge whose end is not enacted yet).
+    Hold { blocker: Id, outcome: O },
     /// Nothing, for now (the operator's mode holds it).
     Skip,
 }
@@ -192,8 +196,9 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The role's section of `plugin`, which has the role.
     fn work(plugin: &Plugin) -> &ModelWork;
-    /// Reads what the calls for `ids` need, in one visit of the store.
-    fn read(db: &Db, ids: &[Id]) -> Result<Vec<Option<Self::Input>>, DbError>;
+    /// Reads what the calls for `ids` need, in one visit of the store, under the role's
+    /// section `work`.
+    fn read(db: &Db, work: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Self::Input>>, DbError>;
     fn books(input: &Self::Input) -> &Bookkeeping;
     /// Whether an entity has work for the role.
     fn needs(books: &Bookkeeping) -> bool;
@@ -204,10 +209,9 @@ pub trait Handler: Send + Sync + 'static {
     fn failed(failure: Failure) -> Self::Outcome;
     /// Records `outcomes` in one visit of the store.
     fn record(db: &Db, outcomes: &[(Id, Self::Outcome)]) -> Result<Vec<Recorded>, DbError>;
-    /// A call that undoes a successful one whose entity was purged while it ran.
-    fn undo(_call: Self::Call) -> Option<Self::Call> {
-        None
-    }
+    /// A call that undoes a successful one whose entity was purged while it ran, under
+    /// the role's section `work`.
+    fn undo(work: &ModelWork, call: Self::Call) -> Option<Self::Call>;
     /// The export's function a call is made to, for logs.
     fn name(call: &Self::Call) -> &'static str;
     /// The count of successful calls.

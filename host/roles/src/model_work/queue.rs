@@ -21,6 +21,8 @@ pub struct Queue {
     waiting: HashMap<Id, (Instant, u32)>,
     /// `waiting`, by when.
     due: BTreeSet<(Instant, Id)>,
+    /// Held until another entity is handled or changes, by that entity.
+    held: HashMap<Id, Vec<Id>>,
     backoff: Duration,
     max_backoff: Duration,
     rate: Rate,
@@ -34,6 +36,7 @@ impl Queue {
             handling: HashSet::new(),
             waiting: HashMap::new(),
             due: BTreeSet::new(),
+            held: HashMap::new(),
             backoff,
             max_backoff,
             rate: Rate::new(rate),
@@ -112,8 +115,22 @@ impl Queue {
         Some(pause)
     }
 
+    /// Holds `id`, just [done](Queue::done), until `blocker` is [released](Queue::release):
+    /// an edge waits for its ends, a deleted vertex for its edges. No backoff: it goes
+    /// again as soon as what it waits for moves.
+    pub fn hold(&mut self, id: Id, blocker: Id) {
+        self.held.entry(blocker).or_default().push(id);
+    }
+
+    /// Queues again what waits for `blocker`, which was handled or changed.
+    pub fn release(&mut self, blocker: &Id) {
+        for id in self.held.remove(blocker).into_iter().flatten() {
+            self.add(id);
+        }
+    }
+
     /// Gives back the rate token of an entity that turned out to need no call (observed
-    /// data, a step's own write): only calls count against the rate.
+    /// data, a role's own write, an entity held for another): only calls count against the rate.
     pub fn refund(&mut self) {
         self.rate.refund();
     }
@@ -124,6 +141,7 @@ impl Queue {
             ready: self.ready.len(),
             in_flight: self.handling.len(),
             backing_off: self.waiting.len(),
+            held: self.held.values().map(Vec::len).sum(),
         }
     }
 }
@@ -189,6 +207,25 @@ mod tests {
         q.done(&id("a"), true, now);
         q.done(&id("b"), true, now);
         assert_eq!((q.take(now), q.next_at(now)), (None, None));
+    }
+
+    #[test]
+    fn a_held_entity_goes_again_when_what_it_waits_for_moves_and_not_before() {
+        let now = Instant::now();
+        let mut q = fast();
+        q.add(id("edge"));
+        assert_eq!(q.take(now), Some(id("edge")));
+        q.done(&id("edge"), true, now);
+        q.hold(id("edge"), id("end"));
+        assert_eq!(
+            (q.take(now), q.next_at(now), q.depth().held),
+            (None, None, 1)
+        );
+        q.release(&id("other"));
+        assert_eq!(q.take(now), None);
+        q.release(&id("end"));
+        assert_eq!(q.take(now), Some(id("edge")), "no backoff");
+        assert_eq!(q.depth().held, 0);
     }
 
     #[test]

@@ -51,6 +51,8 @@ enum Handled {
     Nothing,
     /// The call succeeded.
     Done,
+    /// No call: the entity waits for another to be handled or to change.
+    Held(Id),
     /// The call failed: the entity backs off. `Some` for a failure of the plugin itself
     /// (a trap, a deadline), which counts towards its quarantine.
     Failed(Option<CallError>),
@@ -120,15 +122,27 @@ impl<H: Handler> Runner<H> {
             let batch = queue.take_batch(Instant::now(), BATCH_ENTITIES);
             if !batch.is_empty() {
                 let mut quarantine = None;
-                for (id, handled) in self.handle(batch, &mut session, &shutdown).await {
+                let handled = self.handle(batch, &mut session, &shutdown).await;
+                // Held entities first, so that one whose blocker was handled in the same
+                // batch goes again.
+                for (id, handled) in &handled {
+                    if let Handled::Held(blocker) = handled {
+                        queue.done(id, true, Instant::now());
+                        queue.refund();
+                        queue.hold(id.clone(), blocker.clone());
+                    }
+                }
+                for (id, handled) in handled {
                     let trap = match handled {
                         Handled::Nothing => {
                             queue.done(&id, true, Instant::now());
                             queue.refund();
                             continue;
                         }
+                        Handled::Held(_) => continue,
                         Handled::Done => {
                             queue.done(&id, true, Instant::now());
+                            queue.release(&id);
                             None
                         }
                         Handled::Failed(trap) => {
@@ -148,7 +162,7 @@ impl<H: Handler> Runner<H> {
                     }
                 }
                 if let Some((count, reason)) = quarantine {
-                    // Quarantined, the step lets go of the change stream, which would
+                    // Quarantined, the runner lets go of the change stream, which would
                     // otherwise be kept for it however long the quarantine lasts; released,
                     // it lists the model again for what it missed.
                     session = None;
@@ -233,8 +247,13 @@ impl<H: Handler> Runner<H> {
         let batch = cursor.next_batch(BATCH).await?;
         for (_, record) in &batch {
             match synchro_bus::record_id(record) {
-                Ok(id) if settings.kinds.contains(id.kind()) => queue.add(id),
-                Ok(_) => {}
+                Ok(id) => {
+                    // What waits for it (an edge for a missing end) may go now.
+                    queue.release(&id);
+                    if settings.kinds.contains(id.kind()) {
+                        queue.add(id);
+                    }
+                }
                 Err(error) => tracing::error!("{error}: skipped"),
             }
         }
@@ -260,7 +279,8 @@ impl<H: Handler> Runner<H> {
         let plugin = self.deployment.current();
         let (name, work) = (plugin.name.clone(), H::work(&plugin));
         let wanted = ids.clone();
-        let inputs = match crate::blocking(db, move |db| H::read(db, &wanted)).await {
+        let read_work = work.clone();
+        let inputs = match crate::blocking(db, move |db| H::read(db, &read_work, &wanted)).await {
             Ok(inputs) => inputs,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot read the model: {error}");
@@ -291,6 +311,12 @@ impl<H: Handler> Runner<H> {
                 Plan::Call(call, success) => (call, success),
                 Plan::Record(outcome) => {
                     handled.push((id.clone(), Handled::Done));
+                    outcomes.push((id, outcome));
+                    succeeded.push(None);
+                    continue;
+                }
+                Plan::Hold { blocker, outcome } => {
+                    handled.push((id.clone(), Handled::Held(blocker)));
                     outcomes.push((id, outcome));
                     succeeded.push(None);
                     continue;
@@ -345,7 +371,7 @@ impl<H: Handler> Runner<H> {
             // Purged while the call ran (deleted before anything held its deletion).
             let Some((id, undo)) = call
                 .filter(|_| recorded == Recorded::Gone)
-                .and_then(|(id, call)| Some((id, H::undo(call)?)))
+                .and_then(|(id, call)| Some((id, H::undo(work, call)?)))
             else {
                 continue;
             };

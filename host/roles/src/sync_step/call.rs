@@ -4,7 +4,7 @@
 use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
-use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Version};
+use synchro_model::{Acting, Bookkeeping, Entity, ErrorKind, Handling, Id, Version};
 use synchro_status::{Counters, ModelRole};
 use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
@@ -16,6 +16,18 @@ use crate::{Plugin, PluginEngine};
 
 /// A sync step's instance, reused for consecutive entities.
 pub struct Session(Instance<Guest>);
+
+/// An entity, and what holds back its sync, if anything.
+pub struct Input {
+    stored: Stored,
+    held: Option<Held>,
+}
+
+/// Another entity to handle first, and why, for the held one's status.
+struct Held {
+    blocker: Id,
+    why: String,
+}
 
 /// What a sync step is asked to do with an entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +41,7 @@ pub enum Enact {
 impl Handler for SyncStep {
     const ROLE: ModelRole = ModelRole::Sync;
     const READER: &'static str = "sync-step";
-    type Input = Stored;
+    type Input = Input;
     type Call = Enact;
     type Outcome = Enacted;
     type Session = Session;
@@ -38,12 +50,21 @@ impl Handler for SyncStep {
         &SyncStep::of(plugin).sync
     }
 
-    fn read(db: &Db, ids: &[Id]) -> Result<Vec<Option<Stored>>, DbError> {
-        db.model_get_many(ids)
+    fn read(db: &Db, work: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Input>>, DbError> {
+        db.model_get_many(ids)?
+            .into_iter()
+            .map(|stored| {
+                let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync()) else {
+                    return Ok(None);
+                };
+                let held = held(db, work, &stored)?;
+                Ok(Some(Input { stored, held }))
+            })
+            .collect()
     }
 
-    fn books(input: &Stored) -> &Bookkeeping {
-        &input.bookkeeping
+    fn books(input: &Input) -> &Bookkeeping {
+        &input.stored.bookkeeping
     }
 
     fn needs(books: &Bookkeeping) -> bool {
@@ -54,25 +75,37 @@ impl Handler for SyncStep {
         books.sync_target()
     }
 
-    /// The operator's mode may hold the call, or, for a deletion, make it needless.
-    fn plan(work: &ModelWork, input: Stored) -> Plan<Enact, Enacted> {
-        let books = &input.bookkeeping;
-        let mode = work.mode(input.entity.kind());
+    /// The operator's mode may hold the call, or, for a deletion, make it needless; what
+    /// the entity depends on may hold it.
+    fn plan(work: &ModelWork, input: Input) -> Plan<Enact, Enacted> {
+        let Input { stored, held } = input;
+        let books = &stored.bookkeeping;
+        let mode = work.mode(stored.entity.kind());
         match (mode, books.deleted) {
-            (Mode::Paused, _) | (Mode::ObserveOnly, false) => Plan::Skip,
-            (Mode::ObserveOnly | Mode::OrphanOnDelete, true) => Plan::Record(Enacted::Removed {
-                seen: books.updated,
-            }),
-            (Mode::Managed, true) => Plan::Call(
-                Enact::Delete(input.entity),
-                Enacted::Removed {
+            (Mode::Paused, _) | (Mode::ObserveOnly, false) => return Plan::Skip,
+            (Mode::ObserveOnly | Mode::OrphanOnDelete, true) => {
+                return Plan::Record(Enacted::Removed {
                     seen: books.updated,
-                },
-            ),
-            (Mode::Managed | Mode::OrphanOnDelete, false) => {
-                let seen = books.sync_target();
-                Plan::Call(Enact::Sync(input.entity), Enacted::Synced { seen })
+                });
             }
+            _ => {}
+        }
+        if let Some(Held { blocker, why }) = held {
+            let failure = Failure {
+                kind: ErrorKind::Unavailable,
+                message: why,
+            };
+            return Plan::Hold {
+                blocker,
+                outcome: Enacted::Failed(failure),
+            };
+        }
+        if books.deleted {
+            let seen = books.updated;
+            Plan::Call(Enact::Delete(stored.entity), Enacted::Removed { seen })
+        } else {
+            let seen = books.sync_target();
+            Plan::Call(Enact::Sync(stored.entity), Enacted::Synced { seen })
         }
     }
 
@@ -84,11 +117,14 @@ impl Handler for SyncStep {
         db.record_syncs(outcomes)
     }
 
-    /// An entity created outside while it was purged from the model is removed again.
-    fn undo(call: Enact) -> Option<Enact> {
+    /// An entity created outside while it was purged from the model is removed again,
+    /// unless the operator orphans what is deleted.
+    fn undo(work: &ModelWork, call: Enact) -> Option<Enact> {
         match call {
-            Enact::Sync(entity) => Some(Enact::Delete(entity)),
-            Enact::Delete(_) => None,
+            Enact::Sync(entity) if work.mode(entity.kind()) == Mode::Managed => {
+                Some(Enact::Delete(entity))
+            }
+            _ => None,
         }
     }
 
@@ -158,4 +194,44 @@ impl SyncStep {
             .as_ref()
             .expect("a sync-step runner runs sync steps")
     }
+}
+
+/// What must be handled before `stored` (XOS's dependency order, on the graph): an edge
+/// goes outside after its ends, and a deleted vertex is removed after the edges that hang
+/// on it. Only what this step enacts, and manages, can hold it back; an end missing from
+/// the model (a dangling edge) holds it until the end appears.
+fn held(db: &Db, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbError> {
+    let managed =
+        |id: &Id| work.kinds.contains(id.kind()) && work.mode(id.kind()) != Mode::ObserveOnly;
+    let books = &stored.bookkeeping;
+    if let (false, Some(ends)) = (books.deleted, stored.entity.edge()) {
+        for (role, end) in [("source", &ends.source), ("target", &ends.target)] {
+            let end = Id::new(&end.kind, &end.key);
+            let why = match db.model_get(&end)? {
+                Some(of) if of.bookkeeping.deleted => format!("its {role} {end} is deleted"),
+                None => format!("its {role} {end} is not in the model (dangling)"),
+                Some(of) if managed(&end) && of.bookkeeping.needs_sync() => {
+                    let mut why = format!("waiting for its {role} {end} to be enacted first");
+                    if let Some(error) = of.bookkeeping.backend.errors.first() {
+                        why.push_str(&format!(", which failed: {}", error.message));
+                    }
+                    why
+                }
+                Some(_) => continue,
+            };
+            return Ok(Some(Held { blocker: end, why }));
+        }
+    }
+    if books.deleted && stored.entity.edge().is_none() {
+        for edge in db.edges_of(stored.entity.id())? {
+            let Some(of) = db.model_get(&edge)? else {
+                continue;
+            };
+            if managed(&edge) && of.bookkeeping.is_outside() {
+                let why = format!("waiting for its edge {edge} to be removed first");
+                return Ok(Some(Held { blocker: edge, why }));
+            }
+        }
+    }
+    Ok(None)
 }
