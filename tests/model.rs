@@ -185,3 +185,78 @@ fn model_get_and_list_show_every_entity_with_its_owner_page_by_page() {
         "{stopped}"
     );
 }
+
+#[test]
+fn ranked_sources_merge_and_a_losing_write_is_kept_and_takes_over() {
+    let snapshot = |properties: Option<Value>| {
+        let entities: Vec<Value> = properties
+            .into_iter()
+            .map(|p| json!({"key": "a", "kind": "pserver", "properties": p}))
+            .collect();
+        json!({"mode": "complete", "entities": entities}).to_string()
+    };
+    let cmdb = Source::start(&snapshot(Some(json!({"name": "alpha", "team": "ops"}))));
+    let scan = Source::start(&snapshot(Some(json!({"name": "a-01", "ip": "10.0.0.1"}))));
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"cmdb\", \"scan\"]\n",
+    )
+    .unwrap();
+    for (name, source) in [("cmdb", &cmdb), ("scan", &scan)] {
+        setup.scripted_plugin(name, source, "5s", "");
+    }
+    let host = setup.run();
+    let get = || {
+        let output = setup.command(&["model", "get", "pserver", "a", "--json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap())
+    };
+    let wait = |what: &str, check: &dyn Fn(&Value) -> bool| {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(a) = get()
+                && check(&a)
+            {
+                return a;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {what}: {:?}",
+                get()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let merged = json!({"name": "alpha", "team": "ops", "ip": "10.0.0.1"});
+    let a = wait("merged", &|a| a["properties"] == merged);
+    assert_eq!(a["owner"], "cmdb", "the highest-ranked source owns it");
+    let sources: Vec<(Value, Value)> = a["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["plugin"].clone(), s["properties"].clone()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (json!("cmdb"), json!({"name": "alpha", "team": "ops"})),
+            (json!("scan"), json!({"name": "a-01", "ip": "10.0.0.1"}))
+        ],
+        "the losing write is kept"
+    );
+
+    // The higher source no longer has it: the lower one's write takes over.
+    cmdb.set(200, &snapshot(None));
+    let a = wait("taken over", &|a| a["owner"] == "scan");
+    assert_eq!(a["properties"], json!({"name": "a-01", "ip": "10.0.0.1"}));
+    scan.set(200, &snapshot(None));
+    let deadline = std::time::Instant::now() + WAIT;
+    while get().is_some() {
+        assert!(std::time::Instant::now() < deadline, "never deleted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.stop();
+}

@@ -247,7 +247,18 @@ pub struct ModelEntity {
     /// collector may report an edge before another reports the vertex it points to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dangling: Vec<String>,
+    /// For a kind whose sources the operator ranks, what each last wrote, by plugin: the
+    /// merge above is made of them, the losing writes included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<ModelSource>,
     pub bookkeeping: ModelBookkeeping,
+}
+
+/// One source's last write of an entity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelSource {
+    pub plugin: String,
+    pub properties: Box<serde_json::value::RawValue>,
 }
 
 /// XOS's bookkeeping of an entity. Versions are sequence numbers of the change stream:

@@ -13,8 +13,10 @@ mod edges;
 mod migrate;
 mod model;
 mod outbox;
+mod sources;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::Database;
 
@@ -24,6 +26,7 @@ pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
 pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
+pub use sources::Sources;
 
 /// The file inside the data directory.
 const FILE: &str = "state.redb";
@@ -62,6 +65,8 @@ fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
 pub struct Db {
     db: Database,
     outbox: outbox::Outbox,
+    /// The operator's ranking of the sources of kinds several plugins describe.
+    sources: std::sync::RwLock<Arc<Sources>>,
 }
 
 impl Db {
@@ -105,6 +110,7 @@ impl Db {
         }
         txn.open_table(bookkeeping::BOOKKEEPING).map_err(dberr)?;
         txn.open_table(model::POLICED_AS).map_err(dberr)?;
+        txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
         let last = outbox::last_seq(&txn)?;
@@ -112,7 +118,18 @@ impl Db {
         Ok(Db {
             db,
             outbox: outbox::Outbox::new(last),
+            sources: Default::default(),
         })
+    }
+
+    /// Ranks the sources of kinds several plugins describe (the host config's
+    /// `[sources]`); see `sources`.
+    pub fn set_sources(&self, sources: Sources) {
+        *self.sources.write().expect("sources lock") = Arc::new(sources);
+    }
+
+    pub(crate) fn sources(&self) -> Arc<Sources> {
+        self.sources.read().expect("sources lock").clone()
     }
 
     /// Makes every earlier commit durable (the outbox's cursors are saved without an
@@ -912,5 +929,61 @@ mod tests {
         drop(state);
         let state = Db::open(dir.path()).unwrap();
         assert_eq!(state.edges_of(&id("b")).unwrap(), [link("g")]);
+    }
+
+    #[test]
+    fn ranked_sources_merge_property_by_property_and_a_losing_write_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let ranking = [(
+            "pserver".to_owned(),
+            vec!["cmdb".to_owned(), "scan".to_owned()],
+        )];
+        state.set_sources(Sources::new(ranking.into()).unwrap());
+        let announced = |plugin: &str, snapshot: &[(&str, &str)]| {
+            let outcome = collect_as(&state, plugin, snapshot);
+            let mut records = Vec::new();
+            let collected = state
+                .commit_collect(plugin, &outcome.upserts, &outcome.deletes, true, |op, e| {
+                    records.push(format!("{} {}", op.as_str(), e.properties()));
+                    Vec::new()
+                })
+                .unwrap();
+            (records, collected.refused.len())
+        };
+        let model = || {
+            let a = state.model_get(&id("a")).unwrap()?;
+            Some((a.owner.unwrap(), a.entity.properties().to_owned()))
+        };
+
+        let (records, _) = announced("scan", &[("a", r#"{"ip":"10.0.0.1","name":"a-01"}"#)]);
+        assert_eq!(records, [r#"CREATE {"ip":"10.0.0.1","name":"a-01"}"#]);
+        let (records, _) = announced("cmdb", &[("a", r#"{"name":"alpha","team":"ops"}"#)]);
+        assert_eq!(
+            records,
+            [r#"UPDATE {"ip":"10.0.0.1","name":"alpha","team":"ops"}"#],
+            "cmdb's name wins; scan's ip stays"
+        );
+        assert_eq!(model().unwrap().0, "cmdb");
+        // The losing write changes nothing visible, and is kept.
+        let (records, _) = announced("scan", &[("a", r#"{"ip":"10.0.0.1","name":"a-02"}"#)]);
+        assert!(records.is_empty(), "{records:?}");
+        let sources = state.model_sources(&id("a")).unwrap();
+        assert_eq!(sources.len(), 2);
+        assert_eq!(
+            sources[1].1.properties(),
+            r#"{"ip":"10.0.0.1","name":"a-02"}"#
+        );
+        // A plugin the operator does not rank is refused, as ownership says.
+        assert_eq!(announced("other", &[("a", "{}")]).1, 1);
+        // cmdb no longer reports it: scan's write takes over, not a deletion.
+        let (records, _) = announced("cmdb", &[]);
+        assert_eq!(records, [r#"UPDATE {"ip":"10.0.0.1","name":"a-02"}"#]);
+        assert_eq!(model().unwrap().0, "scan");
+        // The last source deletes it.
+        let (records, _) = announced("scan", &[]);
+        assert_eq!(records, [r#"DELETE {"ip":"10.0.0.1","name":"a-02"}"#]);
+        assert_eq!(model(), None);
+        assert!(state.model_sources(&id("a")).unwrap().is_empty());
     }
 }

@@ -30,6 +30,7 @@ use synchro_model::bookkeeping::Failure;
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
+use crate::sources::{self, Reconciled, Sources};
 use crate::{Db, DbError, baseline, dberr, edges, outbox};
 
 /// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
@@ -194,11 +195,33 @@ impl Db {
         {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
             let mut rows = Rows::open(&txn)?;
+            let sources = self.sources();
             let mut buf = Vec::new();
             for upsert in upserts {
                 let id = upsert.entity.id();
                 buf.clear();
                 upsert.entity.encode(&mut buf);
+                if sources.rank(id.kind(), plugin).is_some() {
+                    let at = first + records.len() as Version;
+                    let entity = Some(&upsert.entity);
+                    match rows.reconcile(&sources, id, plugin, entity, at, no_sync)? {
+                        Reconcile::Refused(owner) => {
+                            refused.push(Refusal {
+                                id: id.clone(),
+                                owner,
+                            });
+                            continue;
+                        }
+                        Reconcile::Changed(operation, merged) => {
+                            records.push(record(operation, &merged));
+                        }
+                        Reconcile::Unchanged => {}
+                    }
+                    baseline
+                        .insert(id.as_str(), (upsert.hash, buf.as_slice()))
+                        .map_err(dberr)?;
+                    continue;
+                }
                 // One B-tree operation in the common case: write, and put the previous
                 // row back when it belongs to another plugin (rare).
                 let (theirs, old_edge) = match rows
@@ -241,6 +264,15 @@ impl Db {
                     continue;
                 };
                 let last = Entity::decode(last.value().1)?;
+                if sources.rank(id.kind(), plugin).is_some() {
+                    let at = first + records.len() as Version;
+                    if let Reconcile::Changed(operation, entity) =
+                        rows.reconcile(&sources, id, plugin, None, at, no_sync)?
+                    {
+                        records.push(record(operation, &entity));
+                    }
+                    continue;
+                }
                 let owned = rows
                     .model
                     .get(id.as_str())
@@ -502,6 +534,14 @@ impl Db {
         })
     }
 
+    /// What each source the operator ranks for `id`'s kind last wrote of it, by plugin
+    /// name: the writes the merge in the model is made of, the losing ones included.
+    pub fn model_sources(&self, id: &Id) -> Result<Vec<(String, Entity)>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let table = txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?;
+        sources::of(&table, id)
+    }
+
     /// The ids of the edges with `vertex` as an end, soft-deleted ones included (they
     /// are still outside).
     pub fn edges_of(&self, vertex: &Id) -> Result<Vec<Id>, DbError> {
@@ -560,8 +600,19 @@ struct Rows<'txn> {
     books: redb::Table<'txn, &'static str, &'static [u8]>,
     policed: redb::Table<'txn, &'static str, &'static [u8]>,
     edges: edges::Edges<'txn>,
+    contributions: sources::Contributions<'txn>,
     /// Whether the last entity worked on was purged.
     purged: bool,
+}
+
+/// What a ranked source's write did to the model (see `sources`).
+enum Reconcile {
+    /// Not written: a plugin the operator does not rank for the kind owns the entity.
+    Refused(String),
+    /// The merge changed: announce this.
+    Changed(Operation, Entity),
+    /// The source's contribution is kept; the merge is what it was.
+    Unchanged,
 }
 
 impl<'txn> Rows<'txn> {
@@ -571,6 +622,7 @@ impl<'txn> Rows<'txn> {
             books: txn.open_table(BOOKKEEPING).map_err(dberr)?,
             policed: txn.open_table(POLICED_AS).map_err(dberr)?,
             edges: txn.open_multimap_table(edges::EDGES).map_err(dberr)?,
+            contributions: txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?,
             purged: false,
         })
     }
@@ -603,8 +655,75 @@ impl<'txn> Rows<'txn> {
         edges::replace(&mut self.edges, id, edge.as_ref(), None)?;
         self.books.remove(id.as_str()).map_err(dberr)?;
         self.policed.remove(id.as_str()).map_err(dberr)?;
+        for (plugin, _) in sources::of(&self.contributions, id)? {
+            self.contributions
+                .remove((id.as_str(), plugin.as_str()))
+                .map_err(dberr)?;
+        }
         self.purged = true;
         Ok(())
+    }
+
+    /// `plugin`'s write (`Some`) or deletion (`None`) of `id`, a source the operator
+    /// ranks for its kind, at version `at`: its contribution is kept and the model's
+    /// entity becomes the merge of all. `no_sync` is the writer's wish for what it
+    /// writes.
+    fn reconcile(
+        &mut self,
+        sources: &Sources,
+        id: &Id,
+        plugin: &str,
+        entity: Option<&Entity>,
+        at: Version,
+        no_sync: bool,
+    ) -> Result<Reconcile, DbError> {
+        let existing = match self.model.get(id.as_str()).map_err(dberr)? {
+            Some(row) => {
+                let (owner, bytes) = row.value();
+                Some((owner.to_owned(), Entity::decode(bytes)?))
+            }
+            None => None,
+        };
+        if let Some((owner, _)) = &existing
+            && !may_write(owner, plugin)
+            && sources.rank(id.kind(), owner).is_none()
+        {
+            return Ok(Reconcile::Refused(owner.clone()));
+        }
+        let books_of = bookkeeping::get(&self.books, id)?;
+        let old = existing.map(|(_, entity)| entity);
+        let live = old.as_ref().filter(|_| !books_of.deleted);
+        match sources::contribute(&mut self.contributions, sources, id, plugin, entity)? {
+            Reconciled::Merged { owner, entity } => {
+                self.model
+                    .insert(
+                        id.as_str(),
+                        (owner.as_str(), entity.to_canonical().as_slice()),
+                    )
+                    .map_err(dberr)?;
+                edges::replace(&mut self.edges, id, old.as_ref(), Some(&entity))?;
+                if live == Some(&entity) {
+                    return Ok(Reconcile::Unchanged);
+                }
+                let operation = match live {
+                    Some(_) => Operation::Update,
+                    None => Operation::Create,
+                };
+                let mut books_of = books_of;
+                books_of.write(Acting::Source, at);
+                books_of.no_sync = no_sync;
+                bookkeeping::put(&mut self.books, id, &books_of)?;
+                Ok(Reconcile::Changed(operation, entity))
+            }
+            Reconciled::Gone => match live {
+                Some(last) => {
+                    let last = last.clone();
+                    self.delete(id, at)?;
+                    Ok(Reconcile::Changed(Operation::Delete, last))
+                }
+                None => Ok(Reconcile::Unchanged),
+            },
+        }
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Config {
     /// map a kind, or a sync step's name, to `managed` (the default), `observe-only`,
     /// `orphan-on-delete` or `paused`.
     pub modes: synchro_roles::Modes,
+    /// The sources of kinds several plugins describe, ranked per kind, highest first
+    /// (`pserver = ["cmdb", "discovery"]`): the model keeps each one's write and merges
+    /// them, each property from the highest that has it.
+    pub sources: BTreeMap<String, Vec<String>>,
     /// The file this config was read from; `None` for the embedded defaults.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -90,6 +94,7 @@ impl Default for Config {
             shutdown_grace: crate::SHUTDOWN_GRACE,
             max_step_lag: 1_000_000,
             modes: synchro_roles::Modes::default(),
+            sources: BTreeMap::new(),
             source: None,
         }
     }
@@ -152,7 +157,14 @@ impl Config {
             BusSettings::Kafka(kafka) => kafka.check(),
         }
         .map_err(|m| format!("bus.{m}"))?;
+        self.ranked_sources()
+            .map_err(|m| format!("sources.{}", m.trim_start_matches('`')))?;
         Ok(())
+    }
+
+    /// `[sources]`, checked: each kind ranks at least one plugin, each once.
+    pub fn ranked_sources(&self) -> Result<synchro_store::Sources, String> {
+        synchro_store::Sources::new(self.sources.clone())
     }
 
     /// Checks that each `[grants.NAME]` names one of the plugins `names` (those of the
@@ -255,6 +267,14 @@ mod tests {
                 "unknown variant `watch`, expected one of `managed`, `observe-only`",
             ),
             ("[modes]\nrack = \"paused\"", "unknown field `rack`"),
+            (
+                "[sources]\npserver = [\"cmdb\", \"cmdb\"]",
+                "field `sources.pserver`: plugin `cmdb` is listed twice",
+            ),
+            (
+                "[sources]\npserver = []",
+                "field `sources.pserver`: list at least one",
+            ),
             (
                 "[bus]\nbrokers = \"127.0.0.1:9092\"",
                 "missing field `kind`",

@@ -37,6 +37,7 @@ impl Supervisor {
     pub fn new(config: Config, bus: Bus) -> anyhow::Result<Supervisor> {
         config.check_grants(plugin_names(&config).iter().map(String::as_str))?;
         let db = Arc::new(Db::open(&config.data_dir)?);
+        db.set_sources(config.ranked_sources().map_err(anyhow::Error::msg)?);
         let engine = Arc::new(synchro_roles::engine(
             &config.data_dir.join("cache"),
             config.fuel_metering,

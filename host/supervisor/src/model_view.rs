@@ -8,8 +8,8 @@ use synchro_admin::PageRequest;
 use synchro_model::bookkeeping::{Bookkeeping, RoleStatus};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
 use synchro_status::{
-    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelRef, RoleError,
-    RoleOutcome,
+    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelRef, ModelSource,
+    RoleError, RoleOutcome,
 };
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
@@ -105,6 +105,17 @@ fn failed(error: DbError) -> Error {
 /// damaged database), which the answer names.
 fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
     let id = stored.entity.id().clone();
+    let sources = db
+        .model_sources(&id)
+        .map_err(failed)?
+        .into_iter()
+        .map(|(plugin, entity)| {
+            let properties =
+                serde_json::value::RawValue::from_string(entity.properties().to_owned())
+                    .map_err(|e| Error::new(ErrorKind::Failed, format!("{id}: {e}")))?;
+            Ok(ModelSource { plugin, properties })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut dangling = Vec::new();
     if let Some(ends) = stored.entity.edge() {
         for (role, end) in [("source", &ends.source), ("target", &ends.target)] {
@@ -138,6 +149,7 @@ fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
             target: end(ends.target),
         }),
         dangling,
+        sources,
         bookkeeping: bookkeeping(&stored.bookkeeping, &id, work),
     })
 }
