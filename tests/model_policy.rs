@@ -383,3 +383,51 @@ fn kill_9_at_any_moment_loses_no_policy_nor_sync_work() {
     assert_quiet(&setup, &backend);
     host.stop();
 }
+
+#[test]
+fn a_deletion_waits_for_a_running_policy_only() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
+    let setup = Setup::new();
+    setup.install(
+        "nodes",
+        "scripted-collector",
+        &format!(
+            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+    setup.install("stamp", "stamp-policy", &stamp("stamp", "\"node\"", ""));
+    let host = setup.run();
+    for key in ["a", "b"] {
+        wait_node(&setup, key, "policed", settled);
+    }
+    // The policy now fails `a`: deleted, `a` waits for a `handle-delete` that fails.
+    setup.write("stamp.toml", &stamp("stamp", "\"node\"", "fail = \"a\""));
+    let deadline = Instant::now() + WAIT;
+    while setup.plugin_status("stamp").counters.reloads == 0 {
+        assert!(Instant::now() < deadline, "the new settings never loaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    source.set(200, &snapshot(&[("b", json!({"v": 1}))]));
+    let a = wait_node(&setup, "a", "held for handle-delete", |e| {
+        e["bookkeeping"]["policy"]["state"] == "failed"
+    });
+    assert_eq!(a["bookkeeping"]["deleted"], true);
+    // The policy is removed from the host: nothing waits for it any more.
+    std::fs::remove_file(setup.plugin_dir().join("stamp.toml")).unwrap();
+    let gone = |key: &str| {
+        let deadline = Instant::now() + WAIT;
+        while model_get(&setup, "node", key).is_ok() {
+            assert!(Instant::now() < deadline, "{key} never purged");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    gone("a");
+    // And a deletion made without a policy running is purged at once.
+    source.set(200, &snapshot(&[]));
+    gone("b");
+    host.stop();
+}

@@ -186,9 +186,10 @@ impl Bookkeeping {
 
     /// Whether a deletion must wait for a role: a sync step has something outside that
     /// `delete-record` must remove, or a model policy handled the entity and must see
-    /// its deletion (`handle-delete`). Otherwise the entity is purged at once.
-    pub fn holds_delete(&self) -> bool {
-        self.is_outside() || self.policed.is_some()
+    /// its deletion (`handle-delete`) — if a policy still runs for its kind
+    /// (`policy_runs`). Otherwise the entity is purged at once.
+    pub fn holds_delete(&self, policy_runs: bool) -> bool {
+        self.is_outside() || (policy_runs && self.policed.is_some())
     }
 
     /// Whether a sync step enacted the entity outside, and nothing removed it since.
@@ -196,9 +197,10 @@ impl Bookkeeping {
         !self.no_sync && self.enacted.is_some()
     }
 
-    /// Whether a deleted entity may go: no role has anything left to do with it.
-    pub fn purgeable(&self) -> bool {
-        self.deleted && !self.needs_sync() && !self.needs_policy()
+    /// Whether a deleted entity may go: no role has anything left to do with it (a
+    /// policy's `handle-delete` is waited for only while one runs for its kind).
+    pub fn purgeable(&self, policy_runs: bool) -> bool {
+        self.deleted && !self.needs_sync() && !(policy_runs && self.needs_policy())
     }
 
     /// The version a sync must reach: the data's, or a policy's write after it.
@@ -300,16 +302,16 @@ mod tests {
         let mut b = Bookkeeping::created(1, true);
         assert!(!b.needs_sync() && b.needs_policy());
         b.enacted = Some(1);
-        assert!(!b.holds_delete());
+        assert!(!b.holds_delete(true));
     }
 
     #[test]
     fn a_delete_is_held_only_once_something_is_outside_and_a_write_brings_it_back() {
         let mut b = Bookkeeping::created(1, false);
-        assert!(!b.holds_delete(), "nothing outside yet");
+        assert!(!b.holds_delete(true), "nothing outside yet");
         b.enacted(1);
         b.delete(3);
-        assert!(b.holds_delete() && b.deleted && b.needs_sync());
+        assert!(b.holds_delete(true) && b.deleted && b.needs_sync());
         b.write(Acting::Policy, 5);
         assert!(
             !b.deleted && b.updated == 5,
@@ -323,14 +325,18 @@ mod tests {
         b.policed(1);
         b.enacted(1);
         b.delete(4);
-        assert!(b.holds_delete() && b.needs_sync() && b.needs_policy());
+        assert!(b.holds_delete(true) && b.needs_sync() && b.needs_policy());
         b.removed();
         assert!(
-            !b.needs_sync() && !b.purgeable(),
+            !b.needs_sync() && !b.purgeable(true),
             "handle-delete is still due"
         );
+        assert!(
+            b.purgeable(false),
+            "no policy runs for it any more: nothing to wait for"
+        );
         b.policed(4);
-        assert!(b.purgeable());
+        assert!(b.purgeable(true));
 
         let mut never_policed = Bookkeeping::created(1, false);
         never_policed.enacted(1);
@@ -340,9 +346,9 @@ mod tests {
             "no policy saw it: no handle-delete"
         );
         never_policed.removed();
-        assert!(never_policed.purgeable());
+        assert!(never_policed.purgeable(true));
         assert!(
-            !Bookkeeping::created(1, true).holds_delete(),
+            !Bookkeeping::created(1, true).holds_delete(true),
             "nothing to hold it"
         );
     }

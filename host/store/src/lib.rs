@@ -67,6 +67,8 @@ pub struct Db {
     outbox: outbox::Outbox,
     /// The operator's ranking of the sources of kinds several plugins describe.
     sources: std::sync::RwLock<Arc<Sources>>,
+    /// The kinds a model policy runs for.
+    policies: std::sync::RwLock<model::Policies>,
 }
 
 impl Db {
@@ -119,6 +121,7 @@ impl Db {
             db,
             outbox: outbox::Outbox::new(last),
             sources: Default::default(),
+            policies: Default::default(),
         })
     }
 
@@ -126,6 +129,10 @@ impl Db {
     /// `[sources]`); see `sources`.
     pub fn set_sources(&self, sources: Sources) {
         *self.sources.write().expect("sources lock") = Arc::new(sources);
+    }
+
+    pub(crate) fn policies(&self) -> model::Policies {
+        self.policies.read().expect("policies lock").clone()
     }
 
     pub(crate) fn sources(&self) -> Arc<Sources> {

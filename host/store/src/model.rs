@@ -22,7 +22,9 @@
 //! entity it handles, whoever owns it, if its `store` grant names the kind in `handle`
 //! and nobody else changed the entity since the call read it ([`Writer::handling`]).
 
+use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -194,7 +196,7 @@ impl Db {
         let first = outbox::last_seq(&txn)? + 1;
         {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
-            let mut rows = Rows::open(&txn)?;
+            let mut rows = Rows::open(&txn, self.policies())?;
             let sources = self.sources();
             let mut buf = Vec::new();
             for upsert in upserts {
@@ -354,7 +356,7 @@ impl Db {
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
-            let mut rows = Rows::open(&txn)?;
+            let mut rows = Rows::open(&txn, self.policies())?;
             let id = entity.id();
             let mut owner = writer.plugin.to_owned();
             let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
@@ -418,7 +420,7 @@ impl Db {
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let previous = {
-            let mut rows = Rows::open(&txn)?;
+            let mut rows = Rows::open(&txn, self.policies())?;
             let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (owner, bytes) = row.value();
@@ -534,6 +536,37 @@ impl Db {
         })
     }
 
+    /// Says which kinds a model policy runs for, and purges the deleted entities that
+    /// waited only for the `handle-delete` of a policy no longer running (one removed
+    /// from the host); returns how many. Until the host first says, every policed
+    /// entity's deletion waits.
+    pub fn set_policies(&self, kinds: BTreeSet<String>) -> Result<u64, DbError> {
+        let policies = Policies::Running(Arc::new(kinds));
+        *self.policies.write().expect("policies lock") = policies.clone();
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut purged = 0;
+        {
+            let mut rows = Rows::open(&txn, policies)?;
+            let mut waiting = Vec::new();
+            for row in rows.books.iter().map_err(dberr)? {
+                let (id, _) = row.map_err(dberr)?;
+                waiting.push(id.value().to_owned());
+            }
+            for id in waiting {
+                let id = Id::parse(id)
+                    .ok_or_else(|| corrupt("a bookkeeping key is not an id".into()))?;
+                let books_of = bookkeeping::get(&rows.books, &id)?;
+                if books_of.deleted {
+                    rows.purged = false;
+                    rows.purge_if_done(&id, &books_of)?;
+                    purged += u64::from(rows.purged);
+                }
+            }
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(purged)
+    }
+
     /// What each source the operator ranks for `id`'s kind last wrote of it, by plugin
     /// name: the writes the merge in the model is made of, the losing ones included.
     pub fn model_sources(&self, id: &Id) -> Result<Vec<(String, Entity)>, DbError> {
@@ -561,7 +594,7 @@ impl Db {
         txn.set_durability(redb::Durability::None).map_err(dberr)?;
         let mut recorded = Vec::with_capacity(outcomes.len());
         {
-            let mut rows = Rows::open(&txn)?;
+            let mut rows = Rows::open(&txn, self.policies())?;
             for (id, outcome) in outcomes {
                 if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
                     recorded.push(Recorded::Gone);
@@ -601,8 +634,28 @@ struct Rows<'txn> {
     policed: redb::Table<'txn, &'static str, &'static [u8]>,
     edges: edges::Edges<'txn>,
     contributions: sources::Contributions<'txn>,
+    /// The kinds a model policy runs for, whose deletions wait for `handle-delete`.
+    policies: Policies,
     /// Whether the last entity worked on was purged.
     purged: bool,
+}
+
+/// The kinds a model policy runs for, as the host last said.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Policies {
+    /// Not said yet (the plugins are loading): every policed entity's deletion waits.
+    #[default]
+    Unknown,
+    Running(Arc<BTreeSet<String>>),
+}
+
+impl Policies {
+    fn run_for(&self, kind: &str) -> bool {
+        match self {
+            Policies::Unknown => true,
+            Policies::Running(kinds) => kinds.contains(kind),
+        }
+    }
 }
 
 /// What a ranked source's write did to the model (see `sources`).
@@ -616,13 +669,14 @@ enum Reconcile {
 }
 
 impl<'txn> Rows<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Rows<'txn>, DbError> {
+    fn open(txn: &'txn WriteTransaction, policies: Policies) -> Result<Rows<'txn>, DbError> {
         Ok(Rows {
             model: txn.open_table(ENTITIES).map_err(dberr)?,
             books: txn.open_table(BOOKKEEPING).map_err(dberr)?,
             policed: txn.open_table(POLICED_AS).map_err(dberr)?,
             edges: txn.open_multimap_table(edges::EDGES).map_err(dberr)?,
             contributions: txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?,
+            policies,
             purged: false,
         })
     }
@@ -631,7 +685,7 @@ impl<'txn> Rows<'txn> {
     /// see it go, at once otherwise.
     fn delete(&mut self, id: &Id, at: Version) -> Result<(), DbError> {
         let mut books_of = bookkeeping::get(&self.books, id)?;
-        if books_of.holds_delete() {
+        if books_of.holds_delete(self.policies.run_for(id.kind())) {
             books_of.delete(at);
             bookkeeping::put(&mut self.books, id, &books_of)
         } else {
@@ -641,7 +695,7 @@ impl<'txn> Rows<'txn> {
 
     /// Purges the deleted entity `id` once no role has anything left to do with it.
     fn purge_if_done(&mut self, id: &Id, books_of: &Bookkeeping) -> Result<(), DbError> {
-        if books_of.purgeable() {
+        if books_of.purgeable(self.policies.run_for(id.kind())) {
             self.purge(id)?;
         }
         Ok(())

@@ -120,6 +120,24 @@ impl Registry {
             // Errors are logged and kept in the status by `load`.
             let _ = self.load(&path).await;
         }
+        self.tell_policies().await;
+    }
+
+    /// Tells the model which kinds a policy runs for, once the plugins are loaded: a
+    /// deletion waits for `handle-delete` only where one does, and what waited for a
+    /// policy that is gone is purged.
+    async fn tell_policies(&self) {
+        let kinds = self.work().policed;
+        let db = self.services.db.clone();
+        match tokio::task::spawn_blocking(move || db.set_policies(kinds)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(purged)) => tracing::info!(
+                purged,
+                "deleted entities no running policy waits for any more: purged"
+            ),
+            Ok(Err(error)) => tracing::error!("cannot tell the model its policies: {error}"),
+            Err(error) => tracing::error!("cannot tell the model its policies: {error}"),
+        }
     }
 
     /// Loads the plugin `name` again from its files, whether or not they changed.
@@ -130,9 +148,12 @@ impl Registry {
             .try_into()
             .expect("one path, one fingerprint");
         self.seen.insert(path.clone(), fingerprint);
-        self.load(&path)
+        let loaded = self
+            .load(&path)
             .await
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, e))
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, e));
+        self.tell_policies().await;
+        loaded
     }
 
     /// Ends the quarantine of `name`.
