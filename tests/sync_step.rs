@@ -339,7 +339,8 @@ fn the_operators_modes_keep_a_step_from_kinds_it_must_only_watch_orphan_or_wait_
         )
         .unwrap()
     };
-    config("push = \"paused\"");
+    // `ghost` names no sync step: a typo the log points out.
+    config("push = \"paused\"\nghost = \"paused\"");
     install(&setup, &source, &backend, "");
     setup.install(
         "push",
@@ -383,6 +384,10 @@ fn the_operators_modes_keep_a_step_from_kinds_it_must_only_watch_orphan_or_wait_
         dirty,
         ["switch"],
         "paused work waits; observed data is no work"
+    );
+    host.wait_for_log(
+        "`modes.plugins.ghost` in the host config names no running sync step",
+        WAIT,
     );
 
     // Resumed: the work that waited is done, and only it.

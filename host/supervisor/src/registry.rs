@@ -43,6 +43,9 @@ pub struct Registry {
     seen: BTreeMap<PathBuf, Fingerprint>,
     /// Tasks of stopped plugins, finishing their last call.
     stopping: Vec<PluginTask>,
+    /// The `[modes.plugins]` entries no running sync step is named by, as last said in
+    /// the log (said again only when that changes).
+    idle_modes: Vec<String>,
 }
 
 impl Registry {
@@ -55,6 +58,7 @@ impl Registry {
             refused: BTreeMap::new(),
             seen: BTreeMap::new(),
             stopping: Vec::new(),
+            idle_modes: Vec::new(),
         }
     }
 
@@ -121,6 +125,34 @@ impl Registry {
             let _ = self.load(&path).await;
         }
         self.tell_policies().await;
+        self.check_modes();
+    }
+
+    /// Says in the log which `[modes.plugins]` entries name no running sync step: a
+    /// typo, or a plugin of another role, which modes do not apply to.
+    fn check_modes(&mut self) {
+        let idle: Vec<String> = self
+            .config
+            .modes
+            .plugins
+            .keys()
+            .filter(|name| {
+                !self.running.values().any(|r| {
+                    let plugin = r.deployment.current();
+                    *plugin.name == ***name && plugin.roles.sync_step.is_some()
+                })
+            })
+            .cloned()
+            .collect();
+        if idle != self.idle_modes {
+            for name in idle.iter().filter(|n| !self.idle_modes.contains(n)) {
+                tracing::warn!(
+                    "`modes.plugins.{name}` in the host config names no running sync step: \
+                     it applies to nothing (modes are a sync step's)"
+                );
+            }
+            self.idle_modes = idle;
+        }
     }
 
     /// Tells the model which kinds a policy runs for, once the plugins are loaded: a
