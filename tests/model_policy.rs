@@ -24,18 +24,7 @@ fn snapshot(nodes: &[(&str, Value)]) -> String {
 /// `node` entities with `policy` more settings, and the `http-sync` step `push` with
 /// `step` more settings.
 fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step: &str) {
-    setup.install(
-        "nodes",
-        "scripted-collector",
-        &format!(
-            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\nsync = true\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
-             [settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    collector(setup, source, "sync = true");
     setup.install("stamp", "stamp-policy", &stamp("stamp", "\"node\"", policy));
     setup.install(
         "push",
@@ -47,6 +36,22 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step
              store = {{ read = [\"node\"], write = [\"node\"], handle = [\"node\"] }}\n\
              [settings]\nurl = \"{url}\"\n{step}\n",
             url = backend.url()
+        ),
+    );
+}
+
+/// Installs the collector `nodes` of `source`, with `schedule` more lines of its
+/// `[schedule]` (`sync = true`: its data is the model's to push).
+fn collector(setup: &Setup, source: &Source, schedule: &str) {
+    setup.install(
+        "nodes",
+        "scripted-collector",
+        &format!(
+            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n{schedule}\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
         ),
     );
 }
@@ -289,17 +294,7 @@ fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows(
 fn a_policy_writes_what_others_own_only_with_the_handle_grant() {
     let source = Source::start(&snapshot(&[("a", json!({"v": 1}))]));
     let setup = Setup::new();
-    setup.install(
-        "nodes",
-        "scripted-collector",
-        &format!(
-            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    collector(&setup, &source, "");
     // Declaring itself the policy of `node` and holding a write grant on it is not
     // enough to overwrite the collector's entities.
     setup.install("stamp", "stamp-policy", &stamp("stamp", "", ""));
@@ -388,17 +383,7 @@ fn kill_9_at_any_moment_loses_no_policy_nor_sync_work() {
 fn a_deletion_waits_for_a_running_policy_only() {
     let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
     let setup = Setup::new();
-    setup.install(
-        "nodes",
-        "scripted-collector",
-        &format!(
-            "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    collector(&setup, &source, "");
     setup.install("stamp", "stamp-policy", &stamp("stamp", "\"node\"", ""));
     let host = setup.run();
     for key in ["a", "b"] {

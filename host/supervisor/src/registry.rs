@@ -46,6 +46,9 @@ pub struct Registry {
     /// The `[modes.plugins]` entries no running sync step is named by, as last said in
     /// the log (said again only when that changes).
     idle_modes: Vec<String>,
+    /// The kinds a policy runs for, as last told to the model (which sweeps the model
+    /// when told): told again only when they change.
+    told_policies: Option<std::collections::BTreeSet<String>>,
 }
 
 impl Registry {
@@ -59,6 +62,7 @@ impl Registry {
             seen: BTreeMap::new(),
             stopping: Vec::new(),
             idle_modes: Vec::new(),
+            told_policies: None,
         }
     }
 
@@ -158,15 +162,23 @@ impl Registry {
     /// Tells the model which kinds a policy runs for, once the plugins are loaded: a
     /// deletion waits for `handle-delete` only where one does, and what waited for a
     /// policy that is gone is purged.
-    async fn tell_policies(&self) {
+    async fn tell_policies(&mut self) {
         let kinds = self.work().policed;
+        if self.told_policies.as_ref() == Some(&kinds) {
+            return;
+        }
         let db = self.services.db.clone();
-        match tokio::task::spawn_blocking(move || db.set_policies(kinds)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(purged)) => tracing::info!(
-                purged,
-                "deleted entities no running policy waits for any more: purged"
-            ),
+        let told = kinds.clone();
+        match tokio::task::spawn_blocking(move || db.set_policies(told)).await {
+            Ok(Ok(purged)) => {
+                if purged > 0 {
+                    tracing::info!(
+                        purged,
+                        "deleted entities no running policy waits for any more: purged"
+                    );
+                }
+                self.told_policies = Some(kinds);
+            }
             Ok(Err(error)) => tracing::error!("cannot tell the model its policies: {error}"),
             Err(error) => tracing::error!("cannot tell the model its policies: {error}"),
         }
