@@ -2,7 +2,8 @@
 //! (`plugins/http-sync`, against a real HTTP server on 127.0.0.1) over a collector's
 //! entities, through the real binary — XOS's two testservice scenarios
 //! (sync-after-policy-update, policy-after-sync-update), loop freedom, a deletion held
-//! until the policy has seen it go, a failing policy shown on its entity.
+//! until the policy has seen it go, a failing policy shown on its entity, several
+//! policies and steps of one kind.
 
 use std::time::{Duration, Instant};
 
@@ -26,18 +27,20 @@ fn snapshot(nodes: &[(&str, Value)]) -> String {
 fn install(setup: &Setup, source: &Source, backend: &Backend, policy: &str, step: &str) {
     collector(setup, source, "sync = true");
     setup.install("stamp", "stamp-policy", &stamp("stamp", "\"node\"", policy));
-    setup.install(
-        "push",
-        "http-sync",
-        &format!(
-            "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
-             [sync]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
-             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
-             store = {{ read = [\"node\"], write = [\"node\"], handle = [\"node\"] }}\n\
-             [settings]\nurl = \"{url}\"\n{step}\n",
-            url = backend.url()
-        ),
-    );
+    setup.install("push", "http-sync", &sync_step("push", backend, step));
+}
+
+/// The manifest of the `http-sync` step `name` of `node` entities, pushing to `backend`,
+/// with `settings` more settings.
+fn sync_step(name: &str, backend: &Backend, settings: &str) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
+         [sync]\nkinds = [\"node\"]\nbackoff = \"200ms\"\nmax-backoff = \"1s\"\n\
+         [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
+         store = {{ read = [\"node\"], write = [\"node\"], handle = [\"node\"] }}\n\
+         [settings]\nurl = \"{url}\"\n{settings}\n",
+        url = backend.url()
+    )
 }
 
 /// Installs the collector `nodes` of `source`, with `schedule` more lines of its
@@ -220,8 +223,6 @@ fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows(
         "fail = \"bad\"",
         "record-url = true",
     );
-    // A second policy of `node`: refused, or the two would share one `policed`.
-    setup.install("stamp2", "stamp-policy", &stamp("stamp2", "", ""));
     let host = setup.run();
 
     // policy-after-sync-update: the step records where it put the entity (its own
@@ -273,19 +274,100 @@ fn a_steps_write_runs_the_policy_again_both_converge_and_a_failing_policy_shows(
         "{retried} retries in 1.5 s under a 200 ms-1 s backoff"
     );
 
-    let report = setup.status();
-    assert!(
-        report.refused.iter().any(|r| r.error.ends_with(
-            "stamp2.toml: `policy.kinds`: plugin `stamp` already is the model-policy of `node` \
-             entities; one kind has one model-policy"
-        )),
-        "{:?}",
-        report.refused
-    );
     let stamp = setup.plugin_status("stamp");
     assert!(
         stamp.policy_queue.is_some_and(|q| q.backing_off == 1),
         "{stamp:?}"
+    );
+    host.stop();
+}
+
+#[test]
+fn several_policies_and_sync_steps_of_a_kind_each_do_their_part() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
+    let (cmdb, monitoring) = (Backend::start(), Backend::start());
+    // The monitoring system is down for a while.
+    for key in ["a", "b"] {
+        monitoring.script(&format!("/node/{key}"), &[500; 10_000]);
+    }
+    let setup = Setup::new();
+    collector(&setup, &source, "sync = true");
+    // Two policies stamp each entity (each adds one to `policy-runs`) and record its
+    // deletion in their own audit kind.
+    for (name, audit) in [("stamp", "audit"), ("stamp-2", "audit-2")] {
+        let manifest = stamp(name, "\"node\"", &format!("audit-kind = \"{audit}\""))
+            .replace("\"audit\"]", &format!("\"{audit}\"]"));
+        setup.install(name, "stamp-policy", &manifest);
+    }
+    setup.install("push", "http-sync", &sync_step("push", &cmdb, ""));
+    setup.install("mirror", "http-sync", &sync_step("mirror", &monitoring, ""));
+    let host = setup.run();
+
+    // Both policies ran, neither undid the other's write (each wrote from what it read,
+    // and a write made after the other's is refused as stale and made again), and the
+    // working step enacted the result.
+    let a = wait_node(&setup, "a", "policed by both and enacted by push", |e| {
+        let b = &e["bookkeeping"];
+        b["needs-policy"] == false && b["steps"][1]["state"] == "done"
+    });
+    assert_eq!(a["properties"]["policy-runs"], 2, "{a}");
+    let b = &a["bookkeeping"];
+    let plugins = |role: &str| -> Vec<Value> {
+        b[role]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["plugin"].clone())
+            .collect()
+    };
+    assert_eq!(plugins("policies"), ["stamp", "stamp-2"], "{a}");
+    assert_eq!(plugins("steps"), ["mirror", "push"], "{a}");
+    wait_last_put(&cmdb, "a", "what both policies wrote", |body| {
+        *body == a["properties"]
+    });
+
+    // The other step fails: shown on the entity, by plugin; push is not held back.
+    let a = wait_node(&setup, "a", "failed by mirror", |e| {
+        e["bookkeeping"]["steps"][0]["state"] == "failed"
+    });
+    let b = &a["bookkeeping"];
+    assert_eq!(b["sync"]["state"], "failed", "the worst of the two: {a}");
+    assert_eq!(b["needs-sync"], true);
+    assert!(b["enacted"].is_null(), "mirror never enacted it: {a}");
+    let failed = setup.command(&["model", "list", "node", "--failed"]);
+    let listed = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert!(listed.contains("sync-failed (mirror): failed"), "{listed}");
+
+    // It comes back: it enacts both, and nothing else moves.
+    for key in ["a", "b"] {
+        monitoring.script(&format!("/node/{key}"), &[]);
+    }
+    for key in ["a", "b"] {
+        let node = wait_node(&setup, key, "settled", settled);
+        assert_eq!(node["bookkeeping"]["sync"]["state"], "done", "{node}");
+        wait_last_put(&monitoring, key, "the policed entity", |body| {
+            *body == node["properties"]
+        });
+    }
+    assert_quiet(&setup, &cmdb);
+
+    // Deleted: removed from both systems and seen go by both policies, then purged.
+    monitoring.script("/node/b", &[503; 3]);
+    source.set(200, &snapshot(&[("a", json!({"v": 1}))]));
+    cmdb.wait_for("DELETE", "/node/b", 1, WAIT);
+    monitoring.wait_for("DELETE", "/node/b", 4, WAIT);
+    let deadline = Instant::now() + WAIT;
+    while model_get(&setup, "node", "b").is_ok() {
+        assert!(Instant::now() < deadline, "b never purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for audit in ["audit", "audit-2"] {
+        model_get(&setup, audit, "node/b").expect("both policies ran handle-delete");
+    }
+    assert_eq!(
+        cmdb.requests("DELETE", "/node/b").len(),
+        1,
+        "a step that removed it is not asked again while the other retries"
     );
     host.stop();
 }

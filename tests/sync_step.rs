@@ -270,48 +270,6 @@ fn a_failing_entity_keeps_its_backoff_while_it_changes_and_the_others_go_on() {
 }
 
 #[test]
-fn one_kind_has_one_sync_step() {
-    let backend = Backend::start();
-    let setup = Setup::new();
-    setup.install(
-        "push-a",
-        "http-sync",
-        &step("push-a", "\"node\", \"rack\"", &backend, ""),
-    );
-    // A second step on `rack` would find it marked enacted by the first.
-    setup.install(
-        "push-b",
-        "http-sync",
-        &step("push-b", "\"rack\"", &backend, ""),
-    );
-    setup.install(
-        "push-c",
-        "http-sync",
-        &step("push-c", "\"switch\"", &backend, ""),
-    );
-    let host = setup.run();
-    let deadline = std::time::Instant::now() + WAIT;
-    let report = loop {
-        match setup.try_status() {
-            Ok(report) if report.plugins.len() + report.refused.len() == 3 => break report,
-            _ if std::time::Instant::now() > deadline => panic!("not every plugin was loaded"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
-    let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["push-a", "push-c"]);
-    assert_eq!(report.refused.len(), 1);
-    assert!(
-        report.refused[0].error.ends_with(
-            "push-b.toml: `sync.kinds`: plugin `push-a` already is the sync-step of `rack` entities; one kind has one sync-step"
-        ),
-        "{:?}",
-        report.refused
-    );
-    host.stop();
-}
-
-#[test]
 fn the_operators_modes_keep_a_step_from_kinds_it_must_only_watch_orphan_or_wait_on() {
     // One entity of each kind, all enacted by `push`.
     let entities = |keys: &[&str]| {

@@ -195,7 +195,16 @@ impl wit::Host for Capability {
             Counters::bump(&self.call.status.counters.changes);
         }
         match write {
-            Write::Done { .. } => Ok(()),
+            Write::Done { version, .. } => {
+                // The call's own write is no change it did not see: its next write of the
+                // entity it handles is still current.
+                if let (Some(handling), Some(version)) = (&mut self.call.handling, version)
+                    && handling.id == id
+                {
+                    handling.seen = version;
+                }
+                Ok(())
+            }
             Write::Refused => Err(self.not_owned("replacing", &id)),
             Write::Stale => Err(fail(
                 ErrorKind::Unavailable,
@@ -220,7 +229,7 @@ impl wit::Host for Capability {
             })
             .await?;
         match write {
-            Write::Done { previous } => {
+            Write::Done { previous, .. } => {
                 if previous.is_some() {
                     Counters::bump(&self.call.status.counters.changes);
                 }

@@ -106,17 +106,35 @@ impl std::fmt::Display for Summary<'_> {
             ("needs-sync", b.needs_sync),
             ("deleted", b.deleted),
             ("no-sync", b.no_sync),
+            ("no-policy", b.no_policy),
+            ("write-protect", b.write_protect),
         ];
         for (flag, set) in flags {
             if set {
                 write!(f, " {flag}")?;
             }
         }
-        for (role, outcome) in [("sync", &b.sync), ("policy", &b.policy)] {
-            if let RoleOutcome { state, errors } = outcome
-                && (state == "failed" || state == "deferred")
-            {
+        // Which plugin failed, when several handle the kind.
+        let roles = [
+            ("sync", &b.sync, &b.steps),
+            ("policy", &b.policy, &b.policies),
+        ];
+        for (role, summed, each) in roles {
+            let named: Vec<(Option<&str>, &RoleOutcome)> = match each.len() {
+                0 | 1 => vec![(None, summed)],
+                _ => each
+                    .iter()
+                    .map(|p| (Some(p.plugin.as_str()), &p.outcome))
+                    .collect(),
+            };
+            for (plugin, RoleOutcome { state, errors }) in named {
+                if state != "failed" && state != "deferred" {
+                    continue;
+                }
                 write!(f, " {role}-{state}")?;
+                if let Some(plugin) = plugin {
+                    write!(f, " ({})", OneLine(plugin))?;
+                }
                 if let Some(last) = errors.first() {
                     write!(f, ": {} {}", last.kind, OneLine(&last.message))?;
                 }
@@ -185,6 +203,17 @@ mod tests {
                 books
             ),
             "k a (o) [updated 9 changed-by-step 7 enacted 5 needs-sync deleted sync-failed: failed HTTP 500\\nboom] {}\n"
+        );
+        let two_steps = r#"{"updated":9,"needs-sync":true,"sync":{"state":"failed"},"policy":{"state":"done"},
+            "steps":[{"plugin":"cmdb","version":9,"needs":false,"state":"done"},
+                     {"plugin":"mon","needs":true,"state":"failed","errors":[{"kind":"failed","message":"down"}]}],
+            "deleted":false,"no-sync":false,"write-protect":true}"#;
+        assert_eq!(
+            line_with(
+                r#"{"kind":"k","key":"a","owner":"o","properties":{}}"#,
+                two_steps
+            ),
+            "k a (o) [updated 9 needs-sync write-protect sync-failed (mon): failed down] {}\n"
         );
     }
 }

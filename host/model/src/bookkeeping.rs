@@ -6,13 +6,15 @@
 //! move three versions:
 //!
 //! - a source (a collector, an event step, the API) moves `updated`: an important change;
-//! - a model policy moves `changed_by_policy`, so its own writes never re-run it (XOS
-//!   SEBA-79);
-//! - a sync step moves `changed_by_step`, so its own writes never re-sync the entity.
+//! - a model policy moves `changed_by_policy`, so that policies' own writes never re-run
+//!   them (XOS SEBA-79);
+//! - a sync step moves `changed_by_step`, so that steps' own writes never re-sync.
 //!
-//! A policy runs when `policed` is behind `updated` or `changed_by_step`; a sync when
-//! `enacted` is behind `updated` or `changed_by_policy`. Each success records the version
-//! it saw, never "now": a write made while the call ran stays newer, so it is handled next.
+//! Several policies and several sync steps may handle one kind, each at its own pace:
+//! each keeps its own progress on the entity ([`Handlers`]). A policy runs when its
+//! `policed` is behind `updated` or `changed_by_step`; a step when its `enacted` is behind
+//! `updated` or `changed_by_policy`. Each success records the version it saw, never
+//! "now": a write made while the call ran stays newer, so it is handled next.
 
 use crate::ErrorKind;
 
@@ -36,26 +38,21 @@ pub enum Acting {
 /// The entity a policy's or a sync step's call handles, as the call read it: the one
 /// entity of another writer that call may write (XOS's policies and steps write the models
 /// they handle), and only while nobody else has changed it since — else the write, made
-/// from what the call read, would undo that change.
+/// from what the call read, would undo that change (another policy's of the same kind
+/// included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handling {
     pub id: crate::Id,
-    /// The role's target when the call read it: [`Bookkeeping::policy_target`] for a
-    /// policy, [`Bookkeeping::sync_target`] for a step. The role's own writes do not move
-    /// it; everyone else's do.
+    /// The entity's [`Bookkeeping::last_write`] when the call read it, or the version of
+    /// the call's own last write of it since.
     pub seen: Version,
 }
 
 impl Handling {
-    /// Whether `acting`, handling the entity whose bookkeeping is `now`, may write it:
-    /// it is still there, and nobody else wrote it since the call read it.
-    pub fn still_current(&self, acting: Acting, now: &Bookkeeping) -> bool {
-        let target = match acting {
-            Acting::Source => return false,
-            Acting::Policy => now.policy_target(),
-            Acting::Step => now.sync_target(),
-        };
-        !now.deleted && target == self.seen
+    /// Whether a call handling the entity whose bookkeeping is `now` may write it: it is
+    /// still there, it is not write-protected, and nobody wrote it since the call read it.
+    pub fn still_current(&self, now: &Bookkeeping) -> bool {
+        !now.deleted && !now.write_protect && now.last_write() == self.seen
     }
 }
 
@@ -131,6 +128,74 @@ impl RoleStatus {
     }
 }
 
+/// One plugin's progress on an entity in its role (a policy's or a sync step's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The version it last handled successfully: `policed` for a policy, `enacted` for a
+    /// step (`None` once a step removed the entity outside).
+    pub done: Option<Version>,
+    /// Its last call's outcome (XOS's policy or backend status).
+    pub status: RoleStatus,
+}
+
+/// The name under which progress recorded before a kind could have several handlers is
+/// kept: the one handler of then. The first handler that records an outcome takes it
+/// over; until then every handler of the role reads it as its own.
+pub const UNATTRIBUTED: &str = "";
+
+/// Each plugin's progress in one role, by plugin name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handlers(Vec<(String, Progress)>);
+
+impl Handlers {
+    /// The progress of `plugin`: its own, or what was recorded before it could be told
+    /// apart.
+    pub fn of(&self, plugin: &str) -> Option<&Progress> {
+        self.find(plugin).or_else(|| self.find(UNATTRIBUTED))
+    }
+
+    /// The progress of `plugin`, to record an outcome in; it takes over what was
+    /// recorded before it could be told apart.
+    pub fn entry(&mut self, plugin: &str) -> &mut Progress {
+        let at = match self.position(plugin) {
+            Some(at) => at,
+            None => match self.position(UNATTRIBUTED) {
+                Some(at) => {
+                    self.0[at].0 = plugin.to_owned();
+                    at
+                }
+                None => {
+                    self.0.push((plugin.to_owned(), Progress::default()));
+                    self.0.len() - 1
+                }
+            },
+        };
+        &mut self.0[at].1
+    }
+
+    /// Every recorded progress, by plugin name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Progress)> {
+        self.0.iter().map(|(plugin, p)| (plugin.as_str(), p))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Progress as decoded; names are unique.
+    pub fn from_recorded(recorded: Vec<(String, Progress)>) -> Handlers {
+        Handlers(recorded)
+    }
+
+    fn find(&self, plugin: &str) -> Option<&Progress> {
+        self.position(plugin).map(|at| &self.0[at].1)
+    }
+
+    fn position(&self, plugin: &str) -> Option<usize> {
+        self.0.iter().position(|(p, _)| p == plugin)
+    }
+}
+
 /// The bookkeeping of one entity.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bookkeeping {
@@ -138,18 +203,21 @@ pub struct Bookkeeping {
     pub updated: Version,
     pub changed_by_policy: Option<Version>,
     pub changed_by_step: Option<Version>,
-    /// What the model policies last handled successfully.
-    pub policed: Option<Version>,
-    /// What the sync steps last enacted successfully.
-    pub enacted: Option<Version>,
-    pub policy: RoleStatus,
-    pub backend: RoleStatus,
-    /// Deleted from the model, kept until a sync step has removed it outside
-    /// (`delete-record` succeeded; XOS CORD-2944) and a model policy that handled it has
-    /// seen it go (`handle-delete`).
+    /// What each model policy last handled (`policed`), and how its last call went.
+    pub policies: Handlers,
+    /// What each sync step last enacted, and how its last call went.
+    pub steps: Handlers,
+    /// Deleted from the model, kept until every sync step that enacted it has removed it
+    /// outside (`delete-record` succeeded; XOS CORD-2944) and every model policy that
+    /// handled it has seen it go (`handle-delete`).
     pub deleted: bool,
     /// Never pushed outward: what a collector observed is not the model's to enact.
     pub no_sync: bool,
+    /// No model policy runs for it (the operator's choice).
+    pub no_policy: bool,
+    /// Policies and sync steps may not write it (the operator's choice): only its owner
+    /// does.
+    pub write_protect: bool,
 }
 
 impl Bookkeeping {
@@ -184,23 +252,42 @@ impl Bookkeeping {
         self.updated = self.updated.max(at);
     }
 
+    /// The version of the last write of the entity's data, by anyone.
+    pub fn last_write(&self) -> Version {
+        self.updated
+            .max(self.changed_by_policy.unwrap_or(0))
+            .max(self.changed_by_step.unwrap_or(0))
+    }
+
     /// Whether a deletion must wait for a role: a sync step has something outside that
-    /// `delete-record` must remove, or a model policy handled the entity and must see
-    /// its deletion (`handle-delete`) — if a policy still runs for its kind
-    /// (`policy_runs`). Otherwise the entity is purged at once.
-    pub fn holds_delete(&self, policy_runs: bool) -> bool {
-        self.is_outside() || (policy_runs && self.policed.is_some())
+    /// `delete-record` must remove, or a model policy that still runs (`policy_runs`,
+    /// by plugin name) handled the entity and must see its deletion (`handle-delete`).
+    /// Otherwise the entity is purged at once.
+    pub fn holds_delete(&self, policy_runs: impl Fn(&str) -> bool) -> bool {
+        let policed = |(policy, p): (&str, &Progress)| p.done.is_some() && policy_runs(policy);
+        self.is_outside() || (!self.no_policy && self.policies.iter().any(policed))
     }
 
-    /// Whether a sync step enacted the entity outside, and nothing removed it since.
+    /// Whether a sync step enacted the entity outside, and has not removed it since.
     pub fn is_outside(&self) -> bool {
-        !self.no_sync && self.enacted.is_some()
+        !self.no_sync && self.steps.iter().any(|(_, p)| p.done.is_some())
     }
 
-    /// Whether a deleted entity may go: no role has anything left to do with it (a
-    /// policy's `handle-delete` is waited for only while one runs for its kind).
-    pub fn purgeable(&self, policy_runs: bool) -> bool {
-        self.deleted && !self.needs_sync() && !(policy_runs && self.needs_policy())
+    /// Whether the sync step `step` enacted the entity outside, and has not removed it
+    /// since.
+    pub fn is_outside_for(&self, step: &str) -> bool {
+        !self.no_sync && self.steps.of(step).is_some_and(|p| p.done.is_some())
+    }
+
+    /// Whether a deleted entity may go: no step has it outside, and no policy that
+    /// still runs (`policy_runs`) has a `handle-delete` to make.
+    pub fn purgeable(&self, policy_runs: impl Fn(&str) -> bool) -> bool {
+        self.deleted
+            && !self.is_outside()
+            && !self
+                .policies
+                .iter()
+                .any(|(policy, _)| policy_runs(policy) && self.needs_policy(policy))
     }
 
     /// The version a sync must reach: the data's, or a policy's write after it.
@@ -213,42 +300,51 @@ impl Bookkeeping {
         self.updated.max(self.changed_by_step.unwrap_or(0))
     }
 
-    /// Whether a sync step has work: never enacted, or enacted before the last change
-    /// by a source or a policy.
-    /// A deleted entity needs one only while something enacted is outside.
-    pub fn needs_sync(&self) -> bool {
+    /// Whether the sync step `step` has work: it never enacted the entity, or enacted
+    /// it before the last change by a source or a policy. A deleted entity needs one
+    /// only while the step has it outside.
+    pub fn needs_sync(&self, step: &str) -> bool {
         if self.deleted {
-            return self.is_outside();
+            return self.is_outside_for(step);
         }
-        !self.no_sync && self.enacted.is_none_or(|e| e < self.sync_target())
+        let enacted = self.steps.of(step).and_then(|p| p.done);
+        !self.no_sync && enacted.is_none_or(|e| e < self.sync_target())
     }
 
-    /// Whether the model policies have work: never policed, or policed before the last
-    /// change by a source or a step. A deleted entity needs `handle-delete` only if a
-    /// policy saw it alive.
-    pub fn needs_policy(&self) -> bool {
+    /// Whether the model policy `policy` has work: it never handled the entity, or
+    /// handled it before the last change by a source or a step. A deleted entity needs
+    /// `handle-delete` only if the policy saw it alive.
+    pub fn needs_policy(&self, policy: &str) -> bool {
+        if self.no_policy {
+            return false;
+        }
+        let policed = self.policies.of(policy).and_then(|p| p.done);
         if self.deleted {
-            return self.policed.is_some_and(|p| p < self.updated);
+            return policed.is_some_and(|p| p < self.updated);
         }
-        self.policed.is_none_or(|p| p < self.policy_target())
+        policed.is_none_or(|p| p < self.policy_target())
     }
 
-    /// A successful sync of the data as of `seen` (the target when the call started).
-    pub fn enacted(&mut self, seen: Version) {
-        self.enacted = Some(self.enacted.unwrap_or(0).max(seen));
-        self.backend.done();
+    /// A successful sync by `step` of the data as of `seen` (the target when the call
+    /// started).
+    pub fn enacted(&mut self, step: &str, seen: Version) {
+        let progress = self.steps.entry(step);
+        progress.done = Some(progress.done.unwrap_or(0).max(seen));
+        progress.status.done();
     }
 
-    /// A successful `delete-record`: nothing is outside any more.
-    pub fn removed(&mut self) {
-        self.enacted = None;
-        self.backend.done();
+    /// A successful `delete-record` by `step`: nothing of it is outside any more.
+    pub fn removed(&mut self, step: &str) {
+        let progress = self.steps.entry(step);
+        progress.done = None;
+        progress.status.done();
     }
 
-    /// A successful policy run over the data as of `seen`.
-    pub fn policed(&mut self, seen: Version) {
-        self.policed = Some(self.policed.unwrap_or(0).max(seen));
-        self.policy.done();
+    /// A successful run of `policy` over the data as of `seen`.
+    pub fn policed(&mut self, policy: &str, seen: Version) {
+        let progress = self.policies.entry(policy);
+        progress.done = Some(progress.done.unwrap_or(0).max(seen));
+        progress.status.done();
     }
 }
 
@@ -256,25 +352,73 @@ impl Bookkeeping {
 mod tests {
     use super::*;
 
+    const STEP: &str = "push";
+    const POLICY: &str = "stamp";
+
+    fn runs(_: &str) -> bool {
+        true
+    }
+
+    fn gone(_: &str) -> bool {
+        false
+    }
+
     #[test]
     fn a_steps_own_write_does_not_resync_and_a_policys_does_not_repolice() {
         let mut b = Bookkeeping::created(1, false);
-        assert!(b.needs_sync() && b.needs_policy());
-        b.policed(b.policy_target());
-        b.enacted(b.sync_target());
-        assert!(!b.needs_sync() && !b.needs_policy());
+        assert!(b.needs_sync(STEP) && b.needs_policy(POLICY));
+        b.policed(POLICY, b.policy_target());
+        b.enacted(STEP, b.sync_target());
+        assert!(!b.needs_sync(STEP) && !b.needs_policy(POLICY));
 
         b.write(Acting::Step, 5);
-        assert!(!b.needs_sync(), "the step's own write");
-        assert!(b.needs_policy(), "a policy reacts to what the step wrote");
-        b.policed(b.policy_target());
+        assert!(!b.needs_sync(STEP), "the step's own write");
+        assert!(
+            b.needs_policy(POLICY),
+            "a policy reacts to what the step wrote"
+        );
+        b.policed(POLICY, b.policy_target());
 
         b.write(Acting::Policy, 7);
-        assert!(!b.needs_policy(), "the policy's own write (SEBA-79)");
-        assert!(b.needs_sync(), "the step enacts what the policy wrote");
-        b.enacted(b.sync_target());
-        assert!(!b.needs_sync() && !b.needs_policy());
-        assert_eq!(b.backend.state, State::Done);
+        assert!(!b.needs_policy(POLICY), "the policy's own write (SEBA-79)");
+        assert!(b.needs_sync(STEP), "the step enacts what the policy wrote");
+        b.enacted(STEP, b.sync_target());
+        assert!(!b.needs_sync(STEP) && !b.needs_policy(POLICY));
+        assert_eq!(b.steps.of(STEP).unwrap().status.state, State::Done);
+    }
+
+    #[test]
+    fn each_handler_of_a_role_keeps_its_own_progress() {
+        let mut b = Bookkeeping::created(1, false);
+        b.enacted("cmdb", 1);
+        assert!(!b.needs_sync("cmdb") && b.needs_sync("monitoring"));
+        b.steps.entry("monitoring").status.failed(Failure {
+            kind: ErrorKind::Failed,
+            message: "down".into(),
+        });
+        assert_eq!(b.steps.of("cmdb").unwrap().status.state, State::Done);
+        b.delete(3);
+        assert!(b.needs_sync("cmdb") && !b.needs_sync("monitoring"));
+        b.removed("cmdb");
+        assert!(b.purgeable(runs), "nothing of it is outside any more");
+
+        let mut b = Bookkeeping::created(1, false);
+        b.policed("a", 1);
+        b.write(Acting::Policy, 2);
+        assert!(
+            !b.needs_policy("a") && b.needs_policy("b"),
+            "a policy's write does not re-run any policy; one that never ran still runs"
+        );
+    }
+
+    #[test]
+    fn progress_from_before_several_handlers_is_taken_over_by_the_first_to_record() {
+        let mut b = Bookkeeping::created(1, false);
+        b.steps.entry(UNATTRIBUTED).done = Some(1);
+        assert!(!b.needs_sync("push") && b.is_outside_for("push"));
+        b.enacted("push", 1);
+        assert_eq!(b.steps.iter().map(|(p, _)| p).collect::<Vec<_>>(), ["push"]);
+        assert!(b.needs_sync("other"), "the other step never enacted it");
     }
 
     #[test]
@@ -282,12 +426,30 @@ mod tests {
         let mut b = Bookkeeping::created(1, false);
         let seen = b.sync_target();
         b.write(Acting::Source, 4);
-        b.enacted(seen);
-        assert!(b.needs_sync(), "the write at 4 is not enacted");
-        b.enacted(3);
-        assert_eq!(b.enacted, Some(3));
-        b.enacted(2);
-        assert_eq!(b.enacted, Some(3), "never backwards");
+        b.enacted(STEP, seen);
+        assert!(b.needs_sync(STEP), "the write at 4 is not enacted");
+        b.enacted(STEP, 3);
+        b.enacted(STEP, 2);
+        assert_eq!(b.steps.of(STEP).unwrap().done, Some(3), "never backwards");
+    }
+
+    #[test]
+    fn a_handled_write_is_current_only_while_nobody_else_wrote() {
+        let mut b = Bookkeeping::created(1, false);
+        let mut handling = Handling {
+            id: crate::Id::new("pserver", "a"),
+            seen: b.last_write(),
+        };
+        assert!(handling.still_current(&b));
+        b.write(Acting::Policy, 2);
+        assert!(
+            !handling.still_current(&b),
+            "another policy's write since the call read it"
+        );
+        handling.seen = 2;
+        assert!(handling.still_current(&b));
+        b.write_protect = true;
+        assert!(!handling.still_current(&b), "write-protected");
     }
 
     #[test]
@@ -298,20 +460,23 @@ mod tests {
     }
 
     #[test]
-    fn no_sync_entities_never_need_a_sync_nor_hold_a_delete() {
+    fn no_sync_and_no_policy_entities_have_no_work_and_hold_no_delete() {
         let mut b = Bookkeeping::created(1, true);
-        assert!(!b.needs_sync() && b.needs_policy());
-        b.enacted = Some(1);
-        assert!(!b.holds_delete(true));
+        assert!(!b.needs_sync(STEP) && b.needs_policy(POLICY));
+        b.steps.entry(STEP).done = Some(1);
+        assert!(!b.holds_delete(gone));
+        b.policed(POLICY, 1);
+        b.no_policy = true;
+        assert!(!b.needs_policy(POLICY) && !b.holds_delete(runs));
     }
 
     #[test]
     fn a_delete_is_held_only_once_something_is_outside_and_a_write_brings_it_back() {
         let mut b = Bookkeeping::created(1, false);
-        assert!(!b.holds_delete(true), "nothing outside yet");
-        b.enacted(1);
+        assert!(!b.holds_delete(runs), "nothing outside yet");
+        b.enacted(STEP, 1);
         b.delete(3);
-        assert!(b.holds_delete(true) && b.deleted && b.needs_sync());
+        assert!(b.holds_delete(runs) && b.deleted && b.needs_sync(STEP));
         b.write(Acting::Policy, 5);
         assert!(
             !b.deleted && b.updated == 5,
@@ -322,33 +487,33 @@ mod tests {
     #[test]
     fn a_deleted_entity_goes_once_the_step_removed_it_and_the_policy_saw_it_go() {
         let mut b = Bookkeeping::created(1, false);
-        b.policed(1);
-        b.enacted(1);
+        b.policed(POLICY, 1);
+        b.enacted(STEP, 1);
         b.delete(4);
-        assert!(b.holds_delete(true) && b.needs_sync() && b.needs_policy());
-        b.removed();
+        assert!(b.holds_delete(runs) && b.needs_sync(STEP) && b.needs_policy(POLICY));
+        b.removed(STEP);
         assert!(
-            !b.needs_sync() && !b.purgeable(true),
+            !b.needs_sync(STEP) && !b.purgeable(runs),
             "handle-delete is still due"
         );
         assert!(
-            b.purgeable(false),
+            b.purgeable(gone),
             "no policy runs for it any more: nothing to wait for"
         );
-        b.policed(4);
-        assert!(b.purgeable(true));
+        b.policed(POLICY, 4);
+        assert!(b.purgeable(runs));
 
         let mut never_policed = Bookkeeping::created(1, false);
-        never_policed.enacted(1);
+        never_policed.enacted(STEP, 1);
         never_policed.delete(2);
         assert!(
-            !never_policed.needs_policy(),
+            !never_policed.needs_policy(POLICY),
             "no policy saw it: no handle-delete"
         );
-        never_policed.removed();
-        assert!(never_policed.purgeable(true));
+        never_policed.removed(STEP);
+        assert!(never_policed.purgeable(runs));
         assert!(
-            !Bookkeeping::created(1, true).holds_delete(true),
+            !Bookkeeping::created(1, true).holds_delete(runs),
             "nothing to hold it"
         );
     }

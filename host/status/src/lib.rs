@@ -263,6 +263,9 @@ pub struct ModelSource {
 
 /// XOS's bookkeeping of an entity. Versions are sequence numbers of the change stream:
 /// they order every write, and never depend on a clock.
+///
+/// Each policy and sync step keeps its own progress (`policies`, `steps`); `policed`,
+/// `enacted`, `policy` and `sync` sum them up for the role, as XOS showed its one value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ModelBookkeeping {
@@ -272,10 +275,10 @@ pub struct ModelBookkeeping {
     pub changed_by_policy: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_by_step: Option<u64>,
-    /// What the model policies last handled; absent: never.
+    /// What every model policy has handled; absent: one never did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policed: Option<u64>,
-    /// What the sync steps last enacted outside; absent: never.
+    /// What every sync step has enacted outside; absent: one never did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enacted: Option<u64>,
     /// Whether a deployed sync step has work on it.
@@ -283,14 +286,67 @@ pub struct ModelBookkeeping {
     /// Whether a deployed model policy has work on it.
     #[serde(default)]
     pub needs_policy: bool,
-    /// The sync steps' last outcome (XOS's backend status).
+    /// The sync steps' last outcome (XOS's backend status): the worst of theirs.
     pub sync: RoleOutcome,
+    /// The model policies' last outcome: the worst of theirs.
     pub policy: RoleOutcome,
-    /// Deleted, and kept until a sync step has removed it outside and a model policy
-    /// that handled it has seen it go.
+    /// Each sync step's progress, by plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<ModelProgress>,
+    /// Each model policy's progress, by plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<ModelProgress>,
+    /// Deleted, and kept until every sync step has removed it outside and every model
+    /// policy that handled it has seen it go.
     pub deleted: bool,
     /// Never pushed outward (observed data).
     pub no_sync: bool,
+    /// No model policy runs for it.
+    #[serde(default)]
+    pub no_policy: bool,
+    /// Policies and sync steps may not write it.
+    #[serde(default)]
+    pub write_protect: bool,
+}
+
+/// One model policy's or sync step's progress on an entity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModelProgress {
+    pub plugin: String,
+    /// The version it last handled (policed or enacted); absent: never, or removed
+    /// outside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Whether it is deployed and has work on the entity.
+    pub needs: bool,
+    #[serde(flatten)]
+    pub outcome: RoleOutcome,
+}
+
+impl ModelProgress {
+    /// The version every one of `all` reached; `None` if one never did (or there are
+    /// none).
+    pub fn reached(all: &[ModelProgress]) -> Option<u64> {
+        all.iter().map(|p| p.version).min().flatten()
+    }
+
+    /// The worst outcome of `all`: failed, then deferred, then pending, then done.
+    pub fn worst(all: &[ModelProgress]) -> RoleOutcome {
+        let rank = |state: &str| match state {
+            "failed" => 0,
+            "deferred" => 1,
+            "pending" => 2,
+            _ => 3,
+        };
+        all.iter()
+            .min_by_key(|p| rank(&p.outcome.state))
+            .map(|p| p.outcome.clone())
+            .unwrap_or_else(|| RoleOutcome {
+                state: "pending".into(),
+                errors: Vec::new(),
+            })
+    }
 }
 
 /// A role's last outcome for an entity.

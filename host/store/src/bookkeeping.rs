@@ -4,7 +4,7 @@
 
 use redb::{ReadableTable, Table, TableDefinition};
 
-use synchro_model::bookkeeping::{Failure, RoleStatus, State};
+use synchro_model::bookkeeping::{Failure, Handlers, Progress, RoleStatus, State, UNATTRIBUTED};
 use synchro_model::{Bookkeeping, EntityError, ErrorKind, Id, Version};
 
 use crate::{DbError, dberr};
@@ -14,9 +14,12 @@ use crate::{DbError, dberr};
 /// 0: never synced outward until its writer says otherwise, and policed once.
 pub(crate) const BOOKKEEPING: TableDefinition<&str, &[u8]> = TableDefinition::new("bookkeeping");
 
-const FORMAT: u8 = 1;
+/// The encoding of a row; format 1, from before several handlers per kind, is read too.
+const FORMAT: u8 = 2;
 const DELETED: u8 = 1;
 const NO_SYNC: u8 = 2;
+const NO_POLICY: u8 = 4;
+const WRITE_PROTECT: u8 = 8;
 
 /// The bookkeeping of `id`: as stored, or that of an entity from before bookkeeping.
 pub(crate) fn get(
@@ -46,36 +49,49 @@ fn damaged(id: &Id, why: &str) -> DbError {
     )))
 }
 
-/// `format (u8) · updated, changed-by-policy, changed-by-step, policed, enacted (u64 LE,
-/// 0 for none) · flags (u8) · policy status · backend status`, a status being
-/// `state (u8) · count (u8) · (kind label (u8 length), message (u32 LE length))*`.
+/// `format (u8) · updated, changed-by-policy, changed-by-step (u64 LE, 0 for none) ·
+/// flags (u8) · policies · steps`, the progress of a role's plugins being `count (u8) ·
+/// (name (u8 length), done (u64 LE, 0 for none), status)*` and a status `state (u8) ·
+/// count (u8) · (kind label (u8 length), message (u32 LE length))*`.
 fn encode(b: &Bookkeeping, out: &mut Vec<u8>) {
     out.push(FORMAT);
-    for version in [
-        Some(b.updated),
-        b.changed_by_policy,
-        b.changed_by_step,
-        b.policed,
-        b.enacted,
-    ] {
+    for version in [Some(b.updated), b.changed_by_policy, b.changed_by_step] {
         out.extend_from_slice(&version.unwrap_or(0).to_le_bytes());
     }
-    out.push((u8::from(b.deleted) * DELETED) | (u8::from(b.no_sync) * NO_SYNC));
-    for status in [&b.policy, &b.backend] {
-        out.push(match status.state {
-            State::Pending => 0,
-            State::Done => 1,
-            State::Deferred => 2,
-            State::Failed => 3,
-        });
-        out.push(status.errors.len() as u8);
-        for error in &status.errors {
-            let label = error.kind.label();
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-            out.extend_from_slice(&(error.message.len() as u32).to_le_bytes());
-            out.extend_from_slice(error.message.as_bytes());
+    let flags = [
+        (b.deleted, DELETED),
+        (b.no_sync, NO_SYNC),
+        (b.no_policy, NO_POLICY),
+        (b.write_protect, WRITE_PROTECT),
+    ];
+    out.push(flags.iter().map(|(set, bit)| u8::from(*set) * bit).sum());
+    for handlers in [&b.policies, &b.steps] {
+        // Plugin names are at most 64 bytes, and a kind has a handful of handlers.
+        let handlers: Vec<_> = handlers.iter().take(u8::MAX as usize).collect();
+        out.push(handlers.len() as u8);
+        for (plugin, progress) in handlers {
+            out.push(plugin.len() as u8);
+            out.extend_from_slice(plugin.as_bytes());
+            out.extend_from_slice(&progress.done.unwrap_or(0).to_le_bytes());
+            encode_status(&progress.status, out);
         }
+    }
+}
+
+fn encode_status(status: &RoleStatus, out: &mut Vec<u8>) {
+    out.push(match status.state {
+        State::Pending => 0,
+        State::Done => 1,
+        State::Deferred => 2,
+        State::Failed => 3,
+    });
+    out.push(status.errors.len() as u8);
+    for error in &status.errors {
+        let label = error.kind.label();
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(&(error.message.len() as u32).to_le_bytes());
+        out.extend_from_slice(error.message.as_bytes());
     }
 }
 
@@ -111,15 +127,42 @@ fn decode(mut bytes: &[u8]) -> Result<Bookkeeping, &'static str> {
         }
         Ok(RoleStatus { state, errors })
     }
-    if byte(&mut bytes)? != FORMAT {
+    fn handlers(rest: &mut &[u8]) -> Result<Handlers, &'static str> {
+        let count = byte(rest)?;
+        let mut recorded = Vec::with_capacity(count.into());
+        for _ in 0..count {
+            let n = byte(rest)? as usize;
+            let plugin = std::str::from_utf8(take(rest, n)?).map_err(|_| "bad plugin name")?;
+            let done = version(rest)?;
+            let status = status(rest)?;
+            recorded.push((plugin.to_owned(), Progress { done, status }));
+        }
+        Ok(Handlers::from_recorded(recorded))
+    }
+    /// Format 1's one policy's or step's progress, kept for whichever handles it first.
+    fn unattributed(done: Option<Version>, status: RoleStatus) -> Handlers {
+        let progress = Progress { done, status };
+        let recorded =
+            (progress != Progress::default()).then(|| (UNATTRIBUTED.to_owned(), progress));
+        Handlers::from_recorded(recorded.into_iter().collect())
+    }
+    let format = byte(&mut bytes)?;
+    if format != FORMAT && format != 1 {
         return Err("unknown format");
     }
     let updated = version(&mut bytes)?.unwrap_or(0);
     let (changed_by_policy, changed_by_step) = (version(&mut bytes)?, version(&mut bytes)?);
-    let (policed, enacted) = (version(&mut bytes)?, version(&mut bytes)?);
-    let flags = byte(&mut bytes)?;
-    let policy = status(&mut bytes)?;
-    let backend = status(&mut bytes)?;
+    let (policies, steps, flags) = if format == 1 {
+        let (policed, enacted) = (version(&mut bytes)?, version(&mut bytes)?);
+        let flags = byte(&mut bytes)?;
+        let policy = status(&mut bytes)?;
+        let backend = status(&mut bytes)?;
+        let policies = unattributed(policed, policy);
+        (policies, unattributed(enacted, backend), flags)
+    } else {
+        let flags = byte(&mut bytes)?;
+        (handlers(&mut bytes)?, handlers(&mut bytes)?, flags)
+    };
     if !bytes.is_empty() {
         return Err("trailing bytes");
     }
@@ -127,12 +170,12 @@ fn decode(mut bytes: &[u8]) -> Result<Bookkeeping, &'static str> {
         updated,
         changed_by_policy,
         changed_by_step,
-        policed,
-        enacted,
-        policy,
-        backend,
+        policies,
+        steps,
         deleted: flags & DELETED != 0,
         no_sync: flags & NO_SYNC != 0,
+        no_policy: flags & NO_POLICY != 0,
+        write_protect: flags & WRITE_PROTECT != 0,
     })
 }
 
@@ -144,13 +187,14 @@ mod tests {
     fn bookkeeping_round_trips_and_damage_is_named() {
         let mut b = Bookkeeping::created(7, true);
         b.changed_by_step = Some(9);
-        b.enacted = Some(8);
+        b.enacted("push", 8);
         b.deleted = true;
-        b.backend.failed(Failure {
+        b.write_protect = true;
+        b.steps.entry("mirror").status.failed(Failure {
             kind: ErrorKind::Unavailable,
             message: "the API answered 503 ✓".into(),
         });
-        b.policy.done();
+        b.policed("stamp", 7);
         let mut bytes = Vec::new();
         encode(&b, &mut bytes);
         assert_eq!(decode(&bytes), Ok(b));
@@ -158,5 +202,21 @@ mod tests {
         assert_eq!(decode(&[9]), Err("unknown format"));
         let error = damaged(&Id::new("pserver", "a"), "truncated").to_string();
         assert!(error.contains("pserver `a`"), "{error}");
+    }
+
+    #[test]
+    fn format_1_progress_is_kept_for_the_first_handler_to_record() {
+        // updated 7, changed-by-policy none, changed-by-step 9, policed none, enacted 8,
+        // flags deleted, policy pending, backend done.
+        let mut bytes = vec![1];
+        for v in [7u64, 0, 9, 0, 8] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        bytes.extend_from_slice(&[DELETED, 0, 0, 1, 0]);
+        let mut b = decode(&bytes).unwrap();
+        assert!(b.deleted && b.policies.is_empty());
+        assert!(b.is_outside_for("push") && b.needs_sync("push"));
+        b.removed("push");
+        assert!(!b.is_outside());
     }
 }

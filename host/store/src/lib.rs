@@ -13,6 +13,7 @@ mod edges;
 mod migrate;
 mod model;
 mod outbox;
+mod policed;
 mod sources;
 
 use std::path::{Path, PathBuf};
@@ -111,7 +112,9 @@ impl Db {
             tracing::info!(path = %path.display(), indexed, "state migrated: edges indexed by their ends");
         }
         txn.open_table(bookkeeping::BOOKKEEPING).map_err(dberr)?;
-        txn.open_table(model::POLICED_AS).map_err(dberr)?;
+        if let Some(moved) = policed::migrate(&txn)? {
+            tracing::info!(path = %path.display(), moved, "state migrated: what a policy handled is kept per policy");
+        }
         txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?;
         txn.open_table(outbox::CHANGES).map_err(dberr)?;
         txn.open_table(outbox::CURSORS).map_err(dberr)?;
@@ -318,7 +321,7 @@ mod tests {
         let deleted = state
             .model_delete("w", &Id::new("x", "a"), |_| Vec::new())
             .unwrap();
-        assert!(matches!(deleted, Write::Done { previous: Some(e) } if e.key() == "a"));
+        assert!(matches!(deleted, Write::Done { previous: Some(e), .. } if e.key() == "a"));
         assert_eq!(query(None, None, 3), ["x `c`", "x `d`", "xx `a`"]);
     }
 
@@ -329,7 +332,14 @@ mod tests {
         let server = entity("k", r#"{"secret":true}"#);
         let person = Entity::new("k".into(), "person".into(), "{}".into(), None, None).unwrap();
         put(&state, "a", &server);
-        assert_eq!(put(&state, "b", &person), Write::Done { previous: None });
+        assert_eq!(
+            put(&state, "b", &person),
+            Write::Done {
+                previous: None,
+                version: None
+            },
+            "`put` announces nothing"
+        );
         assert_eq!(
             state.model_get(server.id()).unwrap().unwrap().entity,
             server
@@ -462,7 +472,7 @@ mod tests {
                 Some(b"CREATE b".to_vec())
             })
             .unwrap();
-        assert_eq!(write, Write::Done { previous: None });
+        assert!(matches!(write, Write::Done { previous: None, .. }));
         // Refused: neither the write nor its change.
         let refused = state
             .model_put(source("x"), &entity("b", r#"{"x":1}"#), |_| {
@@ -684,7 +694,7 @@ mod tests {
         commit(&state, "c", &collect_as(&state, "c", &[("seen", "{}")]));
         let seen = books("seen").unwrap();
         assert_eq!(
-            (seen.updated, seen.no_sync, seen.needs_sync()),
+            (seen.updated, seen.no_sync, seen.needs_sync("push")),
             (1, true, false)
         );
 
@@ -692,7 +702,7 @@ mod tests {
         write(Acting::Source, "a", "{}");
         let a = books("a").unwrap();
         assert_eq!(a.updated, 2);
-        assert!(a.needs_sync() && a.needs_policy());
+        assert!(a.needs_sync("push") && a.needs_policy("stamp"));
         let dirty = |select: fn(&Id, &synchro_model::Bookkeeping) -> bool| {
             let page = state.model_query(None, None, select, 10).unwrap();
             page.into_iter()
@@ -700,14 +710,15 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            dirty(|_, b| b.needs_sync() || b.needs_policy()),
+            dirty(|_, b| b.needs_sync("push") || b.needs_policy("stamp")),
             ["a", "seen"],
             "`seen` is not policed yet"
         );
 
         // A step's write moves `changed_by_step` only; unchanged data moves nothing.
-        let record =
-            |key: &str, outcome: Enacted| state.record_syncs(&[(id(key), outcome)]).unwrap()[0];
+        let record = |key: &str, outcome: Enacted| {
+            state.record_syncs("push", &[(id(key), outcome)]).unwrap()[0]
+        };
         record("a", Enacted::Synced { seen: 2 });
         write(Acting::Step, "a", r#"{"outside-id":7}"#);
         write(Acting::Step, "a", r#"{"outside-id":7}"#);
@@ -716,7 +727,7 @@ mod tests {
             (state_of_a.updated, state_of_a.changed_by_step),
             (2, Some(3))
         );
-        assert!(!state_of_a.needs_sync());
+        assert!(!state_of_a.needs_sync("push"));
 
         // A failure is kept on the entity.
         let failure = Failure {
@@ -724,22 +735,36 @@ mod tests {
             message: "HTTP 500".into(),
         };
         record("a", Enacted::Failed(failure));
-        assert_eq!(dirty(|_, b| b.backend.state == State::Failed), ["a"]);
-        assert_eq!(books("a").unwrap().backend.state, State::Failed);
+        fn failed(_: &Id, b: &synchro_model::Bookkeeping) -> bool {
+            b.steps
+                .of("push")
+                .is_some_and(|p| p.status.state == State::Failed)
+        }
+        assert_eq!(dirty(failed), ["a"]);
+        assert!(failed(&id("a"), &books("a").unwrap()));
 
         // Enacted: a deletion is soft, hidden from plugins, until purged.
         let deleted = state
             .model_delete("w", &id("a"), |_| b"DELETE a".to_vec())
             .unwrap();
-        assert!(matches!(deleted, Write::Done { previous: Some(_) }));
+        assert!(matches!(
+            deleted,
+            Write::Done {
+                previous: Some(_),
+                ..
+            }
+        ));
         let a = books("a").unwrap();
-        assert!(a.deleted && a.updated == 4 && a.needs_sync());
+        assert!(a.deleted && a.updated == 4 && a.needs_sync("push"));
         assert!(dirty(|_, b| !b.deleted).iter().all(|k| k != "a"));
         assert_eq!(
             state
                 .model_delete("w", &id("a"), |_| b"again".to_vec())
                 .unwrap(),
-            Write::Done { previous: None },
+            Write::Done {
+                previous: None,
+                version: None
+            },
             "deleting a deleted entity announces nothing"
         );
         assert_eq!(state.last_change(), 4);
@@ -766,9 +791,15 @@ mod tests {
                 Some(b"CREATE d".to_vec())
             })
             .unwrap();
-        assert_eq!(recreated, Write::Done { previous: None });
+        assert_eq!(
+            recreated,
+            Write::Done {
+                previous: None,
+                version: Some(9)
+            }
+        );
         let d = books("d").unwrap();
-        assert!(!d.deleted && d.updated == 9 && d.needs_sync());
+        assert!(!d.deleted && d.updated == 9 && d.needs_sync("push"));
         assert_eq!(
             record("d", Enacted::Removed { seen: 8 }),
             Recorded::Rewritten,
@@ -786,9 +817,13 @@ mod tests {
         state
             .model_put(source("api"), &entity("a", r#"{"v":1}"#), announce)
             .unwrap();
-        let previous = |key: &str| state.model_get_policed(&[id(key)]).unwrap()[0].clone();
+        let previous = |key: &str| state.model_get_policed("stamp", &[id(key)]).unwrap()[0].clone();
         assert_eq!(previous("a").map(|(_, p)| p), Some(None));
-        let record = |outcome| state.record_policies(&[(id("a"), outcome)]).unwrap()[0];
+        let record = |outcome| {
+            state
+                .record_policies("stamp", &[(id("a"), outcome)])
+                .unwrap()[0]
+        };
         let handled = Policed::Handled {
             seen: 1,
             entity: entity("a", r#"{"v":1}"#),
@@ -798,7 +833,18 @@ mod tests {
             previous("a").map(|(_, p)| p),
             Some(Some(entity("a", r#"{"v":1}"#)))
         );
-        assert!(!books("a").unwrap().needs_policy());
+        assert!(!books("a").unwrap().needs_policy("stamp"));
+        assert!(
+            books("a").unwrap().needs_policy("another"),
+            "it has its own"
+        );
+        assert_eq!(
+            state.model_get_policed("another", &[id("a")]).unwrap()[0]
+                .as_ref()
+                .map(|(_, p)| p.clone()),
+            Some(None),
+            "nor has it handled it"
+        );
 
         // The policy writes the entity its call handles, though `api` owns it; once a
         // source changed it, the write would undo that change, and is refused.
@@ -807,19 +853,31 @@ mod tests {
             seen: 1,
         };
         let policy = Writer {
-            plugin: "policy",
+            plugin: "stamp",
             acting: Acting::Policy,
             handling: Some(&handling),
         };
         let polished = entity("a", r#"{"v":1,"policed":true}"#);
         assert!(matches!(
             state.model_put(policy, &polished, announce).unwrap(),
-            Write::Done { .. }
+            Write::Done {
+                version: Some(2),
+                ..
+            }
         ));
         let a = state.model_get(&id("a")).unwrap().unwrap();
         assert_eq!(a.owner.as_deref(), Some("api"), "the owner stays");
         assert_eq!(a.bookkeeping.changed_by_policy, Some(2));
-        assert!(!a.bookkeeping.needs_policy(), "its own write (SEBA-79)");
+        assert!(
+            !a.bookkeeping.needs_policy("stamp"),
+            "its own write (SEBA-79)"
+        );
+        assert_eq!(
+            state.model_put(policy, &polished, announce).unwrap(),
+            Write::Stale,
+            "a call that wrote again from what it read first would undo what it wrote \
+             meanwhile (or what another policy of the kind wrote)"
+        );
         let other = Writer {
             handling: None,
             ..policy
@@ -859,15 +917,15 @@ mod tests {
             .model_delete("api", &id("a"), |_| b"DELETE a".to_vec())
             .unwrap();
         let a = books("a").unwrap();
-        assert!(a.deleted && a.needs_policy() && !a.needs_sync());
+        assert!(a.deleted && a.needs_policy("stamp") && !a.needs_sync("push"));
         assert_eq!(record(Policed::Deleted { seen: 3 }), Recorded::Rewritten);
         assert_eq!(record(Policed::Deleted { seen: 4 }), Recorded::Done);
         assert_eq!(books("a"), None, "purged");
         assert_eq!(previous("a"), None);
         let txn = redb::ReadableDatabase::begin_read(&state.db).unwrap();
-        let policed = txn.open_table(model::POLICED_AS).unwrap();
+        let policed = txn.open_table(policed::POLICED_AS).unwrap();
         assert!(
-            policed.get("pserver\0a").unwrap().is_none(),
+            policed.get(("pserver\0a", "stamp")).unwrap().is_none(),
             "purged with it"
         );
     }

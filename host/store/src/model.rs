@@ -22,25 +22,21 @@
 //! entity it handles, whoever owns it, if its `store` grant names the kind in `handle`
 //! and nobody else changed the entity since the call read it ([`Writer::handling`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use synchro_model::bookkeeping::Failure;
+use synchro_model::bookkeeping::{Failure, UNATTRIBUTED};
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
 use crate::sources::{self, Reconciled, Sources};
-use crate::{Db, DbError, baseline, dberr, edges, outbox};
+use crate::{Db, DbError, baseline, dberr, edges, outbox, policed};
 
 /// id (see [`Id::as_str`]) → (owner, canonical entity); an empty owner is unclaimed.
 pub(crate) const ENTITIES: TableDefinition<&str, (&str, &[u8])> = TableDefinition::new("entities");
-
-/// id → the entity as a model policy last handled it: the `previous` of its next
-/// `handle-update`.
-pub(crate) const POLICED_AS: TableDefinition<&str, &[u8]> = TableDefinition::new("policed-as");
 
 /// Whether `writer` may write over an entity owned by `owner`.
 fn may_write(owner: &str, writer: &str) -> bool {
@@ -122,7 +118,7 @@ impl Writer<'_> {
     /// whoever owns it: else the write would undo a change it did not see.
     fn may_write(&self, id: &Id, owner: &str, existing: &Bookkeeping) -> Permit {
         if let Some(h) = self.handles(id) {
-            return match h.still_current(self.acting, existing) {
+            return match h.still_current(existing) {
                 false => Permit::Stale,
                 true if may_write(owner, self.plugin) => Permit::Owner,
                 true => Permit::Handling,
@@ -147,13 +143,26 @@ enum Permit {
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Write {
-    /// Written, replacing `previous` if there was an entity under its id.
-    Done { previous: Option<Entity> },
+    /// Written, replacing `previous` if there was an entity under its id; `version` is
+    /// the one the write moved (`None`: it changed nothing).
+    Done {
+        previous: Option<Entity>,
+        version: Option<Version>,
+    },
     /// Not written: another plugin owns the entity.
     Refused,
     /// Not written: the entity the writer handles changed (or went) since its call read
     /// it; the call is made again on what it is now.
     Stale,
+}
+
+impl Write {
+    fn done_nothing() -> Write {
+        Write::Done {
+            previous: None,
+            version: None,
+        }
+    }
 }
 
 /// An entity of a snapshot that was not written because another plugin owns it.
@@ -388,8 +397,10 @@ impl Db {
             let old = existing.as_ref().map(|(entity, _)| entity);
             edges::replace(&mut rows.edges, id, old, Some(entity))?;
             let change = record(replaced);
+            let mut version = None;
             if change.is_some() {
                 let at = outbox::last_seq(&txn)? + 1;
+                version = Some(at);
                 let books_of = match existing.as_ref() {
                     Some((_, books_of)) => {
                         let mut books_of = books_of.clone();
@@ -403,11 +414,11 @@ impl Db {
                 };
                 bookkeeping::put(&mut rows.books, id, &books_of)?;
             }
-            (replaced.cloned(), change)
+            (replaced.cloned(), change, version)
         };
-        let (previous, change) = previous;
+        let (previous, change, version) = previous;
         self.commit_with(txn, change.as_deref())?;
-        Ok(Write::Done { previous })
+        Ok(Write::Done { previous, version })
     }
 
     /// Removes the entity `id` unless another plugin than `writer` owns it, and appends
@@ -429,17 +440,20 @@ impl Db {
                     }
                     Entity::decode(bytes)?
                 }
-                None => return Ok(Write::Done { previous: None }),
+                None => return Ok(Write::done_nothing()),
             };
             if bookkeeping::get(&rows.books, id)?.deleted {
-                return Ok(Write::Done { previous: None });
+                return Ok(Write::done_nothing());
             }
-            rows.delete(id, outbox::last_seq(&txn)? + 1)?;
-            existing
+            let at = outbox::last_seq(&txn)? + 1;
+            rows.delete(id, at)?;
+            (existing, at)
         };
+        let (previous, at) = previous;
         self.commit_with(txn, Some(record(&previous).as_slice()))?;
         Ok(Write::Done {
             previous: Some(previous),
+            version: Some(at),
         })
     }
 
@@ -449,15 +463,16 @@ impl Db {
         get_many(&txn, ids)
     }
 
-    /// The entities under `ids`, each with what a model policy last handled of it (the
-    /// `previous` of a `handle-update`), in one read.
+    /// The entities under `ids`, each with what the model policy `policy` last handled
+    /// of it (the `previous` of a `handle-update`), in one read.
     #[allow(clippy::type_complexity)]
     pub fn model_get_policed(
         &self,
+        policy: &str,
         ids: &[Id],
     ) -> Result<Vec<Option<(Stored, Option<Entity>)>>, DbError> {
         let txn = self.db.begin_read().map_err(dberr)?;
-        let policed = txn.open_table(POLICED_AS).map_err(dberr)?;
+        let policed = txn.open_table(policed::POLICED_AS).map_err(dberr)?;
         let stored = get_many(&txn, ids)?;
         ids.iter()
             .zip(stored)
@@ -465,27 +480,27 @@ impl Db {
                 let Some(stored) = stored else {
                     return Ok(None);
                 };
-                let previous = match policed.get(id.as_str()).map_err(dberr)? {
-                    Some(row) => Some(Entity::decode(row.value())?),
-                    None => None,
-                };
-                Ok(Some((stored, previous)))
+                Ok(Some((stored, policed::get(&policed, id, policy)?)))
             })
             .collect()
     }
 
-    /// Records what a sync step's calls did, in one transaction; says for each what
-    /// became of it. Bookkeeping only: nothing is announced.
+    /// Records what the sync step `step`'s calls did, in one transaction; says for each
+    /// what became of it. Bookkeeping only: nothing is announced.
     ///
     /// Without an fsync of its own (the next durable commit carries it): a record lost to
     /// a crash only makes the step enact the entity again, which it must bear anyway (a
     /// crash between its call and this record does the same), and an fsync per batch
     /// would cap a step far below what its outside system takes.
-    pub fn record_syncs(&self, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
+    pub fn record_syncs(
+        &self,
+        step: &str,
+        outcomes: &[(Id, Enacted)],
+    ) -> Result<Vec<Recorded>, DbError> {
         self.record(outcomes, |rows, id, books_of, outcome| {
             Ok(match outcome {
                 Enacted::Synced { seen } => {
-                    books_of.enacted(*seen);
+                    books_of.enacted(step, *seen);
                     Recorded::Done
                 }
                 // Written again since: live, and synced next.
@@ -493,54 +508,58 @@ impl Db {
                     Recorded::Rewritten
                 }
                 Enacted::Removed { .. } => {
-                    books_of.removed();
+                    books_of.removed(step);
                     rows.purge_if_done(id, books_of)?;
                     Recorded::Done
                 }
                 Enacted::Failed(failure) => {
-                    books_of.backend.failed(failure.clone());
+                    books_of.steps.entry(step).status.failed(failure.clone());
                     Recorded::Done
                 }
             })
         })
     }
 
-    /// Records what a model policy's calls did, in one transaction, as
+    /// Records what the model policy `policy`'s calls did, in one transaction, as
     /// [`Db::record_syncs`] does for a sync step (and without an fsync, for the same
     /// reason: a lost record only runs the policy again).
-    pub fn record_policies(&self, outcomes: &[(Id, Policed)]) -> Result<Vec<Recorded>, DbError> {
+    pub fn record_policies(
+        &self,
+        policy: &str,
+        outcomes: &[(Id, Policed)],
+    ) -> Result<Vec<Recorded>, DbError> {
         self.record(outcomes, |rows, id, books_of, outcome| {
             Ok(match outcome {
                 Policed::Handled { seen, entity } => {
-                    books_of.policed(*seen);
-                    let mut buf = Vec::new();
-                    entity.encode(&mut buf);
-                    rows.policed
-                        .insert(id.as_str(), buf.as_slice())
-                        .map_err(dberr)?;
+                    books_of.policed(policy, *seen);
+                    policed::put(&mut rows.policed, id, policy, entity)?;
                     Recorded::Done
                 }
                 Policed::Deleted { seen } if !books_of.deleted || books_of.updated != *seen => {
                     Recorded::Rewritten
                 }
                 Policed::Deleted { seen } => {
-                    books_of.policed(*seen);
+                    books_of.policed(policy, *seen);
                     rows.purge_if_done(id, books_of)?;
                     Recorded::Done
                 }
                 Policed::Failed(failure) => {
-                    books_of.policy.failed(failure.clone());
+                    books_of
+                        .policies
+                        .entry(policy)
+                        .status
+                        .failed(failure.clone());
                     Recorded::Done
                 }
             })
         })
     }
 
-    /// Says which kinds a model policy runs for, and purges the deleted entities that
+    /// Says which model policies run for each kind, and purges the deleted entities that
     /// waited only for the `handle-delete` of a policy no longer running (one removed
     /// from the host); returns how many. Until the host first says, every policed
     /// entity's deletion waits.
-    pub fn set_policies(&self, kinds: BTreeSet<String>) -> Result<u64, DbError> {
+    pub fn set_policies(&self, kinds: BTreeMap<String, BTreeSet<String>>) -> Result<u64, DbError> {
         let policies = Policies::Running(Arc::new(kinds));
         *self.policies.write().expect("policies lock") = policies.clone();
         let txn = self.db.begin_write().map_err(dberr)?;
@@ -631,7 +650,7 @@ impl Db {
 struct Rows<'txn> {
     model: redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
     books: redb::Table<'txn, &'static str, &'static [u8]>,
-    policed: redb::Table<'txn, &'static str, &'static [u8]>,
+    policed: policed::PolicedAs<'txn>,
     edges: edges::Edges<'txn>,
     contributions: sources::Contributions<'txn>,
     /// The kinds a model policy runs for, whose deletions wait for `handle-delete`.
@@ -640,20 +659,24 @@ struct Rows<'txn> {
     purged: bool,
 }
 
-/// The kinds a model policy runs for, as the host last said.
+/// The model policies that run for each kind, as the host last said.
 #[derive(Debug, Clone, Default)]
 pub(crate) enum Policies {
     /// Not said yet (the plugins are loading): every policed entity's deletion waits.
     #[default]
     Unknown,
-    Running(Arc<BTreeSet<String>>),
+    Running(Arc<BTreeMap<String, BTreeSet<String>>>),
 }
 
 impl Policies {
-    fn run_for(&self, kind: &str) -> bool {
+    /// Whether `policy` runs for `kind`; progress recorded before policies could be
+    /// told apart is any of the kind's.
+    fn runs(&self, kind: &str, policy: &str) -> bool {
         match self {
             Policies::Unknown => true,
-            Policies::Running(kinds) => kinds.contains(kind),
+            Policies::Running(kinds) => kinds.get(kind).is_some_and(|running| {
+                policy == UNATTRIBUTED && !running.is_empty() || running.contains(policy)
+            }),
         }
     }
 }
@@ -673,7 +696,7 @@ impl<'txn> Rows<'txn> {
         Ok(Rows {
             model: txn.open_table(ENTITIES).map_err(dberr)?,
             books: txn.open_table(BOOKKEEPING).map_err(dberr)?,
-            policed: txn.open_table(POLICED_AS).map_err(dberr)?,
+            policed: txn.open_table(policed::POLICED_AS).map_err(dberr)?,
             edges: txn.open_multimap_table(edges::EDGES).map_err(dberr)?,
             contributions: txn.open_table(sources::CONTRIBUTIONS).map_err(dberr)?,
             policies,
@@ -685,7 +708,7 @@ impl<'txn> Rows<'txn> {
     /// see it go, at once otherwise.
     fn delete(&mut self, id: &Id, at: Version) -> Result<(), DbError> {
         let mut books_of = bookkeeping::get(&self.books, id)?;
-        if books_of.holds_delete(self.policies.run_for(id.kind())) {
+        if books_of.holds_delete(|policy| self.policies.runs(id.kind(), policy)) {
             books_of.delete(at);
             bookkeeping::put(&mut self.books, id, &books_of)
         } else {
@@ -695,7 +718,7 @@ impl<'txn> Rows<'txn> {
 
     /// Purges the deleted entity `id` once no role has anything left to do with it.
     fn purge_if_done(&mut self, id: &Id, books_of: &Bookkeeping) -> Result<(), DbError> {
-        if books_of.purgeable(self.policies.run_for(id.kind())) {
+        if books_of.purgeable(|policy| self.policies.runs(id.kind(), policy)) {
             self.purge(id)?;
         }
         Ok(())
@@ -708,7 +731,7 @@ impl<'txn> Rows<'txn> {
         };
         edges::replace(&mut self.edges, id, edge.as_ref(), None)?;
         self.books.remove(id.as_str()).map_err(dberr)?;
-        self.policed.remove(id.as_str()).map_err(dberr)?;
+        policed::remove_all(&mut self.policed, id)?;
         for (plugin, _) in sources::of(&self.contributions, id)? {
             self.contributions
                 .remove((id.as_str(), plugin.as_str()))

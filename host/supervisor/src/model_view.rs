@@ -1,36 +1,49 @@
 //! The model as the admin API shows it (`synchro model get` / `list`): read on a blocking
 //! thread, so that a large page never holds up the host's loop.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use synchro_admin::PageRequest;
-use synchro_model::bookkeeping::{Bookkeeping, RoleStatus};
+use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus, UNATTRIBUTED};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
 use synchro_status::{
-    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelRef, ModelSource,
-    RoleError, RoleOutcome,
+    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelProgress, ModelRef,
+    ModelSource, RoleError, RoleOutcome,
 };
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
 
-/// What the deployed plugins do with the model: the kinds their sync steps enact. An
-/// entity has work pending only if a deployed plugin would do it: data no sync step
-/// enacts is not "dirty", however its bookkeeping reads.
+/// The deployed plugins of one role (policies or sync steps) by the kind they handle.
+pub type Deployed = BTreeMap<String, BTreeSet<String>>;
+
+/// What the deployed plugins do with the model: the kinds their policies police and their
+/// sync steps enact, and which plugins. An entity has work pending only if a deployed
+/// plugin would do it: data no sync step enacts is not "dirty", however its bookkeeping
+/// reads.
 #[derive(Debug, Clone, Default)]
 pub struct Work {
-    pub synced: BTreeSet<String>,
-    pub policed: BTreeSet<String>,
+    pub synced: Deployed,
+    pub policed: Deployed,
 }
 
 impl Work {
     fn needs_sync(&self, id: &Id, b: &Bookkeeping) -> bool {
-        b.needs_sync() && self.synced.contains(id.kind())
+        deployed(&self.synced, id).any(|step| b.needs_sync(step))
     }
 
     fn needs_policy(&self, id: &Id, b: &Bookkeeping) -> bool {
-        b.needs_policy() && self.policed.contains(id.kind())
+        deployed(&self.policed, id).any(|policy| b.needs_policy(policy))
     }
+}
+
+/// The plugins of `handlers` deployed for `id`'s kind.
+fn deployed<'w>(handlers: &'w Deployed, id: &Id) -> impl Iterator<Item = &'w str> {
+    handlers
+        .get(id.kind())
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
 }
 
 /// Answers `reply` with the entity `wanted`.
@@ -65,9 +78,11 @@ pub fn entities(
         let select = |id: &Id, b: &Bookkeeping| match page.only {
             None => true,
             Some(ModelFilter::Dirty) => work.needs_sync(id, b) || work.needs_policy(id, b),
-            Some(ModelFilter::Failed) => {
-                b.backend.state == State::Failed || b.policy.state == State::Failed
-            }
+            Some(ModelFilter::Failed) => [&b.steps, &b.policies].iter().any(|handlers| {
+                handlers
+                    .iter()
+                    .any(|(_, p)| p.status.state == State::Failed)
+            }),
         };
         let stored = db
             .model_query(page.kind.as_deref(), after.as_ref(), select, page.limit)
@@ -155,7 +170,63 @@ fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
 }
 
 fn bookkeeping(b: &Bookkeeping, id: &Id, work: &Work) -> ModelBookkeeping {
-    let outcome = |s: &RoleStatus| RoleOutcome {
+    let steps = progress(&b.steps, deployed(&work.synced, id), |step| {
+        b.needs_sync(step)
+    });
+    let policies = progress(&b.policies, deployed(&work.policed, id), |policy| {
+        b.needs_policy(policy)
+    });
+    ModelBookkeeping {
+        updated: b.updated,
+        changed_by_policy: b.changed_by_policy,
+        changed_by_step: b.changed_by_step,
+        policed: ModelProgress::reached(&policies),
+        enacted: ModelProgress::reached(&steps),
+        needs_sync: steps.iter().any(|p| p.needs),
+        needs_policy: policies.iter().any(|p| p.needs),
+        sync: ModelProgress::worst(&steps),
+        policy: ModelProgress::worst(&policies),
+        steps,
+        policies,
+        deleted: b.deleted,
+        no_sync: b.no_sync,
+        no_policy: b.no_policy,
+        write_protect: b.write_protect,
+    }
+}
+
+/// The progress of every plugin of a role that recorded some on the entity or is
+/// deployed for its kind (what was recorded before plugins could be told apart counts for
+/// the deployed ones); `needs` says whether a deployed one has work on it.
+fn progress<'w>(
+    recorded: &Handlers,
+    deployed: impl Iterator<Item = &'w str>,
+    needs: impl Fn(&str) -> bool,
+) -> Vec<ModelProgress> {
+    let deployed: BTreeSet<&str> = deployed.collect();
+    let mut names: BTreeSet<&str> = deployed.clone();
+    names.extend(
+        recorded
+            .iter()
+            .map(|(plugin, _)| plugin)
+            .filter(|p| *p != UNATTRIBUTED || deployed.is_empty()),
+    );
+    names
+        .into_iter()
+        .map(|plugin| {
+            let of = recorded.of(plugin).cloned().unwrap_or_default();
+            ModelProgress {
+                plugin: plugin.to_owned(),
+                version: of.done,
+                needs: deployed.contains(plugin) && needs(plugin),
+                outcome: outcome(&of.status),
+            }
+        })
+        .collect()
+}
+
+fn outcome(s: &RoleStatus) -> RoleOutcome {
+    RoleOutcome {
         state: s.state.label().to_owned(),
         errors: s
             .errors
@@ -165,18 +236,5 @@ fn bookkeeping(b: &Bookkeeping, id: &Id, work: &Work) -> ModelBookkeeping {
                 message: e.message.clone(),
             })
             .collect(),
-    };
-    ModelBookkeeping {
-        updated: b.updated,
-        changed_by_policy: b.changed_by_policy,
-        changed_by_step: b.changed_by_step,
-        policed: b.policed,
-        enacted: b.enacted,
-        needs_sync: work.needs_sync(id, b),
-        needs_policy: work.needs_policy(id, b),
-        sync: outcome(&b.backend),
-        policy: outcome(&b.policy),
-        deleted: b.deleted,
-        no_sync: b.no_sync,
     }
 }

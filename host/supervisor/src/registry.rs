@@ -48,7 +48,7 @@ pub struct Registry {
     idle_modes: Vec<String>,
     /// The kinds a policy runs for, as last told to the model (which sweeps the model
     /// when told): told again only when they change.
-    told_policies: Option<std::collections::BTreeSet<String>>,
+    told_policies: Option<crate::model_view::Deployed>,
 }
 
 impl Registry {
@@ -159,9 +159,9 @@ impl Registry {
         }
     }
 
-    /// Tells the model which kinds a policy runs for, once the plugins are loaded: a
-    /// deletion waits for `handle-delete` only where one does, and what waited for a
-    /// policy that is gone is purged.
+    /// Tells the model which policies run for each kind, once the plugins are loaded: a
+    /// deletion waits for `handle-delete` only from those, and what waited for a policy
+    /// that is gone is purged.
     async fn tell_policies(&mut self) {
         let kinds = self.work().policed;
         if self.told_policies.as_ref() == Some(&kinds) {
@@ -221,11 +221,10 @@ impl Registry {
                 };
                 // An observe-only kind is never enacted: nothing of it is work.
                 let kinds = section.kinds.iter();
-                into.extend(
-                    kinds
-                        .filter(|k| section.mode(k) != Mode::ObserveOnly)
-                        .cloned(),
-                );
+                for kind in kinds.filter(|k| section.mode(k) != Mode::ObserveOnly) {
+                    let handlers = into.entry(kind.clone()).or_default();
+                    handlers.insert(plugin.name.to_string());
+                }
             }
         }
         work
@@ -421,27 +420,6 @@ impl Registry {
                      or block the other's responses",
                     path.display(),
                     other.name
-                ));
-            }
-        }
-        // An entity's bookkeeping records one `policed` and one `enacted`: the first
-        // plugin to handle it would mark it done for the other.
-        for (role, section, work) in plugin.roles.model_work() {
-            let other = self.running.values().find_map(|r| {
-                let other = r.deployment.current();
-                let theirs = other
-                    .roles
-                    .model_work()
-                    .find_map(|(their_role, _, theirs)| (their_role == role).then_some(theirs))?;
-                let kind = work.kinds.intersection(&theirs.kinds).next()?.clone();
-                (other.name != plugin.name).then(|| (other.name.clone(), kind))
-            });
-            if let Some((other, kind)) = other {
-                return Err(format!(
-                    "{}: `{section}.kinds`: plugin `{other}` already is the {role} of `{kind}` \
-                     entities; one kind has one {role}",
-                    path.display(),
-                    role = role.name()
                 ));
             }
         }

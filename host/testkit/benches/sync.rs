@@ -81,7 +81,7 @@ fn native(db: &Db, count: u64, policy: bool) -> f64 {
         .map(|i| Id::new("node", &format!("node-{i:08}")))
         .collect();
     for batch in ids.chunks(64).filter(|_| policy) {
-        let stored = db.model_get_policed(batch).expect("a read");
+        let stored = db.model_get_policed("police", batch).expect("a read");
         let outcomes: Vec<(Id, Policed)> = batch
             .iter()
             .zip(stored)
@@ -97,7 +97,7 @@ fn native(db: &Db, count: u64, policy: bool) -> f64 {
                 )
             })
             .collect();
-        db.record_policies(&outcomes).expect("a record");
+        db.record_policies("police", &outcomes).expect("a record");
     }
     for batch in ids.chunks(64) {
         let stored = db.model_get_many(batch).expect("a read");
@@ -109,7 +109,7 @@ fn native(db: &Db, count: u64, policy: bool) -> f64 {
                 (id.clone(), Enacted::Synced { seen })
             })
             .collect();
-        db.record_syncs(&outcomes).expect("a record");
+        db.record_syncs("push", &outcomes).expect("a record");
     }
     count as f64 / started.elapsed().as_secs_f64()
 }

@@ -4,7 +4,7 @@
 use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
-use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Version};
+use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id};
 use synchro_status::{Counters, ModelRole};
 use synchro_store::{Db, DbError, Policed, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::model_policy::Guest;
@@ -44,12 +44,22 @@ impl Handler for ModelPolicy {
         &ModelPolicy::of(plugin).policy
     }
 
-    fn read(db: &Db, _: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Input>>, DbError> {
+    /// What the policy last handled is the `previous` of a `handle-update`; an entity
+    /// it policed without one (not kept by this host's versions before policies) is
+    /// handled as new.
+    fn read(
+        db: &Db,
+        policy: &str,
+        _: &ModelWork,
+        ids: &[Id],
+    ) -> Result<Vec<Option<Input>>, DbError> {
         Ok(db
-            .model_get_policed(ids)?
+            .model_get_policed(policy, ids)?
             .into_iter()
             .map(|found| {
                 let (stored, previous) = found?;
+                let policed = stored.bookkeeping.policies.of(policy);
+                let previous = previous.filter(|_| policed.is_some_and(|p| p.done.is_some()));
                 Some(Input { stored, previous })
             })
             .collect())
@@ -59,16 +69,10 @@ impl Handler for ModelPolicy {
         &input.stored.bookkeeping
     }
 
-    fn needs(books: &Bookkeeping) -> bool {
-        books.needs_policy()
+    fn needs(books: &Bookkeeping, policy: &str) -> bool {
+        books.needs_policy(policy)
     }
 
-    fn target(books: &Bookkeeping) -> Version {
-        books.policy_target()
-    }
-
-    /// `handle-update` needs what the policy last handled; an entity policed without one
-    /// (not kept by this host's versions before policies) is handled as new.
     fn plan(_: &ModelWork, input: Input) -> Plan<React, Policed> {
         let Input { stored, previous } = input;
         let books = &stored.bookkeeping;
@@ -81,7 +85,7 @@ impl Handler for ModelPolicy {
             seen,
             entity: stored.entity.clone(),
         };
-        let react = match previous.filter(|_| books.policed.is_some()) {
+        let react = match previous {
             Some(previous) => React::Update(stored.entity, previous),
             None => React::Create(stored.entity),
         };
@@ -92,8 +96,8 @@ impl Handler for ModelPolicy {
         Policed::Failed(failure)
     }
 
-    fn record(db: &Db, outcomes: &[(Id, Policed)]) -> Result<Vec<Recorded>, DbError> {
-        db.record_policies(outcomes)
+    fn record(db: &Db, policy: &str, outcomes: &[(Id, Policed)]) -> Result<Vec<Recorded>, DbError> {
+        db.record_policies(policy, outcomes)
     }
 
     /// A policy that handled an entity purged while it ran sees it go.

@@ -12,8 +12,9 @@
 //! entity as it last handled it) when a source or a sync step changed it since, and
 //! `handle-delete` when it is deleted: an entity a policy handled stays in the model,
 //! hidden from plugins, until the policy has seen it go. Its own writes move
-//! `changed-by-policy`, so they never run it again (XOS SEBA-79); a sync step enacts them.
-//! One kind has one policy: an entity records one `policed`.
+//! `changed-by-policy`, so they never run it (nor another policy) again (XOS SEBA-79); a
+//! sync step enacts them. Every policy of a kind runs, each at its own pace with its own
+//! progress on the entity, whether or not another fails.
 
 mod call;
 

@@ -196,19 +196,26 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The role's section of `plugin`, which has the role.
     fn work(plugin: &Plugin) -> &ModelWork;
-    /// Reads what the calls for `ids` need, in one visit of the store, under the role's
-    /// section `work`.
-    fn read(db: &Db, work: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Self::Input>>, DbError>;
+    /// Reads what the calls of the plugin `plugin` for `ids` need, in one visit of the
+    /// store, under the role's section `work`.
+    fn read(
+        db: &Db,
+        plugin: &str,
+        work: &ModelWork,
+        ids: &[Id],
+    ) -> Result<Vec<Option<Self::Input>>, DbError>;
     fn books(input: &Self::Input) -> &Bookkeeping;
-    /// Whether an entity has work for the role.
-    fn needs(books: &Bookkeeping) -> bool;
-    /// The version of the entity the role works towards (see [`Handling::seen`]).
-    fn target(books: &Bookkeeping) -> synchro_model::Version;
+    /// Whether an entity has work for the plugin `plugin` in the role.
+    fn needs(books: &Bookkeeping, plugin: &str) -> bool;
     /// What to do for an input that needs work, under the role's section `work`.
     fn plan(work: &ModelWork, input: Self::Input) -> Plan<Self::Call, Self::Outcome>;
     fn failed(failure: Failure) -> Self::Outcome;
-    /// Records `outcomes` in one visit of the store.
-    fn record(db: &Db, outcomes: &[(Id, Self::Outcome)]) -> Result<Vec<Recorded>, DbError>;
+    /// Records the outcomes of `plugin`'s calls in one visit of the store.
+    fn record(
+        db: &Db,
+        plugin: &str,
+        outcomes: &[(Id, Self::Outcome)],
+    ) -> Result<Vec<Recorded>, DbError>;
     /// A call that undoes a successful one whose entity was purged while it ran, under
     /// the role's section `work`.
     fn undo(work: &ModelWork, call: Self::Call) -> Option<Self::Call>;

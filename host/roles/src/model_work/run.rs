@@ -212,16 +212,22 @@ impl<H: Handler> Runner<H> {
     }
 
     async fn list(&self, settings: &ModelWork) -> Result<(Cursor, Queue), DbError> {
-        let name = format!("{}.{}", H::READER, self.deployment.current().name);
+        let plugin = self.deployment.current().name.clone();
+        let name = format!("{}.{plugin}", H::READER);
         let cursor = self.services.db.cursor(&name, Start::End)?;
         let mut queue = Queue::new(settings.rate, settings.backoff, settings.max_backoff);
         for kind in &settings.kinds {
             let mut after: Option<Id> = None;
             loop {
-                let kind = kind.clone();
+                let (kind, plugin) = (kind.clone(), plugin.clone());
                 let from = after.take();
                 let page = crate::blocking(&self.services.db, move |db| {
-                    db.model_query(Some(&kind), from.as_ref(), |_, b| H::needs(b), PAGE)
+                    db.model_query(
+                        Some(&kind),
+                        from.as_ref(),
+                        |_, b| H::needs(b, &plugin),
+                        PAGE,
+                    )
                 })
                 .await?;
                 let full = page.len() == PAGE;
@@ -279,8 +285,9 @@ impl<H: Handler> Runner<H> {
         let plugin = self.deployment.current();
         let (name, work) = (plugin.name.clone(), H::work(&plugin));
         let wanted = ids.clone();
-        let read_work = work.clone();
-        let inputs = match crate::blocking(db, move |db| H::read(db, &read_work, &wanted)).await {
+        let (reader, read_work) = (name.clone(), work.clone());
+        let read = move |db: &synchro_store::Db| H::read(db, &reader, &read_work, &wanted);
+        let inputs = match crate::blocking(db, read).await {
             Ok(inputs) => inputs,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot read the model: {error}");
@@ -295,7 +302,7 @@ impl<H: Handler> Runner<H> {
         // The successful calls, by outcome, in case an entity was purged meanwhile.
         let mut succeeded = Vec::new();
         for (id, input) in ids.into_iter().zip(inputs) {
-            let Some(input) = input.filter(|i| H::needs(H::books(i))) else {
+            let Some(input) = input.filter(|i| H::needs(H::books(i), &name)) else {
                 handled.push((id, Handled::Nothing));
                 continue;
             };
@@ -305,7 +312,7 @@ impl<H: Handler> Runner<H> {
             }
             let handling = Handling {
                 id: id.clone(),
-                seen: H::target(H::books(&input)),
+                seen: H::books(&input).last_write(),
             };
             let (call, success) = match H::plan(work, input) {
                 Plan::Call(call, success) => (call, success),
@@ -356,7 +363,9 @@ impl<H: Handler> Runner<H> {
         if outcomes.is_empty() {
             return handled;
         }
-        let recorded = match crate::blocking(db, move |db| H::record(db, &outcomes)).await {
+        let recorder = name.clone();
+        let record = move |db: &synchro_store::Db| H::record(db, &recorder, &outcomes);
+        let recorded = match crate::blocking(db, record).await {
             Ok(recorded) => recorded,
             Err(error) => {
                 tracing::error!(plugin = %name, "cannot record the outcomes of its calls: {error}");

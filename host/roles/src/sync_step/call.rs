@@ -4,7 +4,7 @@
 use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
-use synchro_model::{Acting, Bookkeeping, Entity, ErrorKind, Handling, Id, Version};
+use synchro_model::{Acting, Bookkeeping, Entity, ErrorKind, Handling, Id};
 use synchro_status::{Counters, ModelRole};
 use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
@@ -50,14 +50,19 @@ impl Handler for SyncStep {
         &SyncStep::of(plugin).sync
     }
 
-    fn read(db: &Db, work: &ModelWork, ids: &[Id]) -> Result<Vec<Option<Input>>, DbError> {
+    fn read(
+        db: &Db,
+        step: &str,
+        work: &ModelWork,
+        ids: &[Id],
+    ) -> Result<Vec<Option<Input>>, DbError> {
         db.model_get_many(ids)?
             .into_iter()
             .map(|stored| {
-                let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync()) else {
+                let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync(step)) else {
                     return Ok(None);
                 };
-                let held = held(db, work, &stored)?;
+                let held = held(db, step, work, &stored)?;
                 Ok(Some(Input { stored, held }))
             })
             .collect()
@@ -67,12 +72,8 @@ impl Handler for SyncStep {
         &input.stored.bookkeeping
     }
 
-    fn needs(books: &Bookkeeping) -> bool {
-        books.needs_sync()
-    }
-
-    fn target(books: &Bookkeeping) -> Version {
-        books.sync_target()
+    fn needs(books: &Bookkeeping, step: &str) -> bool {
+        books.needs_sync(step)
     }
 
     /// The operator's mode may hold the call, or, for a deletion, make it needless; what
@@ -113,8 +114,8 @@ impl Handler for SyncStep {
         Enacted::Failed(failure)
     }
 
-    fn record(db: &Db, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
-        db.record_syncs(outcomes)
+    fn record(db: &Db, step: &str, outcomes: &[(Id, Enacted)]) -> Result<Vec<Recorded>, DbError> {
+        db.record_syncs(step, outcomes)
     }
 
     /// An entity created outside while it was purged from the model is removed again,
@@ -196,11 +197,11 @@ impl SyncStep {
     }
 }
 
-/// What must be handled before `stored` (XOS's dependency order, on the graph): an edge
-/// goes outside after its ends, and a deleted vertex is removed after the edges that hang
-/// on it. Only what this step enacts, and manages, can hold it back; an end missing from
-/// the model (a dangling edge) holds it until the end appears.
-fn held(db: &Db, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbError> {
+/// What the step `step` must handle before `stored` (XOS's dependency order, on the
+/// graph): an edge goes outside after its ends, and a deleted vertex is removed after the
+/// edges that hang on it. Only what this step enacts, and manages, can hold it back; an
+/// end missing from the model (a dangling edge) holds it until the end appears.
+fn held(db: &Db, step: &str, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbError> {
     let managed =
         |id: &Id| work.kinds.contains(id.kind()) && work.mode(id.kind()) != Mode::ObserveOnly;
     let books = &stored.bookkeeping;
@@ -210,9 +211,10 @@ fn held(db: &Db, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbEr
             let why = match db.model_get(&end)? {
                 Some(of) if of.bookkeeping.deleted => format!("its {role} {end} is deleted"),
                 None => format!("its {role} {end} is not in the model (dangling)"),
-                Some(of) if managed(&end) && of.bookkeeping.needs_sync() => {
+                Some(of) if managed(&end) && of.bookkeeping.needs_sync(step) => {
                     let mut why = format!("waiting for its {role} {end} to be enacted first");
-                    if let Some(error) = of.bookkeeping.backend.errors.first() {
+                    let progress = of.bookkeeping.steps.of(step);
+                    if let Some(error) = progress.and_then(|p| p.status.errors.first()) {
                         why.push_str(&format!(", which failed: {}", error.message));
                     }
                     why
@@ -227,7 +229,7 @@ fn held(db: &Db, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbEr
             let Some(of) = db.model_get(&edge)? else {
                 continue;
             };
-            if managed(&edge) && of.bookkeeping.is_outside() {
+            if managed(&edge) && of.bookkeeping.is_outside_for(step) {
                 let why = format!("waiting for its edge {edge} to be removed first");
                 return Ok(Some(Held { blocker: edge, why }));
             }

@@ -10,7 +10,9 @@
 //!
 //! An entity needs a sync when its data (or a policy's write) is newer than what was last
 //! enacted, and it is not `no-sync`; see `synchro_model::bookkeeping`. `sync-record`
-//! enacts it; a deleted entity stays in the model until `delete-record` succeeds.
+//! enacts it; a deleted entity stays in the model until `delete-record` succeeds. Several
+//! steps may enact one kind (to several outside systems): each keeps its own progress on
+//! the entity, and the deletion waits for every one that enacted it.
 
 mod call;
 
