@@ -925,8 +925,57 @@ mod tests {
         let txn = redb::ReadableDatabase::begin_read(&state.db).unwrap();
         let policed = txn.open_table(policed::POLICED_AS).unwrap();
         assert!(
-            policed.get(("pserver\0a", "stamp")).unwrap().is_none(),
+            policed.get("stamp\0pserver\0a").unwrap().is_none(),
             "purged with it"
+        );
+    }
+
+    #[test]
+    fn a_policys_progress_from_before_several_policies_is_taken_over_by_the_first() {
+        use redb::TableDefinition;
+        let dir = tempfile::tempdir().unwrap();
+        let handled = entity("a", r#"{"v":1}"#);
+        {
+            let state = Db::open(dir.path()).unwrap();
+            put(&state, "api", &handled);
+            // As an older host left it: one policed-as row by id, and bookkeeping
+            // format 1 (updated 1, policed 1, policy done).
+            let txn = state.db.begin_write().unwrap();
+            {
+                let legacy: TableDefinition<&str, &[u8]> = TableDefinition::new("policed-as");
+                let mut table = txn.open_table(legacy).unwrap();
+                let mut buf = Vec::new();
+                handled.encode(&mut buf);
+                table.insert(id("a").as_str(), buf.as_slice()).unwrap();
+                let mut row = vec![1];
+                for v in [1u64, 0, 0, 1, 0] {
+                    row.extend_from_slice(&v.to_le_bytes());
+                }
+                row.extend_from_slice(&[0, 1, 0, 0, 0]);
+                let mut books = txn.open_table(bookkeeping::BOOKKEEPING).unwrap();
+                books.insert(id("a").as_str(), row.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let state = Db::open(dir.path()).unwrap();
+        let read = |policy: &str| {
+            let found = state.model_get_policed(policy, &[id("a")]).unwrap();
+            let (stored, previous) = found[0].clone().unwrap();
+            (stored.bookkeeping.needs_policy(policy), previous)
+        };
+        assert_eq!(read("stamp"), (false, Some(handled.clone())), "migrated");
+        let outcome = Policed::Handled {
+            seen: 1,
+            entity: handled.clone(),
+        };
+        state
+            .record_policies("stamp", &[(id("a"), outcome)])
+            .unwrap();
+        assert_eq!(read("stamp"), (false, Some(handled)), "its own now");
+        assert_eq!(
+            read("other"),
+            (true, None),
+            "another policy never handled it"
         );
     }
 

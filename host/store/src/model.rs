@@ -480,7 +480,8 @@ impl Db {
                 let Some(stored) = stored else {
                     return Ok(None);
                 };
-                Ok(Some((stored, policed::get(&policed, id, policy)?)))
+                let previous = policed::get(&policed, id, policy, &stored.bookkeeping)?;
+                Ok(Some((stored, previous)))
             })
             .collect()
     }
@@ -531,8 +532,8 @@ impl Db {
         self.record(outcomes, |rows, id, books_of, outcome| {
             Ok(match outcome {
                 Policed::Handled { seen, entity } => {
+                    policed::put(&mut rows.policed, id, policy, entity, books_of)?;
                     books_of.policed(policy, *seen);
-                    policed::put(&mut rows.policed, id, policy, entity)?;
                     Recorded::Done
                 }
                 Policed::Deleted { seen } if !books_of.deleted || books_of.updated != *seen => {
@@ -712,26 +713,27 @@ impl<'txn> Rows<'txn> {
             books_of.delete(at);
             bookkeeping::put(&mut self.books, id, &books_of)
         } else {
-            self.purge(id)
+            self.purge(id, &books_of)
         }
     }
 
     /// Purges the deleted entity `id` once no role has anything left to do with it.
     fn purge_if_done(&mut self, id: &Id, books_of: &Bookkeeping) -> Result<(), DbError> {
         if books_of.purgeable(|policy| self.policies.runs(id.kind(), policy)) {
-            self.purge(id)?;
+            self.purge(id, books_of)?;
         }
         Ok(())
     }
 
-    fn purge(&mut self, id: &Id) -> Result<(), DbError> {
+    /// Purges `id`, whose bookkeeping is `books_of`.
+    fn purge(&mut self, id: &Id, books_of: &Bookkeeping) -> Result<(), DbError> {
         let edge = match self.model.remove(id.as_str()).map_err(dberr)? {
             Some(row) if edges::is_edge(row.value().1) => Some(Entity::decode(row.value().1)?),
             _ => None,
         };
         edges::replace(&mut self.edges, id, edge.as_ref(), None)?;
         self.books.remove(id.as_str()).map_err(dberr)?;
-        policed::remove_all(&mut self.policed, id)?;
+        policed::remove_all(&mut self.policed, id, books_of)?;
         for (plugin, _) in sources::of(&self.contributions, id)? {
             self.contributions
                 .remove((id.as_str(), plugin.as_str()))
