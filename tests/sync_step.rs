@@ -1,7 +1,8 @@
 //! End to end: a sync step pushes the model to an outside system (a real HTTP server on
 //! 127.0.0.1) through the real binary — each change enacted once, a deletion kept until
 //! the outside system confirms it, a failing entity backing off on its own schedule
-//! whatever changes meanwhile, and all of it resumed after a kill -9.
+//! whatever changes meanwhile, and all of it resumed after a kill -9, which never creates
+//! an entity twice outside once the step recorded the id it created.
 
 use std::time::Duration;
 
@@ -496,5 +497,49 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
     ] {
         assert!(deletes(edge) <= deletes(end), "{end} removed before {edge}");
     }
+    host.stop();
+}
+
+#[test]
+fn a_step_that_records_the_id_it_created_never_creates_twice_across_a_kill_9() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1}))]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    install(&setup, &source, &backend, "");
+    // The outside system names what is created; the step writes that id onto the entity
+    // before anything else, then PUTs the entity there.
+    let manifest = step("push", "\"node\"", &backend, "")
+        .replace(
+            "store = { read = [\"*\"] }",
+            "store = { read = [\"*\"], write = [\"node\"], handle = [\"node\"] }",
+        )
+        .replace("[settings]\n", "[settings]\ncreate = \"post\"\n");
+    setup.install("push", "http-sync", &manifest);
+    // The PUT after the create is held: the host dies with the call in flight, after the
+    // create and the write of its id, before the call returns.
+    backend.hold("/node/1");
+    let host = setup.run();
+    backend.wait_for("PUT", "/node/1", 1, WAIT);
+    drop(host); // kill -9
+    backend.release("/node/1");
+
+    let host = setup.run();
+    let a = wait_entity(&setup, "a", "enacted", |e| {
+        e["bookkeeping"]["needs-sync"] == false && e["bookkeeping"]["sync"]["state"] == "done"
+    });
+    assert_eq!(a["properties"]["outside-id"], "1", "{a}");
+    assert_eq!(
+        backend.requests("POST", "/node").len(),
+        1,
+        "created once: {:?}",
+        backend.received()
+    );
+    let puts = backend.wait_for("PUT", "/node/1", 2, WAIT);
+    let last: Value = serde_json::from_str(&puts.last().unwrap().body).unwrap();
+    assert_eq!(last, a["properties"]);
+
+    // Deleted: removed where it was created.
+    source.set(200, &snapshot(&[]));
+    backend.wait_for("DELETE", "/node/1", 1, WAIT);
     host.stop();
 }

@@ -1,8 +1,9 @@
 //! An outside system for sync steps to push to: an HTTP server on a free loopback port
-//! that takes `PUT` and `DELETE` on `/{kind}/{key}`, records every request, and answers
-//! what a test scripts for a path.
+//! that takes `PUT` and `DELETE` on `/{kind}/{key}` and `POST` on `/{kind}` (it names
+//! what is created: `{"id": "N"}`, N counting from 1), records every request, and answers
+//! what a test scripts for a path, or holds its requests until the test lets them go.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +26,10 @@ struct Shared {
     received: Vec<Received>,
     /// Path → the statuses of its next answers, first first (200 once they are spent).
     script: HashMap<String, Vec<u16>>,
+    /// Paths whose requests are received but not answered until released.
+    held: HashSet<String>,
+    /// The ids `POST` gave so far.
+    created: u64,
 }
 
 /// An HTTP backend on 127.0.0.1, stopped with the test process.
@@ -49,6 +54,7 @@ impl Backend {
             runtime.block_on(async move {
                 let app = axum::Router::new()
                     .route("/{kind}/{key}", axum::routing::put(answer).delete(answer))
+                    .route("/{kind}", axum::routing::post(create))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -66,6 +72,17 @@ impl Backend {
     pub fn script(&self, path: &str, statuses: &[u16]) {
         let mut shared = self.shared.lock().unwrap();
         shared.script.insert(path.to_owned(), statuses.to_vec());
+    }
+
+    /// Holds every next request for `path` unanswered (it is received at once) until
+    /// [`Backend::release`]: a sync step's call stays in flight, for a test to kill its
+    /// host there.
+    pub fn hold(&self, path: &str) {
+        self.shared.lock().unwrap().held.insert(path.to_owned());
+    }
+
+    pub fn release(&self, path: &str) {
+        self.shared.lock().unwrap().held.remove(path);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -106,18 +123,42 @@ async fn answer(
     body: String,
 ) -> (StatusCode, String) {
     let path = format!("/{kind}/{key}");
+    let status = {
+        let mut shared = shared.lock().unwrap();
+        let status = shared
+            .script
+            .get_mut(&path)
+            .filter(|statuses| !statuses.is_empty())
+            .map_or(200, |statuses| statuses.remove(0));
+        shared.received.push(Received {
+            method: method.to_string(),
+            path: path.clone(),
+            body,
+            at: Instant::now(),
+        });
+        status
+    };
+    while shared.lock().unwrap().held.contains(&path) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = StatusCode::from_u16(status).unwrap();
+    (status, format!("backend says {}", status.as_u16()))
+}
+
+/// `POST /{kind}`: creates, and names what it created.
+async fn create(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    Path(kind): Path<String>,
+    body: String,
+) -> (StatusCode, String) {
     let mut shared = shared.lock().unwrap();
-    let status = shared
-        .script
-        .get_mut(&path)
-        .filter(|statuses| !statuses.is_empty())
-        .map_or(200, |statuses| statuses.remove(0));
+    shared.created += 1;
+    let id = shared.created;
     shared.received.push(Received {
-        method: method.to_string(),
-        path,
+        method: "POST".into(),
+        path: format!("/{kind}"),
         body,
         at: Instant::now(),
     });
-    let status = StatusCode::from_u16(status).unwrap();
-    (status, format!("backend says {}", status.as_u16()))
+    (StatusCode::CREATED, format!("{{\"id\":\"{id}\"}}"))
 }
