@@ -498,3 +498,102 @@ fn a_deletion_waits_for_a_running_policy_only() {
     gone("b");
     host.stop();
 }
+
+#[test]
+fn the_operators_flags_stop_policies_syncs_and_handlers_writes_until_lifted() {
+    let source = Source::start(&snapshot(&[("a", json!({"v": 1})), ("b", json!({"v": 1}))]));
+    let backend = Backend::start();
+    let setup = Setup::new();
+    install(&setup, &source, &backend, "", "");
+    let host = setup.run();
+    for key in ["a", "b"] {
+        wait_node(&setup, key, "settled", settled);
+    }
+    let flag = |key: &str, flags: &[&str]| {
+        let mut args = vec!["model", "flag", "node", key, "--json"];
+        args.extend_from_slice(flags);
+        let output = setup.command(&args);
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+
+    // no-policy: a change of `a` is synced, and no policy runs for it.
+    let a = flag("a", &["--no-policy", "on"]);
+    assert_eq!(a["bookkeeping"]["no-policy"], true);
+    source.set(
+        200,
+        &snapshot(&[("a", json!({"v": 2})), ("b", json!({"v": 1}))]),
+    );
+    wait_last_put(&backend, "a", "the source's change", |body| {
+        *body == json!({"v": 2})
+    });
+    let a = wait_node(&setup, "a", "settled", settled);
+    assert_eq!(a["bookkeeping"]["needs-policy"], false, "{a}");
+    std::thread::sleep(Duration::from_millis(1000));
+    let a = model_get(&setup, "node", "a").unwrap();
+    assert!(
+        a["properties"]["policy-runs"].is_null(),
+        "the source's write, and no policy run since: {a}"
+    );
+    let line = setup.command(&["model", "get", "node", "a"]);
+    assert!(
+        String::from_utf8_lossy(&line.stdout).contains(" no-policy"),
+        "{line:?}"
+    );
+
+    // Lifted: the policy catches up at once, without another change, and the step
+    // enacts what it wrote.
+    flag("a", &["--no-policy", "off"]);
+    let a = wait_node(&setup, "a", "policed and synced again", |e| {
+        e["properties"]["policy-runs"] == 1 && e["properties"]["previous-v"] == 1 && settled(e)
+    });
+    wait_last_put(&backend, "a", "the change made while flagged", |body| {
+        *body == a["properties"]
+    });
+
+    // write-protect: the policy may not write `b`, and says why; the step still syncs.
+    flag("b", &["--write-protect", "on"]);
+    source.set(
+        200,
+        &snapshot(&[("a", json!({"v": 2})), ("b", json!({"v": 2}))]),
+    );
+    let b = wait_node(&setup, "b", "refused to the policy", |e| {
+        e["bookkeeping"]["policy"]["state"] == "failed"
+    });
+    let error = &b["bookkeeping"]["policy"]["errors"][0];
+    assert_eq!(error["kind"], "denied", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("write-protected"),
+        "{error}"
+    );
+    wait_last_put(&backend, "b", "the source's change", |body| body["v"] == 2);
+    flag("b", &["--write-protect", "off"]);
+    wait_node(&setup, "b", "policed once lifted", |e| {
+        e["properties"]["policy-runs"] == 1 && settled(e)
+    });
+
+    // Bad input: named, and the host is unharmed.
+    let missing = setup.command(&["model", "flag", "node", "nope", "--no-policy", "on"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no entity node `nope`"),
+        "{missing:?}"
+    );
+    let typo = setup.command(&["model", "flag", "node", "a", "--no-policy", "yes"]);
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains("say `on` or `off`"),
+        "{typo:?}"
+    );
+    let (status, body) = setup.admin_request(
+        "POST",
+        "/v1/model/node/a/flags",
+        Some(r#"{"no-sink":true}"#),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("no-sink"), "{body}");
+    assert!(settled(&model_get(&setup, "node", "a").unwrap()));
+    host.stop();
+}

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use synchro_status::{HostReport, ModelEntity, ModelPage, ModelRef, Reloaded};
+use synchro_status::{HostReport, ModelEntity, ModelFlags, ModelPage, ModelRef, Reloaded};
 
 use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
 
@@ -69,6 +69,28 @@ impl Client {
             .push(kind)
             .push(key);
         self.call(self.http.get(url)).await
+    }
+
+    /// Sets the operator's `flags` on the entity `kind` `key`; the entity as it is then.
+    pub async fn flag(
+        &self,
+        kind: &str,
+        key: &str,
+        flags: &ModelFlags,
+    ) -> anyhow::Result<ModelEntity> {
+        let mut url = self.url("/v1/model")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the host's address is not a base URL"))?
+            .push(kind)
+            .push(key)
+            .push("flags");
+        let body = serde_json::to_vec(flags)?;
+        let request = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        self.call(request).await
     }
 
     /// A page of the model's entities.

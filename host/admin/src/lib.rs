@@ -15,6 +15,7 @@
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
 //! | `GET /v1/model/KIND/KEY` | one entity of the model, with its owner (404 if absent) |
+//! | `POST /v1/model/KIND/KEY/flags` | sets the operator's flags on it (`{"no-policy": true}`, `write-protect`) and answers the entity |
 //! | `GET /v1/model?kind=K&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K), by kind then key, after the given one; at most [`MAX_PAGE`] |
 
 mod access;
@@ -26,7 +27,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
-use synchro_status::{HostReport, ModelEntity, ModelFilter, ModelPage, ModelRef, Reloaded};
+use synchro_status::{
+    HostReport, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef, Reloaded,
+};
 use tokio::sync::oneshot;
 
 pub use access::TOKEN_FILE;
@@ -68,6 +71,12 @@ pub enum Request {
     Entity(ModelRef, oneshot::Sender<Result<ModelEntity, Error>>),
     /// A page of the model's entities.
     Entities(PageRequest, oneshot::Sender<Result<ModelPage, Error>>),
+    /// Sets the operator's flags on an entity: not found when absent.
+    Flag(
+        ModelRef,
+        ModelFlags,
+        oneshot::Sender<Result<ModelEntity, Error>>,
+    ),
 }
 
 /// Which page of the model's entities: of `kind` (every kind when `None`), only those

@@ -10,7 +10,9 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
-use synchro_status::{HostReport, ModelEntity, ModelFilter, ModelPage, ModelRef, Reloaded};
+use synchro_status::{
+    HostReport, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef, Reloaded,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
@@ -47,6 +49,7 @@ pub async fn serve(
         .route("/v1/plugins/{name}/release", post(release))
         .route("/v1/model", get(entities))
         .route("/v1/model/{kind}/{key}", get(entity))
+        .route("/v1/model/{kind}/{key}/flags", post(flag))
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
     let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
@@ -130,6 +133,20 @@ async fn entity(
         .await?
         .map(Json)
         .map_err(refusal)
+}
+
+async fn flag(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath((kind, key)): UrlPath<(String, String)>,
+    flags: Result<Json<ModelFlags>, axum::extract::rejection::JsonRejection>,
+) -> Reply<ModelEntity> {
+    let Json(flags) = flags.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    ask(&requests, |tx| {
+        Request::Flag(ModelRef { kind, key }, flags, tx)
+    })
+    .await?
+    .map(Json)
+    .map_err(refusal)
 }
 
 /// The query of `GET /v1/model`.

@@ -206,6 +206,11 @@ impl wit::Host for Capability {
                 Ok(())
             }
             Write::Refused => Err(self.not_owned("replacing", &id)),
+            Write::Protected => Err(deny(
+                &self.call,
+                "store",
+                format_args!("replacing {id}: the operator write-protected it"),
+            )),
             Write::Stale => Err(fail(
                 ErrorKind::Unavailable,
                 format!(
@@ -235,7 +240,9 @@ impl wit::Host for Capability {
                 }
                 Ok(())
             }
-            Write::Refused | Write::Stale => Err(self.not_owned("deleting", &id)),
+            Write::Refused | Write::Stale | Write::Protected => {
+                Err(self.not_owned("deleting", &id))
+            }
         }
     }
 }

@@ -120,10 +120,10 @@ enum ModelCommand {
     List {
         /// Only entities of this kind.
         kind: Option<String>,
-        /// Only entities a deployed sync step still has to handle.
+        /// Only entities a deployed policy or sync step still has to handle.
         #[arg(long, conflicts_with = "failed")]
         dirty: bool,
-        /// Only entities whose last sync failed.
+        /// Only entities whose last policy run or sync failed.
         #[arg(long)]
         failed: bool,
         /// Stop after this many.
@@ -136,6 +136,32 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sets the operator's flags on an entity, then shows it: `no-policy` (no policy runs
+    /// for it), `write-protect` (policies and sync steps may not write it). A flag not
+    /// given is left as it is.
+    Flag {
+        kind: String,
+        key: String,
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        no_policy: Option<bool>,
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        write_protect: Option<bool>,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the entity's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A flag's value on the command line.
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("`{other}`: say `on` or `off`")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -222,6 +248,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => model::get(config.as_deref(), &kind, &key, json),
+        Command::Model {
+            command:
+                ModelCommand::Flag {
+                    kind,
+                    key,
+                    no_policy,
+                    write_protect,
+                    config,
+                    json,
+                },
+        } => {
+            let flags = synchro_status::ModelFlags {
+                no_policy,
+                write_protect,
+            };
+            model::flag(config.as_deref(), &kind, &key, flags, json)
+        }
         Command::Model {
             command:
                 ModelCommand::List {

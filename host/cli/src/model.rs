@@ -1,17 +1,34 @@
-//! `synchro model get | list`: the model of a running host, through its admin API.
+//! `synchro model get | list | flag`: the model of a running host, through its admin
+//! API.
 
 use std::io::Write;
 use std::path::Path;
 
 use synchro_admin::{MAX_PAGE, PageRequest};
 use synchro_model::OneLine;
-use synchro_status::{ModelBookkeeping, ModelEntity, ModelFilter, ModelRef, RoleOutcome};
+use synchro_status::{
+    ModelBookkeeping, ModelEntity, ModelFilter, ModelFlags, ModelRef, RoleOutcome,
+};
 
 use crate::status::admin;
 
 /// Prints the entity `kind` `key` with its owner.
 pub fn get(config: Option<&Path>, kind: &str, key: &str, json: bool) -> anyhow::Result<()> {
     let entity = admin(config, |c| async move { c.entity(kind, key).await })?;
+    let mut out = std::io::stdout().lock();
+    print(&mut out, &entity, json)?;
+    Ok(())
+}
+
+/// Sets the operator's `flags` on the entity `kind` `key`, and prints it as it is then.
+pub fn flag(
+    config: Option<&Path>,
+    kind: &str,
+    key: &str,
+    flags: ModelFlags,
+    json: bool,
+) -> anyhow::Result<()> {
+    let entity = admin(config, |c| async move { c.flag(kind, key, &flags).await })?;
     let mut out = std::io::stdout().lock();
     print(&mut out, &entity, json)?;
     Ok(())

@@ -50,9 +50,9 @@ pub struct Handling {
 
 impl Handling {
     /// Whether a call handling the entity whose bookkeeping is `now` may write it: it is
-    /// still there, it is not write-protected, and nobody wrote it since the call read it.
+    /// still there, and nobody wrote it since the call read it.
     pub fn still_current(&self, now: &Bookkeeping) -> bool {
-        !now.deleted && !now.write_protect && now.last_write() == self.seen
+        !now.deleted && now.last_write() == self.seen
     }
 }
 
@@ -448,8 +448,6 @@ mod tests {
         );
         handling.seen = 2;
         assert!(handling.still_current(&b));
-        b.write_protect = true;
-        assert!(!handling.still_current(&b), "write-protected");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
+use synchro_model::Id;
 use synchro_status::{Counters, Health, Status};
 
 use crate::Plugin;
@@ -22,8 +23,14 @@ pub struct Deployment {
     releases: watch::Sender<u64>,
     /// Whether the last call failed: a healthy plugin's calls then touch no lock.
     failing: AtomicBool,
+    /// Entities whose bookkeeping the operator changed (a flag), for the plugin's model
+    /// roles to look at again: no change on the stream says so.
+    rechecks: broadcast::Sender<Id>,
     pub status: Arc<Status>,
 }
+
+/// Rechecks a model role may fall behind on before it lists the model again instead.
+const RECHECKS: usize = 1024;
 
 /// Why a release was refused.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,7 @@ impl Deployment {
             version: watch::Sender::new(plugin),
             releases: watch::Sender::new(0),
             failing: AtomicBool::new(false),
+            rechecks: broadcast::Sender::new(RECHECKS),
             status: Arc::default(),
         })
     }
@@ -48,6 +56,17 @@ impl Deployment {
     /// Wakes on each swap after this call.
     pub fn versions(&self) -> watch::Receiver<Arc<Plugin>> {
         self.version.subscribe()
+    }
+
+    /// Asks the plugin's model roles to look at `id` again.
+    pub fn recheck(&self, id: Id) {
+        // Nobody listens while no model role runs: nothing to tell.
+        let _ = self.rechecks.send(id);
+    }
+
+    /// The entities to look at again, from now on.
+    pub fn rechecks(&self) -> broadcast::Receiver<Id> {
+        self.rechecks.subscribe()
     }
 
     /// Makes `plugin` the version new calls go to. A new version also ends a quarantine:

@@ -309,6 +309,20 @@ pub struct ModelBookkeeping {
     pub write_protect: bool,
 }
 
+/// The operator's flags on an entity of the model (`synchro model flag`, `POST
+/// /v1/model/KIND/KEY/flags`); an absent one is left as it is. (`no-sync` is the
+/// writer's, set with each write; the operator's hold on syncs is a mode.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ModelFlags {
+    /// No model policy runs for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_policy: Option<bool>,
+    /// Policies and sync steps may not write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_protect: Option<bool>,
+}
+
 /// One model policy's or sync step's progress on an entity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

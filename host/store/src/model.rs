@@ -117,6 +117,9 @@ impl Writer<'_> {
     /// call handles is written only while nobody else changed it since the call read it,
     /// whoever owns it: else the write would undo a change it did not see.
     fn may_write(&self, id: &Id, owner: &str, existing: &Bookkeeping) -> Permit {
+        if existing.write_protect && self.acting != Acting::Source {
+            return Permit::Protected;
+        }
         if let Some(h) = self.handles(id) {
             return match h.still_current(existing) {
                 false => Permit::Stale,
@@ -138,6 +141,7 @@ enum Permit {
     Handling,
     Stale,
     Refused,
+    Protected,
 }
 
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
@@ -154,6 +158,9 @@ pub enum Write {
     /// Not written: the entity the writer handles changed (or went) since its call read
     /// it; the call is made again on what it is now.
     Stale,
+    /// Not written: the operator write-protected the entity, and the writer is a policy
+    /// or a sync step.
+    Protected,
 }
 
 impl Write {
@@ -377,6 +384,7 @@ impl Db {
                         Permit::Handling => owner = theirs.to_owned(),
                         Permit::Stale => return Ok(Write::Stale),
                         Permit::Refused => return Ok(Write::Refused),
+                        Permit::Protected => return Ok(Write::Protected),
                     }
                     Some((Entity::decode(bytes)?, books_of))
                 }
@@ -585,6 +593,29 @@ impl Db {
         }
         txn.commit().map_err(dberr)?;
         Ok(purged)
+    }
+
+    /// Changes the flags of the entity `id` with `set` (the operator's: `no-policy`,
+    /// `write-protect`); whether there is such an entity. Bookkeeping only:
+    /// nothing is announced. A deleted entity that nothing waits for any more is purged.
+    pub fn model_set_flags(
+        &self,
+        id: &Id,
+        set: impl FnOnce(&mut Bookkeeping),
+    ) -> Result<bool, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        {
+            let mut rows = Rows::open(&txn, self.policies())?;
+            if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
+                return Ok(false);
+            }
+            let mut books_of = bookkeeping::get(&rows.books, id)?;
+            set(&mut books_of);
+            bookkeeping::put(&mut rows.books, id, &books_of)?;
+            rows.purge_if_done(id, &books_of)?;
+        }
+        txn.commit().map_err(dberr)?;
+        Ok(true)
     }
 
     /// What each source the operator ranks for `id`'s kind last wrote of it, by plugin

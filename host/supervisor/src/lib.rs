@@ -118,6 +118,10 @@ impl Supervisor {
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
                     Request::Entity(wanted, reply) => model_view::entity(&services.db, registry.work(), wanted, reply),
                     Request::Entities(page, reply) => model_view::entities(&services.db, registry.work(), page, reply),
+                    Request::Flag(wanted, flags, reply) => {
+                        let handlers = registry.handlers_of(&wanted.kind);
+                        model_view::flag(&services.db, registry.work(), wanted, flags, handlers, reply);
+                    }
                     Request::Reload(name, reply) => {
                         drop(reply.send(registry.reload(&name).await));
                         // A reloaded manifest may point at a component elsewhere.

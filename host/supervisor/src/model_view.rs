@@ -7,9 +7,10 @@ use std::sync::Arc;
 use synchro_admin::PageRequest;
 use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus, UNATTRIBUTED};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
+use synchro_roles::Deployment;
 use synchro_status::{
-    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelPage, ModelProgress, ModelRef,
-    ModelSource, RoleError, RoleOutcome,
+    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelProgress,
+    ModelRef, ModelSource, RoleError, RoleOutcome,
 };
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
@@ -57,12 +58,49 @@ pub fn entity(
         let id = Id::new(&wanted.kind, &wanted.key);
         db.model_get(&id).map_err(failed).and_then(|stored| {
             stored
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
-                })
+                .ok_or_else(|| not_found(&id))
                 .and_then(|stored| view(db, stored, &work))
         })
     });
+}
+
+/// Sets the operator's `flags` on the entity `wanted`, then asks `handlers` (the
+/// deployments of the kind's policies and steps) to look at it again, and answers `reply`
+/// with the entity as it is then.
+pub fn flag(
+    db: &Arc<Db>,
+    work: Work,
+    wanted: ModelRef,
+    flags: ModelFlags,
+    handlers: Vec<Arc<Deployment>>,
+    reply: oneshot::Sender<Result<ModelEntity, Error>>,
+) {
+    answer(db, reply, move |db| {
+        let id = Id::new(&wanted.kind, &wanted.key);
+        let set = |b: &mut Bookkeeping| {
+            let ModelFlags {
+                no_policy,
+                write_protect,
+            } = flags;
+            b.no_policy = no_policy.unwrap_or(b.no_policy);
+            b.write_protect = write_protect.unwrap_or(b.write_protect);
+        };
+        if !db.model_set_flags(&id, set).map_err(failed)? {
+            return Err(not_found(&id));
+        }
+        for handler in handlers {
+            handler.recheck(id.clone());
+        }
+        // Purged if nothing waited for it any more (a deleted entity made no-policy).
+        let stored = db.model_get(&id).map_err(failed)?;
+        stored
+            .ok_or_else(|| not_found(&id))
+            .and_then(|stored| view(db, stored, &work))
+    });
+}
+
+fn not_found(id: &Id) -> Error {
+    Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
 }
 
 /// Answers `reply` with the page `page` asks for.

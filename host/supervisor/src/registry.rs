@@ -230,6 +230,19 @@ impl Registry {
         work
     }
 
+    /// The plugins whose policy or sync step handles `kind`.
+    pub fn handlers_of(&self, kind: &str) -> Vec<Arc<Deployment>> {
+        self.running
+            .values()
+            .filter(|running| {
+                let plugin = running.deployment.current();
+                let mut work = plugin.roles.model_work();
+                work.any(|(_, _, section)| section.kinds.contains(kind))
+            })
+            .map(|running| running.deployment.clone())
+            .collect()
+    }
+
     pub fn report(&self) -> HostReport {
         let plugins = self
             .running

@@ -129,14 +129,31 @@ impl Setup {
     /// `GET path` on the running host's admin API, as a client that holds the token:
     /// the answer's status and body.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
+        self.admin_request("GET", path, None)
+    }
+
+    /// `method path` with a JSON `body` on the running host's admin API, as a client that
+    /// holds the token: the answer's status and body.
+    pub fn admin_request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let data = self.dir.path().join("data");
         let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
         let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
         let address = address.trim();
+        let body = body.map_or(String::new(), |body| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        });
+        let body = if body.is_empty() {
+            "\r\n".to_owned()
+        } else {
+            body
+        };
         http_exchange(
             address,
             &format!(
-                "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n{body}",
                 token.trim()
             ),
         )

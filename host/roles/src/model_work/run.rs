@@ -5,7 +5,9 @@
 //! kinds change) the runner lists the entities with work for the role, then follows the change
 //! stream for the rest. A restart therefore resumes exactly, with nothing to save. The
 //! outbox reader is attached before the listing, so a change made meanwhile is both
-//! listed and read; the queue collapses the two.
+//! listed and read; the queue collapses the two. An operator's flag on an entity is no
+//! change on the stream: the registry asks the runner to look at it again
+//! ([`Deployment::recheck`]).
 //!
 //! Each outcome is recorded against the version the call saw, never "now": a write made
 //! while the call ran stays newer than what it handled, and is handled next.
@@ -14,7 +16,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use synchro_capability::Services;
 use synchro_engine::CallError;
@@ -85,6 +87,7 @@ impl<H: Handler> Runner<H> {
         let name = self.deployment.current().name.clone();
         let mut versions = self.deployment.versions();
         let mut settings = H::work(&self.deployment.current()).clone();
+        let mut rechecks = self.deployment.rechecks();
         let Some((mut cursor, mut queue)) = self.start(&settings).await else {
             return;
         };
@@ -192,6 +195,22 @@ impl<H: Handler> Runner<H> {
                 // Marked unseen again, so that the check above acts on it.
                 _ = versions.changed() => versions.mark_changed(),
                 _ = cursor.wait() => {}
+                recheck = rechecks.recv() => match recheck {
+                    Ok(id) => {
+                        if settings.kinds.contains(id.kind()) {
+                            queue.release(&id);
+                            queue.add(id);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        drop(cursor);
+                        let Some(started) = self.start(&settings).await else {
+                            return;
+                        };
+                        (cursor, queue) = started;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
                 _ = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {}
                 _ = tokio::time::sleep(IDLE), if session.is_some() => session = None,
             }
