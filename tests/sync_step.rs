@@ -506,17 +506,20 @@ fn a_step_that_records_the_id_it_created_never_creates_twice_across_a_kill_9() {
     let backend = Backend::start();
     let setup = Setup::new();
     install(&setup, &source, &backend, "");
-    // The outside system names what is created; the step writes that id onto the entity
-    // before anything else, then PUTs the entity there.
+    // The outside system names what is created; the step saves that id, in an entity of
+    // its own, before anything else, then PUTs the entity there.
     let manifest = step("push", "\"node\"", &backend, "")
         .replace(
             "store = { read = [\"*\"] }",
-            "store = { read = [\"*\"], write = [\"node\"], handle = [\"node\"] }",
+            "store = { read = [\"*\"], write = [\"node-ids\"] }",
         )
-        .replace("[settings]\n", "[settings]\ncreate = \"post\"\n");
+        .replace(
+            "[settings]\n",
+            "[settings]\ncreate = \"post\"\nids-kind = \"node-ids\"\n",
+        );
     setup.install("push", "http-sync", &manifest);
     // The PUT after the create is held: the host dies with the call in flight, after the
-    // create and the write of its id, before the call returns.
+    // create and the save of its id, before the call returns.
     backend.hold("/node/1");
     let host = setup.run();
     backend.wait_for("PUT", "/node/1", 1, WAIT);
@@ -527,19 +530,41 @@ fn a_step_that_records_the_id_it_created_never_creates_twice_across_a_kill_9() {
     let a = wait_entity(&setup, "a", "enacted", |e| {
         e["bookkeeping"]["needs-sync"] == false && e["bookkeeping"]["sync"]["state"] == "done"
     });
-    assert_eq!(a["properties"]["outside-id"], "1", "{a}");
+    let ids = setup.command(&["model", "get", "node-ids", "node/a", "--json"]);
+    let ids: Value = serde_json::from_slice(&ids.stdout).expect("the step kept the id");
+    assert_eq!(
+        (&ids["properties"]["id"], &ids["owner"]),
+        (&json!("1"), &json!("push"))
+    );
+    let puts = backend.wait_for("PUT", "/node/1", 2, WAIT);
+    let last: Value = serde_json::from_str(&puts.last().unwrap().body).unwrap();
+    assert_eq!(last, a["properties"]);
+
+    // The source changes it: the id is the step's, not in the source's data, so the
+    // update goes where the entity was created.
+    source.set(200, &snapshot(&[("a", json!({"v": 2}))]));
+    backend.wait_for("PUT", "/node/1", 3, WAIT);
     assert_eq!(
         backend.requests("POST", "/node").len(),
         1,
         "created once: {:?}",
         backend.received()
     );
-    let puts = backend.wait_for("PUT", "/node/1", 2, WAIT);
-    let last: Value = serde_json::from_str(&puts.last().unwrap().body).unwrap();
-    assert_eq!(last, a["properties"]);
 
-    // Deleted: removed where it was created.
+    // Deleted: removed where it was created, and the id forgotten.
     source.set(200, &snapshot(&[]));
     backend.wait_for("DELETE", "/node/1", 1, WAIT);
+    let deadline = std::time::Instant::now() + WAIT;
+    while setup
+        .command(&["model", "get", "node-ids", "node/a"])
+        .status
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the id was never forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     host.stop();
 }

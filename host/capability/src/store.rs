@@ -127,6 +127,16 @@ impl Capability {
             format_args!("{doing} {id}: another plugin wrote it, and only its writer may"),
         )
     }
+
+    /// The denial of a policy's or a step's write of an entity the operator
+    /// write-protected.
+    fn protected(&self, doing: &str, id: &Id) -> WitError {
+        deny(
+            &self.call,
+            "store",
+            format_args!("{doing} {id}: the operator write-protected it"),
+        )
+    }
 }
 
 impl wit::Host for Capability {
@@ -206,11 +216,7 @@ impl wit::Host for Capability {
                 Ok(())
             }
             Write::Refused => Err(self.not_owned("replacing", &id)),
-            Write::Protected => Err(deny(
-                &self.call,
-                "store",
-                format_args!("replacing {id}: the operator write-protected it"),
-            )),
+            Write::Protected => Err(self.protected("replacing", &id)),
             Write::Stale => Err(fail(
                 ErrorKind::Unavailable,
                 format!(
@@ -228,7 +234,12 @@ impl wit::Host for Capability {
         let target = id.clone();
         let write = self
             .state(move |s| {
-                s.model_delete(&call.plugin, &target, |removed| {
+                let writer = Writer {
+                    plugin: &call.plugin,
+                    acting: call.acting,
+                    handling: None,
+                };
+                s.model_delete(writer, &target, |removed| {
                     call.change_record(Operation::Delete, removed.clone(), None, None)
                 })
             })
@@ -240,9 +251,8 @@ impl wit::Host for Capability {
                 }
                 Ok(())
             }
-            Write::Refused | Write::Stale | Write::Protected => {
-                Err(self.not_owned("deleting", &id))
-            }
+            Write::Refused | Write::Stale => Err(self.not_owned("deleting", &id)),
+            Write::Protected => Err(self.protected("deleting", &id)),
         }
     }
 }

@@ -139,8 +139,9 @@ pub struct Progress {
 }
 
 /// The name under which progress recorded before a kind could have several handlers is
-/// kept: the one handler of then. The first handler that records an outcome takes it
-/// over; until then every handler of the role reads it as its own.
+/// kept. Once the host knows the kind's handlers, the one of the role takes it over
+/// ([`Handlers::attribute`]); with several, none can tell it was theirs, and it only
+/// keeps a deletion waiting for what may be outside.
 pub const UNATTRIBUTED: &str = "";
 
 /// Each plugin's progress in one role, by plugin name.
@@ -148,29 +149,37 @@ pub const UNATTRIBUTED: &str = "";
 pub struct Handlers(Vec<(String, Progress)>);
 
 impl Handlers {
-    /// The progress of `plugin`: its own, or what was recorded before it could be told
-    /// apart.
+    /// The progress of `plugin`.
     pub fn of(&self, plugin: &str) -> Option<&Progress> {
-        self.find(plugin).or_else(|| self.find(UNATTRIBUTED))
+        self.position(plugin).map(|at| &self.0[at].1)
     }
 
-    /// The progress of `plugin`, to record an outcome in; it takes over what was
-    /// recorded before it could be told apart.
+    /// The progress of `plugin`, to record an outcome in.
     pub fn entry(&mut self, plugin: &str) -> &mut Progress {
-        let at = match self.position(plugin) {
-            Some(at) => at,
-            None => match self.position(UNATTRIBUTED) {
-                Some(at) => {
-                    self.0[at].0 = plugin.to_owned();
-                    at
-                }
-                None => {
-                    self.0.push((plugin.to_owned(), Progress::default()));
-                    self.0.len() - 1
-                }
-            },
-        };
+        let at = self.position(plugin).unwrap_or_else(|| {
+            self.0.push((plugin.to_owned(), Progress::default()));
+            self.0.len() - 1
+        });
         &mut self.0[at].1
+    }
+
+    /// Gives the progress recorded before handlers could be told apart to `plugin`, the
+    /// one handler of the role now, unless it has its own since; whether there was any.
+    pub fn attribute(&mut self, plugin: &str) -> bool {
+        let Some(at) = self.position(UNATTRIBUTED) else {
+            return false;
+        };
+        if self.position(plugin).is_some() {
+            self.0.remove(at);
+        } else {
+            self.0[at].0 = plugin.to_owned();
+        }
+        true
+    }
+
+    /// Whether progress from before handlers could be told apart is still here.
+    pub fn has_unattributed(&self) -> bool {
+        self.position(UNATTRIBUTED).is_some()
     }
 
     /// Every recorded progress, by plugin name.
@@ -178,17 +187,15 @@ impl Handlers {
         self.0.iter().map(|(plugin, p)| (plugin.as_str(), p))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Progress as decoded; names are unique.
+    /// Progress as decoded: a name recorded twice (a damaged row) keeps its first.
     pub fn from_recorded(recorded: Vec<(String, Progress)>) -> Handlers {
-        Handlers(recorded)
-    }
-
-    fn find(&self, plugin: &str) -> Option<&Progress> {
-        self.position(plugin).map(|at| &self.0[at].1)
+        let mut handlers = Handlers(Vec::with_capacity(recorded.len()));
+        for (plugin, progress) in recorded {
+            if handlers.position(&plugin).is_none() {
+                handlers.0.push((plugin, progress));
+            }
+        }
+        handlers
     }
 
     fn position(&self, plugin: &str) -> Option<usize> {
@@ -215,8 +222,8 @@ pub struct Bookkeeping {
     pub no_sync: bool,
     /// No model policy runs for it (the operator's choice).
     pub no_policy: bool,
-    /// Policies and sync steps may not write it (the operator's choice): only its owner
-    /// does.
+    /// Policies and sync steps may not write nor delete it, not even one that owns it
+    /// (the operator's choice): only sources do.
     pub write_protect: bool,
 }
 
@@ -412,13 +419,23 @@ mod tests {
     }
 
     #[test]
-    fn progress_from_before_several_handlers_is_taken_over_by_the_first_to_record() {
+    fn progress_from_before_several_handlers_is_the_one_handlers_once_attributed() {
         let mut b = Bookkeeping::created(1, false);
         b.steps.entry(UNATTRIBUTED).done = Some(1);
+        assert!(
+            b.needs_sync("push") && b.is_outside(),
+            "nobody's yet, but outside"
+        );
+        assert!(b.steps.attribute("push"));
         assert!(!b.needs_sync("push") && b.is_outside_for("push"));
-        b.enacted("push", 1);
         assert_eq!(b.steps.iter().map(|(p, _)| p).collect::<Vec<_>>(), ["push"]);
         assert!(b.needs_sync("other"), "the other step never enacted it");
+        assert!(!b.steps.attribute("push"), "nothing left to attribute");
+
+        let mut b = Bookkeeping::created(1, false);
+        b.steps.entry(UNATTRIBUTED).done = Some(1);
+        b.enacted("push", 1);
+        assert!(b.steps.attribute("push") && !b.steps.has_unattributed());
     }
 
     #[test]

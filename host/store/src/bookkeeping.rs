@@ -139,7 +139,8 @@ fn decode(mut bytes: &[u8]) -> Result<Bookkeeping, &'static str> {
         }
         Ok(Handlers::from_recorded(recorded))
     }
-    /// Format 1's one policy's or step's progress, kept for whichever handles it first.
+    /// Format 1's one policy's or step's progress, kept for the kind's handler (see
+    /// [`UNATTRIBUTED`]).
     fn unattributed(done: Option<Version>, status: RoleStatus) -> Handlers {
         let progress = Progress { done, status };
         let recorded =
@@ -205,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn format_1_progress_is_kept_for_the_first_handler_to_record() {
+    fn format_1_progress_is_kept_unattributed() {
         // updated 7, changed-by-policy none, changed-by-step 9, policed none, enacted 8,
         // flags deleted, policy pending, backend done.
         let mut bytes = vec![1];
@@ -214,7 +215,9 @@ mod tests {
         }
         bytes.extend_from_slice(&[DELETED, 0, 0, 1, 0]);
         let mut b = decode(&bytes).unwrap();
-        assert!(b.deleted && b.policies.is_empty());
+        assert!(b.deleted && b.policies.iter().next().is_none());
+        assert!(b.is_outside() && b.steps.has_unattributed());
+        assert!(b.steps.attribute("push"));
         assert!(b.is_outside_for("push") && b.needs_sync("push"));
         b.removed("push");
         assert!(!b.is_outside());

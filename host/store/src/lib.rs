@@ -25,7 +25,7 @@ use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
-pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Write, Writer};
+pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Swept, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
 pub use sources::Sources;
 
@@ -319,7 +319,7 @@ mod tests {
         assert!(query(Some("x"), Some(("y", "a")), 9).is_empty());
         assert_eq!(query(None, Some(("x", "d")), 9), ["xx `a`", "y `b`"]);
         let deleted = state
-            .model_delete("w", &Id::new("x", "a"), |_| Vec::new())
+            .model_delete(source("w"), &Id::new("x", "a"), |_| Vec::new())
             .unwrap();
         assert!(matches!(deleted, Write::Done { previous: Some(e), .. } if e.key() == "a"));
         assert_eq!(query(None, None, 3), ["x `c`", "x `d`", "xx `a`"]);
@@ -383,7 +383,7 @@ mod tests {
         // `store` writes: the same rule.
         assert_eq!(put(&state, "intruder", &entity("b", "{}")), Write::Refused);
         let refused = state
-            .model_delete("intruder", &id("b"), |_| Vec::new())
+            .model_delete(source("intruder"), &id("b"), |_| Vec::new())
             .unwrap();
         assert_eq!(refused, Write::Refused);
         assert!(matches!(
@@ -484,7 +484,7 @@ mod tests {
         // Unchanged: written, nothing announced.
         put(&state, "w", &entity("b", "{}"));
         state
-            .model_delete("w", &id("b"), |_| b"DELETE b".to_vec())
+            .model_delete(source("w"), &id("b"), |_| b"DELETE b".to_vec())
             .unwrap();
         state.append_changes(&[b"emitted".to_vec()]).unwrap();
         assert_eq!(state.last_change(), 4);
@@ -745,7 +745,7 @@ mod tests {
 
         // Enacted: a deletion is soft, hidden from plugins, until purged.
         let deleted = state
-            .model_delete("w", &id("a"), |_| b"DELETE a".to_vec())
+            .model_delete(source("w"), &id("a"), |_| b"DELETE a".to_vec())
             .unwrap();
         assert!(matches!(
             deleted,
@@ -759,7 +759,7 @@ mod tests {
         assert!(dirty(|_, b| !b.deleted).iter().all(|k| k != "a"));
         assert_eq!(
             state
-                .model_delete("w", &id("a"), |_| b"again".to_vec())
+                .model_delete(source("w"), &id("a"), |_| b"again".to_vec())
                 .unwrap(),
             Write::Done {
                 previous: None,
@@ -777,13 +777,13 @@ mod tests {
         // Never enacted: purged at once. Written again while soft-deleted: back, as new.
         write(Acting::Source, "b", "{}");
         state
-            .model_delete("w", &id("b"), |_| b"DELETE b".to_vec())
+            .model_delete(source("w"), &id("b"), |_| b"DELETE b".to_vec())
             .unwrap();
         assert_eq!(books("b"), None);
         write(Acting::Source, "d", "{}");
         record("d", Enacted::Synced { seen: 7 });
         state
-            .model_delete("w", &id("d"), |_| b"DELETE d".to_vec())
+            .model_delete(source("w"), &id("d"), |_| b"DELETE d".to_vec())
             .unwrap();
         let recreated = state
             .model_put(source("w"), &entity("d", "{}"), |previous| {
@@ -914,7 +914,7 @@ mod tests {
 
         // Policed, its deletion waits for `handle-delete`.
         state
-            .model_delete("api", &id("a"), |_| b"DELETE a".to_vec())
+            .model_delete(source("api"), &id("a"), |_| b"DELETE a".to_vec())
             .unwrap();
         let a = books("a").unwrap();
         assert!(a.deleted && a.needs_policy("stamp") && !a.needs_sync("push"));
@@ -931,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn a_policys_progress_from_before_several_policies_is_taken_over_by_the_first() {
+    fn a_policys_progress_from_before_several_policies_goes_to_the_kinds_one_policy() {
         use redb::TableDefinition;
         let dir = tempfile::tempdir().unwrap();
         let handled = entity("a", r#"{"v":1}"#);
@@ -963,7 +963,24 @@ mod tests {
             let (stored, previous) = found[0].clone().unwrap();
             (stored.bookkeeping.needs_policy(policy), previous)
         };
-        assert_eq!(read("stamp"), (false, Some(handled.clone())), "migrated");
+        assert_eq!(read("stamp"), (true, None), "nobody's until the host says");
+        let handlers = |names: &[&str]| {
+            let names = names.iter().map(|n| n.to_string()).collect();
+            std::collections::BTreeMap::from([("pserver".to_owned(), names)])
+        };
+        let none = std::collections::BTreeMap::new();
+        let swept = state.set_handlers(handlers(&["a", "b"]), &none).unwrap();
+        assert_eq!(
+            swept.attributed, 0,
+            "two policies: neither can tell it was theirs"
+        );
+        let swept = state.set_handlers(handlers(&["stamp"]), &none).unwrap();
+        assert_eq!(swept.attributed, 1);
+        assert_eq!(
+            read("stamp"),
+            (false, Some(handled.clone())),
+            "the kind's one policy's"
+        );
         let outcome = Policed::Handled {
             seen: 1,
             entity: handled.clone(),
@@ -971,12 +988,14 @@ mod tests {
         state
             .record_policies("stamp", &[(id("a"), outcome)])
             .unwrap();
-        assert_eq!(read("stamp"), (false, Some(handled)), "its own now");
+        assert_eq!(read("stamp"), (false, Some(handled)));
         assert_eq!(
             read("other"),
             (true, None),
             "another policy never handled it"
         );
+        let swept = state.set_handlers(handlers(&["stamp"]), &none).unwrap();
+        assert_eq!(swept, Swept::default(), "nothing left to attribute");
     }
 
     #[test]
@@ -1029,7 +1048,7 @@ mod tests {
             .unwrap();
         assert_eq!(edges_of("a"), [link("e")]);
         state
-            .model_delete("api", &link("e"), |_| b"DELETE".to_vec())
+            .model_delete(source("api"), &link("e"), |_| b"DELETE".to_vec())
             .unwrap();
         assert!(edges_of("a").is_empty() && edges_of("c").is_empty());
 

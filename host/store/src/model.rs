@@ -86,6 +86,16 @@ pub enum Policed {
     Failed(Failure),
 }
 
+/// What [`Db::set_handlers`] changed in the model.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Deleted entities purged: nothing waits for them any more.
+    pub purged: u64,
+    /// Entities whose progress from before several handlers per kind went to the kind's
+    /// handler.
+    pub attributed: u64,
+}
+
 /// What became of an outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -429,11 +439,12 @@ impl Db {
         Ok(Write::Done { previous, version })
     }
 
-    /// Removes the entity `id` unless another plugin than `writer` owns it, and appends
-    /// the change `record` makes of it, in one transaction. An absent entity is done.
+    /// Removes the entity `id` unless another plugin than `writer` owns it (or the
+    /// operator write-protected it and the writer is a policy or a step), and appends the
+    /// change `record` makes of it, in one transaction. An absent entity is done.
     pub fn model_delete(
         &self,
-        writer: &str,
+        writer: Writer<'_>,
         id: &Id,
         record: impl FnOnce(&Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
@@ -443,15 +454,19 @@ impl Db {
             let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
                 Some(row) => {
                     let (owner, bytes) = row.value();
-                    if !may_write(owner, writer) {
+                    if !may_write(owner, writer.plugin) {
                         return Ok(Write::Refused);
                     }
                     Entity::decode(bytes)?
                 }
                 None => return Ok(Write::done_nothing()),
             };
-            if bookkeeping::get(&rows.books, id)?.deleted {
+            let books_of = bookkeeping::get(&rows.books, id)?;
+            if books_of.deleted {
                 return Ok(Write::done_nothing());
+            }
+            if books_of.write_protect && writer.acting != Acting::Source {
+                return Ok(Write::Protected);
             }
             let at = outbox::last_seq(&txn)? + 1;
             rows.delete(id, at)?;
@@ -488,8 +503,7 @@ impl Db {
                 let Some(stored) = stored else {
                     return Ok(None);
                 };
-                let previous = policed::get(&policed, id, policy, &stored.bookkeeping)?;
-                Ok(Some((stored, previous)))
+                Ok(Some((stored, policed::get(&policed, id, policy)?)))
             })
             .collect()
     }
@@ -540,7 +554,7 @@ impl Db {
         self.record(outcomes, |rows, id, books_of, outcome| {
             Ok(match outcome {
                 Policed::Handled { seen, entity } => {
-                    policed::put(&mut rows.policed, id, policy, entity, books_of)?;
+                    policed::put(&mut rows.policed, id, policy, entity)?;
                     books_of.policed(policy, *seen);
                     Recorded::Done
                 }
@@ -564,35 +578,64 @@ impl Db {
         })
     }
 
-    /// Says which model policies run for each kind, and purges the deleted entities that
-    /// waited only for the `handle-delete` of a policy no longer running (one removed
-    /// from the host); returns how many. Until the host first says, every policed
-    /// entity's deletion waits.
-    pub fn set_policies(&self, kinds: BTreeMap<String, BTreeSet<String>>) -> Result<u64, DbError> {
-        let policies = Policies::Running(Arc::new(kinds));
+    /// Says which model policies and which sync steps run for each kind, once the
+    /// plugins are loaded. Returns what that changed in the model:
+    ///
+    /// - the deleted entities that waited only for the `handle-delete` of a policy no
+    ///   longer running (one removed from the host) are purged;
+    /// - progress from before several handlers per kind goes to the kind's one policy or
+    ///   step (see `synchro_model::bookkeeping::UNATTRIBUTED`).
+    ///
+    /// Until the host first says, every policed entity's deletion waits.
+    pub fn set_handlers(
+        &self,
+        policies: BTreeMap<String, BTreeSet<String>>,
+        steps: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Swept, DbError> {
+        let policies = Policies::Running(Arc::new(policies));
         *self.policies.write().expect("policies lock") = policies.clone();
+        let one = |handlers: &BTreeMap<String, BTreeSet<String>>, kind: &str| {
+            let of_kind = handlers.get(kind)?;
+            (of_kind.len() == 1)
+                .then(|| of_kind.first().cloned())
+                .flatten()
+        };
         let txn = self.db.begin_write().map_err(dberr)?;
-        let mut purged = 0;
+        let mut swept = Swept::default();
         {
-            let mut rows = Rows::open(&txn, policies)?;
-            let mut waiting = Vec::new();
+            let mut rows = Rows::open(&txn, policies.clone())?;
+            let mut ids = Vec::new();
             for row in rows.books.iter().map_err(dberr)? {
                 let (id, _) = row.map_err(dberr)?;
-                waiting.push(id.value().to_owned());
+                ids.push(id.value().to_owned());
             }
-            for id in waiting {
+            for id in ids {
                 let id = Id::parse(id)
                     .ok_or_else(|| corrupt("a bookkeeping key is not an id".into()))?;
-                let books_of = bookkeeping::get(&rows.books, &id)?;
+                let mut books_of = bookkeeping::get(&rows.books, &id)?;
+                let before = books_of.clone();
+                if let Policies::Running(running) = &policies
+                    && let Some(policy) = one(running, id.kind())
+                    && books_of.policies.attribute(&policy)
+                {
+                    policed::attribute(&mut rows.policed, &id, &policy)?;
+                }
+                if let Some(step) = one(steps, id.kind()) {
+                    books_of.steps.attribute(&step);
+                }
+                if books_of != before {
+                    swept.attributed += 1;
+                    bookkeeping::put(&mut rows.books, &id, &books_of)?;
+                }
                 if books_of.deleted {
                     rows.purged = false;
                     rows.purge_if_done(&id, &books_of)?;
-                    purged += u64::from(rows.purged);
+                    swept.purged += u64::from(rows.purged);
                 }
             }
         }
         txn.commit().map_err(dberr)?;
-        Ok(purged)
+        Ok(swept)
     }
 
     /// Changes the flags of the entity `id` with `set` (the operator's: `no-policy`,
@@ -685,7 +728,8 @@ struct Rows<'txn> {
     policed: policed::PolicedAs<'txn>,
     edges: edges::Edges<'txn>,
     contributions: sources::Contributions<'txn>,
-    /// The kinds a model policy runs for, whose deletions wait for `handle-delete`.
+    /// The model policies that run for each kind, whose `handle-delete` a deletion
+    /// waits for.
     policies: Policies,
     /// Whether the last entity worked on was purged.
     purged: bool,

@@ -2,8 +2,8 @@
 //! `handle-update`. Each policy has its own, since each runs at its own pace.
 //!
 //! State from before several policies per kind kept one row per entity (`policed-as`,
-//! keyed by id); [`migrate`] moves each under [`UNATTRIBUTED`], which the first policy
-//! that handles the entity takes over, as it takes over the bookkeeping's progress.
+//! keyed by id); [`migrate`] moves each under [`UNATTRIBUTED`], which the kind's policy
+//! takes over with the bookkeeping's progress ([`attribute`]).
 
 use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 
@@ -21,48 +21,57 @@ const LEGACY: TableDefinition<&str, &[u8]> = TableDefinition::new("policed-as");
 
 pub(crate) type PolicedAs<'txn> = Table<'txn, &'static str, &'static [u8]>;
 
-/// The row of `policy`'s record of `id`: one string, as a tuple key costs twice as much
-/// to write. A plugin name has no `\0`, so the first one ends it.
-fn key(policy: &str, id: &Id) -> String {
-    format!("{policy}\0{}", id.as_str())
+/// The row of `policy`'s record of `id` (`id` as [`Id::as_str`] gives it): one string,
+/// as a tuple key costs twice as much to write. A plugin name has no `\0`, so the first
+/// one ends it.
+fn key(policy: &str, id: &str) -> String {
+    format!("{policy}\0{id}")
 }
 
-/// The entity `id` as `policy` last handled it: its own record, or one from before
-/// policies could be told apart if the entity's bookkeeping `books` still has such
-/// progress (looked up only then, as a miss costs as much as a hit).
+/// The entity `id` as `policy` last handled it.
 pub(crate) fn get(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &Id,
     policy: &str,
-    books: &Bookkeeping,
 ) -> Result<Option<Entity>, DbError> {
-    let legacy = legacy(books).then_some(UNATTRIBUTED);
-    for by in std::iter::once(policy).chain(legacy) {
-        if let Some(row) = table.get(key(by, id).as_str()).map_err(dberr)? {
-            return Ok(Some(Entity::decode(row.value())?));
-        }
+    match table
+        .get(key(policy, id.as_str()).as_str())
+        .map_err(dberr)?
+    {
+        Some(row) => Ok(Some(Entity::decode(row.value())?)),
+        None => Ok(None),
     }
-    Ok(None)
 }
 
-/// Records `entity` as what `policy` handled of `id`, whose bookkeeping was `books`
-/// before: it takes over the record from before policies could be told apart, if there
-/// may be one.
+/// Records `entity` as what `policy` handled of `id`.
 pub(crate) fn put(
     table: &mut PolicedAs<'_>,
     id: &Id,
     policy: &str,
     entity: &Entity,
-    books: &Bookkeeping,
 ) -> Result<(), DbError> {
     let mut buf = Vec::new();
     entity.encode(&mut buf);
     table
-        .insert(key(policy, id).as_str(), buf.as_slice())
+        .insert(key(policy, id.as_str()).as_str(), buf.as_slice())
         .map_err(dberr)?;
-    if legacy(books) {
+    Ok(())
+}
+
+/// Gives the record of `id` from before policies could be told apart to `policy`,
+/// unless it has its own.
+pub(crate) fn attribute(table: &mut PolicedAs<'_>, id: &Id, policy: &str) -> Result<(), DbError> {
+    let Some(legacy) = table
+        .remove(key(UNATTRIBUTED, id.as_str()).as_str())
+        .map_err(dberr)?
+        .map(|row| row.value().to_vec())
+    else {
+        return Ok(());
+    };
+    let theirs = key(policy, id.as_str());
+    if table.get(theirs.as_str()).map_err(dberr)?.is_none() {
         table
-            .remove(key(UNATTRIBUTED, id).as_str())
+            .insert(theirs.as_str(), legacy.as_slice())
             .map_err(dberr)?;
     }
     Ok(())
@@ -76,17 +85,11 @@ pub(crate) fn remove_all(
     books: &Bookkeeping,
 ) -> Result<(), DbError> {
     for (policy, _) in books.policies.iter() {
-        table.remove(key(policy, id).as_str()).map_err(dberr)?;
+        table
+            .remove(key(policy, id.as_str()).as_str())
+            .map_err(dberr)?;
     }
     Ok(())
-}
-
-/// Whether `books` still has progress from before policies could be told apart.
-fn legacy(books: &Bookkeeping) -> bool {
-    books
-        .policies
-        .iter()
-        .any(|(policy, _)| policy == UNATTRIBUTED)
 }
 
 /// Moves the records of before several policies per kind under [`UNATTRIBUTED`]; how
@@ -105,8 +108,9 @@ pub(crate) fn migrate(txn: &WriteTransaction) -> Result<Option<u64>, DbError> {
         let old = txn.open_table(LEGACY).map_err(dberr)?;
         for row in old.iter().map_err(dberr)? {
             let (id, entity) = row.map_err(dberr)?;
-            let id = format!("{UNATTRIBUTED}\0{}", id.value());
-            table.insert(id.as_str(), entity.value()).map_err(dberr)?;
+            table
+                .insert(key(UNATTRIBUTED, id.value()).as_str(), entity.value())
+                .map_err(dberr)?;
             moved += 1;
         }
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use synchro_admin::PageRequest;
-use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus, UNATTRIBUTED};
+use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
 use synchro_roles::Deployment;
 use synchro_status::{
@@ -234,8 +234,8 @@ fn bookkeeping(b: &Bookkeeping, id: &Id, work: &Work) -> ModelBookkeeping {
 }
 
 /// The progress of every plugin of a role that recorded some on the entity or is
-/// deployed for its kind (what was recorded before plugins could be told apart counts for
-/// the deployed ones); `needs` says whether a deployed one has work on it.
+/// deployed for its kind (an empty name: progress from before several per kind, which no
+/// handler could be given yet); `needs` says whether a deployed one has work on it.
 fn progress<'w>(
     recorded: &Handlers,
     deployed: impl Iterator<Item = &'w str>,
@@ -243,12 +243,7 @@ fn progress<'w>(
 ) -> Vec<ModelProgress> {
     let deployed: BTreeSet<&str> = deployed.collect();
     let mut names: BTreeSet<&str> = deployed.clone();
-    names.extend(
-        recorded
-            .iter()
-            .map(|(plugin, _)| plugin)
-            .filter(|p| *p != UNATTRIBUTED || deployed.is_empty()),
-    );
+    names.extend(recorded.iter().map(|(plugin, _)| plugin));
     names
         .into_iter()
         .map(|plugin| {

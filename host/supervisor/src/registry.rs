@@ -48,7 +48,8 @@ pub struct Registry {
     idle_modes: Vec<String>,
     /// The kinds a policy runs for, as last told to the model (which sweeps the model
     /// when told): told again only when they change.
-    told_policies: Option<crate::model_view::Deployed>,
+    /// The policies and the steps of each kind, as the model was last told.
+    told_handlers: Option<(crate::model_view::Deployed, crate::model_view::Deployed)>,
 }
 
 impl Registry {
@@ -62,7 +63,7 @@ impl Registry {
             seen: BTreeMap::new(),
             stopping: Vec::new(),
             idle_modes: Vec::new(),
-            told_policies: None,
+            told_handlers: None,
         }
     }
 
@@ -128,7 +129,7 @@ impl Registry {
             // Errors are logged and kept in the status by `load`.
             let _ = self.load(&path).await;
         }
-        self.tell_policies().await;
+        self.tell_handlers().await;
         self.check_modes();
     }
 
@@ -159,28 +160,36 @@ impl Registry {
         }
     }
 
-    /// Tells the model which policies run for each kind, once the plugins are loaded: a
-    /// deletion waits for `handle-delete` only from those, and what waited for a policy
-    /// that is gone is purged.
-    async fn tell_policies(&mut self) {
-        let kinds = self.work().policed;
-        if self.told_policies.as_ref() == Some(&kinds) {
+    /// Tells the model which policies and steps run for each kind, once the plugins are
+    /// loaded: a deletion waits for `handle-delete` only from those policies, what waited
+    /// for a policy that is gone is purged, and progress from before several handlers
+    /// per kind goes to the kind's one handler.
+    async fn tell_handlers(&mut self) {
+        let work = self.work();
+        let told = (work.policed, work.synced);
+        if self.told_handlers.as_ref() == Some(&told) {
             return;
         }
         let db = self.services.db.clone();
-        let told = kinds.clone();
-        match tokio::task::spawn_blocking(move || db.set_policies(told)).await {
-            Ok(Ok(purged)) => {
-                if purged > 0 {
+        let (policies, steps) = told.clone();
+        match tokio::task::spawn_blocking(move || db.set_handlers(policies, &steps)).await {
+            Ok(Ok(swept)) => {
+                if swept.purged > 0 {
                     tracing::info!(
-                        purged,
+                        purged = swept.purged,
                         "deleted entities no running policy waits for any more: purged"
                     );
                 }
-                self.told_policies = Some(kinds);
+                if swept.attributed > 0 {
+                    tracing::info!(
+                        entities = swept.attributed,
+                        "progress recorded before several policies or steps per kind given to the kind's one"
+                    );
+                }
+                self.told_handlers = Some(told);
             }
-            Ok(Err(error)) => tracing::error!("cannot tell the model its policies: {error}"),
-            Err(error) => tracing::error!("cannot tell the model its policies: {error}"),
+            Ok(Err(error)) => tracing::error!("cannot tell the model its handlers: {error}"),
+            Err(error) => tracing::error!("cannot tell the model its handlers: {error}"),
         }
     }
 
@@ -196,7 +205,7 @@ impl Registry {
             .load(&path)
             .await
             .map_err(|e| Error::new(ErrorKind::InvalidInput, e));
-        self.tell_policies().await;
+        self.tell_handlers().await;
         loaded
     }
 

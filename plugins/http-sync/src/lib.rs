@@ -11,16 +11,18 @@
 //! step's own, which never syncs the entity again but which its model policy sees.
 //!
 //! With the setting `create = "post"`, the outside system names what is created, as most
-//! cloud APIs do: an entity without an `outside-id` property is created by `POST
-//! {url}/{kind}`, whose JSON answer's `id` the step writes onto the entity as
-//! `outside-id` *before* anything else; then, and on every later sync, it PUTs (and
-//! DELETEs) `{url}/{kind}/{outside-id}`. The host keeps that write even if it dies before
-//! the call returns, and calls again with the entity as written: a crash after the create
-//! never creates twice (XOS's leaked creates).
+//! cloud APIs do: an entity it has no id for is created by `POST {url}/{kind}`, and the id
+//! in the JSON answer (`id`) is saved *before* anything else, in an entity of the step's
+//! own — kind from the setting `ids-kind`, key `{kind}/{key}`, properties `{"id": …}` —
+//! which no source overwrites and no other step shares. Then, and on every later sync, it
+//! PUTs (and DELETEs) `{url}/{kind}/{id}`. The host keeps that save even if it dies before
+//! the call returns: a crash after the create never creates twice (XOS's leaked creates).
+//! If the save is refused, the step deletes what it just created before failing, so a
+//! retry does not leave one behind.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use synchro_guest::http::{Request, send};
-use synchro_guest::{Entity, Error, ErrorCode, SyncStep, config, error, store};
+use synchro_guest::{Entity, Error, ErrorCode, SyncStep, config, error, store, vertex};
 
 struct HttpSync;
 
@@ -28,7 +30,11 @@ struct HttpSync;
 fn collection(entity: &Entity) -> Result<String, Error> {
     let base = config::get("url")
         .ok_or_else(|| error(ErrorCode::InvalidInput, "the setting `url` is missing"))?;
-    Ok(format!("{}/{}", base.trim_end_matches('/'), segment(&entity.kind)))
+    Ok(format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        segment(&entity.kind)
+    ))
 }
 
 fn segment(s: &str) -> String {
@@ -42,8 +48,26 @@ fn posts() -> bool {
 fn properties(entity: &Entity) -> Result<serde_json::Map<String, Value>, Error> {
     match serde_json::from_str(&entity.properties) {
         Ok(Value::Object(props)) => Ok(props),
-        _ => Err(error(ErrorCode::InvalidInput, "properties are not a JSON object")),
+        _ => Err(error(
+            ErrorCode::InvalidInput,
+            "properties are not a JSON object",
+        )),
     }
+}
+
+/// The kind of the step's own entities that keep the ids the outside system gave.
+fn ids_kind() -> Result<String, Error> {
+    config::get("ids-kind").ok_or_else(|| {
+        error(
+            ErrorCode::InvalidInput,
+            "`create = \"post\"` needs the setting `ids-kind`: where the step keeps the ids it gets",
+        )
+    })
+}
+
+/// The key of the entity that keeps `entity`'s outside id.
+fn id_key(entity: &Entity) -> String {
+    format!("{}/{}", entity.kind, entity.key)
 }
 
 /// Where the entity is outside: named by its key, or by the id the outside system gave
@@ -51,31 +75,49 @@ fn properties(entity: &Entity) -> Result<serde_json::Map<String, Value>, Error> 
 fn url(entity: &Entity) -> Result<Option<String>, Error> {
     let name = match posts() {
         false => entity.key.clone(),
-        true => match properties(entity)?.get("outside-id") {
-            Some(Value::String(id)) => id.clone(),
-            _ => return Ok(None),
+        true => match store::get(&ids_kind()?, &id_key(entity))? {
+            Some(ids) => match properties(&ids)?.remove("id") {
+                Some(Value::String(id)) => id,
+                _ => {
+                    return Err(error(
+                        ErrorCode::Failed,
+                        "a saved outside id is not a string",
+                    ));
+                }
+            },
+            None => return Ok(None),
         },
     };
     Ok(Some(format!("{}/{}", collection(entity)?, segment(&name))))
 }
 
-/// Creates `entity` outside, and writes the id it got onto it before anything else.
-fn create(mut entity: Entity) -> Result<Entity, Error> {
-    let url = collection(&entity)?;
-    let body = send_checked("POST", &url, Some(entity.properties.clone().into_bytes()), false)?;
+/// Creates `entity` outside, and saves the id it got before anything else; its URL.
+fn create(entity: &Entity) -> Result<String, Error> {
+    let collection = collection(entity)?;
+    let body = entity.properties.clone().into_bytes();
+    let body = send_checked("POST", &collection, Some(body), false)?;
     let id = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(answer)) => match answer.get("id") {
             Some(Value::String(id)) => id.clone(),
             Some(Value::Number(id)) => id.to_string(),
-            _ => return Err(error(ErrorCode::Failed, format!("POST {url}: no `id` in the answer"))),
+            _ => {
+                let why = format!("POST {collection}: no `id` in the answer");
+                return Err(error(ErrorCode::Failed, why));
+            }
         },
-        _ => return Err(error(ErrorCode::Failed, format!("POST {url}: the answer is not JSON"))),
+        _ => {
+            let why = format!("POST {collection}: the answer is not JSON");
+            return Err(error(ErrorCode::Failed, why));
+        }
     };
-    let mut props = properties(&entity)?;
-    props.insert("outside-id".into(), Value::String(id));
-    entity.properties = Value::Object(props).to_string();
-    store::save(&entity)?;
-    Ok(entity)
+    let url = format!("{collection}/{}", segment(&id));
+    let ids = vertex(id_key(entity), ids_kind()?, json!({ "id": id }));
+    if let Err(refused) = store::save(&ids) {
+        // Not kept: a retry would create another. What was just created goes.
+        let _ = send_checked("DELETE", &url, None, true);
+        return Err(refused);
+    }
+    Ok(url)
 }
 
 /// Writes `url` onto `entity` as `outside-url`, unless it is there already.
@@ -122,13 +164,9 @@ fn send_checked(
 
 impl SyncStep for HttpSync {
     fn sync_record(entity: Entity) -> Result<(), Error> {
-        let (entity, url) = match url(&entity)? {
-            Some(url) => (entity, url),
-            None => {
-                let entity = create(entity)?;
-                let url = url(&entity)?.expect("an outside id was just written");
-                (entity, url)
-            }
+        let url = match url(&entity)? {
+            Some(url) => url,
+            None => create(&entity)?,
         };
         let body = entity.properties.clone().into_bytes();
         send_checked("PUT", &url, Some(body), false)?;
@@ -139,11 +177,15 @@ impl SyncStep for HttpSync {
     }
 
     fn delete_record(entity: Entity) -> Result<(), Error> {
-        match url(&entity)? {
-            Some(url) => send_checked("DELETE", &url, None, true).map(drop),
+        let Some(url) = url(&entity)? else {
             // Never created outside.
-            None => Ok(()),
+            return Ok(());
+        };
+        send_checked("DELETE", &url, None, true)?;
+        if posts() {
+            store::delete(&ids_kind()?, &id_key(&entity))?;
         }
+        Ok(())
     }
 }
 

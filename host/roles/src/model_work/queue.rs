@@ -54,6 +54,15 @@ impl Queue {
         }
     }
 
+    /// Queues `id` now, out of its backoff and with its failures forgotten: the operator
+    /// changed what they were about (a flag on the entity).
+    pub fn forgive(&mut self, id: Id) {
+        if let Some((at, _)) = self.waiting.remove(&id) {
+            self.due.remove(&(at, id.clone()));
+        }
+        self.add(id);
+    }
+
     /// When the next entity may be handled: now, a moment to keep to the rate, the end of
     /// a backoff, or never (`None`: nothing to do).
     pub fn next_at(&self, now: Instant) -> Option<Instant> {
@@ -258,6 +267,14 @@ mod tests {
         q.add(id("a"));
         assert_eq!(q.take(t11), Some(id("a")), "a success resets the count");
         assert_eq!(q.done(&id("a"), false, t11), Some(s(1)));
+        assert_eq!(q.done(&id("a"), false, t11), Some(s(2)));
+        q.forgive(id("a"));
+        assert_eq!(q.take(t11), Some(id("a")), "the operator's change: at once");
+        assert_eq!(
+            q.done(&id("a"), false, t11),
+            Some(s(1)),
+            "failures forgotten"
+        );
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl<H: Handler> Runner<H> {
                     Ok(id) => {
                         if settings.kinds.contains(id.kind()) {
                             queue.release(&id);
-                            queue.add(id);
+                            queue.forgive(id);
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
