@@ -568,3 +568,67 @@ fn a_step_that_records_the_id_it_created_never_creates_twice_across_a_kill_9() {
     }
     host.stop();
 }
+
+#[test]
+fn declared_dependencies_order_the_work_as_edges_do() {
+    let entity = |kind: &str, key: &str, props: Value| json!({"key": key, "kind": kind, "properties": props});
+    let complete =
+        |entities: Vec<Value>| json!({"mode": "complete", "entities": entities}).to_string();
+    // An instance names its slice in a property, not by an edge.
+    let source = Source::start(&complete(vec![
+        entity("slice", "s1", json!({})),
+        entity("instance", "i1", json!({"slice": "s1"})),
+        entity("instance", "i2", json!({"slice": "s9"})),
+    ]));
+    let backend = Backend::start();
+    backend.script("/slice/s1", &[500, 500]);
+    let setup = Setup::new();
+    install(&setup, &source, &backend, "");
+    setup.install(
+        "push",
+        "http-sync",
+        &step(
+            "push",
+            "\"slice\", \"instance\"",
+            &backend,
+            "backoff = \"300ms\"\ndepends-on = { instance = { slice = \"slice\" } }",
+        ),
+    );
+    let host = setup.run();
+    let get = |kind: &str, key: &str| {
+        let output = setup.command(&["model", "get", kind, key, "--json"]);
+        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
+    };
+    let message = |e: &Value| {
+        e["bookkeeping"]["sync"]["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    // `i1` waits for its slice, which fails twice first; `i2` names a slice nobody
+    // reported, and waits for it.
+    let put_i1 = backend.wait_for("PUT", "/instance/i1", 1, WAIT);
+    let put_s1 = backend.wait_for("PUT", "/slice/s1", 3, WAIT);
+    assert!(
+        put_s1[2].at <= put_i1[0].at,
+        "the instance went out before its slice"
+    );
+    let i2 = get("instance", "i2");
+    assert!(
+        message(&i2).contains("its `slice` slice `s9` is not in the model"),
+        "{i2}"
+    );
+    assert_eq!(i2["bookkeeping"]["sync"]["state"], "deferred", "{i2}");
+    assert!(backend.requests("PUT", "/instance/i2").is_empty());
+
+    // Deleted together: the instance comes down before its slice.
+    source.set(200, &complete(vec![]));
+    let delete_s1 = backend.wait_for("DELETE", "/slice/s1", 1, WAIT);
+    let delete_i1 = backend.wait_for("DELETE", "/instance/i1", 1, WAIT);
+    assert!(
+        delete_i1[0].at <= delete_s1[0].at,
+        "the slice came down before what depends on it"
+    );
+    host.stop();
+}

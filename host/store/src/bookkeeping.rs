@@ -51,7 +51,8 @@ fn damaged(id: &Id, why: &str) -> DbError {
 
 /// `format (u8) · updated, changed-by-policy, changed-by-step (u64 LE, 0 for none) ·
 /// flags (u8) · policies · steps`, the progress of a role's plugins being `count (u8) ·
-/// (name (u8 length), done (u64 LE, 0 for none), status)*` and a status `state (u8) ·
+/// (name (u8 length), done + 1 (u64 LE, 0 for none: an entity from before bookkeeping
+/// is done at version 0), status)*` and a status `state (u8) ·
 /// count (u8) · (kind label (u8 length), message (u32 LE length))*`.
 fn encode(b: &Bookkeeping, out: &mut Vec<u8>) {
     out.push(FORMAT);
@@ -72,7 +73,8 @@ fn encode(b: &Bookkeeping, out: &mut Vec<u8>) {
         for (plugin, progress) in handlers {
             out.push(plugin.len() as u8);
             out.extend_from_slice(plugin.as_bytes());
-            out.extend_from_slice(&progress.done.unwrap_or(0).to_le_bytes());
+            let done = progress.done.map_or(0, |v| v.saturating_add(1));
+            out.extend_from_slice(&done.to_le_bytes());
             encode_status(&progress.status, out);
         }
     }
@@ -133,7 +135,7 @@ fn decode(mut bytes: &[u8]) -> Result<Bookkeeping, &'static str> {
         for _ in 0..count {
             let n = byte(rest)? as usize;
             let plugin = std::str::from_utf8(take(rest, n)?).map_err(|_| "bad plugin name")?;
-            let done = version(rest)?;
+            let done = version(rest)?.map(|v| v - 1);
             let status = status(rest)?;
             recorded.push((plugin.to_owned(), Progress { done, status }));
         }
@@ -196,6 +198,7 @@ mod tests {
             message: "the API answered 503 ✓".into(),
         });
         b.policed("stamp", 7);
+        b.policed("old", 0);
         let mut bytes = Vec::new();
         encode(&b, &mut bytes);
         assert_eq!(decode(&bytes), Ok(b));

@@ -9,6 +9,9 @@
 //! rate = 100              # calls a second at most, whatever fails (default 100)
 //! backoff = "1s"          # an entity's first pause after a failure; doubles on each next one
 //! max-backoff = "5m"      # the longest pause of an entity
+//!
+//! [sync.depends-on]       # a sync step's only: what it enacts first
+//! instance = { slice = "slice" }   # an instance's property `slice` names a `slice`
 //! ```
 //!
 //! A role says what is work for it, how to call the plugin and how to record the outcome
@@ -46,6 +49,10 @@ pub struct ModelWork {
     /// The operator's modes for the kinds that are not [`Mode::Managed`] (a sync step's
     /// only; see [`Modes`]).
     pub modes: BTreeMap<String, Mode>,
+    /// Dependencies declared beside the graph's edges (a sync step's only): for a kind
+    /// it handles, which property holds the key of an entity of which kind, to be
+    /// enacted before it and removed after it (XOS's model dependencies).
+    pub depends_on: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How far a sync step manages a kind outward: the operator's choice, per kind or per
@@ -105,6 +112,8 @@ struct RawWork {
     backoff: Duration,
     #[serde(default = "default_max_backoff", with = "humantime_serde")]
     max_backoff: Duration,
+    #[serde(default)]
+    depends_on: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn default_rate() -> f64 {
@@ -135,6 +144,11 @@ impl ModelWork {
         let raw: RawWork = table.clone().try_into().map_err(|e: toml::de::Error| {
             manifest.error(format!("field `{section}`: {}", e.message()))
         })?;
+        if section != "sync" && !raw.depends_on.is_empty() {
+            return Err(manifest.error(format!(
+                "field `{section}.depends-on`: only a sync step orders its work"
+            )));
+        }
         ModelWork::of(raw).map_err(|m| manifest.error(format!("field `{section}.{m}")))
     }
 
@@ -156,12 +170,28 @@ impl ModelWork {
         if raw.max_backoff < raw.backoff || raw.max_backoff > day {
             return Err("max-backoff`: must be at least `backoff` and at most a day".into());
         }
+        for (kind, properties) in &raw.depends_on {
+            if !raw.kinds.contains(kind) {
+                return Err(format!(
+                    "depends-on.{kind}`: `{kind}` is not one of the `kinds` it handles"
+                ));
+            }
+            if let Some((property, _)) = properties
+                .iter()
+                .find(|(p, k)| p.is_empty() || k.is_empty() || k.contains('\0'))
+            {
+                return Err(format!(
+                    "depends-on.{kind}`: `{property}` must name a property and a kind"
+                ));
+            }
+        }
         Ok(ModelWork {
             kinds: raw.kinds.into_iter().collect(),
             rate: raw.rate,
             backoff: raw.backoff,
             max_backoff: raw.max_backoff,
             modes: BTreeMap::new(),
+            depends_on: raw.depends_on,
         })
     }
 }
@@ -283,6 +313,16 @@ mod tests {
                 "kinds = [\"pserver\"]",
                 "kinds = [\"a\"]\nretries = 3",
                 "unknown field `retries`",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\ndepends-on = { b = { slice = \"slice\" } }",
+                "field `sync.depends-on.b`: `b` is not one of the `kinds` it handles",
+            ),
+            (
+                "kinds = [\"pserver\"]",
+                "kinds = [\"a\"]\ndepends-on = { a = { slice = \"\" } }",
+                "field `sync.depends-on.a`: `slice` must name a property and a kind",
             ),
         ];
         for (from, to, expected) in cases {

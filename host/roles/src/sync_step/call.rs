@@ -197,43 +197,137 @@ impl SyncStep {
     }
 }
 
-/// What the step `step` must handle before `stored` (XOS's dependency order, on the
-/// graph): an edge goes outside after its ends, and a deleted vertex is removed after the
-/// edges that hang on it. Only what this step enacts, and manages, can hold it back; an
-/// end missing from the model (a dangling edge) holds it until the end appears.
+/// What the step `step` must handle before `stored` (XOS's dependency order): an edge
+/// goes outside after its ends, and an entity after the ones its declared dependencies
+/// name (`[sync.depends-on]`); a deleted vertex is removed after the edges that hang on
+/// it, and a deleted entity after those that depend on it. Only what this step enacts,
+/// and manages, can hold it back; an end missing from the model (a dangling edge, or a
+/// property naming what no source reported yet) holds it until the end appears.
 fn held(db: &Db, step: &str, work: &ModelWork, stored: &Stored) -> Result<Option<Held>, DbError> {
-    let managed =
-        |id: &Id| work.kinds.contains(id.kind()) && work.mode(id.kind()) != Mode::ObserveOnly;
     let books = &stored.bookkeeping;
-    if let (false, Some(ends)) = (books.deleted, stored.entity.edge()) {
-        for (role, end) in [("source", &ends.source), ("target", &ends.target)] {
-            let end = Id::new(&end.kind, &end.key);
-            let why = match db.model_get(&end)? {
-                Some(of) if of.bookkeeping.deleted => format!("its {role} {end} is deleted"),
-                None => format!("its {role} {end} is not in the model (dangling)"),
-                Some(of) if managed(&end) && of.bookkeeping.needs_sync(step) => {
-                    let mut why = format!("waiting for its {role} {end} to be enacted first");
-                    let progress = of.bookkeeping.steps.of(step);
-                    if let Some(error) = progress.and_then(|p| p.status.errors.first()) {
-                        why.push_str(&format!(", which failed: {}", error.message));
-                    }
-                    why
-                }
-                Some(_) => continue,
-            };
-            return Ok(Some(Held { blocker: end, why }));
-        }
-    }
-    if books.deleted && stored.entity.edge().is_none() {
-        for edge in db.edges_of(stored.entity.id())? {
-            let Some(of) = db.model_get(&edge)? else {
-                continue;
-            };
-            if managed(&edge) && of.bookkeeping.is_outside_for(step) {
-                let why = format!("waiting for its edge {edge} to be removed first");
-                return Ok(Some(Held { blocker: edge, why }));
+    let entity = &stored.entity;
+    if !books.deleted {
+        let mut ends = Vec::new();
+        if let Some(edge) = entity.edge() {
+            for (role, end) in [("source", &edge.source), ("target", &edge.target)] {
+                ends.push((role.to_owned(), Id::new(&end.kind, &end.key)));
             }
+        }
+        ends.extend(declared(work, entity));
+        for (role, end) in ends {
+            if let Some(held) = first(db, step, work, &role, end)? {
+                return Ok(Some(held));
+            }
+        }
+        return Ok(None);
+    }
+    let mut dependents = Vec::new();
+    if entity.edge().is_none() {
+        dependents.extend(db.edges_of(entity.id())?.into_iter().map(|e| ("edge", e)));
+    }
+    dependents.extend(
+        dependents_of(db, step, work, entity)?
+            .into_iter()
+            .map(|d| ("dependent", d)),
+    );
+    for (what, dependent) in dependents {
+        let Some(of) = db.model_get(&dependent)? else {
+            continue;
+        };
+        if managed(work, &dependent) && of.bookkeeping.is_outside_for(step) {
+            let why = format!("waiting for its {what} {dependent} to be removed first");
+            return Ok(Some(Held {
+                blocker: dependent,
+                why,
+            }));
         }
     }
     Ok(None)
+}
+
+/// Whether the step enacts `id`'s kind and the operator lets it.
+fn managed(work: &ModelWork, id: &Id) -> bool {
+    work.kinds.contains(id.kind()) && work.mode(id.kind()) != Mode::ObserveOnly
+}
+
+/// What holds back an entity whose `role` (an edge's end, a declared dependency) is
+/// `end`: that it is missing, deleted, or not enacted yet by this step.
+fn first(
+    db: &Db,
+    step: &str,
+    work: &ModelWork,
+    role: &str,
+    end: Id,
+) -> Result<Option<Held>, DbError> {
+    let why = match db.model_get(&end)? {
+        Some(of) if of.bookkeeping.deleted => format!("its {role} {end} is deleted"),
+        None => format!("its {role} {end} is not in the model (dangling)"),
+        Some(of) if managed(work, &end) && of.bookkeeping.needs_sync(step) => {
+            let mut why = format!("waiting for its {role} {end} to be enacted first");
+            let progress = of.bookkeeping.steps.of(step);
+            if let Some(error) = progress.and_then(|p| p.status.errors.first()) {
+                why.push_str(&format!(", which failed: {}", error.message));
+            }
+            why
+        }
+        Some(_) => return Ok(None),
+    };
+    Ok(Some(Held { blocker: end, why }))
+}
+
+/// The entities `entity` depends on by the step's declared dependencies: for each
+/// property its kind declares that holds a string, the entity of the declared kind with
+/// that key, and the property's name for the status.
+fn declared(work: &ModelWork, entity: &Entity) -> Vec<(String, Id)> {
+    let Some(declared) = work.depends_on.get(entity.kind()) else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Object(properties)) =
+        serde_json::from_str::<serde_json::Value>(entity.properties())
+    else {
+        return Vec::new();
+    };
+    declared
+        .iter()
+        .filter_map(|(property, kind)| {
+            let key = properties.get(property)?.as_str()?;
+            Some((format!("`{property}`"), Id::new(kind, key)))
+        })
+        .collect()
+}
+
+/// The entities of the step's kinds that declare a dependency on the deleted `entity`
+/// and are still outside: a scan of each such kind's entities this step has outside
+/// (there is no index of properties).
+fn dependents_of(
+    db: &Db,
+    step: &str,
+    work: &ModelWork,
+    entity: &Entity,
+) -> Result<Vec<Id>, DbError> {
+    let mut found = Vec::new();
+    for (kind, on) in &work.depends_on {
+        if !on.values().any(|k| k == entity.kind()) {
+            continue;
+        }
+        let mut after: Option<Id> = None;
+        loop {
+            let outside = |_: &Id, b: &Bookkeeping| b.is_outside_for(step);
+            let page = db.model_query(Some(kind), after.as_ref(), outside, 1000)?;
+            let full = page.len() == 1000;
+            for stored in page {
+                let depends = declared(work, &stored.entity)
+                    .iter()
+                    .any(|(_, on)| on == entity.id());
+                if depends {
+                    found.push(stored.entity.id().clone());
+                }
+                after = Some(stored.entity.into_id());
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(found)
 }
