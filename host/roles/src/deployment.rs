@@ -23,14 +23,24 @@ pub struct Deployment {
     releases: watch::Sender<u64>,
     /// Whether the last call failed: a healthy plugin's calls then touch no lock.
     failing: AtomicBool,
-    /// Entities whose bookkeeping the operator changed (a flag), for the plugin's model
-    /// roles to look at again: no change on the stream says so.
-    rechecks: broadcast::Sender<Id>,
+    /// What the plugin's model roles must look at again, the change stream not saying
+    /// so: an entity the operator flagged, or the whole model.
+    rechecks: broadcast::Sender<Recheck>,
     pub status: Arc<Status>,
 }
 
 /// Rechecks a model role may fall behind on before it lists the model again instead.
 const RECHECKS: usize = 1024;
+
+/// What a model role must look at again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recheck {
+    /// An entity whose bookkeeping the operator changed (a flag).
+    Entity(Id),
+    /// Every entity: the model gave progress from before several handlers per kind to
+    /// the kinds' handlers, which may have work on them now.
+    All,
+}
 
 /// Why a release was refused.
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +68,14 @@ impl Deployment {
         self.version.subscribe()
     }
 
-    /// Asks the plugin's model roles to look at `id` again.
-    pub fn recheck(&self, id: Id) {
+    /// Asks the plugin's model roles to look at `what` again.
+    pub fn recheck(&self, what: Recheck) {
         // Nobody listens while no model role runs: nothing to tell.
-        let _ = self.rechecks.send(id);
+        let _ = self.rechecks.send(what);
     }
 
-    /// The entities to look at again, from now on.
-    pub fn rechecks(&self) -> broadcast::Receiver<Id> {
+    /// What to look at again, from now on.
+    pub fn rechecks(&self) -> broadcast::Receiver<Recheck> {
         self.rechecks.subscribe()
     }
 

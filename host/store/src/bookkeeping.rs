@@ -219,7 +219,7 @@ mod tests {
         bytes.extend_from_slice(&[DELETED, 0, 0, 1, 0]);
         let mut b = decode(&bytes).unwrap();
         assert!(b.deleted && b.policies.iter().next().is_none());
-        assert!(b.is_outside() && b.steps.has_unattributed());
+        assert!(b.is_outside() && b.steps.of(UNATTRIBUTED).is_some());
         assert!(b.steps.attribute("push"));
         assert!(b.is_outside_for("push") && b.needs_sync("push"));
         b.removed("push");

@@ -938,6 +938,7 @@ mod tests {
         {
             let state = Db::open(dir.path()).unwrap();
             put(&state, "api", &handled);
+            put(&state, "api", &entity("b", "{}"));
             // As an older host left it: one policed-as row by id, and bookkeeping
             // format 1 (updated 1, policed 1, policy done).
             let txn = state.db.begin_write().unwrap();
@@ -954,6 +955,7 @@ mod tests {
                 row.extend_from_slice(&[0, 1, 0, 0, 0]);
                 let mut books = txn.open_table(bookkeeping::BOOKKEEPING).unwrap();
                 books.insert(id("a").as_str(), row.as_slice()).unwrap();
+                books.insert(id("b").as_str(), row.as_slice()).unwrap();
             }
             txn.commit().unwrap();
         }
@@ -964,12 +966,24 @@ mod tests {
             (stored.bookkeeping.needs_policy(policy), previous)
         };
         assert_eq!(read("stamp"), (true, None), "nobody's until the host says");
+        state
+            .model_delete(source("api"), &id("b"), |_| b"DELETE b".to_vec())
+            .unwrap();
+        assert!(
+            state.model_get(&id("b")).unwrap().is_some(),
+            "policed by an older host: it waits while the host has not said"
+        );
         let handlers = |names: &[&str]| {
             let names = names.iter().map(|n| n.to_string()).collect();
             std::collections::BTreeMap::from([("pserver".to_owned(), names)])
         };
         let none = std::collections::BTreeMap::new();
-        let swept = state.set_handlers(handlers(&["a", "b"]), &none).unwrap();
+        let swept = state.set_handlers(handlers(&["p", "q"]), &none).unwrap();
+        assert_eq!(
+            (swept.purged, state.model_get(&id("b")).unwrap()),
+            (1, None),
+            "two policies: neither waits for a handle-delete it cannot tell was its own"
+        );
         assert_eq!(
             swept.attributed, 0,
             "two policies: neither can tell it was theirs"

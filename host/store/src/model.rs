@@ -592,7 +592,8 @@ impl Db {
         policies: BTreeMap<String, BTreeSet<String>>,
         steps: &BTreeMap<String, BTreeSet<String>>,
     ) -> Result<Swept, DbError> {
-        let policies = Policies::Running(Arc::new(policies));
+        let running = Arc::new(policies);
+        let policies = Policies::Running(running.clone());
         *self.policies.write().expect("policies lock") = policies.clone();
         let one = |handlers: &BTreeMap<String, BTreeSet<String>>, kind: &str| {
             let of_kind = handlers.get(kind)?;
@@ -614,8 +615,7 @@ impl Db {
                     .ok_or_else(|| corrupt("a bookkeeping key is not an id".into()))?;
                 let mut books_of = bookkeeping::get(&rows.books, &id)?;
                 let before = books_of.clone();
-                if let Policies::Running(running) = &policies
-                    && let Some(policy) = one(running, id.kind())
+                if let Some(policy) = one(&running, id.kind())
                     && books_of.policies.attribute(&policy)
                 {
                     policed::attribute(&mut rows.policed, &id, &policy)?;
@@ -745,14 +745,14 @@ pub(crate) enum Policies {
 }
 
 impl Policies {
-    /// Whether `policy` runs for `kind`; progress recorded before policies could be
-    /// told apart is any of the kind's.
+    /// Whether `policy` runs for `kind`. Progress recorded before policies could be
+    /// told apart is nobody's once the host has said (the kind's one policy took it
+    /// over; with several, none can): it keeps no deletion waiting.
     fn runs(&self, kind: &str, policy: &str) -> bool {
         match self {
             Policies::Unknown => true,
-            Policies::Running(kinds) => kinds.get(kind).is_some_and(|running| {
-                policy == UNATTRIBUTED && !running.is_empty() || running.contains(policy)
-            }),
+            Policies::Running(_) if policy == UNATTRIBUTED => false,
+            Policies::Running(kinds) => kinds.get(kind).is_some_and(|p| p.contains(policy)),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use synchro_admin::PageRequest;
 use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
-use synchro_roles::Deployment;
+use synchro_roles::{Deployment, Recheck};
 use synchro_status::{
     ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelProgress,
     ModelRef, ModelSource, RoleError, RoleOutcome,
@@ -89,13 +89,16 @@ pub fn flag(
             return Err(not_found(&id));
         }
         for handler in handlers {
-            handler.recheck(id.clone());
+            handler.recheck(Recheck::Entity(id.clone()));
         }
-        // Purged if nothing waited for it any more (a deleted entity made no-policy).
-        let stored = db.model_get(&id).map_err(failed)?;
-        stored
-            .ok_or_else(|| not_found(&id))
-            .and_then(|stored| view(db, stored, &work))
+        match db.model_get(&id).map_err(failed)? {
+            Some(stored) => view(db, stored, &work),
+            // A deleted entity made no-policy may have waited for nothing else.
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{id} was deleted, and nothing waits for it any more: it is purged"),
+            )),
+        }
     });
 }
 

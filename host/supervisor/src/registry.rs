@@ -16,7 +16,7 @@ use synchro_capability::Services;
 use synchro_manifest::Role;
 use synchro_model::{Error, ErrorKind};
 use synchro_roles::{
-    Deployment, Ended, Mode, Origin, Plugin, PluginEngine, PluginTask, manifests_in,
+    Deployment, Ended, Mode, Origin, Plugin, PluginEngine, PluginTask, Recheck, manifests_in,
 };
 use synchro_status::{Counters, Health, HostReport, ModelRole, PluginReport, Refused, Reloaded};
 
@@ -46,9 +46,8 @@ pub struct Registry {
     /// The `[modes.plugins]` entries no running sync step is named by, as last said in
     /// the log (said again only when that changes).
     idle_modes: Vec<String>,
-    /// The kinds a policy runs for, as last told to the model (which sweeps the model
-    /// when told): told again only when they change.
-    /// The policies and the steps of each kind, as the model was last told.
+    /// The policies and the steps of each kind, as last told to the model (which
+    /// sweeps the model when told): told again only when they change.
     told_handlers: Option<(crate::model_view::Deployed, crate::model_view::Deployed)>,
 }
 
@@ -185,6 +184,11 @@ impl Registry {
                         entities = swept.attributed,
                         "progress recorded before several policies or steps per kind given to the kind's one"
                     );
+                    // Their runners listed the model before: what they have to do
+                    // with those entities (a deletion to enact, say) changed.
+                    for running in self.running.values() {
+                        running.deployment.recheck(Recheck::All);
+                    }
                 }
                 self.told_handlers = Some(told);
             }

@@ -22,8 +22,12 @@ struct Bench;
 
 impl EventStep for Bench {
     fn process_event(message: Message) -> Result<(), Error> {
-        let event: Event = serde_json::from_slice(&message.payload)
-            .map_err(|e| error(ErrorCode::InvalidInput, format!("not the event expected: {e}")))?;
+        let event: Event = serde_json::from_slice(&message.payload).map_err(|e| {
+            error(
+                ErrorCode::InvalidInput,
+                format!("not the event expected: {e}"),
+            )
+        })?;
         let properties = serde_json::json!({
             "hostname": event.hostname,
             "status": event.status,

@@ -65,9 +65,10 @@ fn ids_kind() -> Result<String, Error> {
     })
 }
 
-/// The key of the entity that keeps `entity`'s outside id.
+/// The key of the entity that keeps `entity`'s outside id: `{kind}/{key}`, each part
+/// escaped as a path segment, so that no two entities share one.
 fn id_key(entity: &Entity) -> String {
-    format!("{}/{}", entity.kind, entity.key)
+    format!("{}/{}", segment(&entity.kind), segment(&entity.key))
 }
 
 /// Where the entity is outside: named by its key, or by the id the outside system gave

@@ -17,7 +17,10 @@ fn properties(entity: &Entity) -> Result<Map<String, Value>, Error> {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(error(
             ErrorCode::InvalidInput,
-            format!("{}/{}: properties are not a JSON object", entity.kind, entity.key),
+            format!(
+                "{}/{}: properties are not a JSON object",
+                entity.kind, entity.key
+            ),
         )),
     }
 }
@@ -35,10 +38,16 @@ fn check(entity: &Entity) -> Result<(), Error> {
 fn stamp(mut entity: Entity, previous: Option<&Entity>) -> Result<(), Error> {
     check(&entity)?;
     let mut props = properties(&entity)?;
-    let runs = props.get("policy-runs").and_then(Value::as_u64).unwrap_or(0);
+    let runs = props
+        .get("policy-runs")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     props.insert("policy-runs".into(), json!(runs + 1));
     let previous_v = match previous {
-        Some(previous) => properties(previous)?.get("v").cloned().unwrap_or(Value::Null),
+        Some(previous) => properties(previous)?
+            .get("v")
+            .cloned()
+            .unwrap_or(Value::Null),
         None => Value::Null,
     };
     props.insert("previous-v".into(), previous_v);

@@ -16,7 +16,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 
 use synchro_capability::Services;
 use synchro_engine::CallError;
@@ -28,7 +29,7 @@ use synchro_store::{Cursor, DbError, Recorded, Start};
 use super::queue::Queue;
 use super::{Handler, ModelWork, Plan};
 use crate::failure::{Tracker, Verdict};
-use crate::{Deployment, Plugin, PluginEngine};
+use crate::{Deployment, Plugin, PluginEngine, Recheck};
 
 /// An instance idle this long is dropped; the next entity gets a fresh one.
 const IDLE: Duration = Duration::from_millis(200);
@@ -93,9 +94,27 @@ impl<H: Handler> Runner<H> {
         };
         let mut session: Current<H> = None;
         let mut failures = Tracker::default();
+        // A recheck that asked for the model to be listed again.
+        let mut relist = false;
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            // The rechecks first, whatever the stream brings: the operator waits on them.
+            loop {
+                let got = match rechecks.try_recv() {
+                    Ok(recheck) => Ok(recheck),
+                    Err(TryRecvError::Lagged(missed)) => Err(missed),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                };
+                relist |= apply::<H>(&name, got, &settings, &mut queue);
+            }
+            if std::mem::take(&mut relist) {
+                drop(cursor);
+                let Some(started) = self.start(&settings).await else {
+                    return;
+                };
+                (cursor, queue) = started;
             }
             // A new version is acted on before the next batch, even under a backlog: it
             // may enact other kinds, or no longer be granted these.
@@ -195,22 +214,14 @@ impl<H: Handler> Runner<H> {
                 // Marked unseen again, so that the check above acts on it.
                 _ = versions.changed() => versions.mark_changed(),
                 _ = cursor.wait() => {}
-                recheck = rechecks.recv() => match recheck {
-                    Ok(id) => {
-                        if settings.kinds.contains(id.kind()) {
-                            queue.release(&id);
-                            queue.forgive(id);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        drop(cursor);
-                        let Some(started) = self.start(&settings).await else {
-                            return;
-                        };
-                        (cursor, queue) = started;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
+                got = rechecks.recv() => {
+                    let got = match got {
+                        Ok(recheck) => Ok(recheck),
+                        Err(RecvError::Lagged(missed)) => Err(missed),
+                        Err(RecvError::Closed) => return,
+                    };
+                    relist |= apply::<H>(&name, got, &settings, &mut queue);
+                }
                 _ = async { tokio::time::sleep_until(wake.expect("guarded")).await }, if wake.is_some() => {}
                 _ = tokio::time::sleep(IDLE), if session.is_some() => session = None,
             }
@@ -440,5 +451,30 @@ impl<H: Handler> Runner<H> {
         let (instance, _) = session.as_mut().expect("just made");
         Counters::bump(&self.deployment.status.counters.calls);
         H::invoke(instance, &self.engine, call, handling).await
+    }
+}
+
+/// Applies what the plugin `name` got to recheck to `queue`, under the role's section
+/// `settings` (`Err`: it missed that many); whether the model must be listed again
+/// instead.
+fn apply<H: Handler>(
+    name: &str,
+    got: Result<Recheck, u64>,
+    settings: &ModelWork,
+    queue: &mut Queue,
+) -> bool {
+    match got {
+        Ok(Recheck::Entity(id)) => {
+            if settings.kinds.contains(id.kind()) {
+                queue.release(&id);
+                queue.forgive(id);
+            }
+            false
+        }
+        Ok(Recheck::All) => true,
+        Err(missed) => {
+            tracing::warn!(plugin = %name, missed, "{}: fell behind on rechecks: listing the model again", H::READER);
+            true
+        }
     }
 }

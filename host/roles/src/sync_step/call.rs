@@ -62,7 +62,17 @@ impl Handler for SyncStep {
                 let Some(stored) = stored.filter(|s| s.bookkeeping.needs_sync(step)) else {
                     return Ok(None);
                 };
-                let held = held(db, step, work, &stored)?;
+                // What the operator's mode keeps from a call waits for nothing.
+                let mode = work.mode(stored.entity.kind());
+                let calls = match mode {
+                    Mode::Managed => true,
+                    Mode::OrphanOnDelete => !stored.bookkeeping.deleted,
+                    Mode::ObserveOnly | Mode::Paused => false,
+                };
+                let held = match calls {
+                    true => held(db, step, work, &stored)?,
+                    false => None,
+                };
                 Ok(Some(Input { stored, held }))
             })
             .collect()
@@ -276,8 +286,9 @@ fn first(
 }
 
 /// The entities `entity` depends on by the step's declared dependencies: for each
-/// property its kind declares that holds a string, the entity of the declared kind with
-/// that key, and the property's name for the status.
+/// property its kind declares that holds a non-empty string, the entity of the declared
+/// kind with that key, and the property's name for the status. An entity that names
+/// itself depends on nothing: it would wait for itself forever.
 fn declared(work: &ModelWork, entity: &Entity) -> Vec<(String, Id)> {
     let Some(declared) = work.depends_on.get(entity.kind()) else {
         return Vec::new();
@@ -290,11 +301,18 @@ fn declared(work: &ModelWork, entity: &Entity) -> Vec<(String, Id)> {
     declared
         .iter()
         .filter_map(|(property, kind)| {
-            let key = properties.get(property)?.as_str()?;
-            Some((format!("`{property}`"), Id::new(kind, key)))
+            let key = properties
+                .get(property)?
+                .as_str()
+                .filter(|k| !k.is_empty())?;
+            let on = Id::new(kind, key);
+            (on != *entity.id()).then(|| (format!("`{property}`"), on))
         })
         .collect()
 }
+
+/// Entities scanned at once for dependents.
+const PAGE: usize = 1000;
 
 /// The entities of the step's kinds that declare a dependency on the deleted `entity`
 /// and are still outside: a scan of each such kind's entities this step has outside
@@ -313,8 +331,8 @@ fn dependents_of(
         let mut after: Option<Id> = None;
         loop {
             let outside = |_: &Id, b: &Bookkeeping| b.is_outside_for(step);
-            let page = db.model_query(Some(kind), after.as_ref(), outside, 1000)?;
-            let full = page.len() == 1000;
+            let page = db.model_query(Some(kind), after.as_ref(), outside, PAGE)?;
+            let full = page.len() == PAGE;
             for stored in page {
                 let depends = declared(work, &stored.entity)
                     .iter()
