@@ -17,7 +17,19 @@ fn snapshot(nodes: &[(&str, Value)]) -> String {
         .iter()
         .map(|(key, properties)| json!({"key": key, "kind": "node", "properties": properties}))
         .collect();
+    complete(entities)
+}
+
+/// A complete snapshot of `entities`.
+fn complete(entities: Vec<Value>) -> String {
     json!({"mode": "complete", "entities": entities}).to_string()
+}
+
+/// The entity `kind` `key` as `synchro model get` shows it; null while the host or the
+/// entity is not there.
+fn get(setup: &Setup, kind: &str, key: &str) -> Value {
+    let output = setup.command(&["model", "get", kind, key, "--json"]);
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
 }
 
 /// A collector of `source` whose data is the model's to push (`sync = true`), and the
@@ -392,8 +404,6 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
         json!({"key": key, "kind": "link", "properties": {},
                "edge": {"source": {"kind": "node", "key": from}, "target": {"kind": "node", "key": to}}})
     };
-    let complete =
-        |entities: Vec<Value>| json!({"mode": "complete", "entities": entities}).to_string();
     // `f` hangs on `z`, which no source reports yet: a dangling edge.
     let source = Source::start(&complete(vec![
         vertex("a"),
@@ -416,20 +426,11 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
         ),
     );
     let host = setup.run();
-    // The entity, once the host is up and has it.
-    let get = |kind: &str, key: &str| {
-        let output = setup.command(&["model", "get", kind, key, "--json"]);
-        if output.status.success() {
-            serde_json::from_slice::<Value>(&output.stdout).unwrap()
-        } else {
-            Value::Null
-        }
-    };
 
     // `e` waits for `b`, which fails first; the first failure names the cause.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let e = get("link", "e");
+        let e = get(&setup, "link", "e");
         let message = e["bookkeeping"]["sync"]["errors"][0]["message"]
             .as_str()
             .unwrap_or("")
@@ -450,7 +451,7 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
         put_b[2].at <= put_e[0].at,
         "the edge went out before its end"
     );
-    let f = get("link", "f");
+    let f = get(&setup, "link", "f");
     assert_eq!(f["bookkeeping"]["sync"]["state"], "deferred");
     assert!(
         f["bookkeeping"]["sync"]["errors"][0]["message"]
@@ -479,7 +480,7 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
         ]),
     );
     let put_f = backend.wait_for("PUT", "/link/f", 1, WAIT);
-    assert_eq!(get("link", "f").get("dangling"), None, "resolved");
+    assert_eq!(get(&setup, "link", "f").get("dangling"), None, "resolved");
     let put_z = backend.requests("PUT", "/node/z");
     assert!(put_z[0].at <= put_f[0].at);
 
@@ -572,8 +573,6 @@ fn a_step_that_records_the_id_it_created_never_creates_twice_across_a_kill_9() {
 #[test]
 fn declared_dependencies_order_the_work_as_edges_do() {
     let entity = |kind: &str, key: &str, props: Value| json!({"key": key, "kind": kind, "properties": props});
-    let complete =
-        |entities: Vec<Value>| json!({"mode": "complete", "entities": entities}).to_string();
     // An instance names its slice in a property, not by an edge.
     let source = Source::start(&complete(vec![
         entity("slice", "s1", json!({})),
@@ -595,10 +594,6 @@ fn declared_dependencies_order_the_work_as_edges_do() {
         ),
     );
     let host = setup.run();
-    let get = |kind: &str, key: &str| {
-        let output = setup.command(&["model", "get", kind, key, "--json"]);
-        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
-    };
     let message = |e: &Value| {
         e["bookkeeping"]["sync"]["errors"][0]["message"]
             .as_str()
@@ -614,7 +609,7 @@ fn declared_dependencies_order_the_work_as_edges_do() {
         put_s1[2].at <= put_i1[0].at,
         "the instance went out before its slice"
     );
-    let i2 = get("instance", "i2");
+    let i2 = get(&setup, "instance", "i2");
     assert!(
         message(&i2).contains("its `slice` slice `s9` is not in the model"),
         "{i2}"
