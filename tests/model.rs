@@ -186,17 +186,82 @@ fn model_get_and_list_show_every_entity_with_its_owner_page_by_page() {
     );
 }
 
+/// The model's `pserver` `a` once `check` holds, read with `model get --json`.
+fn wait_for_a(setup: &Setup, what: &str, check: &dyn Fn(Option<&Value>) -> bool) -> Option<Value> {
+    let get = || {
+        let output = setup.command(&["model", "get", "pserver", "a", "--json"]);
+        output
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let a = get();
+        if check(a.as_ref()) {
+            return a;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {what}: {a:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A snapshot of `pserver` `a` with `properties`, or of nothing.
+fn snapshot_of_a(properties: Option<Value>) -> String {
+    let entities: Vec<Value> = properties
+        .into_iter()
+        .map(|p| json!({"key": "a", "kind": "pserver", "properties": p}))
+        .collect();
+    json!({"mode": "complete", "entities": entities}).to_string()
+}
+
+/// The collector-and-the-API case: a source that saves through `store` is ranked like
+/// a collector's snapshot — merged with it, and its delete withdraws only its write.
+#[test]
+fn a_source_saving_through_store_is_ranked_and_merged_like_a_snapshot() {
+    let scan = Source::start(&snapshot_of_a(Some(
+        json!({"name": "a-01", "ip": "10.0.0.1"}),
+    )));
+    let calls = |call: Value| json!({"mode": "store", "calls": [call]}).to_string();
+    let desk = Source::start(&calls(json!(["save", "pserver", "a", {"name": "alpha"}])));
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"desk\", \"scan\"]\n",
+    )
+    .unwrap();
+    setup.scripted_plugin("scan", &scan, "5s", "");
+    let grant = r#"store = { read = ["pserver"], write = ["pserver"] }"#;
+    setup.scripted_plugin_with("desk", &desk, "5s", "", grant);
+    let host = setup.run();
+    let merged = json!({"name": "alpha", "ip": "10.0.0.1"});
+    let a = wait_for_a(&setup, "merged", &|a| {
+        a.is_some_and(|a| a["properties"] == merged)
+    })
+    .unwrap();
+    assert_eq!(a["owner"], "desk", "the highest-ranked source owns it");
+    assert_eq!(a["sources"].as_array().unwrap().len(), 2, "{a:#}");
+
+    // The store's delete withdraws desk's write: scan's stays.
+    desk.set(200, &calls(json!(["delete", "pserver", "a"])));
+    let a = wait_for_a(&setup, "withdrawn", &|a| {
+        a.is_some_and(|a| a["owner"] == "scan")
+    })
+    .unwrap();
+    assert_eq!(a["properties"], json!({"name": "a-01", "ip": "10.0.0.1"}));
+    scan.set(200, &snapshot_of_a(None));
+    wait_for_a(&setup, "deleted", &|a| a.is_none());
+    host.stop();
+}
+
 #[test]
 fn ranked_sources_merge_and_a_losing_write_is_kept_and_takes_over() {
-    let snapshot = |properties: Option<Value>| {
-        let entities: Vec<Value> = properties
-            .into_iter()
-            .map(|p| json!({"key": "a", "kind": "pserver", "properties": p}))
-            .collect();
-        json!({"mode": "complete", "entities": entities}).to_string()
-    };
-    let cmdb = Source::start(&snapshot(Some(json!({"name": "alpha", "team": "ops"}))));
-    let scan = Source::start(&snapshot(Some(json!({"name": "a-01", "ip": "10.0.0.1"}))));
+    let cmdb = Source::start(&snapshot_of_a(Some(
+        json!({"name": "alpha", "team": "ops"}),
+    )));
+    let scan = Source::start(&snapshot_of_a(Some(
+        json!({"name": "a-01", "ip": "10.0.0.1"}),
+    )));
     let setup = Setup::new();
     std::fs::write(
         setup.config(),
@@ -207,31 +272,11 @@ fn ranked_sources_merge_and_a_losing_write_is_kept_and_takes_over() {
         setup.scripted_plugin(name, source, "5s", "");
     }
     let host = setup.run();
-    let get = || {
-        let output = setup.command(&["model", "get", "pserver", "a", "--json"]);
-        output
-            .status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&output.stdout).unwrap())
-    };
-    let wait = |what: &str, check: &dyn Fn(&Value) -> bool| {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(a) = get()
-                && check(&a)
-            {
-                return a;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never {what}: {:?}",
-                get()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let merged = json!({"name": "alpha", "team": "ops", "ip": "10.0.0.1"});
-    let a = wait("merged", &|a| a["properties"] == merged);
+    let a = wait_for_a(&setup, "merged", &|a| {
+        a.is_some_and(|a| a["properties"] == merged)
+    })
+    .unwrap();
     assert_eq!(a["owner"], "cmdb", "the highest-ranked source owns it");
     let sources: Vec<(Value, Value)> = a["sources"]
         .as_array()
@@ -249,14 +294,13 @@ fn ranked_sources_merge_and_a_losing_write_is_kept_and_takes_over() {
     );
 
     // The higher source no longer has it: the lower one's write takes over.
-    cmdb.set(200, &snapshot(None));
-    let a = wait("taken over", &|a| a["owner"] == "scan");
+    cmdb.set(200, &snapshot_of_a(None));
+    let a = wait_for_a(&setup, "taken over", &|a| {
+        a.is_some_and(|a| a["owner"] == "scan")
+    })
+    .unwrap();
     assert_eq!(a["properties"], json!({"name": "a-01", "ip": "10.0.0.1"}));
-    scan.set(200, &snapshot(None));
-    let deadline = std::time::Instant::now() + WAIT;
-    while get().is_some() {
-        assert!(std::time::Instant::now() < deadline, "never deleted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    scan.set(200, &snapshot_of_a(None));
+    wait_for_a(&setup, "deleted", &|a| a.is_none());
     host.stop();
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use synchro_manifest::ManifestError;
 use synchro_status::Counters;
-use synchro_model::{ErrorKind, Id, Operation};
+use synchro_model::{ErrorKind, Id};
 use synchro_store::{Db, DbError, Write, Writer};
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::store as wit;
@@ -178,9 +178,8 @@ impl wit::Host for Capability {
         self.check_write(entity.kind(), "writing")?;
         let call = self.call.clone();
         let id = entity.id().clone();
-        let (write, announced) = self
+        let write = self
             .state(move |s| {
-                let mut announced = false;
                 let writer = Writer {
                     plugin: &call.plugin,
                     acting: call.acting,
@@ -189,23 +188,16 @@ impl wit::Host for Capability {
                         .as_ref()
                         .filter(|h| call.grants.store.handle.allows(h.id.kind())),
                 };
-                let write = s.model_put(writer, &entity, |previous| {
-                    let operation = match previous {
-                        Some(previous) if *previous == entity => return None,
-                        Some(_) => Operation::Update,
-                        None => Operation::Create,
-                    };
-                    announced = true;
-                    Some(call.change_record(operation, entity.clone(), None, None))
-                })?;
-                Ok((write, announced))
+                s.model_put(writer, &entity, |operation, written| {
+                    call.change_record(operation, written.clone(), None, None)
+                })
             })
             .await?;
-        if announced {
-            Counters::bump(&self.call.status.counters.changes);
-        }
         match write {
-            Write::Done { version, .. } => {
+            Write::Done { version } => {
+                if version.is_some() {
+                    Counters::bump(&self.call.status.counters.changes);
+                }
                 // The call's own write is no change it did not see: its next write of the
                 // entity it handles is still current.
                 if let (Some(handling), Some(version)) = (&mut self.call.handling, version)
@@ -239,14 +231,14 @@ impl wit::Host for Capability {
                     acting: call.acting,
                     handling: None,
                 };
-                s.model_delete(writer, &target, |removed| {
-                    call.change_record(Operation::Delete, removed.clone(), None, None)
+                s.model_delete(writer, &target, |operation, removed| {
+                    call.change_record(operation, removed.clone(), None, None)
                 })
             })
             .await?;
         match write {
-            Write::Done { previous, .. } => {
-                if previous.is_some() {
+            Write::Done { version } => {
+                if version.is_some() {
                     Counters::bump(&self.call.status.counters.changes);
                 }
                 Ok(())

@@ -198,7 +198,9 @@ mod tests {
     }
 
     fn put(state: &Db, writer: &str, e: &Entity) -> Write {
-        state.model_put(source(writer), e, |_| None).unwrap()
+        state
+            .model_put(source(writer), e, |_, _| Vec::new())
+            .unwrap()
     }
 
     fn props(state: &Db, id: &Id) -> Option<String> {
@@ -319,9 +321,9 @@ mod tests {
         assert!(query(Some("x"), Some(("y", "a")), 9).is_empty());
         assert_eq!(query(None, Some(("x", "d")), 9), ["xx `a`", "y `b`"]);
         let deleted = state
-            .model_delete(source("w"), &Id::new("x", "a"), |_| Vec::new())
+            .model_delete(source("w"), &Id::new("x", "a"), |_, _| Vec::new())
             .unwrap();
-        assert!(matches!(deleted, Write::Done { previous: Some(e), .. } if e.key() == "a"));
+        assert!(matches!(deleted, Write::Done { version: Some(_) }));
         assert_eq!(query(None, None, 3), ["x `c`", "x `d`", "xx `a`"]);
     }
 
@@ -334,11 +336,8 @@ mod tests {
         put(&state, "a", &server);
         assert_eq!(
             put(&state, "b", &person),
-            Write::Done {
-                previous: None,
-                version: None
-            },
-            "`put` announces nothing"
+            Write::Done { version: Some(2) },
+            "another kind, another entity"
         );
         assert_eq!(
             state.model_get(server.id()).unwrap().unwrap().entity,
@@ -383,7 +382,7 @@ mod tests {
         // `store` writes: the same rule.
         assert_eq!(put(&state, "intruder", &entity("b", "{}")), Write::Refused);
         let refused = state
-            .model_delete(source("intruder"), &id("b"), |_| Vec::new())
+            .model_delete(source("intruder"), &id("b"), |_, _| Vec::new())
             .unwrap();
         assert_eq!(refused, Write::Refused);
         assert!(matches!(
@@ -467,16 +466,16 @@ mod tests {
         let outcome = collect(&state, &[("a", "{}")]);
         commit(&state, "p", &outcome);
         let write = state
-            .model_put(source("w"), &entity("b", "{}"), |previous| {
-                assert!(previous.is_none());
-                Some(b"CREATE b".to_vec())
+            .model_put(source("w"), &entity("b", "{}"), |operation, _| {
+                assert_eq!(operation, Operation::Create);
+                b"CREATE b".to_vec()
             })
             .unwrap();
-        assert!(matches!(write, Write::Done { previous: None, .. }));
+        assert_eq!(write, Write::Done { version: Some(2) });
         // Refused: neither the write nor its change.
         let refused = state
-            .model_put(source("x"), &entity("b", r#"{"x":1}"#), |_| {
-                Some(b"no".to_vec())
+            .model_put(source("x"), &entity("b", r#"{"x":1}"#), |_, _| {
+                b"no".to_vec()
             })
             .unwrap();
         assert_eq!(refused, Write::Refused);
@@ -484,7 +483,7 @@ mod tests {
         // Unchanged: written, nothing announced.
         put(&state, "w", &entity("b", "{}"));
         state
-            .model_delete(source("w"), &id("b"), |_| b"DELETE b".to_vec())
+            .model_delete(source("w"), &id("b"), |_, _| b"DELETE b".to_vec())
             .unwrap();
         state.append_changes(&[b"emitted".to_vec()]).unwrap();
         assert_eq!(state.last_change(), 4);
@@ -685,9 +684,9 @@ mod tests {
                 handling: None,
             };
             let e = entity(key, props);
-            let announce =
-                |previous: Option<&Entity>| (previous != Some(&e)).then(|| b"change".to_vec());
-            state.model_put(writer, &e, announce).unwrap();
+            state
+                .model_put(writer, &e, |_, _| b"change".to_vec())
+                .unwrap();
         };
 
         // A collector's data: change 1, never synced outward.
@@ -745,26 +744,17 @@ mod tests {
 
         // Enacted: a deletion is soft, hidden from plugins, until purged.
         let deleted = state
-            .model_delete(source("w"), &id("a"), |_| b"DELETE a".to_vec())
+            .model_delete(source("w"), &id("a"), |_, _| b"DELETE a".to_vec())
             .unwrap();
-        assert!(matches!(
-            deleted,
-            Write::Done {
-                previous: Some(_),
-                ..
-            }
-        ));
+        assert!(matches!(deleted, Write::Done { version: Some(_) }));
         let a = books("a").unwrap();
         assert!(a.deleted && a.updated == 4 && a.needs_sync("push"));
         assert!(dirty(|_, b| !b.deleted).iter().all(|k| k != "a"));
         assert_eq!(
             state
-                .model_delete(source("w"), &id("a"), |_| b"again".to_vec())
+                .model_delete(source("w"), &id("a"), |_, _| b"again".to_vec())
                 .unwrap(),
-            Write::Done {
-                previous: None,
-                version: None
-            },
+            Write::Done { version: None },
             "deleting a deleted entity announces nothing"
         );
         assert_eq!(state.last_change(), 4);
@@ -777,27 +767,25 @@ mod tests {
         // Never enacted: purged at once. Written again while soft-deleted: back, as new.
         write(Acting::Source, "b", "{}");
         state
-            .model_delete(source("w"), &id("b"), |_| b"DELETE b".to_vec())
+            .model_delete(source("w"), &id("b"), |_, _| b"DELETE b".to_vec())
             .unwrap();
         assert_eq!(books("b"), None);
         write(Acting::Source, "d", "{}");
         record("d", Enacted::Synced { seen: 7 });
         state
-            .model_delete(source("w"), &id("d"), |_| b"DELETE d".to_vec())
+            .model_delete(source("w"), &id("d"), |_, _| b"DELETE d".to_vec())
             .unwrap();
         let recreated = state
-            .model_put(source("w"), &entity("d", "{}"), |previous| {
-                assert_eq!(previous, None, "a deleted entity is not replaced");
-                Some(b"CREATE d".to_vec())
+            .model_put(source("w"), &entity("d", "{}"), |operation, _| {
+                assert_eq!(
+                    operation,
+                    Operation::Create,
+                    "a deleted entity is not replaced"
+                );
+                b"CREATE d".to_vec()
             })
             .unwrap();
-        assert_eq!(
-            recreated,
-            Write::Done {
-                previous: None,
-                version: Some(9)
-            }
-        );
+        assert_eq!(recreated, Write::Done { version: Some(9) });
         let d = books("d").unwrap();
         assert!(!d.deleted && d.updated == 9 && d.needs_sync("push"));
         assert_eq!(
@@ -813,7 +801,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = Db::open(dir.path()).unwrap();
         let books = |key: &str| state.model_get(&id(key)).unwrap().map(|s| s.bookkeeping);
-        let announce = |_: Option<&Entity>| Some(b"change".to_vec());
+        let announce = |_: Operation, _: &Entity| b"change".to_vec();
         state
             .model_put(source("api"), &entity("a", r#"{"v":1}"#), announce)
             .unwrap();
@@ -914,7 +902,7 @@ mod tests {
 
         // Policed, its deletion waits for `handle-delete`.
         state
-            .model_delete(source("api"), &id("a"), |_| b"DELETE a".to_vec())
+            .model_delete(source("api"), &id("a"), |_, _| b"DELETE a".to_vec())
             .unwrap();
         let a = books("a").unwrap();
         assert!(a.deleted && a.needs_policy("stamp") && !a.needs_sync("push"));
@@ -967,7 +955,7 @@ mod tests {
         };
         assert_eq!(read("stamp"), (true, None), "nobody's until the host says");
         state
-            .model_delete(source("api"), &id("b"), |_| b"DELETE b".to_vec())
+            .model_delete(source("api"), &id("b"), |_, _| b"DELETE b".to_vec())
             .unwrap();
         assert!(
             state.model_get(&id("b")).unwrap().is_some(),
@@ -1030,7 +1018,7 @@ mod tests {
         };
         let link = |key: &str| Id::new("link", key);
         let edges_of = |key: &str| state.edges_of(&id(key)).unwrap();
-        let announce = |_: Option<&Entity>| Some(b"change".to_vec());
+        let announce = |_: Operation, _: &Entity| b"change".to_vec();
 
         state
             .model_put(source("api"), &edge("e", "a", "b"), announce)
@@ -1062,7 +1050,7 @@ mod tests {
             .unwrap();
         assert_eq!(edges_of("a"), [link("e")]);
         state
-            .model_delete(source("api"), &link("e"), |_| b"DELETE".to_vec())
+            .model_delete(source("api"), &link("e"), |_, _| b"DELETE".to_vec())
             .unwrap();
         assert!(edges_of("a").is_empty() && edges_of("c").is_empty());
 
@@ -1132,5 +1120,91 @@ mod tests {
         assert_eq!(records, [r#"DELETE {"ip":"10.0.0.1","name":"a-02"}"#]);
         assert_eq!(model(), None);
         assert!(state.model_sources(&id("a")).unwrap().is_empty());
+    }
+
+    /// The collector-and-the-API case: a source that writes through `store` (an event
+    /// step, the API) is ranked like a collector, its write merged, its delete withdrawn.
+    #[test]
+    fn a_ranked_source_writing_through_store_is_merged_with_a_collectors_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Db::open(dir.path()).unwrap();
+        let ranking = [(
+            "pserver".to_owned(),
+            vec!["api".to_owned(), "scan".to_owned()],
+        )];
+        state.set_sources(Sources::new(ranking.into()).unwrap());
+        let records = std::cell::RefCell::new(Vec::new());
+        let record = |op: Operation, e: &Entity| {
+            records
+                .borrow_mut()
+                .push(format!("{} {}", op.as_str(), e.properties()));
+            Vec::new()
+        };
+        let take = || std::mem::take(&mut *records.borrow_mut());
+        let model = || {
+            let a = state.model_get(&id("a")).unwrap()?;
+            Some((a.owner.unwrap(), a.entity.properties().to_owned()))
+        };
+
+        let outcome = collect_as(
+            &state,
+            "scan",
+            &[("a", r#"{"ip":"10.0.0.1","name":"a-01"}"#)],
+        );
+        state
+            .commit_collect("scan", &outcome.upserts, &outcome.deletes, true, record)
+            .unwrap();
+        assert_eq!(take(), [r#"CREATE {"ip":"10.0.0.1","name":"a-01"}"#]);
+        let api = entity("a", r#"{"name":"alpha"}"#);
+        let write = state.model_put(source("api"), &api, record).unwrap();
+        assert_eq!(write, Write::Done { version: Some(2) });
+        assert_eq!(take(), [r#"UPDATE {"ip":"10.0.0.1","name":"alpha"}"#]);
+        assert_eq!(
+            model().unwrap().0,
+            "api",
+            "the higher source owns the merge"
+        );
+        let books = state.model_get(&id("a")).unwrap().unwrap().bookkeeping;
+        assert!(!books.no_sync, "a write through store wants it synced");
+        // Saving the same again changes nothing.
+        let write = state.model_put(source("api"), &api, record).unwrap();
+        assert_eq!(write, Write::Done { version: None });
+        assert!(take().is_empty());
+        // The lower source's snapshot is kept, and loses to the API on `name`.
+        let outcome = collect_as(
+            &state,
+            "scan",
+            &[("a", r#"{"ip":"10.0.0.2","name":"a-02"}"#)],
+        );
+        state
+            .commit_collect("scan", &outcome.upserts, &outcome.deletes, true, record)
+            .unwrap();
+        assert_eq!(take(), [r#"UPDATE {"ip":"10.0.0.2","name":"alpha"}"#]);
+        // A source the operator does not rank for the kind may not write over it.
+        let intruder = entity("a", "{}");
+        assert_eq!(
+            state.model_put(source("other"), &intruder, record).unwrap(),
+            Write::Refused
+        );
+        assert_eq!(
+            state
+                .model_delete(source("other"), &id("a"), record)
+                .unwrap(),
+            Write::Refused
+        );
+        // The API's delete withdraws its write: the collector's stays, not a deletion.
+        let write = state.model_delete(source("api"), &id("a"), record).unwrap();
+        assert_eq!(write, Write::Done { version: Some(4) });
+        assert_eq!(take(), [r#"UPDATE {"ip":"10.0.0.2","name":"a-02"}"#]);
+        assert_eq!(model().unwrap().0, "scan");
+        let write = state.model_delete(source("api"), &id("a"), record).unwrap();
+        assert_eq!(write, Write::Done { version: None }, "withdrawn already");
+        // The last source's delete deletes it.
+        let outcome = collect_as(&state, "scan", &[]);
+        state
+            .commit_collect("scan", &outcome.upserts, &outcome.deletes, true, record)
+            .unwrap();
+        assert_eq!(take(), [r#"DELETE {"ip":"10.0.0.2","name":"a-02"}"#]);
+        assert_eq!(model(), None);
     }
 }

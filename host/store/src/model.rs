@@ -157,12 +157,8 @@ enum Permit {
 /// What [`Db::model_put`] and [`Db::model_delete`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Write {
-    /// Written, replacing `previous` if there was an entity under its id; `version` is
-    /// the one the write moved (`None`: it changed nothing).
-    Done {
-        previous: Option<Entity>,
-        version: Option<Version>,
-    },
+    /// Written: `version` is the one the write moved (`None`: it changed nothing).
+    Done { version: Option<Version> },
     /// Not written: another plugin owns the entity.
     Refused,
     /// Not written: the entity the writer handles changed (or went) since its call read
@@ -171,15 +167,6 @@ pub enum Write {
     /// Not written: the operator write-protected the entity, and the writer is a policy
     /// or a sync step.
     Protected,
-}
-
-impl Write {
-    fn done_nothing() -> Write {
-        Write::Done {
-            previous: None,
-            version: None,
-        }
-    }
 }
 
 /// An entity of a snapshot that was not written because another plugin owns it.
@@ -233,17 +220,17 @@ impl Db {
                     let at = first + records.len() as Version;
                     let entity = Some(&upsert.entity);
                     match rows.reconcile(&sources, id, plugin, entity, at, no_sync)? {
-                        Reconcile::Refused(owner) => {
+                        Change::Refused(owner) => {
                             refused.push(Refusal {
                                 id: id.clone(),
                                 owner,
                             });
                             continue;
                         }
-                        Reconcile::Changed(operation, merged) => {
+                        Change::Changed(operation, merged) => {
                             records.push(record(operation, &merged));
                         }
-                        Reconcile::Unchanged => {}
+                        Change::Unchanged => {}
                     }
                     baseline
                         .insert(id.as_str(), (upsert.hash, buf.as_slice()))
@@ -294,7 +281,7 @@ impl Db {
                 let last = Entity::decode(last.value().1)?;
                 if sources.rank(id.kind(), plugin).is_some() {
                     let at = first + records.len() as Version;
-                    if let Reconcile::Changed(operation, entity) =
+                    if let Change::Changed(operation, entity) =
                         rows.reconcile(&sources, id, plugin, None, at, no_sync)?
                     {
                         records.push(record(operation, &entity));
@@ -371,113 +358,79 @@ impl Db {
     }
 
     /// Writes `entity`, owned by `writer`, unless another plugin owns the entity it would
-    /// replace, and appends the change `record` makes of the entity it replaces (`None`:
-    /// nothing to announce, and the bookkeeping stays), in one transaction. A
-    /// soft-deleted entity is not there to replace: writing it creates it again.
+    /// replace, and appends the change `record` makes of what the model then holds, in
+    /// one transaction. Saving what is there already changes nothing, announces nothing
+    /// and leaves the bookkeeping be. A soft-deleted entity is not there to replace:
+    /// writing it creates it again. A source the operator ranks for the kind contributes
+    /// its write, and the model holds the merge of every contribution (see `sources`).
     pub fn model_put(
         &self,
         writer: Writer<'_>,
         entity: &Entity,
-        record: impl FnOnce(Option<&Entity>) -> Option<Vec<u8>>,
+        record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
-        let previous = {
+        let at = outbox::last_seq(&txn)? + 1;
+        let change = {
             let mut rows = Rows::open(&txn, self.policies())?;
+            let sources = self.sources();
             let id = entity.id();
-            let mut owner = writer.plugin.to_owned();
-            let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
-                Some(row) => {
-                    let (theirs, bytes) = row.value();
-                    let books_of = bookkeeping::get(&rows.books, id)?;
-                    match writer.may_write(id, theirs, &books_of) {
-                        Permit::Owner => {}
-                        Permit::Handling => owner = theirs.to_owned(),
-                        Permit::Stale => return Ok(Write::Stale),
-                        Permit::Refused => return Ok(Write::Refused),
-                        Permit::Protected => return Ok(Write::Protected),
-                    }
-                    Some((Entity::decode(bytes)?, books_of))
+            if writer.acting == Acting::Source && sources.rank(id.kind(), writer.plugin).is_some() {
+                // Sources still write what the operator write-protected.
+                rows.reconcile(&sources, id, writer.plugin, Some(entity), at, false)?
+            } else {
+                match rows.put(writer, entity, at)? {
+                    Ok(change) => change,
+                    Err(refused) => return Ok(refused),
                 }
-                // Purged while the call ran: writing it would bring it back.
-                None if writer.handles(id).is_some() => return Ok(Write::Stale),
-                None => None,
-            };
-            let replaced = existing
-                .as_ref()
-                .filter(|(_, books_of)| !books_of.deleted)
-                .map(|(entity, _)| entity);
-            rows.model
-                .insert(
-                    id.as_str(),
-                    (owner.as_str(), entity.to_canonical().as_slice()),
-                )
-                .map_err(dberr)?;
-            let old = existing.as_ref().map(|(entity, _)| entity);
-            edges::replace(&mut rows.edges, id, old, Some(entity))?;
-            let change = record(replaced);
-            let mut version = None;
-            if change.is_some() {
-                let at = outbox::last_seq(&txn)? + 1;
-                version = Some(at);
-                let books_of = match existing.as_ref() {
-                    Some((_, books_of)) => {
-                        let mut books_of = books_of.clone();
-                        books_of.write(writer.acting, at);
-                        // A source writing through the store wants it synced, whatever
-                        // the entity was before (observed data from before bookkeeping).
-                        books_of.no_sync &= writer.acting != Acting::Source;
-                        books_of
-                    }
-                    None => Bookkeeping::created(at, false),
-                };
-                bookkeeping::put(&mut rows.books, id, &books_of)?;
             }
-            (replaced.cloned(), change, version)
         };
-        let (previous, change, version) = previous;
-        self.commit_with(txn, change.as_deref())?;
-        Ok(Write::Done { previous, version })
+        self.commit_announcing(txn, change, at, record)
     }
 
     /// Removes the entity `id` unless another plugin than `writer` owns it (or the
     /// operator write-protected it and the writer is a policy or a step), and appends the
-    /// change `record` makes of it, in one transaction. An absent entity is done.
+    /// change `record` makes of it, in one transaction. An absent entity is done. A
+    /// source the operator ranks for the kind withdraws its contribution: the entity goes
+    /// with the last one.
     pub fn model_delete(
         &self,
         writer: Writer<'_>,
         id: &Id,
-        record: impl FnOnce(&Entity) -> Vec<u8>,
+        record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
-        let previous = {
+        let at = outbox::last_seq(&txn)? + 1;
+        let change = {
             let mut rows = Rows::open(&txn, self.policies())?;
-            let existing = match rows.model.get(id.as_str()).map_err(dberr)? {
-                Some(row) => {
-                    let (owner, bytes) = row.value();
-                    if !may_write(owner, writer.plugin) {
-                        return Ok(Write::Refused);
-                    }
-                    Entity::decode(bytes)?
+            let sources = self.sources();
+            if writer.acting == Acting::Source && sources.rank(id.kind(), writer.plugin).is_some() {
+                rows.reconcile(&sources, id, writer.plugin, None, at, false)?
+            } else {
+                match rows.remove(writer, id, at)? {
+                    Ok(change) => change,
+                    Err(refused) => return Ok(refused),
                 }
-                None => return Ok(Write::done_nothing()),
-            };
-            let books_of = bookkeeping::get(&rows.books, id)?;
-            if books_of.deleted {
-                return Ok(Write::done_nothing());
             }
-            if books_of.write_protect && writer.acting != Acting::Source {
-                return Ok(Write::Protected);
-            }
-            let at = outbox::last_seq(&txn)? + 1;
-            rows.delete(id, at)?;
-            (existing, at)
         };
-        let (previous, at) = previous;
-        self.commit_with(txn, Some(record(&previous).as_slice()))?;
-        Ok(Write::Done {
-            previous: Some(previous),
-            version: Some(at),
-        })
+        self.commit_announcing(txn, change, at, record)
+    }
+
+    /// Commits `txn` with the record of `change`, made at version `at`.
+    fn commit_announcing(
+        &self,
+        txn: WriteTransaction,
+        change: Change,
+        at: Version,
+        record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
+    ) -> Result<Write, DbError> {
+        let (record, version) = match change {
+            Change::Refused(_) => return Ok(Write::Refused),
+            Change::Changed(operation, entity) => (Some(record(operation, &entity)), Some(at)),
+            Change::Unchanged => (None, None),
+        };
+        self.commit_with(txn, record.as_deref())?;
+        Ok(Write::Done { version })
     }
 
     /// The entities under `ids`, in one read: what a model role handles next.
@@ -757,9 +710,10 @@ impl Policies {
     }
 }
 
-/// What a ranked source's write did to the model (see `sources`).
-enum Reconcile {
-    /// Not written: a plugin the operator does not rank for the kind owns the entity.
+/// What a write did to the model.
+enum Change {
+    /// Not written: a plugin the operator does not rank for the kind owns the entity (a
+    /// ranked source's write; see `sources`).
     Refused(String),
     /// The merge changed: announce this.
     Changed(Operation, Entity),
@@ -818,6 +772,97 @@ impl<'txn> Rows<'txn> {
         Ok(())
     }
 
+    /// `writer`'s write of `entity` at version `at`, or why it may not (`Err`).
+    fn put(
+        &mut self,
+        writer: Writer<'_>,
+        entity: &Entity,
+        at: Version,
+    ) -> Result<Result<Change, Write>, DbError> {
+        let id = entity.id();
+        let mut owner = writer.plugin.to_owned();
+        let mut claims = true;
+        let existing = match self.model.get(id.as_str()).map_err(dberr)? {
+            Some(row) => {
+                let (theirs, bytes) = row.value();
+                let books_of = bookkeeping::get(&self.books, id)?;
+                match writer.may_write(id, theirs, &books_of) {
+                    Permit::Owner => claims = theirs != owner,
+                    Permit::Handling => (owner, claims) = (theirs.to_owned(), false),
+                    Permit::Stale => return Ok(Err(Write::Stale)),
+                    Permit::Refused => return Ok(Err(Write::Refused)),
+                    Permit::Protected => return Ok(Err(Write::Protected)),
+                }
+                Some((Entity::decode(bytes)?, books_of))
+            }
+            // Purged while the call ran: writing it would bring it back.
+            None if writer.handles(id).is_some() => return Ok(Err(Write::Stale)),
+            None => None,
+        };
+        let live = existing
+            .as_ref()
+            .filter(|(_, books_of)| !books_of.deleted)
+            .map(|(entity, _)| entity);
+        let unchanged = live == Some(entity);
+        if unchanged && !claims {
+            return Ok(Ok(Change::Unchanged));
+        }
+        self.model
+            .insert(
+                id.as_str(),
+                (owner.as_str(), entity.to_canonical().as_slice()),
+            )
+            .map_err(dberr)?;
+        let operation = match live {
+            // An entity from before owners, claimed: nothing else to do.
+            Some(_) if unchanged => return Ok(Ok(Change::Unchanged)),
+            Some(_) => Operation::Update,
+            None => Operation::Create,
+        };
+        let old = existing.as_ref().map(|(entity, _)| entity);
+        edges::replace(&mut self.edges, id, old, Some(entity))?;
+        let books_of = match existing {
+            Some((_, mut books_of)) => {
+                books_of.write(writer.acting, at);
+                // A source writing through the store wants it synced, whatever the
+                // entity was before (observed data from before bookkeeping).
+                books_of.no_sync &= writer.acting != Acting::Source;
+                books_of
+            }
+            None => Bookkeeping::created(at, false),
+        };
+        bookkeeping::put(&mut self.books, id, &books_of)?;
+        Ok(Ok(Change::Changed(operation, entity.clone())))
+    }
+
+    /// `writer`'s deletion of `id` at version `at`, or why it may not (`Err`).
+    fn remove(
+        &mut self,
+        writer: Writer<'_>,
+        id: &Id,
+        at: Version,
+    ) -> Result<Result<Change, Write>, DbError> {
+        let existing = match self.model.get(id.as_str()).map_err(dberr)? {
+            Some(row) => {
+                let (owner, bytes) = row.value();
+                if !may_write(owner, writer.plugin) {
+                    return Ok(Err(Write::Refused));
+                }
+                Entity::decode(bytes)?
+            }
+            None => return Ok(Ok(Change::Unchanged)),
+        };
+        let books_of = bookkeeping::get(&self.books, id)?;
+        if books_of.deleted {
+            return Ok(Ok(Change::Unchanged));
+        }
+        if books_of.write_protect && writer.acting != Acting::Source {
+            return Ok(Err(Write::Protected));
+        }
+        self.delete(id, at)?;
+        Ok(Ok(Change::Changed(Operation::Delete, existing)))
+    }
+
     /// `plugin`'s write (`Some`) or deletion (`None`) of `id`, a source the operator
     /// ranks for its kind, at version `at`: its contribution is kept and the model's
     /// entity becomes the merge of all. `no_sync` is the writer's wish for what it
@@ -830,7 +875,7 @@ impl<'txn> Rows<'txn> {
         entity: Option<&Entity>,
         at: Version,
         no_sync: bool,
-    ) -> Result<Reconcile, DbError> {
+    ) -> Result<Change, DbError> {
         let existing = match self.model.get(id.as_str()).map_err(dberr)? {
             Some(row) => {
                 let (owner, bytes) = row.value();
@@ -842,7 +887,7 @@ impl<'txn> Rows<'txn> {
             && !may_write(owner, plugin)
             && sources.rank(id.kind(), owner).is_none()
         {
-            return Ok(Reconcile::Refused(owner.clone()));
+            return Ok(Change::Refused(owner.clone()));
         }
         let books_of = bookkeeping::get(&self.books, id)?;
         let old = existing.map(|(_, entity)| entity);
@@ -857,7 +902,7 @@ impl<'txn> Rows<'txn> {
                     .map_err(dberr)?;
                 edges::replace(&mut self.edges, id, old.as_ref(), Some(&entity))?;
                 if live == Some(&entity) {
-                    return Ok(Reconcile::Unchanged);
+                    return Ok(Change::Unchanged);
                 }
                 let operation = match live {
                     Some(_) => Operation::Update,
@@ -867,15 +912,15 @@ impl<'txn> Rows<'txn> {
                 books_of.write(Acting::Source, at);
                 books_of.no_sync = no_sync;
                 bookkeeping::put(&mut self.books, id, &books_of)?;
-                Ok(Reconcile::Changed(operation, entity))
+                Ok(Change::Changed(operation, entity))
             }
             Reconciled::Gone => match live {
                 Some(last) => {
                     let last = last.clone();
                     self.delete(id, at)?;
-                    Ok(Reconcile::Changed(Operation::Delete, last))
+                    Ok(Change::Changed(Operation::Delete, last))
                 }
-                None => Ok(Reconcile::Unchanged),
+                None => Ok(Change::Unchanged),
             },
         }
     }

@@ -8,7 +8,9 @@
 //! highest-ranked source. The highest-ranked contributor owns it. A lower source's write
 //! is never lost: it is kept, shown (`synchro model get`), and takes over what it says
 //! when a higher source stops saying it. The entity is deleted when its last contributor
-//! deletes it.
+//! deletes it. A source contributes alike whether it writes by snapshot (a collector's
+//! commit) or through `store` (an event step, later the API); a policy's or a step's
+//! write is not a source's and writes the model's entity itself.
 //!
 //! Kinds without a ranking keep the first-writer-wins ownership of the model.
 

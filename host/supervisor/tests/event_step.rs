@@ -515,7 +515,7 @@ async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
         acting: synchro_model::Acting::Source,
         handling: None,
     };
-    db.model_put(inventory, &other, |_| None).unwrap();
+    db.model_put(inventory, &other, |_, _| Vec::new()).unwrap();
     send(&bus, "Stream", &[&person(1)]).await;
     let report = live.wait(|p| p.counters.processed == 1).await;
     assert_eq!(report.counters.denials, 0, "{report:#?}");

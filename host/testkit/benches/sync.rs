@@ -231,9 +231,7 @@ fn bench(count: u64, policy: bool) -> anyhow::Result<()> {
             handling: None,
         };
         let committed = Instant::now();
-        db.model_put(writer, &entity, |_| {
-            Some(record(Operation::Update, &entity))
-        })?;
+        db.model_put(writer, &entity, record)?;
         let (mut synced, mut policed) = (None, police.is_none().then_some(()));
         while synced.is_none() || policed.is_none() {
             if synced.is_none() && push.calls() > before.0 {
