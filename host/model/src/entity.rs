@@ -137,12 +137,23 @@ impl Entity {
             }
         }
         let properties = canonical_object(&key, properties)?;
-        Ok(Entity {
+        Ok(Entity::checked(key, kind, properties, schema_version, edge))
+    }
+
+    /// `new`'s entity from parts it checked, `properties` canonical.
+    fn checked(
+        key: String,
+        kind: String,
+        properties: String,
+        schema_version: Option<String>,
+        edge: Option<EdgeEnds>,
+    ) -> Entity {
+        Entity {
             id: Id::new(&kind, &key),
             properties,
             schema_version,
             edge,
-        })
+        }
     }
 
     pub fn key(&self) -> &str {
@@ -223,29 +234,51 @@ impl Entity {
         xxhash_rust::xxh3::xxh3_64(scratch)
     }
 
-    /// Parses a canonical form written by [`Entity::encode`].
+    /// Parses a canonical form written by [`Entity::encode`], as a store keeps it: its
+    /// properties are taken as they are, not canonicalised again (a store migrates what
+    /// an older canonical form wrote when it opens; see [`Entity::decode_older`]).
     pub fn decode(bytes: &[u8]) -> Result<Entity, EntityError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Stored<'a> {
-            edge: Option<EdgeEnds>,
-            key: String,
-            kind: String,
-            #[serde(borrow)]
-            properties: &'a RawValue,
-            #[serde(rename = "schema-version")]
-            schema_version: Option<String>,
+        let (key, kind, properties, schema_version, edge) = parse_stored(bytes)?;
+        if key.is_empty() || kind.is_empty() || !properties.starts_with('{') {
+            return Err(EntityError::Corrupt(format!(
+                "not an entity's canonical form: {}",
+                String::from_utf8_lossy(bytes)
+            )));
         }
-        let stored: Stored =
-            serde_json::from_slice(bytes).map_err(|e| EntityError::Corrupt(e.to_string()))?;
-        Entity::new(
-            stored.key,
-            stored.kind,
-            stored.properties.get().to_owned(),
-            stored.schema_version,
-            stored.edge,
-        )
+        Ok(Entity::checked(key, kind, properties, schema_version, edge))
     }
+
+    /// Parses what an older canonical form wrote, and canonicalises it as today's.
+    pub fn decode_older(bytes: &[u8]) -> Result<Entity, EntityError> {
+        let (key, kind, properties, schema_version, edge) = parse_stored(bytes)?;
+        Entity::new(key, kind, properties, schema_version, edge)
+    }
+}
+
+type Parts = (String, String, String, Option<String>, Option<EdgeEnds>);
+
+/// The parts of a stored canonical form.
+fn parse_stored(bytes: &[u8]) -> Result<Parts, EntityError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored<'a> {
+        edge: Option<EdgeEnds>,
+        key: String,
+        kind: String,
+        #[serde(borrow)]
+        properties: &'a RawValue,
+        #[serde(rename = "schema-version")]
+        schema_version: Option<String>,
+    }
+    let stored: Stored =
+        serde_json::from_slice(bytes).map_err(|e| EntityError::Corrupt(e.to_string()))?;
+    Ok((
+        stored.key,
+        stored.kind,
+        stored.properties.get().to_owned(),
+        stored.schema_version,
+        stored.edge,
+    ))
 }
 
 fn encode_ref(r: &EntityRef, out: &mut Vec<u8>) {
@@ -421,6 +454,28 @@ mod tests {
             hash(&e)
         );
         assert_eq!(Entity::decode(canonical.as_bytes()).unwrap(), e);
+        assert_eq!(Entity::decode_older(canonical.as_bytes()).unwrap(), e);
+    }
+
+    /// A stored form is taken as it is, but what is no entity's is refused as corrupt;
+    /// an older canonical form is made today's.
+    #[test]
+    fn stored_forms_are_checked_and_older_ones_canonicalised() {
+        for damaged in [
+            &br#"{"key":"","kind":"pserver","properties":{}}"#[..],
+            br#"{"key":"a","kind":"","properties":{}}"#,
+            br#"{"key":"a","kind":"pserver","properties":[1]}"#,
+            br#"{"key":"a","kind":"pserver","properties":{"#,
+            br#"{"key":"a","kind":"pserver","properties":{},"extra":1}"#,
+        ] {
+            let error = Entity::decode(damaged).unwrap_err();
+            assert!(matches!(error, EntityError::Corrupt(_)), "{error:?}");
+        }
+        let older = br#"{"key":"a","kind":"pserver","properties":{"v":1.0}}"#;
+        assert_eq!(
+            Entity::decode_older(older).unwrap().properties(),
+            r#"{"v":1}"#
+        );
     }
 
     /// Numbers by value, pinned: every form of one value hashes alike, and a change in the

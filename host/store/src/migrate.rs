@@ -68,7 +68,7 @@ pub(crate) fn unowned_model(txn: &WriteTransaction) -> Result<Option<Migrated>, 
         txn.delete_table(baseline::def(&name)).map_err(dberr)?;
         let mut table = txn.open_table(baseline::def(&name)).map_err(dberr)?;
         for (hash, bytes) in rows {
-            let id = Entity::decode(&bytes)?.into_id();
+            let id = Entity::decode_older(&bytes)?.into_id();
             table
                 .insert(id.as_str(), (hash, bytes.as_slice()))
                 .map_err(dberr)?;
@@ -88,7 +88,7 @@ pub(crate) fn unowned_model(txn: &WriteTransaction) -> Result<Option<Migrated>, 
         let mut new = txn.open_table(model::ENTITIES).map_err(dberr)?;
         for row in old.iter().map_err(dberr)? {
             let (_, value) = row.map_err(dberr)?;
-            let entity = Entity::decode(value.value())?;
+            let entity = Entity::decode_older(value.value())?;
             let hash = entity.hash_with(&mut buf);
             let owner = holders.get(entity.id()).and_then(|held| {
                 held.iter()
@@ -132,7 +132,10 @@ pub(crate) fn canonical_form(txn: &WriteTransaction) -> Result<Option<u64>, DbEr
         let mut rows = Vec::new();
         for row in table.iter().map_err(dberr)? {
             let (id, value) = row.map_err(dberr)?;
-            rows.push((id.value().to_owned(), Entity::decode(value.value().1)?));
+            rows.push((
+                id.value().to_owned(),
+                Entity::decode_older(value.value().1)?,
+            ));
         }
         for (id, entity) in rows {
             let hash = entity.hash_with(&mut buf);
@@ -150,7 +153,7 @@ pub(crate) fn canonical_form(txn: &WriteTransaction) -> Result<Option<u64>, DbEr
         rows.push((
             id.value().to_owned(),
             owner.to_owned(),
-            Entity::decode(bytes)?,
+            Entity::decode_older(bytes)?,
         ));
     }
     for (id, owner, entity) in rows {

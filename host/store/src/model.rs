@@ -321,6 +321,32 @@ impl Db {
         select: impl Fn(&Id, &Bookkeeping) -> bool,
         limit: usize,
     ) -> Result<Vec<Stored>, DbError> {
+        self.model_scan(kind, after, select, limit, |_, owner, bytes, books_of| {
+            Stored::decode(owner, bytes, books_of)
+        })
+    }
+
+    /// The ids [`Db::model_query`] would return, without decoding an entity: what a
+    /// model role lists its work with, every entity of its kinds at start.
+    pub fn model_ids(
+        &self,
+        kind: &str,
+        after: Option<&Id>,
+        select: impl Fn(&Id, &Bookkeeping) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Id>, DbError> {
+        self.model_scan(Some(kind), after, select, limit, |id, _, _, _| Ok(id))
+    }
+
+    /// `take` of up to `limit` rows of the model as [`Db::model_query`] selects them.
+    fn model_scan<T>(
+        &self,
+        kind: Option<&str>,
+        after: Option<&Id>,
+        select: impl Fn(&Id, &Bookkeeping) -> bool,
+        limit: usize,
+        take: impl Fn(Id, &str, &[u8], Bookkeeping) -> Result<T, DbError>,
+    ) -> Result<Vec<T>, DbError> {
         let first_of_kind = kind.map(|k| Id::new(k, ""));
         let lower = match (kind, after) {
             (Some(k), Some(after)) if after.kind() > k => return Ok(Vec::new()),
@@ -352,7 +378,7 @@ impl Db {
                 continue;
             }
             let (owner, bytes) = value.value();
-            out.push(Stored::decode(owner, bytes, books_of)?);
+            out.push(take(id, owner, bytes, books_of)?);
         }
         Ok(out)
     }

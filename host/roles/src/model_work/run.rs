@@ -252,18 +252,13 @@ impl<H: Handler> Runner<H> {
                 let (kind, plugin) = (kind.clone(), plugin.clone());
                 let from = after.take();
                 let page = crate::blocking(&self.services.db, move |db| {
-                    db.model_query(
-                        Some(&kind),
-                        from.as_ref(),
-                        |_, b| H::needs(b, &plugin),
-                        PAGE,
-                    )
+                    db.model_ids(&kind, from.as_ref(), |_, b| H::needs(b, &plugin), PAGE)
                 })
                 .await?;
                 let full = page.len() == PAGE;
-                for stored in page {
-                    after = Some(stored.entity.id().clone());
-                    queue.add(stored.entity.into_id());
+                after = page.last().cloned();
+                for id in page {
+                    queue.add(id);
                 }
                 if !full {
                     break;
