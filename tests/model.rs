@@ -1,6 +1,7 @@
 //! End to end: `synchro model get | list` show the model of a running host through its
 //! admin API — each entity with its owner, edges with their ends, numbers to the last
-//! digit — page by page, and say clearly what is absent or unreachable.
+//! digit — page by page, and say clearly what is absent or unreachable; `synchro model
+//! put | delete` write it as the API, which keeps the graph whole.
 
 use std::time::Duration;
 
@@ -184,6 +185,127 @@ fn model_get_and_list_show_every_entity_with_its_owner_page_by_page() {
         stopped.contains("no running host uses the data directory"),
         "{stopped}"
     );
+}
+
+/// The API writes the graph whole: an edge needs its ends (a collector's edge may
+/// dangle; the API's may not), a vertex with edges goes only with a cascade, edges first,
+/// and never one another plugin wrote; every write is announced with `api` as its source.
+#[test]
+fn the_api_writes_the_graph_whole_and_deletes_only_what_it_wrote() {
+    let inventory = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &inventory);
+    let host = setup.run();
+    host.raw_events(4, WAIT);
+    let model = |args: &[&str]| setup.command(&[&["model"], args].concat());
+
+    let vertex = stdout(&model(&["put", "pserver", "api-1", r#"{"name": "x"}"#]));
+    assert!(
+        vertex.starts_with("pserver api-1 (api) [updated ")
+            && vertex.ends_with("] {\"name\":\"x\"}\n"),
+        "owned by the API, and synced when a step is there (not no-sync): {vertex}"
+    );
+    assert!(!vertex.contains("no-sync"), "{vertex}");
+    let missing = stderr_of_failure(&model(&[
+        "put", "link", "l-1", "{}", "--from", "pserver", "api-1", "--to", "pserver", "nowhere",
+    ]));
+    assert!(
+        missing.contains("the edge's target pserver `nowhere` is not in the model"),
+        "{missing}"
+    );
+    // An end another plugin wrote is an end.
+    let edge: Value = serde_json::from_str(&stdout(&model(&[
+        "put",
+        "link",
+        "l-1",
+        r#"{"w": 1}"#,
+        "--from",
+        "pserver",
+        "api-1",
+        "--to",
+        "pserver",
+        "srv-1",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        edge["edge"],
+        json!({"source": {"kind": "pserver", "key": "api-1"}, "target": {"kind": "pserver", "key": "srv-1"}})
+    );
+    let created: Vec<Value> = host.raw_events(2, WAIT);
+    assert!(
+        created
+            .iter()
+            .all(|e| e["source"] == "api" && e["operation"] == "CREATE"),
+        "{created:?}"
+    );
+
+    // A plugin's entity is changed at its source, not over it.
+    let theirs = stderr_of_failure(&model(&["put", "pserver", "srv-1", "{}"]));
+    assert!(
+        theirs.contains("cannot replace pserver `srv-1`: inv wrote it, and only its writer may"),
+        "{theirs}"
+    );
+    // A vertex with edges: refused, then deleted with them, the edge first.
+    let held = stderr_of_failure(&model(&["delete", "pserver", "api-1"]));
+    assert!(
+        held.contains(
+            "the vertex has 1 edge(s) (link `l-1`): delete them first, or ask to cascade"
+        ),
+        "{held}"
+    );
+    assert!(model(&["get", "pserver", "api-1"]).status.success());
+    let deleted = stdout(&model(&["delete", "pserver", "api-1", "--cascade"]));
+    assert_eq!(deleted, "deleted link l-1\ndeleted pserver api-1\n");
+    let gone = host.raw_events(2, WAIT);
+    assert!(gone.iter().all(|e| e["operation"] == "DELETE"), "{gone:?}");
+    assert_eq!(
+        gone[0]["database-transaction-id"], gone[1]["database-transaction-id"],
+        "one request, one transaction: {gone:?}"
+    );
+    // The collector's vertex has the collector's edge: no cascade deletes it.
+    let edge_of_inv = stderr_of_failure(&model(&["delete", "pserver", "srv-1", "--cascade"]));
+    assert!(
+        edge_of_inv.contains(
+            "cascading would delete the edge tosca.relationships.HostedOn `vm-1/hosted-on`, which inv wrote"
+        ),
+        "{edge_of_inv}"
+    );
+    let absent = stderr_of_failure(&model(&["delete", "pserver", "api-1"]));
+    assert!(
+        absent.contains("the model has no entity pserver `api-1`"),
+        "{absent}"
+    );
+
+    // Bad requests name their mistake; the host goes on.
+    for (method, path, body, says) in [
+        ("PUT", "/v1/model/pserver/x", Some("{"), "EOF"),
+        (
+            "PUT",
+            "/v1/model/pserver/x",
+            Some(r#"{"properties": [1]}"#),
+            "properties",
+        ),
+        (
+            "PUT",
+            "/v1/model/pserver/x",
+            Some(r#"{"properties": {}, "colour": 1}"#),
+            "unknown field `colour`",
+        ),
+        (
+            "DELETE",
+            "/v1/model/pserver/srv-2?cascade=maybe",
+            None,
+            "cascade",
+        ),
+    ] {
+        let (status, answer) = setup.admin_request(method, path, body);
+        assert_eq!(status, 400, "{method} {path}: {answer}");
+        assert!(answer.contains(says), "{method} {path}: {answer}");
+    }
+    assert!(model(&["get", "pserver", "srv-2"]).status.success());
+    host.expect_silence(Duration::from_millis(500));
+    assert!(host.is_running());
 }
 
 /// The model's `pserver` `a` once `check` holds, read with `model get --json`.

@@ -498,6 +498,25 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
     ] {
         assert!(deletes(edge) <= deletes(end), "{end} removed before {edge}");
     }
+
+    // The operator's writes through the API go out the same way, and a cascade brings the
+    // edge down before its end.
+    let model = |args: &[&str]| {
+        let output = setup.command(&[&["model"], args].concat());
+        assert!(output.status.success(), "{args:?}: {output:?}");
+    };
+    model(&["put", "node", "p", "{}"]);
+    model(&["put", "node", "q", "{}"]);
+    model(&[
+        "put", "link", "pq", "{}", "--from", "node", "p", "--to", "node", "q",
+    ]);
+    let put_pq = backend.wait_for("PUT", "/link/pq", 1, WAIT);
+    for end in ["/node/p", "/node/q"] {
+        assert!(backend.requests("PUT", end)[0].at <= put_pq[0].at, "{end}");
+    }
+    model(&["delete", "node", "p", "--cascade"]);
+    let delete_p = backend.wait_for("DELETE", "/node/p", 1, WAIT);
+    assert!(backend.requests("DELETE", "/link/pq")[0].at <= delete_p[0].at);
     host.stop();
 }
 

@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use synchro_status::{HostReport, ModelEntity, ModelFlags, ModelPage, ModelRef, Reloaded};
+use synchro_status::{
+    HostReport, ModelDeleted, ModelEntity, ModelFlags, ModelPage, ModelRef, ModelWrite, Reloaded,
+};
 
 use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
 
@@ -63,11 +65,7 @@ impl Client {
 
     /// The model's entity `kind` `key`.
     pub async fn entity(&self, kind: &str, key: &str) -> anyhow::Result<ModelEntity> {
-        let mut url = self.url("/v1/model")?;
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("the host's address is not a base URL"))?
-            .push(kind)
-            .push(key);
+        let url = self.entity_url(kind, key, &[])?;
         self.call(self.http.get(url)).await
     }
 
@@ -78,19 +76,44 @@ impl Client {
         key: &str,
         flags: &ModelFlags,
     ) -> anyhow::Result<ModelEntity> {
+        let url = self.entity_url(kind, key, &["flags"])?;
+        self.call(json(self.http.post(url), flags)?).await
+    }
+
+    /// Writes the entity `kind` `key` as the API; the entity as it is then.
+    pub async fn put(
+        &self,
+        kind: &str,
+        key: &str,
+        write: &ModelWrite,
+    ) -> anyhow::Result<ModelEntity> {
+        let url = self.entity_url(kind, key, &[])?;
+        self.call(json(self.http.put(url), write)?).await
+    }
+
+    /// Deletes the entity `kind` `key` as the API, with its edges if `cascade`.
+    pub async fn delete(
+        &self,
+        kind: &str,
+        key: &str,
+        cascade: bool,
+    ) -> anyhow::Result<ModelDeleted> {
+        let mut url = self.entity_url(kind, key, &[])?;
+        if cascade {
+            url.query_pairs_mut().append_pair("cascade", "true");
+        }
+        self.call(self.http.delete(url)).await
+    }
+
+    /// `/v1/model/KIND/KEY`, then `tail`, each segment encoded.
+    fn entity_url(&self, kind: &str, key: &str, tail: &[&str]) -> anyhow::Result<reqwest::Url> {
         let mut url = self.url("/v1/model")?;
         url.path_segments_mut()
             .map_err(|()| anyhow::anyhow!("the host's address is not a base URL"))?
             .push(kind)
             .push(key)
-            .push("flags");
-        let body = serde_json::to_vec(flags)?;
-        let request = self
-            .http
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body);
-        self.call(request).await
+            .extend(tail);
+        Ok(url)
     }
 
     /// A page of the model's entities.
@@ -142,4 +165,14 @@ impl Client {
             Err(_) => anyhow::bail!("the host answered {status}"),
         }
     }
+}
+
+/// `request` with `body` as its JSON.
+fn json(
+    request: reqwest::RequestBuilder,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    Ok(request
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body)?))
 }

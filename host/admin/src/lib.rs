@@ -28,7 +28,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
 use synchro_status::{
-    HostReport, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef, Reloaded,
+    HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef,
+    ModelWrite, Reloaded,
 };
 use tokio::sync::oneshot;
 
@@ -77,6 +78,15 @@ pub enum Request {
         ModelFlags,
         oneshot::Sender<Result<ModelEntity, Error>>,
     ),
+    /// Writes an entity as the API: an edge needs its ends.
+    Put(
+        ModelRef,
+        ModelWrite,
+        oneshot::Sender<Result<ModelEntity, Error>>,
+    ),
+    /// Deletes an entity as the API: not found when absent; a vertex with edges only
+    /// with `cascade` (the `bool`).
+    Delete(ModelRef, bool, oneshot::Sender<Result<ModelDeleted, Error>>),
 }
 
 /// Which page of the model's entities: of `kind` (every kind when `None`), only those

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
 use synchro_status::{
-    HostReport, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef, Reloaded,
+    HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef,
+    ModelWrite, Reloaded,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -48,7 +49,10 @@ pub async fn serve(
         .route("/v1/plugins/{name}/reload", post(reload))
         .route("/v1/plugins/{name}/release", post(release))
         .route("/v1/model", get(entities))
-        .route("/v1/model/{kind}/{key}", get(entity))
+        .route(
+            "/v1/model/{kind}/{key}",
+            get(entity).put(write).delete(delete),
+        )
         .route("/v1/model/{kind}/{key}/flags", post(flag))
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
@@ -143,6 +147,42 @@ async fn flag(
     let Json(flags) = flags.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
     ask(&requests, |tx| {
         Request::Flag(ModelRef { kind, key }, flags, tx)
+    })
+    .await?
+    .map(Json)
+    .map_err(refusal)
+}
+
+async fn write(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath((kind, key)): UrlPath<(String, String)>,
+    body: Result<Json<ModelWrite>, axum::extract::rejection::JsonRejection>,
+) -> Reply<ModelEntity> {
+    let Json(body) = body.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    ask(&requests, |tx| {
+        Request::Put(ModelRef { kind, key }, body, tx)
+    })
+    .await?
+    .map(Json)
+    .map_err(refusal)
+}
+
+/// The query of `DELETE /v1/model/KIND/KEY`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    cascade: bool,
+}
+
+async fn delete(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath((kind, key)): UrlPath<(String, String)>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply<ModelDeleted> {
+    let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    ask(&requests, |tx| {
+        Request::Delete(ModelRef { kind, key }, query.cascade, tx)
     })
     .await?
     .map(Json)

@@ -153,6 +153,40 @@ enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Writes an entity into the model as the API (its owner: `api`), then shows it: a
+    /// vertex, or with --from and --to an edge, whose ends must be in the model. It is
+    /// announced, policed and synced like a plugin's write.
+    Put {
+        kind: String,
+        key: String,
+        /// The properties, a JSON object.
+        properties: String,
+        /// The edge's source.
+        #[arg(long, num_args = 2, value_names = ["KIND", "KEY"], requires = "to")]
+        from: Option<Vec<String>>,
+        /// The edge's target.
+        #[arg(long, num_args = 2, value_names = ["KIND", "KEY"], requires = "from")]
+        to: Option<Vec<String>>,
+        #[arg(long)]
+        schema_version: Option<String>,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the entity's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes an entity the API wrote; a vertex with edges only with --cascade, which
+    /// deletes the edges first (all of them the API's). Prints what went, one a line.
+    Delete {
+        kind: String,
+        key: String,
+        #[arg(long)]
+        cascade: bool,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// A flag's value on the command line.
@@ -265,6 +299,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             model::flag(config.as_deref(), &kind, &key, flags, json)
         }
+        Command::Model {
+            command:
+                ModelCommand::Put {
+                    kind,
+                    key,
+                    properties,
+                    from,
+                    to,
+                    schema_version,
+                    config,
+                    json,
+                },
+        } => {
+            let ends = from.zip(to).map(|(from, to)| [from, to]);
+            model::put(
+                config.as_deref(),
+                (&kind, &key),
+                &properties,
+                ends,
+                schema_version,
+                json,
+            )
+        }
+        Command::Model {
+            command:
+                ModelCommand::Delete {
+                    kind,
+                    key,
+                    cascade,
+                    config,
+                },
+        } => model::delete(config.as_deref(), &kind, &key, cascade),
         Command::Model {
             command:
                 ModelCommand::List {

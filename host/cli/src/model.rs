@@ -1,13 +1,15 @@
-//! `synchro model get | list | flag`: the model of a running host, through its admin
-//! API.
+//! `synchro model get | list | flag | put | delete`: the model of a running host, through
+//! its admin API.
 
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context;
 use synchro_admin::{MAX_PAGE, PageRequest};
 use synchro_model::OneLine;
 use synchro_status::{
-    ModelBookkeeping, ModelEntity, ModelFilter, ModelFlags, ModelRef, RoleOutcome,
+    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelFlags, ModelRef, ModelWrite,
+    RoleOutcome,
 };
 
 use crate::status::admin;
@@ -31,6 +33,55 @@ pub fn flag(
     let entity = admin(config, |c| async move { c.flag(kind, key, &flags).await })?;
     let mut out = std::io::stdout().lock();
     print(&mut out, &entity, json)?;
+    Ok(())
+}
+
+/// Writes the entity `kind` `key` with `properties` (an edge between `ends`, each `[KIND,
+/// KEY]`), and prints it as it is then.
+pub fn put(
+    config: Option<&Path>,
+    (kind, key): (&str, &str),
+    properties: &str,
+    ends: Option<[Vec<String>; 2]>,
+    schema_version: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let properties = serde_json::value::RawValue::from_string(properties.to_owned())
+        .context("the properties are not JSON")?;
+    let end = |mut pair: Vec<String>| {
+        let key = pair.pop().expect("clap takes two values");
+        let kind = pair.pop().expect("clap takes two values");
+        ModelRef { kind, key }
+    };
+    let write = ModelWrite {
+        properties,
+        schema_version,
+        edge: ends.map(|[from, to]| ModelEdge {
+            source: end(from),
+            target: end(to),
+        }),
+    };
+    let entity = admin(config, |c| async move { c.put(kind, key, &write).await })?;
+    let mut out = std::io::stdout().lock();
+    print(&mut out, &entity, json)?;
+    Ok(())
+}
+
+/// Deletes the entity `kind` `key` (with its edges if `cascade`), and prints what went.
+pub fn delete(config: Option<&Path>, kind: &str, key: &str, cascade: bool) -> anyhow::Result<()> {
+    let deleted = admin(
+        config,
+        |c| async move { c.delete(kind, key, cascade).await },
+    )?;
+    let mut out = std::io::stdout().lock();
+    for gone in &deleted.deleted {
+        writeln!(
+            out,
+            "deleted {} {}",
+            OneLine(&gone.kind),
+            OneLine(&gone.key)
+        )?;
+    }
     Ok(())
 }
 

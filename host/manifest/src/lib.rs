@@ -145,6 +145,12 @@ impl Manifest {
                 raw.name
             )));
         }
+        if raw.name == API_WRITER {
+            return Err(fail(format!(
+                "field `name`: `{API_WRITER}` is the name the host's API writes the model under; \
+                 a plugin named so would own what operators wrote: choose another name"
+            )));
+        }
         // The name keys the operator's grants, the baseline and the consumer group: a
         // manifest must not claim them by naming another plugin than its file does.
         let stem = path
@@ -240,6 +246,10 @@ pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
+/// The owner of what the host's API writes into the model: a name no plugin may take, so
+/// that no plugin may replace or delete it.
+pub const API_WRITER: &str = "api";
+
 fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -299,6 +309,10 @@ mod tests {
             (
                 GOOD.replace("name = \"inv\"", "name = \"neighbour\""),
                 "field `name`: `neighbour` is not the file's name; a plugin's manifest is NAME.toml",
+            ),
+            (
+                GOOD.replace("name = \"inv\"", "name = \"api\""),
+                "field `name`: `api` is the name the host's API writes the model under",
             ),
         ];
         for (text, expected) in cases {

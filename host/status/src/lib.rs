@@ -323,6 +323,26 @@ pub struct ModelFlags {
     pub write_protect: Option<bool>,
 }
 
+/// An entity the operator writes into the model (`synchro model put`, `PUT
+/// /v1/model/KIND/KEY`), owned by the API: its properties, and the ends of an edge, which
+/// must both be in the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ModelWrite {
+    pub properties: Box<serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ModelEdge>,
+}
+
+/// What the operator's deletion of an entity (`synchro model delete`, `DELETE
+/// /v1/model/KIND/KEY`) deleted: the edges a cascade took with it, then the entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelDeleted {
+    pub deleted: Vec<ModelRef>,
+}
+
 /// One model policy's or sync step's progress on an entity.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

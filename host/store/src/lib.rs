@@ -10,6 +10,7 @@ mod appender;
 mod baseline;
 mod bookkeeping;
 mod edges;
+mod graph;
 mod migrate;
 mod model;
 mod outbox;
@@ -25,6 +26,7 @@ use synchro_model::{EntityError, ErrorKind};
 
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
+pub use graph::{Cascaded, GraphRefusal};
 pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Swept, Write, Writer};
 pub use outbox::{Cursor, Start, wait_handled};
 pub use sources::Sources;

@@ -395,23 +395,7 @@ impl Db {
         entity: &Entity,
         record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
-        let at = outbox::last_seq(&txn)? + 1;
-        let change = {
-            let mut rows = Rows::open(&txn, self.policies())?;
-            let sources = self.sources();
-            let id = entity.id();
-            if writer.acting == Acting::Source && sources.rank(id.kind(), writer.plugin).is_some() {
-                // Sources still write what the operator write-protected.
-                rows.reconcile(&sources, id, writer.plugin, Some(entity), at, false)?
-            } else {
-                match rows.put(writer, entity, at)? {
-                    Ok(change) => change,
-                    Err(refused) => return Ok(refused),
-                }
-            }
-        };
-        self.commit_announcing(txn, change, at, record)
+        self.model_apply(writer, entity.id(), Some(entity), record)
     }
 
     /// Removes the entity `id` unless another plugin than `writer` owns it (or the
@@ -425,25 +409,32 @@ impl Db {
         id: &Id,
         record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
+        self.model_apply(writer, id, None, record)
+    }
+
+    /// `writer`'s write (`Some`) or deletion (`None`) of `id`, in a transaction of its
+    /// own.
+    fn model_apply(
+        &self,
+        writer: Writer<'_>,
+        id: &Id,
+        entity: Option<&Entity>,
+        record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
+    ) -> Result<Write, DbError> {
         let txn = self.db.begin_write().map_err(dberr)?;
         let at = outbox::last_seq(&txn)? + 1;
         let change = {
             let mut rows = Rows::open(&txn, self.policies())?;
-            let sources = self.sources();
-            if writer.acting == Acting::Source && sources.rank(id.kind(), writer.plugin).is_some() {
-                rows.reconcile(&sources, id, writer.plugin, None, at, false)?
-            } else {
-                match rows.remove(writer, id, at)? {
-                    Ok(change) => change,
-                    Err(refused) => return Ok(refused),
-                }
+            match rows.apply(&self.sources(), writer, id, entity, at)? {
+                Ok(change) => change,
+                Err(refused) => return Ok(refused),
             }
         };
         self.commit_announcing(txn, change, at, record)
     }
 
     /// Commits `txn` with the record of `change`, made at version `at`.
-    fn commit_announcing(
+    pub(crate) fn commit_announcing(
         &self,
         txn: WriteTransaction,
         change: Change,
@@ -688,7 +679,7 @@ impl Db {
     }
 
     /// Appends `records` to the outbox in `txn`, then commits.
-    fn commit_with<'r>(
+    pub(crate) fn commit_with<'r>(
         &self,
         txn: WriteTransaction,
         records: impl IntoIterator<Item = &'r [u8]>,
@@ -701,7 +692,7 @@ impl Db {
 }
 
 /// The model's tables in one write transaction.
-struct Rows<'txn> {
+pub(crate) struct Rows<'txn> {
     model: redb::Table<'txn, &'static str, (&'static str, &'static [u8])>,
     books: redb::Table<'txn, &'static str, &'static [u8]>,
     policed: policed::PolicedAs<'txn>,
@@ -737,7 +728,7 @@ impl Policies {
 }
 
 /// What a write did to the model.
-enum Change {
+pub(crate) enum Change {
     /// Not written: a plugin the operator does not rank for the kind owns the entity (a
     /// ranked source's write; see `sources`).
     Refused(String),
@@ -748,7 +739,10 @@ enum Change {
 }
 
 impl<'txn> Rows<'txn> {
-    fn open(txn: &'txn WriteTransaction, policies: Policies) -> Result<Rows<'txn>, DbError> {
+    pub(crate) fn open(
+        txn: &'txn WriteTransaction,
+        policies: Policies,
+    ) -> Result<Rows<'txn>, DbError> {
         Ok(Rows {
             model: txn.open_table(ENTITIES).map_err(dberr)?,
             books: txn.open_table(BOOKKEEPING).map_err(dberr)?,
@@ -758,6 +752,27 @@ impl<'txn> Rows<'txn> {
             policies,
             purged: false,
         })
+    }
+
+    /// The owner of `id` (empty while unclaimed), if the model holds it and it is not
+    /// deleted.
+    pub(crate) fn live_owner(&self, id: &Id) -> Result<Option<String>, DbError> {
+        let Some(row) = self.model.get(id.as_str()).map_err(dberr)? else {
+            return Ok(None);
+        };
+        let owner = row.value().0.to_owned();
+        Ok((!bookkeeping::get(&self.books, id)?.deleted).then_some(owner))
+    }
+
+    /// The edges with `vertex` as an end that are not deleted.
+    pub(crate) fn live_edges_of(&self, vertex: &Id) -> Result<Vec<Id>, DbError> {
+        let mut live = Vec::new();
+        for edge in edges::of(&self.edges, vertex)? {
+            if self.live_owner(&edge)?.is_some() {
+                live.push(edge);
+            }
+        }
+        Ok(live)
     }
 
     /// Deletes `id` from the model at version `at`: softly while a role still has to
@@ -796,6 +811,34 @@ impl<'txn> Rows<'txn> {
         }
         self.purged = true;
         Ok(())
+    }
+
+    /// `writer`'s write (`Some`) or deletion (`None`) of `id` at version `at`, or why it
+    /// may not (`Err`): a source the operator ranks for the kind contributes it to the
+    /// merge, any other writer writes the entity itself.
+    pub(crate) fn apply(
+        &mut self,
+        sources: &Sources,
+        writer: Writer<'_>,
+        id: &Id,
+        entity: Option<&Entity>,
+        at: Version,
+    ) -> Result<Result<Change, Write>, DbError> {
+        if writer.acting == Acting::Source && sources.rank(id.kind(), writer.plugin).is_some() {
+            // Sources still write what the operator write-protected.
+            return Ok(Ok(self.reconcile(
+                sources,
+                id,
+                writer.plugin,
+                entity,
+                at,
+                false,
+            )?));
+        }
+        match entity {
+            Some(entity) => self.put(writer, entity, at),
+            None => self.remove(writer, id, at),
+        }
     }
 
     /// `writer`'s write of `entity` at version `at`, or why it may not (`Err`).

@@ -4,6 +4,7 @@
 mod config;
 mod dir_watch;
 mod model_view;
+mod model_write;
 mod registry;
 mod relay;
 mod retention;
@@ -122,6 +123,8 @@ impl Supervisor {
                         let handlers = registry.handlers_of(&wanted.kind);
                         model_view::flag(&services.db, registry.work(), wanted, flags, handlers, reply);
                     }
+                    Request::Put(wanted, write, reply) => model_write::put(&services.db, registry.work(), wanted, write, reply),
+                    Request::Delete(wanted, cascade, reply) => model_write::delete(&services.db, wanted, cascade, reply),
                     Request::Reload(name, reply) => {
                         drop(reply.send(registry.reload(&name).await));
                         // A reloaded manifest may point at a component elsewhere.

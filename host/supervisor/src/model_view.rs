@@ -102,7 +102,7 @@ pub fn flag(
     });
 }
 
-fn not_found(id: &Id) -> Error {
+pub(crate) fn not_found(id: &Id) -> Error {
     Error::new(ErrorKind::NotFound, format!("the model has no entity {id}"))
 }
 
@@ -144,7 +144,7 @@ pub fn entities(
 }
 
 /// Answers `reply` with what `read` finds in `db`, read on a blocking thread.
-fn answer<T: Send + 'static>(
+pub(crate) fn answer<T: Send + 'static>(
     db: &Arc<Db>,
     reply: oneshot::Sender<Result<T, Error>>,
     read: impl FnOnce(&Db) -> Result<T, Error> + Send + 'static,
@@ -153,13 +153,13 @@ fn answer<T: Send + 'static>(
     tokio::task::spawn_blocking(move || drop(reply.send(read(&db))));
 }
 
-fn failed(error: DbError) -> Error {
+pub(crate) fn failed(error: DbError) -> Error {
     Error::new(error.kind(), error.to_string())
 }
 
 /// What the API shows of a stored entity; an error if its properties are not JSON (a
 /// damaged database), which the answer names.
-fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
+pub(crate) fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, Error> {
     let id = stored.entity.id().clone();
     let sources = db
         .model_sources(&id)
