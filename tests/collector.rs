@@ -193,6 +193,21 @@ fn plugin_check_names_roles_and_mismatches() {
     let ok = setup.command(&["plugin", "check", wasm.to_str().unwrap()]);
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("role collector: ok"));
+    // With the host's config, the compiled component waits in that host's cache...
+    let cached = std::fs::read_dir(setup.dir.path().join("data/cache")).unwrap();
+    assert_eq!(cached.count(), 1);
+    // ...and without one, the check writes nothing where it runs (it wrote the cache of
+    // a default host, `.synchro/cache`, into the current directory).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let ok = std::process::Command::new(synchro_testkit::synchro())
+        .args(["plugin", "check"])
+        .arg(&wasm)
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{ok:?}");
+    let written: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert!(written.is_empty(), "{written:?}");
 
     setup.write("bad.wasm", "nope");
     let bad = setup.command(&[

@@ -243,6 +243,75 @@ fn a_fuel_budget_stops_a_spinning_plugin_long_before_its_deadline() {
     host.stop();
 }
 
+/// What a plugin prints reaches the host's log as its `log` lines do: attributed to it,
+/// held to its lines per call and 4 KiB a line; and a panic's message is there before
+/// the failure it caused, instead of a bare "unreachable".
+#[test]
+fn what_a_plugin_prints_reaches_the_log_attributed_and_bounded() {
+    let printer = Source::start(
+        &json!({"mode": "print", "count": 50, "stdout": "hello from stdout",
+                "stderr": "e".repeat(5000), "entities": [{"key": "a", "kind": "k", "properties": {}}]})
+        .to_string(),
+    );
+    let trapper = Source::start(&json!({"mode": "trap"}).to_string());
+    let setup = Setup::new();
+    setup.scripted_plugin_with(
+        "printer",
+        &printer,
+        "5s",
+        "",
+        "log = { lines-per-call = 5 }",
+    );
+    setup.scripted_plugin("trapper", &trapper, "5s", "");
+    let host = setup.run();
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    host.wait_for_log(
+        "stdout and stderr lines over the per-call cap were dropped plugin=printer dropped=95",
+        WAIT,
+    );
+    let log = host.log();
+    let first_call = &log[..log.find("dropped=95").unwrap()];
+    let printed: Vec<&str> = first_call
+        .lines()
+        .filter(|l| l.contains(" plugin: ") && l.contains("plugin=printer"))
+        .collect();
+    assert_eq!(printed.len(), 5, "{printed:?}");
+    let stdout: Vec<&&str> = printed
+        .iter()
+        .filter(|l| l.contains("hello from stdout"))
+        .collect();
+    assert_eq!(stdout.len(), 3, "{printed:?}");
+    assert!(
+        stdout
+            .iter()
+            .all(|l| l.contains("INFO") && l.contains("stream=stdout"))
+    );
+    for line in printed.iter().filter(|l| l.contains("stream=stderr")) {
+        assert!(line.contains("WARN"), "{line}");
+        assert!(line.contains("eeee… [904 bytes cut]"), "{line}");
+        assert!(line.len() < 4096 + 200, "a line of {} bytes", line.len());
+    }
+
+    // The panic says why, attributed, before the failure is reported.
+    host.wait_for_log("collect failed, nothing changed", WAIT);
+    let log = host.log();
+    let panic = log
+        .lines()
+        .position(|l| l.contains("the script asked for a trap"))
+        .unwrap_or_else(|| panic!("the panic's message is not in the log:\n{log}"));
+    let line = log.lines().nth(panic).unwrap();
+    assert!(
+        line.contains("plugin=trapper") && line.contains("stream=stderr"),
+        "{line}"
+    );
+    let failed = log
+        .lines()
+        .position(|l| l.contains("collect failed") && l.contains("trapper"))
+        .unwrap();
+    assert!(panic < failed, "{log}");
+    host.stop();
+}
+
 #[test]
 fn a_plugin_flooding_the_log_is_held_to_its_lines_and_bytes() {
     let source = Source::start(

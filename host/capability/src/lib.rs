@@ -19,6 +19,7 @@ use synchro_status::{Counters, Status};
 use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
 
+pub use log::guest_output;
 pub use poll::{Http, PollSettings};
 pub use snapshot::SnapshotSink;
 

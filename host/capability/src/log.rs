@@ -52,6 +52,12 @@ impl crate::Grant for Grant {
     }
 }
 
+/// Where the guest's stdout and stderr go: the plugin's log, held to the lines per call
+/// of its `log` grant (a count of their own), each line cut as a `log` line is.
+pub fn guest_output(call: &CallContext) -> synchro_engine::GuestOutput {
+    synchro_engine::GuestOutput::new(call.plugin.clone(), call.grants.log.lines_per_call)
+}
+
 pub struct Capability {
     call: CallContext,
     lines: u32,

@@ -7,9 +7,13 @@ use synchro_roles::{Plugin, Roles};
 use synchro_supervisor::Config;
 
 /// `synchro plugin check`: which roles a component implements, or what does not match;
-/// for a manifest, also what it asks for and what this host's config grants it.
-pub fn run(file: &Path, config: &Config) -> anyhow::Result<()> {
-    let engine = synchro_roles::engine(&config.data_dir.join("cache"), config.fuel_metering)?;
+/// for a manifest, also what it asks for and what this host's config grants it. With the
+/// host's config (`host`), the compiled component goes into that host's cache, so that
+/// its next load is quick; without one, nothing is written anywhere.
+pub fn run(file: &Path, host: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load_or_default(host)?;
+    let cache = host.map(|_| config.data_dir.join("cache"));
+    let engine = synchro_roles::engine(cache.as_deref(), config.fuel_metering)?;
     if file.extension().is_some_and(|e| e == "toml") {
         let plugin = Plugin::load(&engine, file, &config.load_policy())?;
         let manifest = &plugin.manifest;

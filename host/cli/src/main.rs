@@ -265,7 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin {
             command: PluginCommand::Check { file, config },
-        } => check::run(&file, &Config::load_or_default(config.as_deref())?),
+        } => check::run(&file, config.as_deref()),
         Command::Status { config, json } => status::status(config.as_deref(), json),
         Command::Plugin {
             command: PluginCommand::Reload { name, config },

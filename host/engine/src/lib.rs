@@ -9,6 +9,7 @@
 
 mod cache;
 mod contract;
+mod output;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::Origin;
 pub use contract::Contract;
+pub use output::GuestOutput;
+use output::Stream;
 /// For the bindings generated over the WIT (`wasmtime_crate`) and the roles' calls: the
 /// crates above name wasmtime only through this.
 pub use wasmtime;
@@ -92,7 +95,7 @@ impl CallError {
 pub struct Engine<C: 'static> {
     engine: wasmtime::Engine,
     linker: Linker<CallState<C>>,
-    cache: cache::ComponentCache,
+    cache: Option<cache::ComponentCache>,
     pooling: bool,
     fuel_metering: bool,
     _ticker: EpochTicker,
@@ -100,10 +103,11 @@ pub struct Engine<C: 'static> {
 
 impl<C: Send + 'static> Engine<C> {
     /// Builds the engine (with the pooling allocator when the machine allows it), its
-    /// component cache in `cache_dir`, and a linker with a denied-by-default WASI plus
-    /// whatever `register` adds. Fuel is counted only with `fuel_metering`.
+    /// component cache in `cache_dir` (none: every load compiles), and a linker with a
+    /// denied-by-default WASI plus whatever `register` adds. Fuel is counted only with
+    /// `fuel_metering`.
     pub fn new(
-        cache_dir: &Path,
+        cache_dir: Option<&Path>,
         fuel_metering: bool,
         register: impl FnOnce(&mut Linker<CallState<C>>) -> wasmtime::Result<()>,
     ) -> anyhow::Result<Engine<C>> {
@@ -119,7 +123,7 @@ impl<C: Send + 'static> Engine<C> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         register(&mut linker).map_err(anyhow::Error::from)?;
-        let cache = cache::ComponentCache::new(&engine, cache_dir.to_owned());
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(&engine, dir.to_owned()));
         let ticker = EpochTicker::start(engine.clone());
         Ok(Engine {
             engine,
@@ -153,7 +157,13 @@ impl<C: Send + 'static> Engine<C> {
                 "not a WebAssembly binary (it does not start with the wasm magic bytes)"
             ),
         }
-        self.cache.load(&self.engine, bytes)
+        match &self.cache {
+            Some(cache) => cache.load(&self.engine, bytes),
+            None => Ok((
+                Component::from_binary(&self.engine, bytes).map_err(anyhow::Error::from)?,
+                Origin::Compiled,
+            )),
+        }
     }
 
     /// Checks that `component` speaks a `synchro:plugin` series this host supports and
@@ -189,9 +199,12 @@ impl<C: Send + 'static> Engine<C> {
     }
 
     /// A fresh store for one call (or a session of calls) under `limits`, with `caps` as
-    /// the capabilities' state, armed for its first call.
-    pub fn store(&self, caps: C, limits: &Limits) -> Store<CallState<C>> {
+    /// the capabilities' state and the guest's stdout and stderr going to `output`, armed
+    /// for its first call.
+    pub fn store(&self, caps: C, limits: &Limits, output: &GuestOutput) -> Store<CallState<C>> {
         let wasi = WasiCtxBuilder::new()
+            .stdout(output.stream(Stream::Stdout))
+            .stderr(output.stream(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

@@ -41,8 +41,9 @@ pub type PluginEngine = Engine<Capabilities>;
 /// A linked component, ready to instantiate.
 pub type Linked = synchro_engine::wasmtime::component::InstancePre<CallState<Capabilities>>;
 
-/// The engine with every capability linked; compiled components cached in `cache_dir`.
-pub fn engine(cache_dir: &Path, fuel_metering: bool) -> anyhow::Result<PluginEngine> {
+/// The engine with every capability linked; compiled components cached in `cache_dir`
+/// (none: not kept).
+pub fn engine(cache_dir: Option<&Path>, fuel_metering: bool) -> anyhow::Result<PluginEngine> {
     Engine::new(
         cache_dir,
         fuel_metering,

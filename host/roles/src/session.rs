@@ -8,7 +8,7 @@
 use synchro_capability::{CallContext, Capabilities};
 use synchro_engine::wasmtime::Store;
 use synchro_engine::wasmtime::component::Instance;
-use synchro_engine::{CallError, CallState};
+use synchro_engine::{CallError, CallState, GuestOutput};
 use synchro_model::Handling;
 use synchro_wit::WitError;
 
@@ -22,6 +22,8 @@ pub struct Session<G> {
     store: PluginStore,
     guest: G,
     call: CallContext,
+    /// The guest's stdout and stderr, logged as each call ends.
+    output: GuestOutput,
 }
 
 /// One call's parts: the export, the store, and when the call must end.
@@ -40,14 +42,20 @@ impl<G> Session<G> {
         load: impl FnOnce(&mut PluginStore, &Instance) -> synchro_engine::wasmtime::Result<G>,
     ) -> Result<Session<G>, CallError> {
         let limits = call.limits;
-        let mut store = engine.store(Capabilities::new(&call), &limits);
+        let output = synchro_capability::guest_output(&call);
+        let mut store = engine.store(Capabilities::new(&call), &limits, &output);
         let instance = tokio::time::timeout(limits.deadline, linked.instantiate_async(&mut store))
             .await
             .map_err(|_| CallError::Deadline(limits.deadline))?
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         let guest =
             load(&mut store, &instance).map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        Ok(Session { store, guest, call })
+        Ok(Session {
+            store,
+            guest,
+            call,
+            output,
+        })
     }
 
     /// Lets the next calls write `handling` whoever owns it (see [`Handling`]).
@@ -69,7 +77,8 @@ impl<G> Session<G> {
         }
     }
 
-    /// What a call that ran until its deadline returned, as the host reports it.
+    /// What a call that ran until its deadline returned, as the host reports it; what
+    /// the guest printed in it is logged first.
     pub(crate) fn outcome<T>(
         &self,
         returned: Result<
@@ -77,6 +86,7 @@ impl<G> Session<G> {
             tokio::time::error::Elapsed,
         >,
     ) -> Result<T, CallError> {
+        self.output.end_call();
         let limits = &self.call.limits;
         match returned {
             Err(_elapsed) => Err(CallError::Deadline(limits.deadline)),

@@ -40,7 +40,7 @@ impl Supervisor {
         let db = Arc::new(Db::open(&config.data_dir)?);
         db.set_sources(config.ranked_sources().map_err(anyhow::Error::msg)?);
         let engine = Arc::new(synchro_roles::engine(
-            &config.data_dir.join("cache"),
+            Some(&config.data_dir.join("cache")),
             config.fuel_metering,
         )?);
         let http = Http::new(config.poll.clone()).map_err(anyhow::Error::msg)?;

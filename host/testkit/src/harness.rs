@@ -45,7 +45,7 @@ impl Harness {
         open: impl Fn(&Path) -> Result<Db, synchro_store::DbError>,
     ) -> Harness {
         let engine = Arc::new(
-            synchro_roles::engine(&config.data_dir.join("cache"), config.fuel_metering)
+            synchro_roles::engine(Some(&config.data_dir.join("cache")), config.fuel_metering)
                 .expect("the engine"),
         );
         let db = Arc::new(open(&config.data_dir).expect("the database"));

@@ -22,6 +22,8 @@
 //! - `publish`: publish to the topic in `target` (an ungranted topic must be refused);
 //! - `await`: await a response on `target` that never comes, for `timeout-ms`;
 //! - `log-flood`: log `count` lines of `size` bytes each (or `message`), then succeed;
+//! - `print`: print `stdout` to stdout and `stderr` to stderr, `count` times (1 unless
+//!   given), then succeed: the host's log must show them, attributed and bounded;
 //! - `probe`: try to read a file, the environment and open a TCP socket to `target`, and
 //!   report what happened as the properties of entity `probe` — the sandbox must have
 //!   refused all three.
@@ -150,6 +152,17 @@ impl Collector for Scripted {
                 };
                 for _ in 0..script["count"].as_u64().unwrap_or(0) {
                     log::warn(&line);
+                }
+                Ok(Completeness::Complete)
+            }
+            "print" => {
+                for _ in 0..script["count"].as_u64().unwrap_or(1) {
+                    if let Some(text) = script["stdout"].as_str() {
+                        println!("{text}");
+                    }
+                    if let Some(text) = script["stderr"].as_str() {
+                        eprintln!("{text}");
+                    }
                 }
                 Ok(Completeness::Complete)
             }

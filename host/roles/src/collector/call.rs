@@ -28,7 +28,8 @@ impl Collector {
         let guest = &self.guest;
         let mut caps = Capabilities::new(&call);
         caps.snapshot.begin(SnapshotSink::new(baseline, &limits));
-        let mut store = engine.store(caps, &limits);
+        let output = synchro_capability::guest_output(&call);
+        let mut store = engine.store(caps, &limits, &output);
         let result = tokio::time::timeout(limits.deadline, async {
             let instance = linked
                 .instantiate_async(&mut store)
@@ -43,6 +44,7 @@ impl Collector {
                 .map_err(|e| CallError::from_trap(e, &limits))
         })
         .await;
+        output.end_call();
         let (diff, refused) = store
             .data_mut()
             .caps
