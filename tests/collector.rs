@@ -189,6 +189,11 @@ fn bad_plugins_are_refused_with_reasons_and_the_good_one_runs() {
 #[test]
 fn plugin_check_names_roles_and_mismatches() {
     let wasm = synchro_testkit::plugin("http-inventory");
+    assert_eq!(
+        wasm.file_name().unwrap(),
+        "http-inventory.wasm",
+        "named after the plugin's package, not its crate"
+    );
     let setup = Setup::new();
     let ok = setup.command(&["plugin", "check", wasm.to_str().unwrap()]);
     assert!(ok.status.success(), "{ok:?}");

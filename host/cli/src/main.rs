@@ -251,7 +251,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     output,
                 },
         } => {
+            let started = std::time::Instant::now();
             let built = toolchain::build(&dir, toolchain)?;
+            let size = std::fs::metadata(&built)
+                .with_context(|| format!("reading {}", built.display()))?
+                .len();
+            let size = match size {
+                0..1_048_576 => format!("{} KiB", size.div_ceil(1024)),
+                _ => format!("{:.1} MiB", size as f64 / 1_048_576.0),
+            };
+            eprintln!(
+                "synchro: built {} ({size}) in {:.1} s",
+                built.display(),
+                started.elapsed().as_secs_f64()
+            );
             let path = match output {
                 Some(output) => {
                     std::fs::copy(&built, &output)

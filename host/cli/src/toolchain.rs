@@ -31,7 +31,8 @@ pub enum Route {
     Debian,
 }
 
-/// Builds the plugin crate in `dir` in release mode; returns the component's path.
+/// Builds the plugin crate in `dir` in release mode; returns the component's path,
+/// named after the package.
 pub fn build(dir: &Path, route: Route) -> anyhow::Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
@@ -96,7 +97,29 @@ pub fn build(dir: &Path, route: Route) -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    component_from_messages(&output.stdout, &manifest)
+    let built = component_from_messages(&output.stdout, &manifest)?;
+    named_after_package(&manifest, &built)
+}
+
+/// The component `built` for the crate at `manifest`, as `PACKAGE.wasm` beside it: cargo
+/// names it after the crate (`http_inventory.wasm`), a plugin goes by its package's name
+/// (`http-inventory`), as its manifest and the host do.
+fn named_after_package(manifest: &Path, built: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let toml: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", manifest.display()))?;
+    let name = toml
+        .get("package")
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .with_context(|| format!("{} has no [package] name", manifest.display()))?;
+    let named = built.with_file_name(format!("{name}.wasm"));
+    if named != built {
+        std::fs::copy(built, &named)
+            .with_context(|| format!("copying {} to {}", built.display(), named.display()))?;
+    }
+    Ok(named)
 }
 
 /// Finds the `.wasm` cargo produced for the crate at `manifest` in its JSON messages.
