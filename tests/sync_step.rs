@@ -499,8 +499,8 @@ fn edges_go_outside_after_their_ends_and_come_down_before_them() {
         assert!(deletes(edge) <= deletes(end), "{end} removed before {edge}");
     }
 
-    // The operator's writes through the API go out the same way, and a cascade brings the
-    // edge down before its end.
+    // The operator's writes through the API go out the same way, a cascade included (the
+    // step's own order holds the vertex's removal until its edge is down).
     let model = |args: &[&str]| {
         let output = setup.command(&[&["model"], args].concat());
         assert!(output.status.success(), "{args:?}: {output:?}");

@@ -104,7 +104,7 @@ pub enum EntityError {
     InvalidJson { key: String, reason: String },
     #[error("entity `{key}`: properties must be a JSON object, not {found}")]
     NotAnObject { key: String, found: &'static str },
-    #[error("edge `{key}` has an endpoint with an empty key or kind")]
+    #[error("edge `{key}` has an endpoint with an empty key or kind, or a NUL in its kind")]
     BadEndpoint { key: String },
     #[error("stored entity is corrupt: {0}")]
     Corrupt(String),
@@ -131,8 +131,10 @@ impl Entity {
             return Err(EntityError::NulInKind { key });
         }
         if let Some(ends) = &edge {
-            let empty = |r: &EntityRef| r.key.is_empty() || r.kind.is_empty();
-            if empty(&ends.source) || empty(&ends.target) {
+            // A NUL in an end's kind would name another entity's id (`kind NUL key`).
+            let bad =
+                |r: &EntityRef| r.key.is_empty() || r.kind.is_empty() || r.kind.contains('\0');
+            if bad(&ends.source) || bad(&ends.target) {
                 return Err(EntityError::BadEndpoint { key });
             }
         }
@@ -513,6 +515,20 @@ mod tests {
         assert_eq!(
             new("a", "k\0", "{}"),
             "entity `a` has a kind with a NUL character"
+        );
+        let end = |kind: &str| EntityRef {
+            kind: kind.into(),
+            key: "x".into(),
+        };
+        let forged = EdgeEnds {
+            source: end("pserver\0x"),
+            target: end("pserver"),
+        };
+        assert_eq!(
+            Entity::new("e".into(), "link".into(), "{}".into(), None, Some(forged))
+                .unwrap_err()
+                .to_string(),
+            "edge `e` has an endpoint with an empty key or kind, or a NUL in its kind"
         );
         assert!(new("a", "k", "{oops").starts_with("entity `a`: properties are not valid JSON"));
         assert_eq!(

@@ -20,8 +20,12 @@ pub enum GraphRefusal {
     MissingEnd { role: &'static str, end: Id },
     /// The vertex has these edges: deleting it needs a cascade, which deletes them too.
     HasEdges(Vec<Id>),
-    /// A cascade would delete `edge`, which another plugin owns and alone may delete.
+    /// A cascade would delete `edge`, which another plugin owns and alone may delete
+    /// (or, the API being a ranked source of its kind, which `owner` still describes).
     EdgeOwned { edge: Id, owner: String },
+    /// The vertex would stay, `owner` still describing it (the API is a ranked source of
+    /// its kind and only withdraws its part): its edges stay with it.
+    Described { vertex: Id, owner: String },
 }
 
 impl fmt::Display for GraphRefusal {
@@ -45,6 +49,11 @@ impl fmt::Display for GraphRefusal {
                 f,
                 "cascading would delete the edge {edge}, which {owner} wrote and alone may delete"
             ),
+            GraphRefusal::Described { vertex, owner } => write!(
+                f,
+                "{vertex} stays in the model: {owner} describes it too (the API's delete only \
+                 withdraws its own part), so its edges stay with it"
+            ),
         }
     }
 }
@@ -52,8 +61,12 @@ impl fmt::Display for GraphRefusal {
 /// What [`Db::model_delete_cascading`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cascaded {
-    /// The vertex's deletion.
+    /// The vertex's deletion: done, or why nothing was written.
     pub write: Write,
+    /// Whether the vertex went: not if it was not there, nor, the API being a ranked
+    /// source of its kind, while another source describes it (the API's part is
+    /// withdrawn).
+    pub deleted: bool,
     /// The edges deleted with it, each announced before it.
     pub edges: Vec<Id>,
 }
@@ -97,7 +110,9 @@ impl Db {
     /// [`Db::model_delete`] does, unless edges hang on it: then only if `cascade`, with
     /// them, in one transaction, each edge's change `record`ed before the vertex's (a
     /// reader of the stream never sees an edge outlive its end). Nothing is deleted if
-    /// one of the edges is another plugin's.
+    /// one of the edges would stay (another plugin wrote it, or, the API being a ranked
+    /// source of its kind, another source still describes it), nor if the vertex with
+    /// edges would.
     pub fn model_delete_cascading(
         &self,
         plugin: &str,
@@ -110,28 +125,30 @@ impl Db {
         let sources = self.sources();
         let mut records = Vec::new();
         let mut gone = Vec::new();
-        let write = {
+        let cascaded = {
             let mut rows = Rows::open(&txn, self.policies())?;
+            if rows.live_owner(id)?.is_none() {
+                return Ok(Ok(Cascaded {
+                    write: Write::Done { version: None },
+                    deleted: false,
+                    edges: Vec::new(),
+                }));
+            }
             let edges = rows.live_edges_of(id)?;
             if !edges.is_empty() && !cascade {
                 return Ok(Err(GraphRefusal::HasEdges(edges)));
             }
+            let had_edges = !edges.is_empty();
             for edge in edges {
-                match rows.apply(&sources, source(plugin), &edge, None, at)? {
-                    Ok(Change::Changed(operation, entity)) => {
-                        records.push(record(operation, &entity));
-                        gone.push(edge);
-                        at += 1;
-                    }
-                    // A ranked source's withdrawal: others still describe it.
-                    Ok(Change::Unchanged) => {}
-                    Ok(Change::Refused(owner)) => {
-                        return Ok(Err(GraphRefusal::EdgeOwned { edge, owner }));
-                    }
-                    Err(_) => {
-                        let owner = rows.live_owner(&edge)?.unwrap_or_default();
-                        return Ok(Err(GraphRefusal::EdgeOwned { edge, owner }));
-                    }
+                let change = rows.apply(&sources, source(plugin), &edge, None, at)?;
+                // Still there: another plugin's, or another ranked source's too.
+                if let Some(owner) = rows.live_owner(&edge)? {
+                    return Ok(Err(GraphRefusal::EdgeOwned { edge, owner }));
+                }
+                if let Ok(Change::Changed(operation, entity)) = change {
+                    records.push(record(operation, &entity));
+                    gone.push(edge);
+                    at += 1;
                 }
             }
             let write = match rows.apply(&sources, source(plugin), id, None, at)? {
@@ -147,13 +164,25 @@ impl Db {
                 // Not the edges either: the transaction is dropped.
                 return Ok(Ok(Cascaded {
                     write,
+                    deleted: false,
                     edges: Vec::new(),
                 }));
             }
-            write
+            let kept = rows.live_owner(id)?;
+            if let (Some(owner), true) = (&kept, had_edges) {
+                return Ok(Err(GraphRefusal::Described {
+                    vertex: id.clone(),
+                    owner: owner.clone(),
+                }));
+            }
+            Cascaded {
+                write,
+                deleted: kept.is_none(),
+                edges: gone,
+            }
         };
         self.commit_with(txn, records.iter().map(Vec::as_slice))?;
-        Ok(Ok(Cascaded { write, edges: gone }))
+        Ok(Ok(cascaded))
     }
 }
 
@@ -334,8 +363,73 @@ mod tests {
             write,
             Ok(Cascaded {
                 write: Write::Refused,
+                deleted: false,
                 edges: Vec::new()
             })
+        );
+    }
+
+    /// The API ranked among a kind's sources only withdraws its part: a cascade takes no
+    /// edge another source still describes, and leaves no vertex that stays without its
+    /// edges; a vertex without edges stays while another source describes it.
+    #[test]
+    fn a_ranked_api_withdraws_its_part_and_a_cascade_takes_nothing_that_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let ranked = || vec!["api".to_owned(), "cmdb".to_owned()];
+        let ranking = [
+            ("pserver".to_owned(), ranked()),
+            ("link".to_owned(), ranked()),
+        ];
+        db.set_sources(crate::Sources::new(ranking.into()).unwrap());
+        for key in ["a", "b", "c", "d"] {
+            put(&db, &vertex(key)).unwrap();
+        }
+        put(&db, &edge("e", "a", "b")).unwrap();
+        put(&db, &edge("f", "b", "d")).unwrap();
+        let upsert = |entity: Entity| Upsert {
+            operation: Operation::Create,
+            entity,
+            hash: 1,
+        };
+        let cmdb = [edge("e", "a", "b"), vertex("c"), vertex("d")].map(upsert);
+        db.commit_collect("cmdb", &cmdb, &[], true, line).unwrap();
+        let before = db.last_change();
+        let id = |kind: &str, key: &str| Id::new(kind, key);
+
+        let refused = db.model_delete_cascading("api", &id("pserver", "a"), true, line);
+        assert_eq!(
+            refused.unwrap(),
+            Err(GraphRefusal::EdgeOwned {
+                edge: id("link", "e"),
+                owner: "cmdb".into(),
+            })
+        );
+        let refused = db.model_delete_cascading("api", &id("pserver", "d"), true, line);
+        assert_eq!(
+            refused.unwrap(),
+            Err(GraphRefusal::Described {
+                vertex: id("pserver", "d"),
+                owner: "cmdb".into(),
+            })
+        );
+        assert_eq!(db.last_change(), before, "nothing deleted");
+        assert!(
+            live(&db, &id("link", "f")),
+            "the edge stays with its vertex"
+        );
+
+        let c = db
+            .model_delete_cascading("api", &id("pserver", "c"), false, line)
+            .unwrap()
+            .unwrap();
+        assert!(!c.deleted, "{c:?}");
+        assert!(live(&db, &id("pserver", "c")));
+        let owner = db.model_get(&id("pserver", "c")).unwrap().unwrap().owner;
+        assert_eq!(
+            owner.as_deref(),
+            Some("cmdb"),
+            "the API's part is withdrawn"
         );
     }
 }

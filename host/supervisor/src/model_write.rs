@@ -70,7 +70,11 @@ pub fn delete(
             return Err(not_found(&id));
         }
         let transaction = synchro_model::new_transaction_id();
-        let Cascaded { write, edges } = db
+        let Cascaded {
+            write,
+            deleted: vertex_deleted,
+            edges,
+        } = db
             .model_delete_cascading(API_WRITER, &id, cascade, |operation, entity| {
                 record(operation, entity, &transaction)
             })
@@ -84,7 +88,11 @@ pub fn delete(
             key: id.key().to_owned(),
         };
         let mut deleted: Vec<ModelRef> = edges.iter().map(as_ref).collect();
-        deleted.push(as_ref(&id));
+        // Not when the API is a ranked source of the kind and another still describes it:
+        // its part is withdrawn, the entity stays.
+        if vertex_deleted {
+            deleted.push(as_ref(&id));
+        }
         Ok(ModelDeleted { deleted })
     });
 }
@@ -105,7 +113,9 @@ fn record(operation: Operation, entity: &Entity, transaction: &str) -> Vec<u8> {
 fn refused(refusal: GraphRefusal) -> Error {
     let kind = match refusal {
         GraphRefusal::MissingEnd { .. } => ErrorKind::InvalidInput,
-        GraphRefusal::HasEdges(_) | GraphRefusal::EdgeOwned { .. } => ErrorKind::Conflict,
+        GraphRefusal::HasEdges(_)
+        | GraphRefusal::EdgeOwned { .. }
+        | GraphRefusal::Described { .. } => ErrorKind::Conflict,
     };
     Error::new(kind, refusal.to_string())
 }
