@@ -22,6 +22,11 @@ use crate::{DbError, baseline, dberr, model, outbox};
 
 /// The canonical form this host writes: 1 wrote numbers as serde_json does, 2 by value
 /// (`synchro_model`'s canonical module). Stored in `meta`.
+///
+/// [`canonical_form`] rewrites the baselines and the model's entities, the only tables
+/// that held entities under form 1. The sources' contributions and what each policy last
+/// handled hold entities too, written only under form 2: a form 3 must rewrite them as
+/// well, since [`Entity::decode`] takes a stored form as it is.
 const CANONICAL_FORM: u64 = 2;
 const CANONICAL_FORM_KEY: &str = "canonical-form";
 
