@@ -73,10 +73,21 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk() {
         ),
     )
     .unwrap();
-    let built = run(Command::new(synchro_testkit::synchro())
+    let output = Command::new(synchro_testkit::synchro())
         .args(["plugin", "build"])
         .arg(&plugin)
-        .env("CARGO_TARGET_DIR", repo().join("plugins/target")));
+        .env("CARGO_TARGET_DIR", repo().join("plugins/target"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    // The build says what it made and what the host makes of it.
+    assert!(
+        said.contains("outside-inventory.wasm (") && said.contains(" KiB) in "),
+        "{said}"
+    );
+    assert!(said.contains("  role collector: ok"), "{said}");
+    let built = String::from_utf8(output.stdout).unwrap();
     let component = Path::new(built.trim());
     assert_eq!(
         component.file_name().unwrap(),

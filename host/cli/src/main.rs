@@ -265,6 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 built.display(),
                 started.elapsed().as_secs_f64()
             );
+            // What the host will make of it, on stderr: stdout is the path, for scripts.
+            check::run(&built, None, &mut std::io::stderr().lock())
+                .with_context(|| format!("built {}, but it is no plugin", built.display()))?;
             let path = match output {
                 Some(output) => {
                     std::fs::copy(&built, &output)
@@ -278,7 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin {
             command: PluginCommand::Check { file, config },
-        } => check::run(&file, config.as_deref()),
+        } => check::run(&file, config.as_deref(), &mut std::io::stdout().lock()),
         Command::Status { config, json } => status::status(config.as_deref(), json),
         Command::Plugin {
             command: PluginCommand::Reload { name, config },
