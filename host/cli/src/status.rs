@@ -135,6 +135,20 @@ fn print_status(report: &HostReport) {
             r.delivered, r.early, r.late, r.duplicate, r.unknown, r.malformed
         );
     }
+    for loading in &report.loading {
+        let name = loading.name.as_deref().unwrap_or("(unnamed)");
+        let replaces = if loading.replaces_running {
+            "; the running version serves meanwhile"
+        } else {
+            ""
+        };
+        println!(
+            "{} compiling for {:.1} s ({}{replaces})",
+            OneLine(name),
+            loading.elapsed_ms as f64 / 1000.0,
+            OneLine(&loading.manifest)
+        );
+    }
     for refused in &report.refused {
         // The error names the manifest.
         println!("NOT LOADED: {}", OneLine(&refused.error));

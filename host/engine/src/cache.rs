@@ -42,32 +42,49 @@ impl ComponentCache {
 
     /// The compiled form of `bytes`, from the cache when present; compiles and stores it
     /// otherwise. A cache that cannot be written only costs the next start a compile.
-    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> anyhow::Result<(Component, Origin)> {
+    ///
+    /// A fresh compile is used through its cache entry too, as a cached start would: the
+    /// entry is mapped from the file, whose pages the system shares and reclaims, where
+    /// the compiled code held in memory (35 MB for a Python plugin) would stay resident.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        precompile: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+    ) -> anyhow::Result<(Component, Origin)> {
         let entry = self.entry(bytes);
         if entry.exists() {
-            // SAFETY: entries are written only by `store` below from `Component::serialize`
-            // of this same engine configuration (the key covers it); the file is not
-            // user input.
-            match unsafe { Component::deserialize_file(engine, &entry) } {
+            match Self::mapped(engine, &entry) {
                 Ok(component) => return Ok((component, Origin::Cache)),
                 Err(e) => {
                     tracing::warn!(path = %entry.display(), "ignoring unusable cache entry: {e}")
                 }
             }
         }
-        let component = Component::from_binary(engine, bytes).map_err(anyhow::Error::from)?;
-        if let Err(e) = self.store(&entry, &component) {
-            tracing::warn!(dir = %self.dir.display(), "cannot cache a compiled component: {e:#}");
-        }
+        let compiled = precompile()?;
+        let stored = self.store(&entry, &compiled);
+        let component = match stored.and_then(|()| Self::mapped(engine, &entry)) {
+            Ok(component) => component,
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "cannot cache a compiled component: {e:#}");
+                // SAFETY: `compiled` was made just now, for this engine.
+                unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?
+            }
+        };
         Ok((component, Origin::Compiled))
     }
 
-    fn store(&self, entry: &Path, component: &Component) -> anyhow::Result<()> {
+    fn mapped(engine: &Engine, entry: &Path) -> anyhow::Result<Component> {
+        // SAFETY: entries are written only by `store` below, compiled for this same
+        // engine configuration (the key covers it); the file is not user input.
+        unsafe { Component::deserialize_file(engine, entry) }.map_err(anyhow::Error::from)
+    }
+
+    fn store(&self, entry: &Path, compiled: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        let serialized = component.serialize().map_err(anyhow::Error::from)?;
         let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, serialized).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, compiled).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, entry).with_context(|| format!("renaming {}", tmp.display()))?;
         Ok(())
     }

@@ -158,12 +158,26 @@ impl<C: Send + 'static> Engine<C> {
             ),
         }
         match &self.cache {
-            Some(cache) => cache.load(&self.engine, bytes),
-            None => Ok((
-                Component::from_binary(&self.engine, bytes).map_err(anyhow::Error::from)?,
-                Origin::Compiled,
-            )),
+            Some(cache) => cache.load(&self.engine, bytes, || self.precompile(bytes)),
+            None => {
+                let compiled = self.precompile(bytes)?;
+                // SAFETY: compiled just now, by an engine configured as this one.
+                let component = unsafe { Component::deserialize(&self.engine, &compiled) };
+                Ok((component.map_err(anyhow::Error::from)?, Origin::Compiled))
+            }
         }
+    }
+
+    /// Compiles `bytes` with an engine of its own, configured as this one and dropped
+    /// afterwards. An engine keeps Cranelift's working memory for its next compile: after
+    /// a few large components (Python and JavaScript plugins), tens of megabytes the host
+    /// would hold for as long as it runs.
+    fn precompile(&self, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let compiler = wasmtime::Engine::new(&engine_config(false, self.fuel_metering))
+            .map_err(anyhow::Error::from)?;
+        compiler
+            .precompile_component(bytes)
+            .map_err(anyhow::Error::from)
     }
 
     /// Checks that `component` speaks a `synchro:plugin` series this host supports and

@@ -174,6 +174,21 @@ pub struct Refused {
     pub error: String,
 }
 
+/// A manifest whose component is being compiled, off the host's loop: a new plugin, or
+/// a new version of a running one, which runs meanwhile. A large component (an
+/// interpreter of Python or JavaScript) takes seconds to compile the first time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Loading {
+    pub manifest: String,
+    /// The plugin's name, where its manifest could be read.
+    pub name: Option<String>,
+    /// Whether a version of it runs (until this one is in).
+    pub replaces_running: bool,
+    /// Since the load was asked for, waiting for a compile slot included.
+    pub elapsed_ms: u64,
+}
+
 /// A version swapped in by a reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -209,6 +224,9 @@ pub struct Responses {
 pub struct HostReport {
     pub plugins: Vec<PluginReport>,
     pub refused: Vec<Refused>,
+    /// The manifests whose components are being compiled.
+    #[serde(default)]
+    pub loading: Vec<Loading>,
     #[serde(default)]
     pub responses: Responses,
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The running host: the database, the bus, the engine, the plugins of the plugin
 //! directory kept in step with it ([`Registry`]), and the admin API.
 
+mod compile;
 mod config;
 mod dir_watch;
 mod model_view;
@@ -19,8 +20,9 @@ use synchro_roles::{PluginEngine, manifests_in};
 use synchro_store::{Appender, Cursor, Db, DbError, Start};
 use tokio::sync::{mpsc, watch};
 
+pub use compile::Compiles;
 pub use config::{Config, ConfigError};
-pub use registry::Registry;
+pub use registry::{Registry, ReloadReply};
 
 use relay::Relay;
 
@@ -81,7 +83,8 @@ impl Supervisor {
             Bus::Kafka(kafka) => Some(Relay::start(&services.db, kafka.clone())?),
             Bus::Embedded(_) => None,
         };
-        let mut registry = Registry::new(self.engine, self.services, self.config.clone());
+        let (mut registry, mut compiles) =
+            Registry::new(self.engine, self.services, self.config.clone());
         registry.scan().await;
         // From the first scan on, so that the event steps of this run hold back what they
         // have not read even before they join.
@@ -114,6 +117,13 @@ impl Supervisor {
                     registry.scan().await;
                     watch_dirs(watcher.as_mut().expect("guarded"), &registry);
                 }
+                compiled = compiles.next() => {
+                    registry.apply(compiled).await;
+                    // A new plugin may keep its component elsewhere.
+                    if let Some(watcher) = watcher.as_mut() {
+                        watch_dirs(watcher, &registry);
+                    }
+                }
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
@@ -125,13 +135,7 @@ impl Supervisor {
                     }
                     Request::Put(wanted, write, reply) => model_write::put(&services.db, registry.work(), wanted, write, reply),
                     Request::Delete(wanted, cascade, reply) => model_write::delete(&services.db, wanted, cascade, reply),
-                    Request::Reload(name, reply) => {
-                        drop(reply.send(registry.reload(&name).await));
-                        // A reloaded manifest may point at a component elsewhere.
-                        if let Some(watcher) = watcher.as_mut() {
-                            watch_dirs(watcher, &registry);
-                        }
-                    }
+                    Request::Reload(name, reply) => registry.reload(&name, reply).await,
                 },
             }
         }

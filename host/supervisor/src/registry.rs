@@ -4,13 +4,17 @@
 //! plugin, a changed one is loaded and checked beside the running version and swapped in
 //! only once it is whole, a removed manifest stops its plugin. A version that does not load
 //! leaves the running one in place, with the reason in its status and the log.
+//!
+//! Loads compile off the registry's loop (see `compile`): the registry starts them and
+//! applies each result when [`Compiles::next`] hands it over, and answers the admin API
+//! meanwhile.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use synchro_capability::Services;
 use synchro_manifest::Role;
@@ -18,12 +22,31 @@ use synchro_model::{Error, ErrorKind};
 use synchro_roles::{
     Deployment, Ended, Mode, Origin, Plugin, PluginEngine, PluginTask, Recheck, manifests_in,
 };
-use synchro_status::{Counters, Health, HostReport, ModelRole, PluginReport, Refused, Reloaded};
+use synchro_status::{
+    Counters, Health, HostReport, Loading, ModelRole, PluginReport, Refused, Reloaded,
+};
 
 use crate::Config;
+use crate::compile::{Compiled, Compiler, Compiles};
 
 /// What a manifest and its component looked like when last loaded (or refused).
 type Fingerprint = u64;
+
+/// Where the answer to a reload goes once the new version is in, or refused.
+pub type ReloadReply = oneshot::Sender<Result<Reloaded, Error>>;
+
+/// A load started and not yet applied.
+struct Pending {
+    /// Of the files being loaded; a newer change starts another load, which wins.
+    fingerprint: Fingerprint,
+    /// The manifest's name, where it could be read.
+    name: Option<String>,
+    since: Instant,
+    /// The reloads asked for while it loads, answered when it is applied.
+    replies: Vec<ReloadReply>,
+    /// The load's result, once it is in but waits for its turn (see [`Registry::apply`]).
+    done: Option<Result<Plugin, String>>,
+}
 
 struct Running {
     deployment: Arc<Deployment>,
@@ -41,6 +64,8 @@ pub struct Registry {
     /// The fingerprint last acted on, per manifest: a scan skips files that did not change,
     /// so a broken version is reported once, not at every scan.
     seen: BTreeMap<PathBuf, Fingerprint>,
+    compiler: Compiler,
+    pending: BTreeMap<PathBuf, Pending>,
     /// Tasks of stopped plugins, finishing their last call.
     stopping: Vec<PluginTask>,
     /// The `[modes.plugins]` entries no running sync step is named by, as last said in
@@ -52,22 +77,38 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(engine: Arc<PluginEngine>, services: Services, config: Config) -> Registry {
-        Registry {
+    /// A registry running nothing yet, and the loads it will start, for its owner to
+    /// hand back to [`Registry::apply`] as they finish.
+    pub fn new(
+        engine: Arc<PluginEngine>,
+        services: Services,
+        config: Config,
+    ) -> (Registry, Compiles) {
+        let (compiler, compiles) = Compiler::new(engine.clone(), config.clone());
+        let registry = Registry {
             engine,
             services,
             config,
             running: BTreeMap::new(),
             refused: BTreeMap::new(),
             seen: BTreeMap::new(),
+            compiler,
+            pending: BTreeMap::new(),
             stopping: Vec::new(),
             idle_modes: Vec::new(),
             told_handlers: None,
-        }
+        };
+        (registry, compiles)
     }
 
+    /// Whether a load is under way.
+    pub fn is_loading(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Whether no plugin runs or loads.
     pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
+        self.running.is_empty() && self.pending.is_empty()
     }
 
     /// The outbox readers of the running plugins: each event step's consumer group, whose
@@ -97,7 +138,8 @@ impl Registry {
         dirs
     }
 
-    /// Brings the running plugins in step with the plugin directory.
+    /// Brings the running plugins in step with the plugin directory: stops the removed
+    /// ones at once and starts loading the new and changed ones.
     pub async fn scan(&mut self) {
         let paths = match manifests_in(&self.config.plugin_dir) {
             Ok(paths) => paths,
@@ -115,21 +157,100 @@ impl Registry {
         for path in gone {
             self.seen.remove(&path);
             self.refused.remove(&path);
+            if let Some(pending) = self.pending.remove(&path) {
+                let why = format!("{}: removed while it loaded", path.display());
+                for reply in pending.replies {
+                    let _ = reply.send(Err(Error::new(ErrorKind::NotFound, why.clone())));
+                }
+            }
             if let Some(running) = self.running.remove(&path) {
                 tracing::info!(plugin = %running.deployment.current().name, manifest = %path.display(), "manifest removed: stopping");
                 self.stop(running);
             }
         }
-        for (fingerprint, path) in fingerprints(paths).await {
-            if self.seen.get(&path) == Some(&fingerprint) {
+        for (print, path) in fingerprints(paths).await {
+            if self.seen.get(&path) == Some(&print.fingerprint) {
                 continue;
             }
-            self.seen.insert(path.clone(), fingerprint);
-            // Errors are logged and kept in the status by `load`.
-            let _ = self.load(&path).await;
+            self.seen.insert(path.clone(), print.fingerprint);
+            self.start_load(path, print, None);
         }
-        self.tell_handlers().await;
-        self.check_modes();
+        self.settle().await;
+    }
+
+    /// Loads the manifest at `path` (files of `print`) unless a load of those very files
+    /// is under way; `reply` is answered when it is applied.
+    fn start_load(&mut self, path: PathBuf, print: Print, reply: Option<ReloadReply>) {
+        let mut replies = Vec::from_iter(reply);
+        if let Some(pending) = self.pending.get_mut(&path) {
+            if pending.fingerprint == print.fingerprint {
+                pending.replies.append(&mut replies);
+                return;
+            }
+            // Superseded: whoever waited for the older files gets the newer ones.
+            replies.append(&mut pending.replies);
+        }
+        self.pending.insert(
+            path.clone(),
+            Pending {
+                fingerprint: print.fingerprint,
+                name: print.name,
+                since: Instant::now(),
+                replies,
+                done: None,
+            },
+        );
+        self.compiler.start(path, print.fingerprint);
+    }
+
+    /// Applies a finished load: starts the plugin, or swaps it in for the running
+    /// version, or keeps the reason it was refused; answers the reloads that waited for
+    /// it. A load superseded by newer files, or of a manifest since removed, is dropped.
+    ///
+    /// Loads are applied as they finish, so that a small plugin does not wait for a large
+    /// one to compile, with one exception: a plugin that awaits responses waits for the
+    /// loads of the manifests before it. A response topic is the first plugin's to claim
+    /// it; claimed in the order loads finish, which plugin a restart refuses would be
+    /// left to chance.
+    pub async fn apply(&mut self, compiled: Compiled) {
+        match self.pending.get_mut(&compiled.path) {
+            Some(pending) if pending.fingerprint == compiled.fingerprint => {
+                pending.done = Some(compiled.result);
+            }
+            _ => return,
+        }
+        let mut earlier_loading = false;
+        let mut turn = Vec::new();
+        for (path, pending) in &self.pending {
+            match &pending.done {
+                None => earlier_loading = true,
+                Some(Ok(plugin))
+                    if earlier_loading && plugin.grants.bus.awaits().next().is_some() => {}
+                Some(_) => turn.push(path.clone()),
+            }
+        }
+        for path in turn {
+            let pending = self.pending.remove(&path).expect("present");
+            let done = pending.done.expect("in");
+            // Errors are logged and kept in the status by `install`.
+            let installed = self
+                .install(&path, done, pending.since)
+                .await
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, e));
+            for reply in pending.replies {
+                let _ = reply.send(installed.clone());
+            }
+        }
+        self.settle().await;
+    }
+
+    /// Once no load is under way, tells the model what the plugins handle: a policy
+    /// still compiling must not be taken for gone (its held deletions would be purged).
+    async fn settle(&mut self) {
+        if self.pending.is_empty() {
+            self.tell_handlers().await;
+            self.check_modes();
+        }
     }
 
     /// Says in the log which `[modes.plugins]` entries name no running sync step: a
@@ -197,20 +318,20 @@ impl Registry {
         }
     }
 
-    /// Loads the plugin `name` again from its files, whether or not they changed.
-    pub async fn reload(&mut self, name: &str) -> Result<Reloaded, Error> {
-        let path = self.path_of(name)?;
-        let [(fingerprint, _)] = fingerprints(vec![path.clone()])
+    /// Loads the plugin `name` again from its files, whether or not they changed, and
+    /// answers `reply` once the new version is in (or refused).
+    pub async fn reload(&mut self, name: &str, reply: ReloadReply) {
+        let path = match self.path_of(name) {
+            Ok(path) => path,
+            Err(error) => return drop(reply.send(Err(error))),
+        };
+        let [(print, _)] = fingerprints(vec![path.clone()])
             .await
             .try_into()
+            .ok()
             .expect("one path, one fingerprint");
-        self.seen.insert(path.clone(), fingerprint);
-        let loaded = self
-            .load(&path)
-            .await
-            .map_err(|e| Error::new(ErrorKind::InvalidInput, e));
-        self.tell_handlers().await;
-        loaded
+        self.seen.insert(path.clone(), print.fingerprint);
+        self.start_load(path, print, Some(reply));
     }
 
     /// Ends the quarantine of `name`.
@@ -289,10 +410,21 @@ impl Registry {
                 error: error.clone(),
             })
             .collect();
+        let loading = self
+            .pending
+            .iter()
+            .map(|(path, pending)| Loading {
+                manifest: path.display().to_string(),
+                name: pending.name.clone(),
+                replaces_running: self.running.contains_key(path),
+                elapsed_ms: pending.since.elapsed().as_millis() as u64,
+            })
+            .collect();
         let db = &self.services.db;
         HostReport {
             plugins,
             refused,
+            loading,
             responses: self.services.bus.response_stats(),
             outbox: synchro_status::Outbox {
                 last: db.last_change(),
@@ -348,11 +480,19 @@ impl Registry {
             })
     }
 
-    /// Loads the manifest at `path` and starts it, or swaps it in for the version running
-    /// from that manifest. On failure, whatever ran keeps running.
-    async fn load(&mut self, path: &Path) -> Result<Reloaded, String> {
-        let started = Instant::now();
-        let loaded = self.load_checked(path).await;
+    /// Starts the plugin `loaded` from the manifest at `path` (asked for at `since`), or
+    /// swaps it in for the version running from that manifest. On failure, whatever ran
+    /// keeps running.
+    async fn install(
+        &mut self,
+        path: &Path,
+        loaded: Result<Plugin, String>,
+        since: Instant,
+    ) -> Result<Reloaded, String> {
+        let loaded = match loaded {
+            Ok(plugin) => self.checked(path, plugin).await,
+            Err(error) => Err(error),
+        };
         let running = self.running.get(path);
         let plugin = match loaded {
             Ok(plugin) => plugin,
@@ -408,7 +548,7 @@ impl Registry {
             name,
             version,
             cached,
-            elapsed_ms: started.elapsed().as_millis() as u64,
+            elapsed_ms: since.elapsed().as_millis() as u64,
         };
         tracing::info!(
             plugin = %reloaded.name,
@@ -420,17 +560,9 @@ impl Registry {
         Ok(reloaded)
     }
 
-    /// Loads, links and activates the plugin at `path` without touching what runs.
-    async fn load_checked(&self, path: &Path) -> Result<Plugin, String> {
-        let engine = self.engine.clone();
-        let owned = path.to_owned();
-        let config = self.config.clone();
-        let plugin = tokio::task::spawn_blocking(move || {
-            Plugin::load(&engine, &owned, &config.load_policy())
-        })
-        .await
-        .map_err(|e| format!("{}: loading panicked: {e}", path.display()))?
-        .map_err(|e| format!("{e:#}"))?;
+    /// Checks the loaded `plugin` against the others and activates its grants, without
+    /// touching what runs.
+    async fn checked(&self, path: &Path, plugin: Plugin) -> Result<Plugin, String> {
         for topic in plugin.grants.bus.awaits() {
             let other = self
                 .running
@@ -481,9 +613,16 @@ impl Registry {
     }
 }
 
+/// What a scan reads of a manifest and its component.
+struct Print {
+    fingerprint: Fingerprint,
+    /// The manifest's name, where it parses.
+    name: Option<String>,
+}
+
 /// The fingerprint of each manifest in `paths`. Reading the files is blocking work (a
 /// slow disk, a large component), done off the registry's loop.
-async fn fingerprints(paths: Vec<PathBuf>) -> Vec<(Fingerprint, PathBuf)> {
+async fn fingerprints(paths: Vec<PathBuf>) -> Vec<(Print, PathBuf)> {
     tokio::task::spawn_blocking(move || {
         paths
             .into_iter()
@@ -494,24 +633,32 @@ async fn fingerprints(paths: Vec<PathBuf>) -> Vec<(Fingerprint, PathBuf)> {
     .expect("fingerprinting does not panic")
 }
 
-/// A hash of the manifest's bytes and its component's; `0` when unreadable (a file being
+/// A hash of the manifest's bytes and its component's, `0` when unreadable (a file being
 /// written, or one the host refuses to read): the load that follows reports why.
-fn fingerprint(manifest: &Path) -> Fingerprint {
+fn fingerprint(manifest: &Path) -> Print {
     use std::hash::Hasher;
     use synchro_manifest::{MAX_COMPONENT_BYTES, MAX_MANIFEST_BYTES, Manifest, read_capped};
+    let unreadable = |name| Print {
+        fingerprint: 0,
+        name,
+    };
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let Ok(text) = read_capped(manifest, MAX_MANIFEST_BYTES) else {
-        return 0;
+        return unreadable(None);
     };
     hasher.write(&text);
     let parsed = std::str::from_utf8(&text)
         .ok()
         .and_then(|text| Manifest::parse(manifest, text).ok());
+    let name = parsed.as_ref().map(|p| p.name.clone());
     if let Some(parsed) = parsed {
         match read_capped(&parsed.component, MAX_COMPONENT_BYTES) {
             Ok(bytes) => hasher.write(&bytes),
-            Err(_) => return 0,
+            Err(_) => return unreadable(name),
         }
     }
-    hasher.finish()
+    Print {
+        fingerprint: hasher.finish(),
+        name,
+    }
 }

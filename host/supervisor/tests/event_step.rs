@@ -8,8 +8,7 @@ use synchro_bus::{Bus, Consumer, Message, StartFrom, Topics};
 use synchro_roles::Plugin;
 use synchro_roles::event_step::Runner;
 use synchro_status::{Health, PluginReport};
-use synchro_supervisor::Registry;
-use synchro_testkit::Harness;
+use synchro_testkit::{Harness, Loader};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -268,7 +267,7 @@ async fn two_plugins_on_one_topic_each_see_every_event(bus: Bus) {
 /// A registry running the people step from a plugin directory, as `synchro run` does.
 struct Live {
     harness: Harness,
-    registry: Registry,
+    registry: Loader,
 }
 
 fn people_manifest(version: &str, limits: &str) -> String {
@@ -555,7 +554,7 @@ async fn an_event_step_reading_changes_resumes_after_a_restart_on_the_embedded_b
             })
             .collect()
     };
-    async fn processed_until(registry: &Registry, count: u64) {
+    async fn processed_until(registry: &Loader, count: u64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let report = registry.report();

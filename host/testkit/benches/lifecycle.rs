@@ -6,7 +6,11 @@
 //! - reload latency: a running host (`Supervisor::run`, file watcher on) is given a new manifest
 //!   version; the time from the file written to the admin API reporting the new version,
 //!   p50/p99 — with the component already compiled (cached) and with a component never
-//!   seen before (compiled on the spot), and through `synchro plugin reload` (admin call).
+//!   seen before (compiled on the spot), and through `synchro plugin reload` (admin call);
+//! - large components: `synchro run` (the binary) starting with three plugins as large as
+//!   Python ones (bench-event-step padded with a core module of 40 000 functions, ~12 MB),
+//!   never seen, then again from the cache: the admin API's latency while they compile,
+//!   the time until all three serve, and the host's resident memory after each start.
 //!
 //! `SYNCHRO_BENCH_RELOADS` (default 40; uncached uses a quarter) scales it.
 
@@ -56,29 +60,6 @@ async fn instantiation(wasm: &Path, count: usize) -> anyhow::Result<(Duration, D
     }
     let (p50, p99) = percentiles(samples);
     Ok((p50, p99, harness.engine.pooling()))
-}
-
-/// The component with a custom section appended: the same code, bytes never seen, so
-/// the cache misses and it is compiled.
-fn unseen(component: &[u8], n: usize) -> Vec<u8> {
-    let name = b"synchro-bench";
-    let payload = format!("{n}-{:?}", Instant::now());
-    let mut body = vec![name.len() as u8];
-    body.extend_from_slice(name);
-    body.extend_from_slice(payload.as_bytes());
-    let mut bytes = component.to_vec();
-    bytes.push(0); // custom section
-    let mut size = body.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        bytes.push(if size == 0 { byte } else { byte | 0x80 });
-        if size == 0 {
-            break;
-        }
-    }
-    bytes.extend_from_slice(&body);
-    bytes
 }
 
 async fn serving(client: &Client, version: &str) -> anyhow::Result<()> {
@@ -138,7 +119,10 @@ async fn reloads(wasm: &Path, count: usize) -> anyhow::Result<Reloads> {
         // The component first (the manifest still names the old version: a reload that
         // changes nothing visible), then the manifest: the time of the second counts.
         let started = Instant::now();
-        std::fs::write(plugins.join("bench.wasm"), unseen(&component, i))?;
+        std::fs::write(
+            plugins.join("bench.wasm"),
+            synchro_testkit::unseen(&component, &format!("{i}-{:?}", Instant::now())),
+        )?;
         std::fs::write(plugins.join("bench.toml"), manifest(&version))?;
         serving(&client, &version).await?;
         uncached.push(started.elapsed());
@@ -156,6 +140,107 @@ async fn reloads(wasm: &Path, count: usize) -> anyhow::Result<Reloads> {
         uncached: percentiles(uncached),
         command: percentiles(command),
     })
+}
+
+/// What a start of `synchro run` with large components cost.
+struct Start {
+    /// `GET /v1/plugins` while the components compiled (p50, max).
+    status_latency: Option<(Duration, Duration)>,
+    /// From the process started to every plugin serving.
+    serving: Duration,
+    /// Resident memory once they serve, in KiB.
+    rss_kib: u64,
+}
+
+async fn start_large(binary: &Path, config: &Path, data_dir: &Path) -> anyhow::Result<Start> {
+    let started = Instant::now();
+    let _ = std::fs::remove_file(data_dir.join(synchro_admin::ADDRESS_FILE));
+    let mut child = std::process::Command::new(binary)
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    while !data_dir.join(synchro_admin::ADDRESS_FILE).exists() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the host never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let client = Client::for_data_dir(data_dir)?;
+    let mut latencies = Vec::new();
+    loop {
+        let asked = Instant::now();
+        let report = client.status().await?;
+        if !report.loading.is_empty() {
+            latencies.push(asked.elapsed());
+        }
+        if report.plugins.len() == 3 && report.loading.is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "not every plugin served: {report:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let serving = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status()?;
+    child.wait()?;
+    let status_latency = (!latencies.is_empty()).then(|| {
+        latencies.sort();
+        (
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1],
+        )
+    });
+    Ok(Start {
+        status_latency,
+        serving,
+        rss_kib,
+    })
+}
+
+/// Two starts with three large components: compiled, then from the cache.
+async fn large(wasm: &Path) -> anyhow::Result<(Start, Start)> {
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    let padded = synchro_testkit::padded(&std::fs::read(wasm)?, 40_000);
+    let session = format!("{:?}", Instant::now());
+    for i in 0..3 {
+        let name = format!("large-{i}");
+        let bytes = synchro_testkit::unseen(&padded, &format!("{session}-{i}"));
+        std::fs::write(plugins.join(format!("{name}.wasm")), bytes)?;
+        std::fs::write(
+            plugins.join(format!("{name}.toml")),
+            manifest("0").replace("\"bench\"", &format!("\"{name}\"")),
+        )?;
+    }
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir = {:?}\nplugin-dir = {:?}\n",
+            data_dir.display().to_string(),
+            plugins.display().to_string()
+        ),
+    )?;
+    let binary = synchro_testkit::synchro();
+    let compiled = start_large(&binary, &config, &data_dir).await?;
+    let cached = start_large(&binary, &config, &data_dir).await?;
+    Ok((compiled, cached))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -194,6 +279,23 @@ fn main() -> anyhow::Result<()> {
             "  reload, {what}: p50 {:.1} ms, p99 {:.1} ms",
             ms(p50),
             ms(p99)
+        );
+    }
+
+    let (compiled, cached) = runtime.block_on(large(&wasm))?;
+    for (what, start) in [("compiled", &compiled), ("from the cache", &cached)] {
+        let latency = match start.status_latency {
+            Some((p50, max)) => format!(
+                "admin API answered in p50 {:.1} ms, max {:.1} ms while they loaded; ",
+                ms(p50),
+                ms(max)
+            ),
+            None => String::new(),
+        };
+        println!(
+            "  start with 3 large components, {what}: {latency}all serving after {:.2} s; resident {} MiB",
+            start.serving.as_secs_f64(),
+            start.rss_kib / 1024
         );
     }
     Ok(())

@@ -8,7 +8,7 @@ use synchro_bus::Bus;
 use synchro_capability::{Http, PollSettings, Services};
 use synchro_roles::{Deployment, Plugin, PluginEngine};
 use synchro_store::{Appender, Db};
-use synchro_supervisor::{Config, Registry};
+use synchro_supervisor::{Compiles, Config, Registry};
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
@@ -117,11 +117,55 @@ impl Harness {
     }
 
     /// A registry of the plugin directory, as `synchro run` keeps one.
-    pub fn registry(&self) -> Registry {
-        Registry::new(
+    pub fn registry(&self) -> Loader {
+        let (registry, compiles) = Registry::new(
             self.engine.clone(),
             self.services.clone(),
             self.config.clone(),
-        )
+        );
+        Loader { registry, compiles }
+    }
+}
+
+/// A registry whose scans and reloads return once their loads are applied, as they are
+/// by `synchro run`'s loop, which applies them among its other work.
+pub struct Loader {
+    registry: Registry,
+    compiles: Compiles,
+}
+
+impl Loader {
+    pub async fn scan(&mut self) {
+        self.registry.scan().await;
+        self.apply_loads().await;
+    }
+
+    pub async fn reload(
+        &mut self,
+        name: &str,
+    ) -> Result<synchro_status::Reloaded, synchro_model::Error> {
+        let (reply, reloaded) = tokio::sync::oneshot::channel();
+        self.registry.reload(name, reply).await;
+        self.apply_loads().await;
+        reloaded.await.expect("answered once applied")
+    }
+
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.registry.shutdown(grace).await;
+    }
+
+    async fn apply_loads(&mut self) {
+        while self.registry.is_loading() {
+            let compiled = self.compiles.next().await;
+            self.registry.apply(compiled).await;
+        }
+    }
+}
+
+impl std::ops::Deref for Loader {
+    type Target = Registry;
+
+    fn deref(&self) -> &Registry {
+        &self.registry
     }
 }

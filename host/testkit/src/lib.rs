@@ -13,6 +13,7 @@
 
 mod backend;
 pub mod broker;
+mod component_bytes;
 mod harness;
 mod host;
 mod source;
@@ -23,7 +24,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 pub use backend::{Backend, Received};
-pub use harness::Harness;
+pub use component_bytes::{padded, unseen};
+pub use harness::{Harness, Loader};
 pub use host::{INVENTORY, Running, Setup, http_exchange, inventory_created, op_key, pairs};
 pub use source::Source;
 
