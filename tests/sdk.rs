@@ -113,3 +113,70 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk() {
     assert_eq!(host.events(4, WAIT), inventory_created());
     host.stop();
 }
+
+/// `synchro plugin new` in every role, as a new author runs it: each folder builds as
+/// generated, and the four run together in the host — the collector's items are
+/// announced, the event step reads them off the change stream, the policy and the sync
+/// step handle them.
+#[test]
+fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
+    let work = tempfile::tempdir().unwrap();
+    let setup = Setup::new();
+    for role in ["collector", "event-step", "model-policy", "sync-step"] {
+        let name = format!("new-{role}");
+        let said = run(Command::new(synchro_testkit::synchro())
+            .args(["plugin", "new", &name, "--role", role, "--dir"])
+            .arg(work.path()));
+        assert!(said.starts_with("created "), "{said}");
+        let dir = work.path().join(&name);
+        for file in ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
+            assert!(dir.join(file).is_file(), "{file} of {role}");
+        }
+        // What an author reads first is formatted as `cargo fmt` would.
+        run(Command::new("rustfmt")
+            .args(["--check", "--edition", "2024"])
+            .arg(dir.join("src/lib.rs")));
+        // The example plugins' lock file and target directory: the versions and the
+        // compiled dependencies a fresh clone already has (a new author's first build
+        // resolves and compiles them: ~25 s, BENCHMARKS.md).
+        std::fs::copy(repo().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+        let built = run(Command::new(synchro_testkit::synchro())
+            .current_dir(&dir)
+            .args(["plugin", "build", ".", "-o"])
+            .arg(format!("{name}.wasm"))
+            .env("CARGO_TARGET_DIR", repo().join("plugins/target")));
+        assert_eq!(built.trim(), format!("{name}.wasm"));
+        let mut manifest = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+        if role == "collector" {
+            // What it collects is the model's to push outward, here.
+            manifest = manifest.replace("interval = \"30s\"", "interval = \"30s\"\nsync = true");
+        }
+        setup.write(&format!("{name}.toml"), &manifest);
+        std::fs::copy(
+            dir.join(format!("{name}.wasm")),
+            setup.plugin_dir().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+    }
+    let host = setup.run();
+    let mut created = host.events(3, WAIT);
+    created.sort();
+    assert_eq!(
+        created,
+        synchro_testkit::pairs(&[
+            ("CREATE", "item-1"),
+            ("CREATE", "item-2"),
+            ("CREATE", "item-3")
+        ])
+    );
+    for line in [
+        "changes: CREATE example/item-3",
+        "handle-create example/item-3",
+        "sync-record example/item-3: {\"name\":\"item 3\",\"source\":\"new-collector\"}",
+    ] {
+        host.wait_for_log(line, WAIT);
+    }
+    let report = setup.status();
+    assert_eq!(report.plugins.len(), 4, "{report:#?}");
+    host.stop();
+}

@@ -16,6 +16,18 @@ pub fn publish(
 
 /// Waits up to `timeout_ms` for the message on `topic` whose `correlation-id` header is
 /// `correlation_id`.
+///
+/// Request and response, as ONAP Gizmo's async mode does it: publish the request, then
+/// await the response that carries its id (the host holds a response that arrives first).
+///
+/// ```no_run
+/// use synchro_guest::bus;
+/// let id = "req-42";
+/// let request = serde_json::json!({ "transaction-id": id, "lookup": "srv-1" });
+/// bus::publish("requests", None, request.to_string().as_bytes(), &[])?;
+/// let response = bus::await_response("responses", id, 5_000)?;
+/// # Ok::<(), synchro_guest::Error>(())
+/// ```
 pub fn await_response(
     topic: &str,
     correlation_id: &str,

@@ -9,6 +9,12 @@ pub fn get(name: &str) -> Option<String> {
 }
 
 /// The setting `name`, or an `invalid-input` error naming it when it is missing.
+///
+/// ```no_run
+/// // `[settings] url = "https://inventory.example/servers"` in the manifest.
+/// let url = synchro_guest::config::require("url")?;
+/// # Ok::<(), synchro_guest::Error>(())
+/// ```
 pub fn require(name: &str) -> Result<String, Error> {
     get(name).ok_or_else(|| {
         error(

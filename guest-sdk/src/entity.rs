@@ -5,6 +5,11 @@ use crate::{EdgeEnds, Entity, EntityRef};
 /// A vertex of kind `kind` identified by `key`.
 ///
 /// `properties` should be a JSON object; the host refuses anything else with a clear error.
+///
+/// ```
+/// let server = synchro_guest::vertex("srv-1", "pserver", serde_json::json!({ "hostname": "alpha" }));
+/// assert_eq!(server.properties, r#"{"hostname":"alpha"}"#);
+/// ```
 pub fn vertex(
     key: impl Into<String>,
     kind: impl Into<String>,
@@ -20,6 +25,17 @@ pub fn vertex(
 }
 
 /// An edge of kind `kind` from `source` to `target`, each given as `(key, kind)`.
+///
+/// ```
+/// let hosted_on = synchro_guest::edge(
+///     "vm-1/hosted-on",
+///     "tosca.relationships.HostedOn",
+///     ("vm-1", "vserver"),
+///     ("srv-1", "pserver"),
+///     serde_json::json!({}),
+/// );
+/// assert_eq!(hosted_on.edge.unwrap().target.key, "srv-1");
+/// ```
 pub fn edge(
     key: impl Into<String>,
     kind: impl Into<String>,

@@ -29,6 +29,12 @@ pub fn get(url: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// GETs `url` and parses the body as JSON.
+///
+/// ```no_run
+/// // The manifest grants `poll = { hosts = ["https://inventory.example"] }`.
+/// let servers = synchro_guest::http::get_json("https://inventory.example/servers")?;
+/// # Ok::<(), synchro_guest::Error>(())
+/// ```
 pub fn get_json(url: &str) -> Result<serde_json::Value, Error> {
     let body = get(url)?;
     serde_json::from_slice(&body).map_err(|e| {

@@ -1,4 +1,5 @@
-//! Write [synchro](https://example.invalid/synchro) plugins in Rust.
+#![warn(missing_docs)]
+//! Write plugins for synchro, the host of WebAssembly synchronizer plugins, in Rust.
 //!
 //! A plugin implements one trait per role and calls that role's export macro once:
 //!

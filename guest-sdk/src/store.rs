@@ -7,6 +7,13 @@ use crate::{Entity, Error};
 pub use store::Filter;
 
 /// The entity of `kind` under `key`, if there is one.
+///
+/// ```no_run
+/// if let Some(server) = synchro_guest::store::get("pserver", "srv-1")? {
+///     synchro_guest::log::info(&server.properties);
+/// }
+/// # Ok::<(), synchro_guest::Error>(())
+/// ```
 pub fn get(kind: &str, key: &str) -> Result<Option<Entity>, Error> {
     store::get(kind, key)
 }
@@ -18,6 +25,12 @@ pub fn query(filter: &Filter) -> Result<Vec<Entity>, Error> {
 }
 
 /// Creates or replaces the entity with the same kind and key.
+///
+/// ```no_run
+/// use synchro_guest::{store, vertex};
+/// store::save(&vertex("srv-1", "pserver", serde_json::json!({ "status": "active" })))?;
+/// # Ok::<(), synchro_guest::Error>(())
+/// ```
 pub fn save(entity: &Entity) -> Result<(), Error> {
     store::save(entity)
 }

@@ -5,6 +5,7 @@ mod check;
 mod log_lines;
 mod model;
 mod printer;
+mod scaffold;
 mod serve;
 mod status;
 mod toolchain;
@@ -70,6 +71,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Writes a new plugin folder, NAME/, that builds, loads and runs as generated: its
+    /// source, its manifest and a README.
+    New {
+        name: String,
+        /// The role it plays for the host.
+        #[arg(long, value_parser = ["collector", "event-step", "model-policy", "sync-step"])]
+        role: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value_t = scaffold::Lang::Rust)]
+        lang: scaffold::Lang,
+        /// Where to write the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Builds a Rust plugin folder into a wasm component.
     Build {
         dir: PathBuf,
@@ -277,6 +292,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => built,
             };
             println!("{}", path.display());
+            Ok(())
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    role,
+                    lang,
+                    dir,
+                },
+        } => {
+            let role = synchro_manifest::Role::ALL
+                .into_iter()
+                .find(|r| r.name() == role)
+                .expect("clap checks the role");
+            let root = scaffold::new(&dir, &name, lang, role)?;
+            println!(
+                "created {} ({} {}); next:\n  cd {}\n  synchro plugin build . -o {name}.wasm\n  \
+                 cp {name}.toml {name}.wasm PLUGIN-DIR/    # a running host loads it at once",
+                root.display(),
+                role.name(),
+                match lang {
+                    scaffold::Lang::Rust => "in Rust",
+                },
+                root.display()
+            );
             Ok(())
         }
         Command::Plugin {
