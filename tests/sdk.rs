@@ -146,6 +146,17 @@ fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
             .arg(format!("{name}.wasm"))
             .env("CARGO_TARGET_DIR", repo().join("plugins/target")));
         assert_eq!(built.trim(), format!("{name}.wasm"));
+        // It passes its own test as generated.
+        let tested = run(Command::new(synchro_testkit::synchro())
+            .current_dir(&dir)
+            .args(["plugin", "test"]));
+        assert!(tested.ends_with(" passed, 0 failed\n"), "{tested}");
+        if role == "collector" {
+            assert!(
+                tested.contains("  ok    fixture items: collect 2: 1 change(s), as expected\n"),
+                "{tested}"
+            );
+        }
         let mut manifest = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
         if role == "collector" {
             // What it collects is the model's to push outward, here.
@@ -179,4 +190,123 @@ fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
     let report = setup.status();
     assert_eq!(report.plugins.len(), 4, "{report:#?}");
     host.stop();
+}
+
+/// `synchro plugin test` as an author runs it in CI: the real example collector against
+/// fixtures of its outside system (answers by URL, collects in order against the baseline
+/// the previous left), then a fixture that expects the wrong thing and a plugin that traps:
+/// each failure is named, and the exit status says so.
+#[test]
+fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("inventory");
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::copy(
+        synchro_testkit::plugin("http-inventory"),
+        dir.join("inventory.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("inventory.toml"),
+        "name = \"inventory\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+         [schedule]\ninterval = \"1m\"\n[capabilities]\npoll = { hosts = [\"https://inventory.example\"] }\n\
+         [settings]\nurl = \"https://inventory.example/inventory.json\"\n",
+    )
+    .unwrap();
+    let answer = |body: &str| {
+        format!(
+            "http = [{{ url = \"https://inventory.example/inventory.json\", body = '''{body}''' }}]\n"
+        )
+    };
+    std::fs::write(
+        dir.join("fixtures/inventory.toml"),
+        format!(
+            "{}[[collect]]\nchanges = [\"CREATE pserver/srv-1\", \"CREATE pserver/srv-2\", \
+             \"CREATE vserver/vm-1\", \"CREATE tosca.relationships.HostedOn/vm-1/hosted-on\"]\n\
+             [[collect]]\n{}changes = [\"UPDATE pserver/srv-2\"]\n\
+             [[collect]]\nhttp = [{{ url = \"https://inventory.example/inventory.json\", status = 503 }}]\n\
+             error = \"failed\"\n",
+            answer(INVENTORY),
+            answer(&INVENTORY.replace("beta", "gamma")),
+        ),
+    )
+    .unwrap();
+    let test = |dir: &Path, fixtures: Option<&Path>| {
+        let mut command = Command::new(synchro_testkit::synchro());
+        command.args(["plugin", "test"]).arg(dir);
+        if let Some(fixtures) = fixtures {
+            command.arg("--fixtures").arg(fixtures);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (passed, said, _) = test(&dir, None);
+    assert!(passed, "{said}");
+    for line in [
+        "  ok    fixture inventory: collect 1: 4 change(s), as expected\n",
+        "  ok    fixture inventory: collect 2: 1 change(s), as expected\n",
+        "  ok    fixture inventory: collect 3: failed with `failed`, as expected: GET https://inventory.example/inventory.json: HTTP status 503\n",
+        "  ok    conformance: collecting the same data twice changes nothing: the second collect announced nothing\n",
+        "  ok    conformance: a missing config gets an error, not a trap: returned: returned an error (invalid-input): setting `url` is missing from the manifest\n",
+        "  ok    conformance: a denied capability is handled (an error, not a trap): returned: returned an error (denied): ",
+        "8 passed, 0 failed\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+
+    // A fixture that expects the wrong changes, and one asking for a URL nobody answers.
+    let wrong = work.path().join("wrong");
+    std::fs::create_dir(&wrong).unwrap();
+    std::fs::write(
+        wrong.join("wrong.toml"),
+        format!(
+            "{}[[collect]]\nchanges = [\"CREATE pserver/srv-1\"]\n",
+            answer(INVENTORY)
+        ),
+    )
+    .unwrap();
+    std::fs::write(wrong.join("unanswered.toml"), "[[collect]]\nchanges = []\n").unwrap();
+    let (passed, said, stderr) = test(&dir, Some(&wrong));
+    assert!(!passed, "{said}");
+    assert!(stderr.contains("synchro: 3 of "), "{stderr}");
+    for line in [
+        "  FAIL  fixture unanswered: collect 1: failed: returned an error (unavailable): GET https://inventory.example/inventory.json: no fixture answers this request\n",
+        "  FAIL  fixture wrong: collect 1: announced [CREATE pserver/srv-1, CREATE pserver/srv-2, CREATE tosca.relationships.HostedOn/vm-1/hosted-on, CREATE vserver/vm-1] where [CREATE pserver/srv-1] was expected\n",
+        // The conformance checks collect the first fixture's data: `unanswered`'s.
+        "  FAIL  conformance: collecting the same data twice changes nothing: the first collect failed",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+
+    // A plugin that traps where it should return an error.
+    let trapping = work.path().join("trapping");
+    std::fs::create_dir_all(trapping.join("fixtures")).unwrap();
+    std::fs::copy(
+        synchro_testkit::plugin("scripted-collector"),
+        trapping.join("trapping.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        trapping.join("trapping.toml"),
+        "name = \"trapping\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+         [schedule]\ninterval = \"1m\"\n[capabilities]\npoll = { hosts = [\"https://script.example\"] }\n\
+         [settings]\nurl = \"https://script.example/script.json\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        trapping.join("fixtures/trap.toml"),
+        "http = [{ url = \"https://script.example/script.json\", body = '{\"mode\": \"trap\"}' }]\n\
+         [[collect]]\nchanges = []\n",
+    )
+    .unwrap();
+    let (passed, said, _) = test(&trapping, None);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("  FAIL  fixture trap: collect 1: failed: trapped: "),
+        "{said}"
+    );
 }

@@ -20,7 +20,7 @@ use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
 
 pub use log::guest_output;
-pub use poll::{Http, PollSettings};
+pub use poll::{Canned, Http, PollSettings};
 pub use snapshot::SnapshotSink;
 
 /// The host services capabilities act on, shared by every plugin.

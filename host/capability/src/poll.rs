@@ -12,6 +12,7 @@
 //! Redirects are not followed — the plugin sees the 3xx — so a redirect cannot lead a
 //! request outside the allowed origins.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synchro_manifest::ManifestError;
@@ -62,8 +63,27 @@ impl PollSettings {
 /// The HTTP client plugins' requests go through, shared by every plugin.
 #[derive(Clone)]
 pub struct Http {
-    client: reqwest::Client,
+    backend: Backend,
     settings: PollSettings,
+}
+
+/// Where requests go once the capability's checks let them through.
+#[derive(Clone)]
+enum Backend {
+    Network(reqwest::Client),
+    Canned(Arc<[Canned]>),
+}
+
+/// An answer given without the network, to the request with its method and URL:
+/// `synchro plugin test` runs a plugin against its fixtures' answers, through the same
+/// checks (granted origins, headers, body cap) as a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canned {
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Http {
@@ -74,8 +94,44 @@ impl Http {
             .user_agent(concat!("synchro/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client for `poll`: {e}"))?;
-        Ok(Http { client, settings })
+        Ok(Http {
+            backend: Backend::Network(client),
+            settings,
+        })
     }
+
+    /// A client that answers from `answers` alone; a request none of them matches fails
+    /// as `unavailable`, naming it.
+    pub fn canned(settings: PollSettings, answers: Vec<Canned>) -> Http {
+        Http {
+            backend: Backend::Canned(answers.into()),
+            settings,
+        }
+    }
+}
+
+/// The canned answer to `method` `url`, held to the body cap `limit`.
+fn answer(answers: &[Canned], method: &str, url: &url::Url, limit: usize) -> Result<wit::Response, WitError> {
+    let found = answers.iter().find(|a| {
+        a.method.eq_ignore_ascii_case(method) && url::Url::parse(&a.url).is_ok_and(|u| u == *url)
+    });
+    let Some(found) = found else {
+        return Err(fail(
+            ErrorKind::Unavailable,
+            format!("{method} {url}: no fixture answers this request"),
+        ));
+    };
+    if found.body.len() > limit {
+        return Err(fail(
+            ErrorKind::Failed,
+            format!("{url}: the response is larger than the {limit}-byte cap"),
+        ));
+    }
+    Ok(wit::Response {
+        status: found.status,
+        headers: found.headers.clone(),
+        body: found.body.clone(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,14 +325,18 @@ impl wit::Host for Capability {
         let timeout = asked
             .min(settings.timeout)
             .min(self.call.deadline.saturating_duration_since(Instant::now()));
-        let mut builder = self.call.services.http.client.request(method, url.clone());
+        let limit = settings.max_body_bytes;
+        let client = match &self.call.services.http.backend {
+            Backend::Network(client) => client,
+            Backend::Canned(answers) => return answer(answers, method.as_str(), &url, limit),
+        };
+        let mut builder = client.request(method, url.clone());
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
         if let Some(body) = req.body {
             builder = builder.body(body);
         }
-        let limit = settings.max_body_bytes;
         let fetch = async {
             let mut response = builder.send().await.map_err(|e| {
                 fail(

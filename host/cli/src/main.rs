@@ -4,6 +4,7 @@ mod baseline;
 mod check;
 mod log_lines;
 mod model;
+mod plugin_test;
 mod printer;
 mod scaffold;
 mod serve;
@@ -94,6 +95,17 @@ enum PluginCommand {
         /// Copy the component here.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Runs a plugin's component in a mock host against its fixtures, then the
+    /// conformance checks every plugin must pass; exits non-zero when one fails.
+    Test {
+        /// The plugin's folder (its manifest NAME.toml and the component it names), or
+        /// its manifest.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The fixtures (`*.toml`); by default the `fixtures` folder beside the manifest.
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
     },
     /// Checks a component (.wasm) or a plugin manifest (.toml) against the WIT worlds.
     Check {
@@ -320,6 +332,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Plugin {
+            command: PluginCommand::Test { dir, fixtures },
+        } => plugin_test::run(&dir, fixtures.as_deref(), &mut std::io::stdout().lock()),
         Command::Plugin {
             command: PluginCommand::Check { file, config },
         } => check::run(&file, config.as_deref(), &mut std::io::stdout().lock()),

@@ -76,25 +76,28 @@ fn rust(name: &str, role: Role) -> Vec<(String, String)> {
             .replace("{sdk_version}", SDK_VERSION)
             .replace("{sdk_patch}", &sdk_patch())
     };
-    [
+    let mut files = vec![
         (
-            "Cargo.toml",
+            "Cargo.toml".to_owned(),
             fill(include_str!("scaffold/rust/Cargo.toml.in")),
         ),
-        ("src/lib.rs", fill(source)),
+        ("src/lib.rs".to_owned(), fill(source)),
         (
-            "README.md",
+            "README.md".to_owned(),
             fill(include_str!("scaffold/rust/README.md.in")),
         ),
         (
-            ".gitignore",
+            ".gitignore".to_owned(),
             include_str!("scaffold/rust/gitignore").to_owned(),
         ),
-        (&format!("{name}.toml"), manifest(name, role)),
-    ]
-    .into_iter()
-    .map(|(path, content)| (path.to_owned(), content))
-    .collect()
+        (format!("{name}.toml"), manifest(name, role)),
+    ];
+    // What `synchro plugin test` runs it against (fixtures drive collectors so far).
+    if role == Role::Collector {
+        let fixture = include_str!("scaffold/rust/collector_fixture.toml");
+        files.push(("fixtures/items.toml".to_owned(), fixture.to_owned()));
+    }
+    files
 }
 
 /// `synchro-guest` is not on crates.io yet: where this binary was built from a checkout
