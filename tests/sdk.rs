@@ -309,4 +309,136 @@ fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
         said.contains("  FAIL  fixture trap: collect 1: failed: trapped: "),
         "{said}"
     );
+
+    // What a collect publishes and what it leaves in the store.
+    let publisher = work.path().join("publisher");
+    std::fs::create_dir_all(publisher.join("fixtures")).unwrap();
+    std::fs::copy(
+        synchro_testkit::plugin("scripted-collector"),
+        publisher.join("publisher.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        publisher.join("publisher.toml"),
+        "name = \"publisher\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+         [schedule]\ninterval = \"1m\"\n\
+         [capabilities]\npoll = { hosts = [\"https://script.example\"] }\nbus = { publish = [\"audit\"] }\n\
+         [settings]\nurl = \"https://script.example/script.json\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        publisher.join("fixtures/publish.toml"),
+        r#"http = [{ url = "https://script.example/script.json", body = '{"mode": "publish", "target": "audit", "entities": [{"key": "a", "kind": "k", "properties": {"n": 1}}]}' }]
+[[collect]]
+changes = ["CREATE k/a"]
+published = [{ topic = "audit", payload = "{}" }]
+stored = [{ kind = "k", key = "a", properties = { n = 1 } }]
+"#,
+    )
+    .unwrap();
+    let (passed, said, _) = test(&publisher, None);
+    assert!(passed, "{said}");
+    assert!(
+        said.contains("  ok    fixture publish: collect 1: 1 change(s), as expected\n"),
+        "{said}"
+    );
+}
+
+/// An event step's fixtures: the store seeded, messages handed in order, what the calls
+/// stored and announced checked, an expected error, and an expectation that fails.
+#[test]
+fn plugin_test_hands_an_event_step_its_fixture_messages() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("people");
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::copy(
+        synchro_testkit::plugin("xos-people"),
+        dir.join("people.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("people.toml"),
+        "name = \"people\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"Stream\"]\n\
+         [capabilities]\nstore = { read = [\"person\"], write = [\"person\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fixtures/people.toml"),
+        r#"[[store]]
+kind = "person"
+key = "person/ada-lovelace"
+properties = { first_name = "Ada", last_name = "Lovelace" }
+
+[[event]]
+topic = "Stream"
+payload = '{"first_name": "Grace", "last_name": "Hopper"}'
+changes = ["CREATE person/person/grace-hopper"]
+stored = [{ kind = "person", key = "person/grace-hopper", properties = { first_name = "Grace", last_name = "Hopper" } }]
+
+[[event]]
+topic = "Stream"
+payload = '{"first_name": "Ada", "last_name": "Lovelace"}'
+changes = []
+
+[[event]]
+topic = "Stream"
+payload = 'not json'
+error = "invalid-input"
+"#,
+    )
+    .unwrap();
+    let output = Command::new(synchro_testkit::synchro())
+        .args(["plugin", "test"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{said}");
+    for line in [
+        "  ok    fixture people: event 1: 1 change(s), as expected\n",
+        "  ok    fixture people: event 2: no change, as expected\n",
+        "  ok    fixture people: event 3: failed with `invalid-input`, as expected: event is not JSON: ",
+        "  ok    conformance: a missing config gets an error, not a trap: ",
+        "  ok    conformance: a denied capability is handled (an error, not a trap): returned: returned an error (denied): ",
+        "7 passed, 0 failed\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+
+    // Expectations the calls do not meet: named, and the exit status says so.
+    std::fs::write(
+        dir.join("fixtures/people.toml"),
+        r#"[[event]]
+topic = "Stream"
+payload = '{"first_name": "Grace", "last_name": "Hopper"}'
+published = [{ topic = "audit" }]
+
+[[event]]
+topic = "Stream"
+payload = '{"first_name": "Alan", "last_name": "Turing"}'
+changes = ["CREATE person/person/alan-turing"]
+stored = [{ kind = "person", key = "person/alan-turing", properties = { first_name = "Alan" } }]
+
+[[event]]
+topic = "Stream"
+payload = '{"first_name": "Alan", "last_name": "Turing"}'
+published = [{ topic = "audit", payload = "turing" }]
+"#,
+    )
+    .unwrap();
+    let output = Command::new(synchro_testkit::synchro())
+        .args(["plugin", "test"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8(output.stdout).unwrap();
+    assert!(!output.status.success(), "{said}");
+    for line in [
+        "  FAIL  fixture people: event 1: announced [CREATE person/person/grace-hopper] where no change was expected\n",
+        "  FAIL  fixture people: event 2: person/person/alan-turing is stored with {\"first_name\":\"Alan\",\"last_name\":\"Turing\"} where {\"first_name\":\"Alan\"} was expected\n",
+        "  FAIL  fixture people: event 3: published nothing like audit turing (published: nothing)\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
 }

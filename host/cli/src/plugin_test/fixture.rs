@@ -21,6 +21,27 @@
 //! http = [{ url = "https://inventory.example/servers", status = 503 }]
 //! error = "failed"           # the collect fails with this error kind; nothing changes
 //! ```
+//!
+//! An event step's case hands it messages instead, in order, in one host state:
+//!
+//! ```toml
+//! [[store]]                  # entities in the store before, as the plugin wrote them
+//! kind = "person"
+//! key = "p1"
+//! properties = { name = "Ada" }
+//!
+//! [[responses]]              # messages on the bus before the first event: answers to
+//! topic = "responses"        # `await-response`, found by the manifest's correlation
+//! payload = '{"transaction-id": "t1", "ok": true}'
+//!
+//! [[event]]
+//! topic = "people"           # the message (key and headers optional)
+//! payload = '{"id": "p2", "name": "Grace"}'
+//! published = [{ topic = "requests" }]       # published by the call (payload optional)
+//! changes = ["CREATE person/p2"]             # announced: store writes and emit-change
+//! stored = [{ kind = "person", key = "p2", properties = { name = "Grace" } }]
+//! # error = "invalid-input"  # the error kind the call returns
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +61,109 @@ pub struct Fixture {
     pub http: Vec<Answer>,
     #[serde(default)]
     pub collect: Vec<Step>,
+    #[serde(default)]
+    pub store: Vec<StoredEntity>,
+    #[serde(default)]
+    pub responses: Vec<BusMessage>,
+    #[serde(default)]
+    pub event: Vec<Event>,
+}
+
+/// An entity of the store, its properties a table (written as JSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoredEntity {
+    pub kind: String,
+    pub key: String,
+    /// Absent in an expectation: any.
+    pub properties: Option<toml::Table>,
+}
+
+impl StoredEntity {
+    pub fn properties_json(&self) -> String {
+        serde_json::to_string(&self.properties.clone().unwrap_or_default())
+            .expect("a TOML table is JSON")
+    }
+}
+
+/// A message on the bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BusMessage {
+    pub topic: String,
+    #[serde(default)]
+    pub payload: String,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
+impl BusMessage {
+    pub fn message(&self) -> synchro_bus::Message {
+        let mut message = synchro_bus::Message::new(self.topic.clone(), self.payload.clone());
+        if let Some(key) = &self.key {
+            message = message.with_key(key.clone());
+        }
+        for (name, value) in &self.headers {
+            message = message.with_header(name.clone(), value.clone());
+        }
+        message
+    }
+}
+
+/// One message handed to an event step, and what must come of it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Event {
+    pub topic: String,
+    #[serde(default)]
+    pub payload: String,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Over the case's settings.
+    #[serde(default)]
+    pub settings: toml::Table,
+    /// Instead of the case's answers.
+    pub http: Option<Vec<Answer>>,
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// Messages the call published: each topic (and payload, when given) once.
+    #[serde(default)]
+    pub published: Vec<Published>,
+    /// Entities in the store after the call (properties compared when given).
+    #[serde(default)]
+    pub stored: Vec<StoredEntity>,
+    pub error: Option<String>,
+}
+
+impl Event {
+    pub fn expect(&self) -> Expect<'_> {
+        Expect {
+            changes: &self.changes,
+            published: &self.published,
+            stored: &self.stored,
+            error: self.error.as_deref(),
+        }
+    }
+
+    pub fn message(&self) -> synchro_bus::Message {
+        BusMessage {
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            key: self.key.clone(),
+            headers: self.headers.clone(),
+        }
+        .message()
+    }
+}
+
+/// A message a call must publish.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Published {
+    pub topic: String,
+    pub payload: Option<String>,
 }
 
 /// One collect and what must come of it.
@@ -54,8 +178,33 @@ pub struct Step {
     /// The changes announced, as `OPERATION kind/key`, in any order.
     #[serde(default)]
     pub changes: Vec<String>,
+    /// Messages the call published: each topic (and payload, when given).
+    #[serde(default)]
+    pub published: Vec<Published>,
+    /// Entities in the store after the call (properties compared when given).
+    #[serde(default)]
+    pub stored: Vec<StoredEntity>,
     /// The error kind the collect fails with (`invalid-input`, `unavailable`, ...).
     pub error: Option<String>,
+}
+
+/// What a step expects of its call (a collect's or an event's).
+pub struct Expect<'f> {
+    pub changes: &'f [String],
+    pub published: &'f [Published],
+    pub stored: &'f [StoredEntity],
+    pub error: Option<&'f str>,
+}
+
+impl Step {
+    pub fn expect(&self) -> Expect<'_> {
+        Expect {
+            changes: &self.changes,
+            published: &self.published,
+            stored: &self.stored,
+            error: self.error.as_deref(),
+        }
+    }
 }
 
 /// An answer of `poll`.
@@ -108,24 +257,27 @@ impl Fixture {
             |s| s.to_string_lossy().into_owned(),
         );
         anyhow::ensure!(
-            !fixture.collect.is_empty(),
-            "fixture {}: no `[[collect]]`: say what each collect must announce",
+            fixture.collect.is_empty() != fixture.event.is_empty(),
+            "fixture {}: give `[[collect]]` (a collector's) or `[[event]]` (an event step's), \
+             saying what each must do",
             path.display()
         );
-        for (i, step) in fixture.collect.iter().enumerate() {
-            if let Some(kind) = &step.error {
+        let steps = fixture.collect.iter().map(Step::expect);
+        let expectations = steps.chain(fixture.event.iter().map(Event::expect));
+        for (i, expect) in expectations.enumerate() {
+            if let Some(kind) = expect.error {
                 anyhow::ensure!(
                     synchro_model::ErrorKind::ALL
                         .iter()
                         .any(|k| k.label() == kind),
-                    "fixture {}: collect {}: `error = \"{kind}\"` is no error kind ({})",
+                    "fixture {}: step {}: `error = \"{kind}\"` is no error kind ({})",
                     path.display(),
                     i + 1,
                     synchro_model::ErrorKind::ALL.map(|k| k.label()).join(", ")
                 );
                 anyhow::ensure!(
-                    step.changes.is_empty(),
-                    "fixture {}: collect {}: a failed collect changes nothing; give `error` or `changes`",
+                    expect.changes.is_empty(),
+                    "fixture {}: step {}: a failed call changes nothing; give `error` or `changes`",
                     path.display(),
                     i + 1
                 );

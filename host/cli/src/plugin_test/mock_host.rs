@@ -15,6 +15,8 @@ use synchro_roles::{Deployment, Origin, Plugin, PluginEngine};
 use synchro_store::{Appender, Cursor, Db, Start};
 use synchro_supervisor::Config;
 
+use super::fixture::StoredEntity;
+
 /// The plugin under test: its manifest, read as a table so that a case can change its
 /// settings or capabilities, and the engine every case shares (one compile, cached).
 pub struct MockHost {
@@ -142,6 +144,8 @@ impl MockHost {
             outbox: Arc::new(Appender::new(db.clone())),
             db,
             changes,
+            responses: Vec::new(),
+            published: None,
         })
     }
 }
@@ -154,17 +158,85 @@ pub struct Case<'h> {
     db: Arc<Db>,
     outbox: Arc<Appender>,
     changes: Cursor,
+    /// Published once the plugin has declared its response topics (so that they are
+    /// kept for its `await-response`), before its first call.
+    responses: Vec<synchro_bus::Message>,
+    /// Reads what the plugin's calls publish, from its first call on.
+    published: Option<synchro_bus::Consumer>,
 }
 
-/// How a collect ended.
-pub enum Collect {
-    /// Committed; the changes announced, as `OPERATION kind/key`.
-    Done(Vec<String>),
-    /// Failed: nothing changed.
-    Failed(CallError),
+/// What a call did.
+pub struct Called {
+    pub result: Result<(), CallError>,
+    /// Announced (a collect's changes, store writes, `emit-change`), as
+    /// `OPERATION kind/key`.
+    pub changes: Vec<String>,
+    pub published: Vec<synchro_bus::Message>,
 }
 
 impl Case<'_> {
+    /// Puts `entities` in the store, written by the plugin (announced as its creates
+    /// are, but not counted as a call's).
+    pub async fn seed(&mut self, entities: &[StoredEntity]) -> anyhow::Result<()> {
+        let plugin = self.host.name.clone();
+        for stored in entities {
+            let entity = synchro_model::Entity::new(
+                stored.key.clone(),
+                stored.kind.clone(),
+                stored.properties_json(),
+                None,
+                None,
+            )?;
+            let writer = synchro_store::Writer {
+                plugin: &plugin,
+                acting: synchro_model::Acting::Source,
+                handling: None,
+            };
+            self.db.model_put(writer, &entity, |operation, entity| {
+                synchro_bus::change_record(&synchro_model::Change {
+                    operation,
+                    entity: entity.clone(),
+                    timestamp: synchro_model::now_millis(),
+                    transaction_id: synchro_model::new_transaction_id(),
+                    database_transaction_id: None,
+                    source: plugin.clone(),
+                })
+            })?;
+        }
+        self.announced().await?;
+        Ok(())
+    }
+
+    /// Messages for the bus before the plugin's first call.
+    pub fn respond_with(&mut self, messages: Vec<synchro_bus::Message>) {
+        self.responses = messages;
+    }
+
+    /// Loads the plugin with `variant` and hands `message` to its event step (one call,
+    /// as the host's event-step runner makes it), `poll` answered by `answers`.
+    pub async fn process(
+        &mut self,
+        variant: &Variant,
+        answers: Vec<Canned>,
+        message: &synchro_bus::Message,
+    ) -> anyhow::Result<Called> {
+        let (plugin, _, _) = self.host.load(variant)?;
+        let services = self.services(answers);
+        plugin.activate(&services).await?;
+        self.start_calls().await?;
+        let step = plugin
+            .roles
+            .event_step
+            .as_ref()
+            .with_context(|| format!("{} is not an event step", self.host.name))?;
+        let call = plugin.call_context(&Default::default(), &services);
+        let result = match step.session(&self.host.engine, &plugin.linked, call).await {
+            Ok(mut session) => session.process(&self.host.engine, message).await,
+            Err(error) => Err(error),
+        };
+        self.called(result).await
+    }
+
     /// Loads the plugin with `variant` and collects once, `poll` answered by `answers`,
     /// through the host's collector runner (which commits the baseline and announces
     /// the changes as `synchro run` does).
@@ -172,15 +244,11 @@ impl Case<'_> {
         &mut self,
         variant: &Variant,
         answers: Vec<Canned>,
-    ) -> anyhow::Result<Collect> {
+    ) -> anyhow::Result<Called> {
         let (plugin, _, _) = self.host.load(variant)?;
-        let services = Services {
-            bus: self.bus.clone(),
-            db: self.db.clone(),
-            outbox: self.outbox.clone(),
-            http: Http::canned(PollSettings::default(), answers),
-        };
+        let services = self.services(answers);
         plugin.activate(&services).await?;
+        self.start_calls().await?;
         anyhow::ensure!(
             plugin.roles.collector.is_some(),
             "{} is not a collector",
@@ -191,11 +259,59 @@ impl Case<'_> {
             self.host.engine.clone(),
             services,
         );
-        match runner.collect().await {
-            Ok(_) => Ok(Collect::Done(self.announced().await?)),
-            Err(CollectError::Call(error)) => Ok(Collect::Failed(error)),
-            Err(CollectError::Db(error)) => Err(error.into()),
+        let result = match runner.collect().await {
+            Ok(_) => Ok(()),
+            Err(CollectError::Call(error)) => Err(error),
+            Err(CollectError::Db(error)) => return Err(error.into()),
+        };
+        self.called(result).await
+    }
+
+    /// The entity `kind` `key` of the store.
+    pub fn stored(&self, kind: &str, key: &str) -> anyhow::Result<Option<synchro_model::Entity>> {
+        let stored = self.db.model_get(&synchro_model::Id::new(kind, key))?;
+        Ok(stored.map(|s| s.entity))
+    }
+
+    fn services(&self, answers: Vec<Canned>) -> Services {
+        Services {
+            bus: self.bus.clone(),
+            db: self.db.clone(),
+            outbox: self.outbox.clone(),
+            http: Http::canned(PollSettings::default(), answers),
         }
+    }
+
+    /// Before a call, once the plugin has declared its response topics: publishes the
+    /// responses of [`Case::respond_with`] (kept for its `await-response`), then starts
+    /// reading what it publishes.
+    async fn start_calls(&mut self) -> anyhow::Result<()> {
+        for response in std::mem::take(&mut self.responses) {
+            self.bus.publish(response).await?;
+        }
+        if self.published.is_none() {
+            let all = synchro_bus::Topics::Pattern(".*".into());
+            let start = synchro_bus::StartFrom::Latest;
+            self.published = Some(self.bus.consume("plugin-test", all, start)?);
+        }
+        Ok(())
+    }
+
+    /// What the call that ended with `result` did, once its changes are committed.
+    async fn called(&mut self, result: Result<(), CallError>) -> anyhow::Result<Called> {
+        self.outbox.durable(self.outbox.issued()).await;
+        let mut published = Vec::new();
+        let consumer = self.published.as_mut().expect("joined by `start_calls`");
+        // Published messages are on the embedded bus when the call returns: take what is
+        // ready, without waiting.
+        while let Ok(Ok(delivery)) = tokio::time::timeout(Duration::ZERO, consumer.next()).await {
+            published.push((*delivery.message).clone());
+        }
+        Ok(Called {
+            result,
+            changes: self.announced().await?,
+            published,
+        })
     }
 
     /// The changes committed since the last time asked, as `OPERATION kind/key`.

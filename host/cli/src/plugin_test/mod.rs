@@ -1,11 +1,12 @@
 //! `synchro plugin test DIR`: runs a plugin's component in a mock host ([`mock_host`])
 //! against its fixtures ([`fixture`]), then the conformance checks every plugin must
 //! pass whatever its fixtures (Airbyte's connector acceptance tests are the model):
-//! it loads under the host's default limits, a bad config gets an error and not a trap,
-//! a denied capability is handled, and a collector's second collect of the same data
-//! changes nothing.
+//! it loads under the host's default limits, a missing or bad config gets an error and
+//! not a trap, a denied capability is handled, and a collector's second collect of the
+//! same data changes nothing.
 //!
-//! Fixtures drive collectors so far; a plugin of another role gets the load check.
+//! Fixtures drive collectors and event steps so far; a model policy or a sync step gets
+//! the load check.
 
 mod fixture;
 mod mock_host;
@@ -13,10 +14,11 @@ mod mock_host;
 use std::io::Write;
 use std::path::Path;
 
+use synchro_capability::Canned;
 use synchro_engine::CallError;
 
-use fixture::{Answer, Fixture, Step};
-use mock_host::{Collect, MockHost, Variant};
+use fixture::{Answer, Expect, Fixture};
+use mock_host::{Called, Case, MockHost, Variant};
 
 /// Runs every check, printing one line each to `out`; fails when one did.
 pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow::Result<()> {
@@ -33,68 +35,110 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
         passed: 0,
         failed: 0,
     };
-    writeln!(
-        report.out,
-        "plugin test {} ({})",
-        host.name(),
-        manifest.display()
-    )?;
+    let title = format!("plugin test {} ({})", host.name(), manifest.display());
+    writeln!(report.out, "{title}")?;
 
+    let loads = "loads under the host's default limits";
     let plugin = match host.load(&Variant::default()) {
         Ok((plugin, took, origin)) => {
             let how = match origin {
                 synchro_roles::Origin::Cache => "from the cache",
                 synchro_roles::Origin::Compiled => "compiled",
             };
-            report.check(
-                "loads under the host's default limits",
-                Ok(format!("{how} in {} ms", took.as_millis())),
-            )?;
+            report.check(loads, Ok(format!("{how} in {} ms", took.as_millis())))?;
             plugin
         }
         Err(error) => {
-            report.check(
-                "loads under the host's default limits",
-                Err(format!("{error:#}")),
-            )?;
+            report.check(loads, Err(format!("{error:#}")))?;
             return report.finish();
         }
     };
-    if plugin.roles.collector.is_none() {
+    let role = if plugin.roles.collector.is_some() {
+        Role::Collector
+    } else if let Some(step) = &plugin.roles.event_step {
+        // Without fixtures, the conformance checks hand it `{}` on its first topic.
+        let topic = match &step.events.topics {
+            synchro_bus::Topics::Names(names) => names.first().cloned(),
+            synchro_bus::Topics::Pattern(_) => None,
+        };
+        Role::EventStep(topic.unwrap_or_else(|| "changes".to_owned()))
+    } else {
         if !fixtures.is_empty() {
-            report.check(
-                "fixtures",
-                Err(format!(
-                    "{} is not a collector: fixtures drive collectors only so far",
-                    host.name()
-                )),
-            )?;
+            let why = "fixtures drive collectors and event steps only so far";
+            report.check("fixtures", Err(format!("{}: {why}", host.name())))?;
         }
         return report.finish();
-    }
+    };
     drop(plugin);
     for fixture in &fixtures {
-        for (i, outcome) in runtime
-            .block_on(run_fixture(&host, fixture))?
-            .into_iter()
-            .enumerate()
-        {
+        let outcomes = match (&role, fixture.collect.is_empty()) {
+            (Role::Collector, false) => runtime.block_on(collects(&host, fixture))?,
+            (Role::EventStep(_), true) => runtime.block_on(events(&host, fixture))?,
+            _ => vec![Err(format!(
+                "its steps are for another role: {} is a {}",
+                host.name(),
+                role.name()
+            ))],
+        };
+        let step = if fixture.collect.is_empty() {
+            "event"
+        } else {
+            "collect"
+        };
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             report.check(
-                &format!("fixture {}: collect {}", fixture.name, i + 1),
+                &format!("fixture {}: {step} {}", fixture.name, i + 1),
                 outcome,
             )?;
         }
     }
-    // The data the conformance checks collect: the first fixture's first collect, else
+    // What the conformance checks give the plugin: the first fixture's first step, else
     // the manifest's settings alone.
-    let (variant, answers) = match fixtures.first() {
-        Some(first) => step_input(first, &first.collect[0]),
-        None => (Variant::default(), Vec::new()),
+    let input = match (&role, fixtures.first()) {
+        (Role::Collector, Some(first)) if !first.collect.is_empty() => {
+            let (variant, answers) =
+                step_input(first, &first.collect[0].settings, &first.collect[0].http);
+            Input::Collect { variant, answers }
+        }
+        (Role::EventStep(_), Some(first)) if !first.event.is_empty() => {
+            let event = &first.event[0];
+            let (variant, answers) = step_input(first, &event.settings, &event.http);
+            Input::Event {
+                variant,
+                answers,
+                message: event.message(),
+            }
+        }
+        (Role::Collector, _) => Input::Collect {
+            variant: Variant::default(),
+            answers: Vec::new(),
+        },
+        (Role::EventStep(topic), _) => Input::Event {
+            variant: Variant::default(),
+            answers: Vec::new(),
+            message: synchro_bus::Message::new(topic.clone(), "{}"),
+        },
     };
-    for (what, outcome) in runtime.block_on(conformance(&host, &variant, &answers))? {
+    for (what, outcome) in runtime.block_on(conformance(&host, &input))? {
         report.check(&format!("conformance: {what}"), outcome)?;
     }
     report.finish()
+}
+
+/// The roles fixtures drive.
+enum Role {
+    Collector,
+    /// With the topic a conformance check's message goes to.
+    EventStep(String),
+}
+
+impl Role {
+    fn name(&self) -> &'static str {
+        match self {
+            Role::Collector => "collector",
+            Role::EventStep(_) => "event step",
+        }
+    }
 }
 
 /// What one check found: a note when it passed, the reason when not.
@@ -132,59 +176,134 @@ impl<W: Write> Report<'_, W> {
     }
 }
 
-/// The settings and the answers of `step` of `fixture`.
-fn step_input(fixture: &Fixture, step: &Step) -> (Variant, Vec<synchro_capability::Canned>) {
-    let mut settings = fixture.settings.clone();
-    settings.extend(step.settings.clone());
-    let answers = step.http.as_deref().unwrap_or(&fixture.http);
-    (
-        Variant {
-            settings,
-            ..Variant::default()
-        },
-        Answer::canned(answers),
-    )
+/// A step's settings (over the case's) and answers (instead of the case's).
+fn step_input(
+    fixture: &Fixture,
+    settings: &toml::Table,
+    http: &Option<Vec<Answer>>,
+) -> (Variant, Vec<Canned>) {
+    let mut merged = fixture.settings.clone();
+    merged.extend(settings.clone());
+    let answers = http.as_deref().unwrap_or(&fixture.http);
+    let variant = Variant {
+        settings: merged,
+        ..Variant::default()
+    };
+    (variant, Answer::canned(answers))
+}
+
+/// A case for `fixture`: its store seeded and its responses ready.
+async fn case<'h>(host: &'h MockHost, fixture: &Fixture) -> anyhow::Result<Case<'h>> {
+    let mut case = host.case()?;
+    case.seed(&fixture.store).await?;
+    case.respond_with(fixture.responses.iter().map(|r| r.message()).collect());
+    Ok(case)
 }
 
 /// The fixture's collects, in one case, each checked against what it expects.
-async fn run_fixture(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcome>> {
-    let mut case = host.case()?;
+async fn collects(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcome>> {
+    let mut case = case(host, fixture).await?;
     let mut outcomes = Vec::new();
     for step in &fixture.collect {
-        let (variant, answers) = step_input(fixture, step);
-        let collected = case.collect(&variant, answers).await?;
-        outcomes.push(expect(step, collected));
+        let (variant, answers) = step_input(fixture, &step.settings, &step.http);
+        let called = case.collect(&variant, answers).await?;
+        outcomes.push(expect(&case, &step.expect(), called)?);
     }
     Ok(outcomes)
 }
 
-fn expect(step: &Step, collected: Collect) -> Outcome {
-    let mut expected = step.changes.clone();
+/// The fixture's events, in one case, each checked against what it expects.
+async fn events(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcome>> {
+    let mut case = case(host, fixture).await?;
+    let mut outcomes = Vec::new();
+    for event in &fixture.event {
+        let (variant, answers) = step_input(fixture, &event.settings, &event.http);
+        let called = case.process(&variant, answers, &event.message()).await?;
+        outcomes.push(expect(&case, &event.expect(), called)?);
+    }
+    Ok(outcomes)
+}
+
+/// Checks what a call did against what its step expects: its result and changes, then
+/// what it published and what is in the store.
+fn expect(case: &Case<'_>, expect: &Expect<'_>, called: Called) -> anyhow::Result<Outcome> {
+    let Called {
+        result,
+        changes,
+        published,
+    } = called;
+    let mut expected = expect.changes.to_vec();
     expected.sort();
-    match (collected, &step.error) {
-        (Collect::Done(changes), None) if changes == expected => Ok(match changes.len() {
+    let outcome = match (result, expect.error) {
+        (Ok(()), None) if changes == expected => match changes.len() {
             0 => "no change, as expected".to_owned(),
             n => format!("{n} change(s), as expected"),
-        }),
-        (Collect::Done(changes), None) => Err(format!(
-            "announced {} where {} was expected",
-            list(&changes),
-            list(&expected)
-        )),
-        (Collect::Done(changes), Some(kind)) => Err(format!(
-            "succeeded ({}) where it should fail with `{kind}`",
-            list(&changes)
-        )),
-        (Collect::Failed(CallError::Plugin { kind, message }), Some(want))
-            if kind.label() == want =>
-        {
-            Ok(format!("failed with `{kind}`, as expected: {message}"))
+        },
+        (Ok(()), None) => {
+            return Ok(Err(format!(
+                "announced {} where {} was expected",
+                list(&changes),
+                list(&expected)
+            )));
         }
-        (Collect::Failed(error), Some(want)) => {
-            Err(format!("failed, but not with `{want}`: {error}"))
+        (Ok(()), Some(kind)) => {
+            return Ok(Err(format!(
+                "succeeded ({}) where it should fail with `{kind}`",
+                list(&changes)
+            )));
         }
-        (Collect::Failed(error), None) => Err(format!("failed: {error}")),
+        (Err(CallError::Plugin { kind, message }), Some(want)) if kind.label() == want => {
+            format!("failed with `{kind}`, as expected: {message}")
+        }
+        (Err(error), Some(want)) => {
+            return Ok(Err(format!("failed, but not with `{want}`: {error}")));
+        }
+        (Err(error), None) => return Ok(Err(format!("failed: {error}"))),
+    };
+    for want in expect.published {
+        let found = published.iter().any(|m| {
+            m.topic == want.topic
+                && want
+                    .payload
+                    .as_ref()
+                    .is_none_or(|p| p.as_bytes() == m.payload)
+        });
+        if !found {
+            let seen: Vec<String> = published
+                .iter()
+                .map(|m| format!("{}: {}", m.topic, String::from_utf8_lossy(&m.payload)))
+                .collect();
+            return Ok(Err(format!(
+                "published nothing like {} {} (published: {})",
+                want.topic,
+                want.payload.as_deref().unwrap_or("(any payload)"),
+                if seen.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    seen.join("; ")
+                }
+            )));
+        }
     }
+    for want in expect.stored {
+        let Some(entity) = case.stored(&want.kind, &want.key)? else {
+            return Ok(Err(format!(
+                "{}/{} is not in the store",
+                want.kind, want.key
+            )));
+        };
+        if want.properties.is_some() {
+            let have: serde_json::Value = serde_json::from_str(entity.properties())?;
+            let expected: serde_json::Value = serde_json::from_str(&want.properties_json())?;
+            if have != expected {
+                return Ok(Err(format!(
+                    "{}/{} is stored with {have} where {expected} was expected",
+                    want.kind, want.key
+                )));
+            }
+        }
+    }
+    Ok(Ok(outcome))
 }
 
 fn list(changes: &[String]) -> String {
@@ -195,47 +314,61 @@ fn list(changes: &[String]) -> String {
     }
 }
 
-/// Whether a failed call failed as a plugin should: with an error it returned, not by
-/// trapping, running out of time or fuel, or handing the host something invalid.
-fn handled(error: &CallError) -> bool {
-    matches!(error, CallError::Plugin { .. })
+/// What the conformance checks hand the plugin.
+enum Input {
+    Collect {
+        variant: Variant,
+        answers: Vec<Canned>,
+    },
+    Event {
+        variant: Variant,
+        answers: Vec<Canned>,
+        message: synchro_bus::Message,
+    },
+}
+
+impl Input {
+    fn variant(&self) -> &Variant {
+        match self {
+            Input::Collect { variant, .. } | Input::Event { variant, .. } => variant,
+        }
+    }
+
+    /// One call with `variant` instead of the input's own, in a fresh case: its result,
+    /// or why the host refused to load it.
+    async fn call(
+        &self,
+        host: &MockHost,
+        variant: &Variant,
+    ) -> anyhow::Result<Result<(), CallError>> {
+        let mut case = host.case()?;
+        Ok(match self {
+            Input::Collect { answers, .. } => case.collect(variant, answers.clone()).await?.result,
+            Input::Event {
+                answers, message, ..
+            } => {
+                case.process(variant, answers.clone(), message)
+                    .await?
+                    .result
+            }
+        })
+    }
 }
 
 async fn conformance(
     host: &MockHost,
-    variant: &Variant,
-    answers: &[synchro_capability::Canned],
+    input: &Input,
 ) -> anyhow::Result<Vec<(&'static str, Outcome)>> {
     let mut checks = Vec::new();
-
-    let twice = async {
-        let mut case = host.case()?;
-        let first = case.collect(variant, answers.to_vec()).await?;
-        let second = case.collect(variant, answers.to_vec()).await?;
-        anyhow::Ok(match (first, second) {
-            (Collect::Failed(error), _) => Err(format!(
-                "the first collect failed ({error}); give the data it needs in a fixture \
-                 (fixtures/*.toml: settings and http answers)"
-            )),
-            (_, Collect::Failed(error)) => Err(format!("the second collect failed: {error}")),
-            (Collect::Done(_), Collect::Done(changes)) if changes.is_empty() => {
-                Ok("the second collect announced nothing".to_owned())
-            }
-            (Collect::Done(_), Collect::Done(changes)) => Err(format!(
-                "the second collect of the same data announced {}: is something in the \
-                 entities not from the data (a time, a counter, a random id)?",
-                list(&changes)
-            )),
-        })
-    };
-    checks.push((
-        "collecting the same data twice changes nothing",
-        twice.await?,
-    ));
-
+    if let Input::Collect { variant, answers } = input {
+        checks.push((
+            "collecting the same data twice changes nothing",
+            twice(host, variant, answers).await?,
+        ));
+    }
     // Without its settings, and with each setting a value it cannot expect.
     let mut garbled = host.settings();
-    garbled.extend(variant.settings.clone());
+    garbled.extend(input.variant().settings.clone());
     for (_, value) in garbled.iter_mut() {
         *value = toml::Value::Array(vec![toml::Value::Boolean(true)]);
     }
@@ -247,40 +380,58 @@ async fn conformance(
         settings: garbled,
         ..Variant::default()
     };
-    for (what, config) in [
-        ("a missing config gets an error, not a trap", missing),
-        ("a bad config gets an error, not a trap", bad),
-    ] {
-        checks.push((what, survives(host, &config, answers).await?));
-    }
-
     let denied = Variant {
         no_capabilities: true,
-        ..variant.clone()
+        ..input.variant().clone()
     };
-    checks.push((
-        "a denied capability is handled (an error, not a trap)",
-        survives(host, &denied, answers).await?,
-    ));
+    for (what, variant) in [
+        ("a missing config gets an error, not a trap", missing),
+        ("a bad config gets an error, not a trap", bad),
+        (
+            "a denied capability is handled (an error, not a trap)",
+            denied,
+        ),
+    ] {
+        let outcome = match input.call(host, &variant).await {
+            // The manifest itself refuses the variant: the host never calls the plugin
+            // with it.
+            Err(refused) => Ok(format!(
+                "the host refuses it: {}",
+                synchro_model::OneLine(&format!("{refused:#}"))
+            )),
+            Ok(Ok(())) => Ok("succeeded".to_owned()),
+            Ok(Err(error)) if handled(&error) => Ok(format!("returned: {error}")),
+            Ok(Err(error)) => Err(error.to_string()),
+        };
+        checks.push((what, outcome));
+    }
     Ok(checks)
 }
 
-/// Collects once with `variant`: passes when the collect succeeds or returns an error.
-async fn survives(
-    host: &MockHost,
-    variant: &Variant,
-    answers: &[synchro_capability::Canned],
-) -> anyhow::Result<Outcome> {
+/// A collector collects the same data twice: the second collect must announce nothing.
+async fn twice(host: &MockHost, variant: &Variant, answers: &[Canned]) -> anyhow::Result<Outcome> {
     let mut case = host.case()?;
-    Ok(match case.collect(variant, answers.to_vec()).await {
-        // The manifest itself refuses the variant (a required setting's type, say): the
-        // host never calls the plugin with it.
-        Err(refused) => Ok(format!(
-            "the host refuses it: {}",
-            synchro_model::OneLine(&format!("{refused:#}"))
+    let first = case.collect(variant, answers.to_vec()).await?;
+    let second = case.collect(variant, answers.to_vec()).await?;
+    Ok(match (first.result, second.result) {
+        (Err(error), _) => Err(format!(
+            "the first collect failed ({error}); give the data it needs in a fixture \
+             (fixtures/*.toml: settings and http answers)"
         )),
-        Ok(Collect::Done(_)) => Ok("collected".to_owned()),
-        Ok(Collect::Failed(error)) if handled(&error) => Ok(format!("returned: {error}")),
-        Ok(Collect::Failed(error)) => Err(format!("{error}")),
+        (_, Err(error)) => Err(format!("the second collect failed: {error}")),
+        (Ok(()), Ok(())) if second.changes.is_empty() => {
+            Ok("the second collect announced nothing".to_owned())
+        }
+        (Ok(()), Ok(())) => Err(format!(
+            "the second collect of the same data announced {}: is something in the \
+             entities not from the data (a time, a counter, a random id)?",
+            list(&second.changes)
+        )),
     })
+}
+
+/// Whether a failed call failed as a plugin should: with an error it returned, not by
+/// trapping, running out of time or fuel, or handing the host something invalid.
+fn handled(error: &CallError) -> bool {
+    matches!(error, CallError::Plugin { .. })
 }
