@@ -21,6 +21,41 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// `synchro plugin test DIR [--fixtures FIXTURES]`: whether it passed, its stdout (the
+/// report) and its stderr.
+fn plugin_test(dir: &Path, fixtures: Option<&Path>) -> (bool, String, String) {
+    let mut command = Command::new(synchro_testkit::synchro());
+    command.args(["plugin", "test"]).arg(dir);
+    if let Some(fixtures) = fixtures {
+        command.arg("--fixtures").arg(fixtures);
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A plugin's folder as an author has it: `work/NAME/NAME.wasm` (the component built from
+/// `plugins/PLUGIN`), the manifest `NAME.toml` (its name and version, then `rest`) and an
+/// empty `fixtures/`.
+fn plugin_folder(work: &Path, name: &str, plugin_crate: &str, rest: &str) -> std::path::PathBuf {
+    let dir = work.join(name);
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::copy(
+        synchro_testkit::plugin(plugin_crate),
+        dir.join(format!("{name}.wasm")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("name = \"{name}\"\nversion = \"0.1.0\"\n{rest}"),
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk() {
     let work = tempfile::tempdir().unwrap();
@@ -199,20 +234,14 @@ fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
 #[test]
 fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("inventory");
-    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
-    std::fs::copy(
-        synchro_testkit::plugin("http-inventory"),
-        dir.join("inventory.wasm"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("inventory.toml"),
-        "name = \"inventory\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+    let dir = plugin_folder(
+        work.path(),
+        "inventory",
+        "http-inventory",
+        "roles = [\"collector\"]\n\
          [schedule]\ninterval = \"1m\"\n[capabilities]\npoll = { hosts = [\"https://inventory.example\"] }\n\
          [settings]\nurl = \"https://inventory.example/inventory.json\"\n",
-    )
-    .unwrap();
+    );
     let answer = |body: &str| {
         format!(
             "http = [{{ url = \"https://inventory.example/inventory.json\", body = '''{body}''' }}]\n"
@@ -231,20 +260,7 @@ fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
         ),
     )
     .unwrap();
-    let test = |dir: &Path, fixtures: Option<&Path>| {
-        let mut command = Command::new(synchro_testkit::synchro());
-        command.args(["plugin", "test"]).arg(dir);
-        if let Some(fixtures) = fixtures {
-            command.arg("--fixtures").arg(fixtures);
-        }
-        let output = command.output().unwrap();
-        (
-            output.status.success(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
-    let (passed, said, _) = test(&dir, None);
+    let (passed, said, _) = plugin_test(&dir, None);
     assert!(passed, "{said}");
     for line in [
         "  ok    fixture inventory: collect 1: 4 change(s), as expected\n",
@@ -270,7 +286,7 @@ fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
     )
     .unwrap();
     std::fs::write(wrong.join("unanswered.toml"), "[[collect]]\nchanges = []\n").unwrap();
-    let (passed, said, stderr) = test(&dir, Some(&wrong));
+    let (passed, said, stderr) = plugin_test(&dir, Some(&wrong));
     assert!(!passed, "{said}");
     assert!(stderr.contains("synchro: 3 of "), "{stderr}");
     for line in [
@@ -283,27 +299,21 @@ fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
     }
 
     // A plugin that traps where it should return an error.
-    let trapping = work.path().join("trapping");
-    std::fs::create_dir_all(trapping.join("fixtures")).unwrap();
-    std::fs::copy(
-        synchro_testkit::plugin("scripted-collector"),
-        trapping.join("trapping.wasm"),
-    )
-    .unwrap();
-    std::fs::write(
-        trapping.join("trapping.toml"),
-        "name = \"trapping\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+    let trapping = plugin_folder(
+        work.path(),
+        "trapping",
+        "scripted-collector",
+        "roles = [\"collector\"]\n\
          [schedule]\ninterval = \"1m\"\n[capabilities]\npoll = { hosts = [\"https://script.example\"] }\n\
          [settings]\nurl = \"https://script.example/script.json\"\n",
-    )
-    .unwrap();
+    );
     std::fs::write(
         trapping.join("fixtures/trap.toml"),
         "http = [{ url = \"https://script.example/script.json\", body = '{\"mode\": \"trap\"}' }]\n\
          [[collect]]\nchanges = []\n",
     )
     .unwrap();
-    let (passed, said, _) = test(&trapping, None);
+    let (passed, said, _) = plugin_test(&trapping, None);
     assert!(!passed, "{said}");
     assert!(
         said.contains("  FAIL  fixture trap: collect 1: failed: trapped: "),
@@ -311,21 +321,15 @@ fn plugin_test_runs_fixtures_in_a_mock_host_and_fails_clearly() {
     );
 
     // What a collect publishes and what it leaves in the store.
-    let publisher = work.path().join("publisher");
-    std::fs::create_dir_all(publisher.join("fixtures")).unwrap();
-    std::fs::copy(
-        synchro_testkit::plugin("scripted-collector"),
-        publisher.join("publisher.wasm"),
-    )
-    .unwrap();
-    std::fs::write(
-        publisher.join("publisher.toml"),
-        "name = \"publisher\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+    let publisher = plugin_folder(
+        work.path(),
+        "publisher",
+        "scripted-collector",
+        "roles = [\"collector\"]\n\
          [schedule]\ninterval = \"1m\"\n\
          [capabilities]\npoll = { hosts = [\"https://script.example\"] }\nbus = { publish = [\"audit\"] }\n\
          [settings]\nurl = \"https://script.example/script.json\"\n",
-    )
-    .unwrap();
+    );
     std::fs::write(
         publisher.join("fixtures/publish.toml"),
         r#"http = [{ url = "https://script.example/script.json", body = '{"mode": "publish", "target": "audit", "entities": [{"key": "a", "kind": "k", "properties": {"n": 1}}]}' }]
@@ -336,7 +340,7 @@ stored = [{ kind = "k", key = "a", properties = { n = 1 } }]
 "#,
     )
     .unwrap();
-    let (passed, said, _) = test(&publisher, None);
+    let (passed, said, _) = plugin_test(&publisher, None);
     assert!(passed, "{said}");
     assert!(
         said.contains("  ok    fixture publish: collect 1: 1 change(s), as expected\n"),
@@ -349,20 +353,14 @@ stored = [{ kind = "k", key = "a", properties = { n = 1 } }]
 #[test]
 fn plugin_test_hands_an_event_step_its_fixture_messages() {
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("people");
-    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
-    std::fs::copy(
-        synchro_testkit::plugin("xos-people"),
-        dir.join("people.wasm"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("people.toml"),
-        "name = \"people\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+    let dir = plugin_folder(
+        work.path(),
+        "people",
+        "xos-people",
+        "roles = [\"event-step\"]\n\
          [events]\ntopics = [\"Stream\"]\n\
          [capabilities]\nstore = { read = [\"person\"], write = [\"person\"] }\n",
-    )
-    .unwrap();
+    );
     std::fs::write(
         dir.join("fixtures/people.toml"),
         r#"[[store]]
@@ -388,13 +386,8 @@ error = "invalid-input"
 "#,
     )
     .unwrap();
-    let output = Command::new(synchro_testkit::synchro())
-        .args(["plugin", "test"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{said}");
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(passed, "{said}");
     for line in [
         "  ok    fixture people: event 1: 1 change(s), as expected\n",
         "  ok    fixture people: event 2: no change, as expected\n",
@@ -427,13 +420,8 @@ published = [{ topic = "audit", payload = "turing" }]
 "#,
     )
     .unwrap();
-    let output = Command::new(synchro_testkit::synchro())
-        .args(["plugin", "test"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8(output.stdout).unwrap();
-    assert!(!output.status.success(), "{said}");
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(!passed, "{said}");
     for line in [
         "  FAIL  fixture people: event 1: announced [CREATE person/person/grace-hopper] where no change was expected\n",
         "  FAIL  fixture people: event 2: person/person/alan-turing is stored with {\"first_name\":\"Alan\",\"last_name\":\"Turing\"} where {\"first_name\":\"Alan\"} was expected\n",

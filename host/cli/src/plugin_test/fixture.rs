@@ -66,7 +66,7 @@ pub struct Fixture {
     #[serde(default)]
     pub responses: Vec<BusMessage>,
     #[serde(default)]
-    pub event: Vec<Event>,
+    pub event: Vec<Step>,
 }
 
 /// An entity of the store, its properties a table (written as JSON).
@@ -111,53 +111,6 @@ impl BusMessage {
     }
 }
 
-/// One message handed to an event step, and what must come of it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct Event {
-    pub topic: String,
-    #[serde(default)]
-    pub payload: String,
-    pub key: Option<String>,
-    #[serde(default)]
-    pub headers: Vec<(String, String)>,
-    /// Over the case's settings.
-    #[serde(default)]
-    pub settings: toml::Table,
-    /// Instead of the case's answers.
-    pub http: Option<Vec<Answer>>,
-    #[serde(default)]
-    pub changes: Vec<String>,
-    /// Messages the call published: each topic (and payload, when given) once.
-    #[serde(default)]
-    pub published: Vec<Published>,
-    /// Entities in the store after the call (properties compared when given).
-    #[serde(default)]
-    pub stored: Vec<StoredEntity>,
-    pub error: Option<String>,
-}
-
-impl Event {
-    pub fn expect(&self) -> Expect<'_> {
-        Expect {
-            changes: &self.changes,
-            published: &self.published,
-            stored: &self.stored,
-            error: self.error.as_deref(),
-        }
-    }
-
-    pub fn message(&self) -> synchro_bus::Message {
-        BusMessage {
-            topic: self.topic.clone(),
-            payload: self.payload.clone(),
-            key: self.key.clone(),
-            headers: self.headers.clone(),
-        }
-        .message()
-    }
-}
-
 /// A message a call must publish.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -166,7 +119,8 @@ pub struct Published {
     pub payload: Option<String>,
 }
 
-/// One collect and what must come of it.
+/// One call — a collect (`[[collect]]`) or a message handed to an event step
+/// (`[[event]]`, which names its `topic`) — and what must come of it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Step {
@@ -175,6 +129,13 @@ pub struct Step {
     pub settings: toml::Table,
     /// Instead of the case's answers.
     pub http: Option<Vec<Answer>>,
+    /// An event's message: its topic, payload, key and headers.
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub payload: String,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
     /// The changes announced, as `OPERATION kind/key`, in any order.
     #[serde(default)]
     pub changes: Vec<String>,
@@ -184,26 +145,21 @@ pub struct Step {
     /// Entities in the store after the call (properties compared when given).
     #[serde(default)]
     pub stored: Vec<StoredEntity>,
-    /// The error kind the collect fails with (`invalid-input`, `unavailable`, ...).
+    /// The error kind the call fails with (`invalid-input`, `unavailable`, ...).
     pub error: Option<String>,
 }
 
-/// What a step expects of its call (a collect's or an event's).
-pub struct Expect<'f> {
-    pub changes: &'f [String],
-    pub published: &'f [Published],
-    pub stored: &'f [StoredEntity],
-    pub error: Option<&'f str>,
-}
-
 impl Step {
-    pub fn expect(&self) -> Expect<'_> {
-        Expect {
-            changes: &self.changes,
-            published: &self.published,
-            stored: &self.stored,
-            error: self.error.as_deref(),
-        }
+    /// An event's message; `None` for a collect.
+    pub fn message(&self) -> Option<synchro_bus::Message> {
+        let topic = self.topic.clone()?;
+        let message = BusMessage {
+            topic,
+            payload: self.payload.clone(),
+            key: self.key.clone(),
+            headers: self.headers.clone(),
+        };
+        Some(message.message())
     }
 }
 
@@ -262,10 +218,28 @@ impl Fixture {
              saying what each must do",
             path.display()
         );
-        let steps = fixture.collect.iter().map(Step::expect);
-        let expectations = steps.chain(fixture.event.iter().map(Event::expect));
-        for (i, expect) in expectations.enumerate() {
-            if let Some(kind) = expect.error {
+        for (i, step) in fixture.collect.iter().enumerate() {
+            anyhow::ensure!(
+                step.topic.is_none()
+                    && step.payload.is_empty()
+                    && step.key.is_none()
+                    && step.headers.is_empty(),
+                "fixture {}: collect {}: a collect is handed no message (`topic`, `payload`, \
+                 `key`, `headers` are an `[[event]]`'s)",
+                path.display(),
+                i + 1
+            );
+        }
+        for (i, step) in fixture.event.iter().enumerate() {
+            anyhow::ensure!(
+                step.topic.is_some(),
+                "fixture {}: event {}: no `topic`: say where the message comes from",
+                path.display(),
+                i + 1
+            );
+        }
+        for (i, step) in fixture.collect.iter().chain(&fixture.event).enumerate() {
+            if let Some(kind) = &step.error {
                 anyhow::ensure!(
                     synchro_model::ErrorKind::ALL
                         .iter()
@@ -276,7 +250,7 @@ impl Fixture {
                     synchro_model::ErrorKind::ALL.map(|k| k.label()).join(", ")
                 );
                 anyhow::ensure!(
-                    expect.changes.is_empty(),
+                    step.changes.is_empty(),
                     "fixture {}: step {}: a failed call changes nothing; give `error` or `changes`",
                     path.display(),
                     i + 1

@@ -17,7 +17,7 @@ use std::path::Path;
 use synchro_capability::Canned;
 use synchro_engine::CallError;
 
-use fixture::{Answer, Expect, Fixture};
+use fixture::{Answer, Fixture, Step};
 use mock_host::{Called, Case, MockHost, Variant};
 
 /// Runs every check, printing one line each to `out`; fails when one did.
@@ -106,7 +106,7 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
             Input::Event {
                 variant,
                 answers,
-                message: event.message(),
+                message: event.message().expect("checked when read"),
             }
         }
         (Role::Collector, _) => Input::Collect {
@@ -207,7 +207,7 @@ async fn collects(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outc
     for step in &fixture.collect {
         let (variant, answers) = step_input(fixture, &step.settings, &step.http);
         let called = case.collect(&variant, answers).await?;
-        outcomes.push(expect(&case, &step.expect(), called)?);
+        outcomes.push(expect(&case, step, called)?);
     }
     Ok(outcomes)
 }
@@ -218,15 +218,16 @@ async fn events(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcom
     let mut outcomes = Vec::new();
     for event in &fixture.event {
         let (variant, answers) = step_input(fixture, &event.settings, &event.http);
-        let called = case.process(&variant, answers, &event.message()).await?;
-        outcomes.push(expect(&case, &event.expect(), called)?);
+        let message = event.message().expect("checked when read");
+        let called = case.process(&variant, answers, &message).await?;
+        outcomes.push(expect(&case, event, called)?);
     }
     Ok(outcomes)
 }
 
 /// Checks what a call did against what its step expects: its result and changes, then
 /// what it published and what is in the store.
-fn expect(case: &Case<'_>, expect: &Expect<'_>, called: Called) -> anyhow::Result<Outcome> {
+fn expect(case: &Case<'_>, expect: &Step, called: Called) -> anyhow::Result<Outcome> {
     let Called {
         result,
         changes,
@@ -234,7 +235,7 @@ fn expect(case: &Case<'_>, expect: &Expect<'_>, called: Called) -> anyhow::Resul
     } = called;
     let mut expected = expect.changes.to_vec();
     expected.sort();
-    let outcome = match (result, expect.error) {
+    let outcome = match (result, expect.error.as_deref()) {
         (Ok(()), None) if changes == expected => match changes.len() {
             0 => "no change, as expected".to_owned(),
             n => format!("{n} change(s), as expected"),
@@ -260,7 +261,7 @@ fn expect(case: &Case<'_>, expect: &Expect<'_>, called: Called) -> anyhow::Resul
         }
         (Err(error), None) => return Ok(Err(format!("failed: {error}"))),
     };
-    for want in expect.published {
+    for want in &expect.published {
         let found = published.iter().any(|m| {
             m.topic == want.topic
                 && want
@@ -285,7 +286,7 @@ fn expect(case: &Case<'_>, expect: &Expect<'_>, called: Called) -> anyhow::Resul
             )));
         }
     }
-    for want in expect.stored {
+    for want in &expect.stored {
         let Some(entity) = case.stored(&want.kind, &want.key)? else {
             return Ok(Err(format!(
                 "{}/{} is not in the store",
