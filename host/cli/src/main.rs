@@ -6,6 +6,7 @@ mod log_lines;
 mod model;
 mod plugin_test;
 mod printer;
+mod python;
 mod scaffold;
 mod serve;
 mod status;
@@ -86,7 +87,8 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Builds a Rust plugin folder into a wasm component.
+    /// Builds a plugin folder into a wasm component: a Rust crate (Cargo.toml), or a
+    /// Python plugin (app.py, with componentize-py, installed if missing).
     Build {
         dir: PathBuf,
         /// Which toolchain to use.
@@ -279,7 +281,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let started = std::time::Instant::now();
-            let built = toolchain::build(&dir, toolchain)?;
+            let built = if python::is_python(&dir) {
+                python::build(&dir)?
+            } else {
+                toolchain::build(&dir, toolchain)?
+            };
             let size = std::fs::metadata(&built)
                 .with_context(|| format!("reading {}", built.display()))?
                 .len();

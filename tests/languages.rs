@@ -1,0 +1,86 @@
+//! Plugins written in other languages than Rust, built from source here with
+//! `synchro plugin build` (which installs their toolchain when missing) and run in the
+//! real host: each announces exactly what its Rust twin announces for the same input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use synchro_testkit::{INVENTORY, Setup, Source, repo};
+
+/// Large components compile for seconds on a busy machine before the first collect.
+const WAIT: Duration = Duration::from_secs(180);
+
+/// `synchro plugin build DIR`: the component's path.
+fn build(dir: &Path) -> PathBuf {
+    let output = Command::new(synchro_testkit::synchro())
+        .args(["plugin", "build"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "building {}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+/// The changes `component`, as the inventory collector `inv`, announces for the
+/// inventory, then for an edited one (an update, a deletion): each change's operation
+/// and entity, without what differs from run to run (times, transaction ids).
+fn inventory_changes(component: &Path) -> Vec<String> {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    std::fs::copy(component, setup.plugin_dir().join("inv.wasm")).unwrap();
+    setup.write(
+        "inv.toml",
+        &format!(
+            "name = \"inv\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+             [schedule]\ninterval = \"150ms\"\njitter = \"0s\"\n\
+             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+             [settings]\nurl = \"{}\"\n",
+            source.origin(),
+            source.url()
+        ),
+    );
+    let host = setup.run();
+    let mut events = host.raw_events(4, WAIT);
+    source.set(
+        200,
+        &INVENTORY
+            .replace("beta", "gamma")
+            .replace(r#", { "id": "srv-2", "hostname": "gamma" }"#, ""),
+    );
+    events.extend(host.raw_events(1, WAIT));
+    host.stop();
+    let mut changes: Vec<String> = events
+        .into_iter()
+        .map(|mut event| {
+            let object = event.as_object_mut().unwrap();
+            for volatile in ["timestamp", "transaction-id", "database-transaction-id"] {
+                object.remove(volatile);
+            }
+            event.to_string()
+        })
+        .collect();
+    changes.sort();
+    changes
+}
+
+#[test]
+fn the_python_inventory_collector_announces_what_its_rust_twin_does() {
+    let python = build(&repo().join("plugins/py-inventory"));
+    assert_eq!(python.file_name().unwrap(), "py-inventory.wasm");
+    let rust = synchro_testkit::plugin("http-inventory");
+    let from_python = inventory_changes(&python);
+    assert_eq!(from_python.len(), 5, "{from_python:#?}");
+    assert!(
+        from_python
+            .iter()
+            .any(|c| c.contains("\"operation\":\"DELETE\"")),
+        "{from_python:#?}"
+    );
+    assert_eq!(from_python, inventory_changes(&rust));
+}
