@@ -155,31 +155,53 @@ fn a_plugin_outside_the_repository_builds_against_the_packaged_sdk() {
 /// step handle them.
 #[test]
 fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
+    scaffold_every_role("rust");
+}
+
+/// The same in Python: componentize-py (installed by `plugin build` when missing), the
+/// Python SDK, the same manifests and fixture.
+#[test]
+fn plugin_new_scaffolds_python_plugins_that_build_and_run_in_every_role() {
+    scaffold_every_role("python");
+}
+
+/// `plugin new` of every role in `lang`, each built and tested as generated, then the
+/// four run together in one host.
+fn scaffold_every_role(lang: &str) {
     let work = tempfile::tempdir().unwrap();
     let setup = Setup::new();
     for role in ["collector", "event-step", "model-policy", "sync-step"] {
-        let name = format!("new-{role}");
+        let name = format!("{lang}-{role}");
         let said = run(Command::new(synchro_testkit::synchro())
-            .args(["plugin", "new", &name, "--role", role, "--dir"])
+            .args([
+                "plugin", "new", &name, "--lang", lang, "--role", role, "--dir",
+            ])
             .arg(work.path()));
         assert!(said.starts_with("created "), "{said}");
         let dir = work.path().join(&name);
-        for file in ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
-            assert!(dir.join(file).is_file(), "{file} of {role}");
+        let mut build = Command::new(synchro_testkit::synchro());
+        build.current_dir(&dir);
+        if lang == "rust" {
+            for file in ["Cargo.toml", "src/lib.rs", "README.md", ".gitignore"] {
+                assert!(dir.join(file).is_file(), "{file} of {role}");
+            }
+            // What an author reads first is formatted as `cargo fmt` would.
+            run(Command::new("rustfmt")
+                .args(["--check", "--edition", "2024"])
+                .arg(dir.join("src/lib.rs")));
+            // The example plugins' lock file and target directory: the versions and the
+            // compiled dependencies a fresh clone already has (a new author's first
+            // build resolves and compiles them: ~25 s, BENCHMARKS.md).
+            std::fs::copy(repo().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+            build.env("CARGO_TARGET_DIR", repo().join("plugins/target"));
+        } else {
+            for file in ["app.py", "README.md", ".gitignore"] {
+                assert!(dir.join(file).is_file(), "{file} of {role}");
+            }
         }
-        // What an author reads first is formatted as `cargo fmt` would.
-        run(Command::new("rustfmt")
-            .args(["--check", "--edition", "2024"])
-            .arg(dir.join("src/lib.rs")));
-        // The example plugins' lock file and target directory: the versions and the
-        // compiled dependencies a fresh clone already has (a new author's first build
-        // resolves and compiles them: ~25 s, BENCHMARKS.md).
-        std::fs::copy(repo().join("plugins/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
-        let built = run(Command::new(synchro_testkit::synchro())
-            .current_dir(&dir)
+        let built = run(build
             .args(["plugin", "build", ".", "-o"])
-            .arg(format!("{name}.wasm"))
-            .env("CARGO_TARGET_DIR", repo().join("plugins/target")));
+            .arg(format!("{name}.wasm")));
         assert_eq!(built.trim(), format!("{name}.wasm"));
         // It passes its own test as generated.
         let tested = run(Command::new(synchro_testkit::synchro())
@@ -205,7 +227,9 @@ fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
         .unwrap();
     }
     let host = setup.run();
-    let mut created = host.events(3, WAIT);
+    // Python components compile for seconds at the first start.
+    let wait = Duration::from_secs(180);
+    let mut created = host.events(3, wait);
     created.sort();
     assert_eq!(
         created,
@@ -216,11 +240,13 @@ fn plugin_new_scaffolds_plugins_that_build_and_run_in_every_role() {
         ])
     );
     for line in [
-        "changes: CREATE example/item-3",
-        "handle-create example/item-3",
-        "sync-record example/item-3: {\"name\":\"item 3\",\"source\":\"new-collector\"}",
+        "changes: CREATE example/item-3".to_owned(),
+        "handle-create example/item-3".to_owned(),
+        format!(
+            "sync-record example/item-3: {{\"name\":\"item 3\",\"source\":\"{lang}-collector\"}}"
+        ),
     ] {
-        host.wait_for_log(line, WAIT);
+        host.wait_for_log(&line, wait);
     }
     let report = setup.status();
     assert_eq!(report.plugins.len(), 4, "{report:#?}");

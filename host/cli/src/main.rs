@@ -327,13 +327,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .expect("clap checks the role");
             let root = scaffold::new(&dir, &name, lang, role)?;
             println!(
-                "created {} ({} {}); next:\n  cd {}\n  synchro plugin build . -o {name}.wasm\n  \
+                "created {} ({} in {}); next:\n  cd {}\n  synchro plugin build . -o {name}.wasm\n  \
                  cp {name}.toml {name}.wasm PLUGIN-DIR/    # a running host loads it at once",
                 root.display(),
                 role.name(),
-                match lang {
-                    scaffold::Lang::Rust => "in Rust",
-                },
+                lang.name(),
                 root.display()
             );
             Ok(())

@@ -13,6 +13,16 @@ use synchro_manifest::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
+    Python,
+}
+
+impl Lang {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "Rust",
+            Lang::Python => "Python",
+        }
+    }
 }
 
 /// The Rust SDK this binary was built with: a scaffold depends on this version.
@@ -28,9 +38,26 @@ pub fn new(dir: &Path, name: &str, lang: Lang, role: Role) -> anyhow::Result<Pat
         "{} already exists; plugin new writes a new folder",
         root.display()
     );
-    let files = match lang {
-        Lang::Rust => rust(name, role),
+    let fill = |template: &str| {
+        template
+            .replace("{name}", name)
+            .replace("{role}", role.name())
+            .replace("{sdk_version}", SDK_VERSION)
+            .replace("{sdk_patch}", &sdk_patch())
     };
+    let mut files = match lang {
+        Lang::Rust => rust(role),
+        Lang::Python => python(role),
+    };
+    for (_, content) in &mut files {
+        *content = fill(content);
+    }
+    files.push((format!("{name}.toml"), manifest(name, role)));
+    // What `synchro plugin test` runs it against (fixtures drive collectors so far).
+    if role == Role::Collector {
+        let fixture = include_str!("scaffold/collector_fixture.toml");
+        files.push(("fixtures/items.toml".to_owned(), fixture.to_owned()));
+    }
     for (path, content) in files {
         let path = root.join(path);
         let parent = path.parent().expect("files are inside the folder");
@@ -62,42 +89,42 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rust(name: &str, role: Role) -> Vec<(String, String)> {
+/// A Rust plugin's templates, by path.
+fn rust(role: Role) -> Vec<(String, String)> {
     let source = match role {
         Role::Collector => include_str!("scaffold/rust/collector.rs"),
         Role::EventStep => include_str!("scaffold/rust/event_step.rs"),
         Role::ModelPolicy => include_str!("scaffold/rust/model_policy.rs"),
         Role::SyncStep => include_str!("scaffold/rust/sync_step.rs"),
     };
-    let fill = |template: &str| {
-        template
-            .replace("{name}", name)
-            .replace("{role}", role.name())
-            .replace("{sdk_version}", SDK_VERSION)
-            .replace("{sdk_patch}", &sdk_patch())
+    templates([
+        ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml.in")),
+        ("src/lib.rs", source),
+        ("README.md", include_str!("scaffold/rust/README.md.in")),
+        (".gitignore", include_str!("scaffold/rust/gitignore")),
+    ])
+}
+
+/// A Python plugin's templates, by path.
+fn python(role: Role) -> Vec<(String, String)> {
+    let source = match role {
+        Role::Collector => include_str!("scaffold/python/collector.py"),
+        Role::EventStep => include_str!("scaffold/python/event_step.py"),
+        Role::ModelPolicy => include_str!("scaffold/python/model_policy.py"),
+        Role::SyncStep => include_str!("scaffold/python/sync_step.py"),
     };
-    let mut files = vec![
-        (
-            "Cargo.toml".to_owned(),
-            fill(include_str!("scaffold/rust/Cargo.toml.in")),
-        ),
-        ("src/lib.rs".to_owned(), fill(source)),
-        (
-            "README.md".to_owned(),
-            fill(include_str!("scaffold/rust/README.md.in")),
-        ),
-        (
-            ".gitignore".to_owned(),
-            include_str!("scaffold/rust/gitignore").to_owned(),
-        ),
-        (format!("{name}.toml"), manifest(name, role)),
-    ];
-    // What `synchro plugin test` runs it against (fixtures drive collectors so far).
-    if role == Role::Collector {
-        let fixture = include_str!("scaffold/rust/collector_fixture.toml");
-        files.push(("fixtures/items.toml".to_owned(), fixture.to_owned()));
-    }
+    templates([
+        ("app.py", source),
+        ("README.md", include_str!("scaffold/python/README.md.in")),
+        (".gitignore", include_str!("scaffold/python/gitignore")),
+    ])
+}
+
+fn templates<const N: usize>(files: [(&str, &str); N]) -> Vec<(String, String)> {
     files
+        .into_iter()
+        .map(|(path, text)| (path.to_owned(), text.to_owned()))
+        .collect()
 }
 
 /// `synchro-guest` is not on crates.io yet: where this binary was built from a checkout
@@ -182,9 +209,12 @@ mod tests {
     #[test]
     fn every_role_gets_a_manifest_the_host_reads() {
         let dir = tempfile::tempdir().unwrap();
-        for role in Role::ALL {
-            let name = format!("new-{}", role.name());
-            let root = new(dir.path(), &name, Lang::Rust, role).unwrap();
+        for (lang, role) in [Lang::Rust, Lang::Python]
+            .into_iter()
+            .flat_map(|lang| Role::ALL.map(|role| (lang, role)))
+        {
+            let name = format!("new-{}-{}", lang.name().to_lowercase(), role.name());
+            let root = new(dir.path(), &name, lang, role).unwrap();
             let manifest = root.join(format!("{name}.toml"));
             let read = synchro_manifest::Manifest::load(&manifest).unwrap();
             assert_eq!(
@@ -192,9 +222,13 @@ mod tests {
                 (name.as_str(), &[role][..])
             );
             assert_eq!(read.component, root.join(format!("{name}.wasm")));
-            let source = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+            let source = match lang {
+                Lang::Rust => root.join("src/lib.rs"),
+                Lang::Python => root.join("app.py"),
+            };
+            let source = std::fs::read_to_string(source).unwrap();
             assert!(!source.contains("{name}"), "{source}");
-            let error = new(dir.path(), &name, Lang::Rust, role).unwrap_err();
+            let error = new(dir.path(), &name, lang, role).unwrap_err();
             assert!(error.to_string().contains("already exists"), "{error}");
         }
     }
