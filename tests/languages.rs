@@ -28,7 +28,7 @@ fn build(dir: &Path) -> PathBuf {
 }
 
 /// The changes `component`, as the inventory collector `inv`, announces for the
-/// inventory, then for an edited one (an update, a deletion): each change's operation
+/// inventory, then for one without a server (a deletion): each change's operation
 /// and entity, without what differs from run to run (times, transaction ids).
 fn inventory_changes(component: &Path) -> Vec<String> {
     let source = Source::start(INVENTORY);
@@ -54,6 +54,7 @@ fn inventory_changes(component: &Path) -> Vec<String> {
             .replace(r#", { "id": "srv-2", "hostname": "gamma" }"#, ""),
     );
     events.extend(host.raw_events(1, WAIT));
+    host.expect_silence(Duration::from_millis(500));
     host.stop();
     let mut changes: Vec<String> = events
         .into_iter()

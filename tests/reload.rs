@@ -279,3 +279,38 @@ fn settled_rss(pid: u32) -> u64 {
         .min()
         .unwrap()
 }
+
+/// An event step of the change stream that is still compiling at a start is a reader all
+/// the same: the changes it has not read — from before the start, and made while it
+/// compiles — wait for it, though the printer has passed them and the outbox is trimmed
+/// every second.
+#[test]
+fn changes_wait_for_an_event_step_that_is_still_compiling() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    setup.install(
+        "watcher",
+        "bench-event-step",
+        "name = \"watcher\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"changes\"]\nstart = \"earliest\"\n",
+    );
+    let host = setup.run();
+    assert_eq!(host.events(4, WAIT).len(), 4);
+    setup.wait_status("watcher", WAIT, |p| p.counters.processed == 4);
+    host.stop();
+
+    // The next start compiles the watcher for seconds; the collector announces a change
+    // at once, which the printer reads.
+    let component = std::fs::read(synchro_testkit::plugin("bench-event-step")).unwrap();
+    let padded = synchro_testkit::padded(&component, 40_000);
+    std::fs::write(setup.plugin_dir().join("watcher.wasm"), padded).unwrap();
+    source.set(200, &INVENTORY.replace("beta", "gamma"));
+    let host = setup.run();
+    assert_eq!(host.events(1, WAIT), pairs(&[("UPDATE", "srv-2")]));
+    let watcher = setup.wait_status("watcher", Duration::from_secs(180), |p| {
+        p.counters.processed >= 1
+    });
+    assert_eq!(watcher.counters.processed, 1, "{watcher:#?}");
+    host.stop();
+}

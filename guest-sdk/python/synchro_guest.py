@@ -154,6 +154,9 @@ class Collector:
         def run():
             snapshot = Snapshot()
             complete = self.collect_into(snapshot)
+            if not isinstance(complete, bool):
+                # A forgotten `return` would make every snapshot partial: nothing deleted.
+                raise TypeError(f"collect_into returned {complete!r}; return synchro.COMPLETE or synchro.PARTIAL")
             snapshot.flush()
             completeness = _collector.Completeness
             return completeness.COMPLETE if complete else completeness.PARTIAL
@@ -220,6 +223,8 @@ class http:
 
     @staticmethod
     def send(method, url, headers=(), body=None, timeout_ms=None):
+        if isinstance(body, str):
+            body = body.encode()
         return _poll.poll(_poll.Request(method=method, url=url, headers=list(headers),
                                         body=body, timeout_ms=timeout_ms))
 
@@ -282,6 +287,10 @@ class log:
     @staticmethod
     def _log(level, message, fields):
         _log.log(getattr(_log.Level, level), str(message), [(str(k), str(v)) for k, v in fields.items()])
+
+    @staticmethod
+    def trace(message, **fields):
+        log._log("TRACE", message, fields)
 
     @staticmethod
     def debug(message, **fields):

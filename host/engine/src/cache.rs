@@ -83,7 +83,10 @@ impl ComponentCache {
     fn store(&self, entry: &Path, compiled: &[u8]) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
+        // Two loads of one component at once (two manifests naming it) each write their own.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = entry.with_extension(format!("tmp{}-{write}", std::process::id()));
         std::fs::write(&tmp, compiled).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, entry).with_context(|| format!("renaming {}", tmp.display()))?;
         Ok(())

@@ -70,7 +70,9 @@ impl Compiler {
         let (slots, done) = (self.slots.clone(), self.done.clone());
         tokio::spawn(async move {
             let slot = slots.acquire_owned().await.expect("never closed");
+            let (thread_path, thread_done) = (path.clone(), done.clone());
             let load = move || {
+                let path = thread_path;
                 let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     Plugin::load(&engine, &path, &config.load_policy())
                 }));
@@ -80,17 +82,26 @@ impl Compiler {
                     Err(_) => Err(format!("{}: loading panicked", path.display())),
                 };
                 release_freed_memory();
-                let _ = done.send(Compiled {
+                let _ = thread_done.send(Compiled {
                     path,
                     fingerprint,
                     result,
                 });
             };
-            if let Err(error) = std::thread::Builder::new()
+            let started = std::thread::Builder::new()
                 .name("synchro-load".to_owned())
-                .spawn(load)
-            {
-                tracing::error!("cannot start a thread to load a plugin: {error}");
+                .spawn(load);
+            if let Err(error) = started {
+                // Said like any failed load, so that nothing waits for it.
+                let result = Err(format!(
+                    "{}: cannot start a thread to load it: {error}",
+                    path.display()
+                ));
+                let _ = done.send(Compiled {
+                    path,
+                    fingerprint,
+                    result,
+                });
             }
         });
     }

@@ -109,7 +109,9 @@ impl Supervisor {
                 // Dropped at once: a `watch::Ref` held across the awaits below would make
                 // this future !Send.
                 _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => break,
-                _ = trim.tick() => {
+                // Not while plugins load: an event step still compiling is no reader yet,
+                // and what it has not read must wait for it.
+                _ = trim.tick(), if !registry.is_loading() => {
                     let steps = registry.change_readers();
                     retention::trim(&services.db, steps, self.config.max_step_lag).await;
                 }

@@ -24,6 +24,7 @@ use mock_host::{Called, Case, MockHost, Variant};
 pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow::Result<()> {
     let manifest = mock_host::manifest_in(dir)?;
     let fixtures_dir = match fixtures {
+        Some(dir) if !dir.is_dir() => anyhow::bail!("--fixtures {}: no such folder", dir.display()),
         Some(dir) => dir.to_owned(),
         None => manifest.parent().unwrap_or(Path::new(".")).join("fixtures"),
     };
@@ -253,6 +254,14 @@ fn expect(case: &Case<'_>, expect: &Step, called: Called) -> anyhow::Result<Outc
                 list(&changes)
             )));
         }
+        (Err(CallError::Plugin { kind, .. }), Some(want))
+            if kind.label() == want && !changes.is_empty() =>
+        {
+            return Ok(Err(format!(
+                "failed with `{kind}`, as expected, but announced {} first",
+                list(&changes)
+            )));
+        }
         (Err(CallError::Plugin { kind, message }), Some(want)) if kind.label() == want => {
             format!("failed with `{kind}`, as expected: {message}")
         }
@@ -393,16 +402,21 @@ async fn conformance(
             denied,
         ),
     ] {
-        let outcome = match input.call(host, &variant).await {
-            // The manifest itself refuses the variant: the host never calls the plugin
-            // with it.
-            Err(refused) => Ok(format!(
+        // The manifest itself may refuse the variant: the host never calls the plugin
+        // with it.
+        let outcome = if let Err(refused) = host.load(&variant) {
+            let refused = format!("{refused:#}");
+            Ok(format!(
                 "the host refuses it: {}",
-                synchro_model::OneLine(&format!("{refused:#}"))
-            )),
-            Ok(Ok(())) => Ok("succeeded".to_owned()),
-            Ok(Err(error)) if handled(&error) => Ok(format!("returned: {error}")),
-            Ok(Err(error)) => Err(error.to_string()),
+                synchro_model::OneLine(&refused)
+            ))
+        } else {
+            match input.call(host, &variant).await {
+                Err(error) => Err(format!("the mock host failed: {error:#}")),
+                Ok(Ok(())) => Ok("succeeded".to_owned()),
+                Ok(Err(error)) if handled(&error) => Ok(format!("returned: {error}")),
+                Ok(Err(error)) => Err(error.to_string()),
+            }
         };
         checks.push((what, outcome));
     }
