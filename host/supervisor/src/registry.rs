@@ -66,6 +66,11 @@ pub struct Registry {
     seen: BTreeMap<PathBuf, Fingerprint>,
     compiler: Compiler,
     pending: BTreeMap<PathBuf, Pending>,
+    /// Policies and sync steps loaded and not started yet: they start once the model has
+    /// been told every handler, them included, when no load is pending any more. A policy
+    /// that ran before was seen, on a busy machine, to lose the `previous` of its next
+    /// `handle-update` (tests/model_policy.rs, the operator's flags).
+    parked: BTreeMap<PathBuf, Arc<Plugin>>,
     /// Tasks of stopped plugins, finishing their last call.
     stopping: Vec<PluginTask>,
     /// The `[modes.plugins]` entries no running sync step is named by, as last said in
@@ -94,6 +99,7 @@ impl Registry {
             seen: BTreeMap::new(),
             compiler,
             pending: BTreeMap::new(),
+            parked: BTreeMap::new(),
             stopping: Vec::new(),
             idle_modes: Vec::new(),
             told_handlers: None,
@@ -157,6 +163,7 @@ impl Registry {
         for path in gone {
             self.seen.remove(&path);
             self.refused.remove(&path);
+            self.parked.remove(&path);
             if let Some(pending) = self.pending.remove(&path) {
                 let why = format!("{}: removed while it loaded", path.display());
                 for reply in pending.replies {
@@ -249,6 +256,9 @@ impl Registry {
     async fn settle(&mut self) {
         if self.pending.is_empty() {
             self.tell_handlers().await;
+            for (path, plugin) in std::mem::take(&mut self.parked) {
+                self.spawn(&path, plugin);
+            }
             self.check_modes();
         }
     }
@@ -343,11 +353,11 @@ impl Registry {
             .map_err(|e| Error::new(ErrorKind::Conflict, e.to_string()))
     }
 
-    /// What the running plugins do with the model.
+    /// What the running plugins do with the model (those about to start included).
     pub fn work(&self) -> crate::model_view::Work {
         let mut work = crate::model_view::Work::default();
-        for running in self.running.values() {
-            let plugin = running.deployment.current();
+        let running = self.running.values().map(|r| r.deployment.current());
+        for plugin in running.chain(self.parked.values().cloned()) {
             for (role, _, section) in plugin.roles.model_work() {
                 let into = match role {
                     Role::ModelPolicy => &mut work.policed,
@@ -588,8 +598,19 @@ impl Registry {
         Ok(plugin)
     }
 
+    /// Starts `plugin`'s runners; a policy's or a sync step's wait in `parked` until the
+    /// model has been told its handlers with it (`settle`, at once when no other load
+    /// is pending).
     fn start(&mut self, path: &Path, plugin: Plugin) {
         let plugin = Arc::new(plugin);
+        if plugin.roles.model_work().next().is_some() {
+            self.parked.insert(path.to_owned(), plugin);
+            return;
+        }
+        self.spawn(path, plugin);
+    }
+
+    fn spawn(&mut self, path: &Path, plugin: Arc<Plugin>) {
         let deployment = Deployment::new(plugin.clone());
         let (stop, stopped) = watch::channel(false);
         let tasks = plugin
