@@ -213,7 +213,7 @@ fn a_large_component_compiles_off_the_hosts_loop_and_leaves_no_memory_behind() {
         seen, expected,
         "the small plugin runs while the large one compiles"
     );
-    let report = setup.status();
+    let report = setup.try_status().unwrap();
     let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["inv"], "{report:#?}");
     assert_eq!(report.loading.len(), 1, "{report:#?}");

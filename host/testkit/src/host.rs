@@ -109,9 +109,22 @@ impl Setup {
         self.write(&format!("{name}.toml"), manifest);
     }
 
-    /// What `synchro status --json` says about the running host.
+    /// What `synchro status --json` says about the running host, once no plugin is
+    /// loading any more (plugins load in the background: a test that reads which were
+    /// refused right after another one's first change would race them).
     pub fn status(&self) -> synchro_status::HostReport {
-        self.try_status().unwrap_or_else(|e| panic!("{e}"))
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let report = self.try_status().unwrap_or_else(|e| panic!("{e}"));
+            if report.loading.is_empty() {
+                return report;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plugins never loaded: {report:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The status, or why `synchro status` failed (the host may not listen yet).
