@@ -38,12 +38,13 @@ pub fn new(dir: &Path, name: &str, lang: Lang, role: Role) -> anyhow::Result<Pat
         "{} already exists; plugin new writes a new folder",
         root.display()
     );
+    let patch = sdk_patch();
     let fill = |template: &str| {
         template
             .replace("{name}", name)
             .replace("{role}", role.name())
             .replace("{sdk_version}", SDK_VERSION)
-            .replace("{sdk_patch}", &sdk_patch())
+            .replace("{sdk_patch}", &patch)
     };
     let mut files = match lang {
         Lang::Rust => rust(role),
