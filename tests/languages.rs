@@ -70,18 +70,34 @@ fn inventory_changes(component: &Path) -> Vec<String> {
     changes
 }
 
-#[test]
-fn the_python_inventory_collector_announces_what_its_rust_twin_does() {
-    let python = build(&repo().join("plugins/py-inventory"));
-    assert_eq!(python.file_name().unwrap(), "py-inventory.wasm");
+/// Builds `plugins/FOLDER` from source and checks that it announces exactly what the
+/// Rust `http-inventory` does: four creates, then a delete.
+fn announces_what_the_rust_twin_does(folder: &str) {
+    let built = build(&repo().join("plugins").join(folder));
+    assert_eq!(built.file_name().unwrap(), &*format!("{folder}.wasm"));
     let rust = synchro_testkit::plugin("http-inventory");
-    let from_python = inventory_changes(&python);
-    assert_eq!(from_python.len(), 5, "{from_python:#?}");
+    let changes = inventory_changes(&built);
+    assert_eq!(changes.len(), 5, "{changes:#?}");
     assert!(
-        from_python
+        changes
             .iter()
             .any(|c| c.contains("\"operation\":\"DELETE\"")),
-        "{from_python:#?}"
+        "{changes:#?}"
     );
-    assert_eq!(from_python, inventory_changes(&rust));
+    assert_eq!(changes, inventory_changes(&rust));
+}
+
+#[test]
+fn the_python_inventory_collector_announces_what_its_rust_twin_does() {
+    announces_what_the_rust_twin_does("py-inventory");
+}
+
+#[test]
+fn the_javascript_inventory_collector_announces_what_its_rust_twin_does() {
+    announces_what_the_rust_twin_does("js-inventory");
+}
+
+#[test]
+fn the_c_inventory_collector_announces_what_its_rust_twin_does() {
+    announces_what_the_rust_twin_does("c-inventory");
 }

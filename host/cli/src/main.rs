@@ -1,23 +1,22 @@
 //! The `synchro` command line.
 
 mod baseline;
+mod build;
 mod check;
 mod log_lines;
 mod model;
 mod plugin_test;
 mod printer;
-mod python;
 mod scaffold;
 mod serve;
 mod status;
-mod toolchain;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use build::Route;
 use clap::{Parser, Subcommand};
 use synchro_supervisor::Config;
-use toolchain::Route;
 
 #[derive(Parser)]
 #[command(
@@ -87,11 +86,12 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Builds a plugin folder into a wasm component: a Rust crate (Cargo.toml), or a
-    /// Python plugin (app.py, with componentize-py, installed if missing).
+    /// Builds a plugin folder into a wasm component: a Rust crate (Cargo.toml), a Python
+    /// plugin (app.py, componentize-py), a JavaScript plugin (app.js, componentize-js) or
+    /// a C plugin (app.c, clang); the toolchain is installed when missing.
     Build {
         dir: PathBuf,
-        /// Which toolchain to use.
+        /// Which toolchain builds a Rust plugin.
         #[arg(long, value_enum, default_value_t = Route::Auto)]
         toolchain: Route,
         /// Copy the component here.
@@ -281,11 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let started = std::time::Instant::now();
-            let built = if python::is_python(&dir) {
-                python::build(&dir)?
-            } else {
-                toolchain::build(&dir, toolchain)?
-            };
+            let built = build::build(&dir, toolchain)?;
             let size = std::fs::metadata(&built)
                 .with_context(|| format!("reading {}", built.display()))?
                 .len();

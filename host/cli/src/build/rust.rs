@@ -1,4 +1,4 @@
-//! `synchro plugin build`: turns a Rust plugin folder into a component.
+//! A Rust plugin: its crate, built with cargo for `wasm32-wasip2`.
 //!
 //! Two routes, tried in order (see TOOLCHAIN.md): rustup's `wasm32-wasip2` target when it
 //! is installed or can be added; otherwise Debian's rustc with `-Zbuild-std`, whose
@@ -58,7 +58,7 @@ pub fn build(dir: &Path, route: Route) -> anyhow::Result<PathBuf> {
     let mut cargo = if use_rustup {
         Command::new("cargo")
     } else {
-        ensure_debian_packages()?;
+        super::debian_packages(DEBIAN_PACKAGES, "Rust plugins")?;
         let linker_dir = component_linker_dir()?;
         let mut cargo = Command::new("/usr/bin/cargo");
         let path = std::env::var("PATH").unwrap_or_default();
@@ -238,33 +238,4 @@ fn component_linker_dir() -> anyhow::Result<PathBuf> {
         bail!("`cargo install {LINKER}` failed ({status})");
     }
     Ok(bin)
-}
-
-fn ensure_debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("synchro: installing Debian packages: {}", missing.join(" "));
-    let status = Command::new("apt-get")
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .status()
-        .context("cannot run apt-get")?;
-    if !status.success() {
-        bail!(
-            "apt-get install {} failed ({status}); run `apt-get update` and retry",
-            missing.join(" ")
-        );
-    }
-    Ok(())
 }
