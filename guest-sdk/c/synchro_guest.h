@@ -43,6 +43,7 @@
 #include "synchro.h"
 
 typedef synchro_plugin_types_entity_t synchro_entity_t;
+typedef synchro_plugin_types_message_t synchro_message_t;
 typedef synchro_plugin_types_error_t synchro_error_t;
 typedef synchro_plugin_types_error_code_t synchro_error_code_t;
 
@@ -76,6 +77,9 @@ static inline synchro_string_t synchro_str(const char *s) {
   synchro_string_set(&string, s);
   return string;
 }
+
+/* The printf arguments of a WIT string for `%.*s`: printf("%.*s", SYNCHRO_TEXT(s)). */
+#define SYNCHRO_TEXT(s) (int)(s).len, (const char *)(s).ptr
 
 /* A NUL-terminated copy of `s` (for results), to `free`. */
 static inline char *synchro_cstr(const synchro_string_t *s) {
@@ -125,14 +129,21 @@ static inline void synchro_error_free(synchro_error_t *err) {
 /* A printf-style line in the host's log at `level` (SYNCHRO_INFO, ...), attributed to
  * the plugin. stdout and stderr go to the log too. */
 static inline void synchro_log(synchro_plugin_log_level_t level, const char *format, ...) {
-  char line[1024];
   va_list args;
   va_start(args, format);
-  vsnprintf(line, sizeof line, format, args);
+  int len = vsnprintf(NULL, 0, format, args);
   va_end(args);
-  synchro_string_t message = synchro_str(line);
+  char *line = malloc(len > 0 ? (size_t)len + 1 : 1);
+  if (line == NULL) {
+    return;
+  }
+  va_start(args, format);
+  vsnprintf(line, (size_t)len + 1, format, args);
+  va_end(args);
+  synchro_string_t message = {(uint8_t *)line, len > 0 ? (size_t)len : 0};
   synchro_list_tuple2_string_string_t fields = {NULL, 0};
   synchro_plugin_log_log(level, &message, &fields);
+  free(line);
 }
 
 /* Settings ------------------------------------------------------------------------- */

@@ -324,11 +324,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let root = scaffold::new(&dir, &name, lang, role)?;
             println!(
                 "created {} ({} in {}); next:\n  cd {}\n  synchro plugin build . -o {name}.wasm\n  \
-                 cp {name}.toml {name}.wasm PLUGIN-DIR/    # a running host loads it at once",
+                 synchro plugin test\n  \
+                 cp {name}.toml {name}.wasm PLUGIN-DIR/    # a running host loads it at once\n\
+                 the plugin is {}; its README says more",
                 root.display(),
                 role.name(),
                 lang.name(),
-                root.display()
+                root.display(),
+                lang.source()
             );
             Ok(())
         }

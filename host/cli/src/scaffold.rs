@@ -14,6 +14,8 @@ use synchro_manifest::Role;
 pub enum Lang {
     Rust,
     Python,
+    Js,
+    C,
 }
 
 impl Lang {
@@ -21,6 +23,18 @@ impl Lang {
         match self {
             Lang::Rust => "Rust",
             Lang::Python => "Python",
+            Lang::Js => "JavaScript",
+            Lang::C => "C",
+        }
+    }
+
+    /// The file a plugin's build starts from.
+    pub fn source(self) -> &'static str {
+        match self {
+            Lang::Rust => "src/lib.rs",
+            Lang::Python => "app.py",
+            Lang::Js => "app.js",
+            Lang::C => "app.c",
         }
     }
 }
@@ -49,6 +63,8 @@ pub fn new(dir: &Path, name: &str, lang: Lang, role: Role) -> anyhow::Result<Pat
     let mut files = match lang {
         Lang::Rust => rust(role),
         Lang::Python => python(role),
+        Lang::Js => javascript(role),
+        Lang::C => c(role),
     };
     for (_, content) in &mut files {
         *content = fill(content);
@@ -118,6 +134,36 @@ fn python(role: Role) -> Vec<(String, String)> {
         ("app.py", source),
         ("README.md", include_str!("scaffold/python/README.md.in")),
         (".gitignore", include_str!("scaffold/python/gitignore")),
+    ])
+}
+
+/// A JavaScript plugin's templates, by path.
+fn javascript(role: Role) -> Vec<(String, String)> {
+    let source = match role {
+        Role::Collector => include_str!("scaffold/js/collector.js"),
+        Role::EventStep => include_str!("scaffold/js/event_step.js"),
+        Role::ModelPolicy => include_str!("scaffold/js/model_policy.js"),
+        Role::SyncStep => include_str!("scaffold/js/sync_step.js"),
+    };
+    templates([
+        ("app.js", source),
+        ("README.md", include_str!("scaffold/js/README.md.in")),
+        (".gitignore", include_str!("scaffold/js/gitignore")),
+    ])
+}
+
+/// A C plugin's templates, by path.
+fn c(role: Role) -> Vec<(String, String)> {
+    let source = match role {
+        Role::Collector => include_str!("scaffold/c/collector.c"),
+        Role::EventStep => include_str!("scaffold/c/event_step.c"),
+        Role::ModelPolicy => include_str!("scaffold/c/model_policy.c"),
+        Role::SyncStep => include_str!("scaffold/c/sync_step.c"),
+    };
+    templates([
+        ("app.c", source),
+        ("README.md", include_str!("scaffold/c/README.md.in")),
+        (".gitignore", include_str!("scaffold/c/gitignore")),
     ])
 }
 
@@ -210,8 +256,9 @@ mod tests {
     #[test]
     fn every_role_gets_a_manifest_the_host_reads() {
         let dir = tempfile::tempdir().unwrap();
-        for (lang, role) in [Lang::Rust, Lang::Python]
-            .into_iter()
+        for (lang, role) in <Lang as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
             .flat_map(|lang| Role::ALL.map(|role| (lang, role)))
         {
             let name = format!("new-{}-{}", lang.name().to_lowercase(), role.name());
@@ -223,11 +270,7 @@ mod tests {
                 (name.as_str(), &[role][..])
             );
             assert_eq!(read.component, root.join(format!("{name}.wasm")));
-            let source = match lang {
-                Lang::Rust => root.join("src/lib.rs"),
-                Lang::Python => root.join("app.py"),
-            };
-            let source = std::fs::read_to_string(source).unwrap();
+            let source = std::fs::read_to_string(root.join(lang.source())).unwrap();
             assert!(!source.contains("{name}"), "{source}");
             let error = new(dir.path(), &name, lang, role).unwrap_err();
             assert!(error.to_string().contains("already exists"), "{error}");
