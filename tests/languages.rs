@@ -101,3 +101,149 @@ fn the_javascript_inventory_collector_announces_what_its_rust_twin_does() {
 fn the_c_inventory_collector_announces_what_its_rust_twin_does() {
     announces_what_the_rust_twin_does("c-inventory");
 }
+
+/// jco, whose `guest-types` makes TypeScript declarations of the WIT, with the TypeScript
+/// compiler it depends on: installed with npm once, where `./dev js-types` installs it.
+fn jco() -> PathBuf {
+    const JCO: &str = "@bytecodealliance/jco@1.34.0";
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
+        .join("synchro");
+    let home = cache.join("jco-1.34.0");
+    let bin = home.join("node_modules/.bin");
+    if !bin.join("jco").is_file() {
+        std::fs::create_dir_all(&cache).unwrap();
+        let partial = tempfile::Builder::new()
+            .prefix(".jco-")
+            .tempdir_in(&cache)
+            .unwrap();
+        let status = Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(partial.path())
+            .arg(JCO)
+            .status()
+            .unwrap();
+        assert!(status.success(), "npm install {JCO}");
+        // A concurrent install may have won: either is complete.
+        let _ = std::fs::rename(partial.path(), &home);
+    }
+    bin
+}
+
+/// The files under `dir`, by path relative to it, with their contents.
+fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                found.insert(path.strip_prefix(dir).unwrap().to_owned(), text);
+            }
+        }
+    }
+    found
+}
+
+/// The JavaScript SDK's types are jco's declarations of `wit/` as it is (never edited by
+/// hand: `./dev js-types` writes them), and with the SDK's own declarations they
+/// type-check the example plugin and every scaffold — and catch a wrong call.
+#[test]
+fn the_javascript_types_are_generated_from_the_wit_and_check_the_plugins() {
+    let bin = jco();
+    let generated = tempfile::tempdir().unwrap();
+    for world in [
+        "collector-plugin",
+        "event-step-plugin",
+        "model-policy-plugin",
+        "sync-step-plugin",
+    ] {
+        let output = Command::new(bin.join("jco"))
+            .args(["guest-types"])
+            .arg(repo().join("wit"))
+            .args(["--world-name", world, "-o"])
+            .arg(generated.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+    let committed = files(&repo().join("guest-sdk/js/types"));
+    assert_eq!(
+        committed,
+        files(generated.path()),
+        "guest-sdk/js/types differs from the WIT: run `./dev js-types`"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let tsc = |app: &str| -> (bool, String) {
+        let dir = tempfile::tempdir_in(work.path()).unwrap();
+        for file in ["synchro-guest.d.ts", "synchro-guest.js"] {
+            std::fs::copy(
+                repo().join("guest-sdk/js").join(file),
+                dir.path().join(file),
+            )
+            .unwrap();
+        }
+        let types = dir.path().join("types");
+        for (path, text) in &committed {
+            std::fs::create_dir_all(types.join(path).parent().unwrap()).unwrap();
+            std::fs::write(types.join(path), text).unwrap();
+        }
+        std::fs::write(dir.path().join("app.js"), app).unwrap();
+        std::fs::write(
+            dir.path().join("tsconfig.json"),
+            r#"{"compilerOptions": {"allowJs": true, "checkJs": true, "noEmit": true, "strict": false,
+                "target": "es2022", "module": "es2022", "moduleResolution": "bundler",
+                "lib": ["es2022"]}, "files": ["app.js"]}"#,
+        )
+        .unwrap();
+        let output = Command::new(bin.join("tsc"))
+            .arg("-p")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let example = std::fs::read_to_string(repo().join("plugins/js-inventory/app.js")).unwrap();
+    let (ok, said) = tsc(&example);
+    assert!(ok, "plugins/js-inventory: {said}");
+    for role in ["collector", "event-step", "model-policy", "sync-step"] {
+        run_new(work.path(), role);
+        let app = std::fs::read_to_string(work.path().join(role).join("app.js")).unwrap();
+        let (ok, said) = tsc(&app);
+        assert!(ok, "the {role} scaffold: {said}");
+    }
+    let wrong = example.replace(
+        "synchro.vertex(id, 'vserver', vm)",
+        "synchro.vertex(id, 'vserver')",
+    );
+    assert_ne!(wrong, example);
+    let (ok, said) = tsc(&wrong);
+    assert!(!ok && said.contains("TS2554"), "{said}");
+}
+
+/// `synchro plugin new ROLE --lang js --role ROLE` in `dir`.
+fn run_new(dir: &Path, role: &str) {
+    let output = Command::new(synchro_testkit::synchro())
+        .args([
+            "plugin", "new", role, "--lang", "js", "--role", role, "--dir",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
