@@ -247,3 +247,42 @@ fn run_new(dir: &Path, role: &str) {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
 }
+
+/// The owner-lookup event steps in Python, JavaScript and C — every host function but
+/// `poll`: config, store get and save, publish and await-response, emit-change, log —
+/// built from source and run by `synchro plugin test` (the host's own capability code
+/// behind in-memory backends) against one set of fixtures: each passes every check, and
+/// the three reports are the same line for line.
+#[test]
+fn the_owner_lookup_event_steps_pass_the_same_fixtures_in_every_language() {
+    let fixtures = repo().join("tests/fixtures/owner-lookup");
+    let mut reports = Vec::new();
+    for language in ["py", "js", "c"] {
+        let dir = repo()
+            .join("plugins")
+            .join(format!("{language}-owner-lookup"));
+        build(&dir);
+        let output = Command::new(synchro_testkit::synchro())
+            .args(["plugin", "test"])
+            .arg(&dir)
+            .arg("--fixtures")
+            .arg(&fixtures)
+            .output()
+            .unwrap();
+        let report = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{language}: {report}");
+        assert!(
+            report.ends_with("\n9 passed, 0 failed\n"),
+            "{language}: {report}"
+        );
+        // The checks, without the title and the compile time.
+        let checks: Vec<String> = report
+            .lines()
+            .skip(2)
+            .map(|line| line.replace(&format!("{language}-owner-lookup"), "PLUGIN"))
+            .collect();
+        reports.push(checks);
+    }
+    assert_eq!(reports[0], reports[1], "Python and JavaScript differ");
+    assert_eq!(reports[0], reports[2], "Python and C differ");
+}

@@ -290,12 +290,47 @@ static inline bool synchro_snapshot_add(synchro_snapshot_t *snapshot, synchro_en
 
 /* The bus, the store and changes ----------------------------------------------------- */
 
-/* Puts the text `payload` on `topic` (granted by the manifest's `publish`). */
-static inline bool synchro_publish(const char *topic, const char *payload, synchro_error_t *err) {
+/* Puts the text `payload` on `topic` (granted by the manifest's `publish`), with the
+ * partitioning key `key` (NULL: none). */
+static inline bool synchro_publish(const char *topic, const char *key, const char *payload, synchro_error_t *err) {
   synchro_string_t name = synchro_str(topic);
+  synchro_list_u8_t key_bytes = {(uint8_t *)key, key != NULL ? strlen(key) : 0};
   synchro_list_u8_t bytes = {(uint8_t *)payload, strlen(payload)};
   synchro_plugin_bus_message_headers_t headers = {NULL, 0};
-  return synchro_plugin_bus_publish(&name, NULL, &bytes, &headers, err);
+  return synchro_plugin_bus_publish(&name, key != NULL ? &key_bytes : NULL, &bytes, &headers, err);
+}
+
+/* The response on `topic` whose correlation id is `correlation_id` (granted by the
+ * manifest's `await`), its payload as JSON into `*json` (to `cJSON_Delete`); not JSON is
+ * `invalid-input`. */
+static inline bool synchro_await_json(const char *topic, const char *correlation_id, uint32_t timeout_ms,
+                                      cJSON **json, synchro_error_t *err) {
+  synchro_string_t name = synchro_str(topic);
+  synchro_string_t id = synchro_str(correlation_id);
+  synchro_message_t response;
+  if (!synchro_plugin_bus_await_response(&name, &id, timeout_ms, &response, err)) {
+    return false;
+  }
+  *json = cJSON_ParseWithLength((const char *)response.payload.ptr, response.payload.len);
+  synchro_plugin_types_message_free(&response);
+  return *json != NULL || synchro_fail(err, SYNCHRO_INVALID_INPUT, "the response on %s is not JSON", topic);
+}
+
+/* The properties of the stored entity of `kind` under `key` into `*properties` (to
+ * `cJSON_Delete`), NULL when there is none (granted by the manifest's `store.read`). */
+static inline bool synchro_store_get(const char *kind, const char *key, cJSON **properties, synchro_error_t *err) {
+  synchro_string_t kind_string = synchro_str(kind);
+  synchro_string_t key_string = synchro_str(key);
+  synchro_plugin_store_option_entity_t found;
+  *properties = NULL;
+  if (!synchro_plugin_store_get(&kind_string, &key_string, &found, err)) {
+    return false;
+  }
+  if (found.is_some) {
+    *properties = cJSON_ParseWithLength((const char *)found.val.properties.ptr, found.val.properties.len);
+    synchro_plugin_types_entity_free(&found.val);
+  }
+  return true;
 }
 
 /* Saves `entity` in the model (granted by the manifest's `store = { write = [...] }`). */
