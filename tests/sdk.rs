@@ -223,6 +223,8 @@ fn scaffold_every_role(lang: &str) {
             .current_dir(&dir)
             .args(["plugin", "test"]));
         assert!(tested.ends_with(" passed, 0 failed\n"), "{tested}");
+        // Its generated fixture is run, whatever its role.
+        assert!(tested.contains("  ok    fixture "), "{tested}");
         if role == "collector" {
             assert!(
                 tested.contains("  ok    fixture items: collect 2: 1 change(s), as expected\n"),
@@ -467,6 +469,173 @@ published = [{ topic = "audit", payload = "turing" }]
         "  FAIL  fixture people: event 1: announced [CREATE person/person/grace-hopper] where no change was expected\n",
         "  FAIL  fixture people: event 2: person/person/alan-turing is stored with {\"first_name\":\"Alan\",\"last_name\":\"Turing\"} where {\"first_name\":\"Alan\"} was expected\n",
         "  FAIL  fixture people: event 3: published nothing like audit turing (published: nothing)\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+}
+
+/// A model policy's fixtures: each call in an instance of its own, the entity put in the
+/// model first as a source's write, which the policy may write back (plugins/stamp-policy
+/// stamps it) only as the host allows, with a `handle` grant; `previous` handed to
+/// handle-update; a delete handed an entity no longer in the model; an expected error;
+/// fixtures of another role and a malformed call, named.
+#[test]
+fn plugin_test_calls_a_model_policy_with_its_fixture_entities() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = plugin_folder(
+        work.path(),
+        "stamp",
+        "stamp-policy",
+        "roles = [\"model-policy\"]\n\
+         [policy]\nkinds = [\"slice\"]\n\
+         [capabilities]\nstore = { read = [\"slice\", \"audit\"], write = [\"slice\", \"audit\"] }\n\
+         [settings]\naudit-kind = \"audit\"\nfail = \"refused\"\n",
+    );
+    std::fs::write(
+        dir.join("fixtures/stamps.toml"),
+        r#"[[call]]
+function = "handle-create"
+entity = { kind = "slice", key = "s1", properties = { v = 1 } }
+changes = ["UPDATE slice/s1"]
+# Its properties are not given (TOML has no null for `previous-v`): any.
+stored = [{ kind = "slice", key = "s1" }]
+
+[[call]]
+function = "handle-update"
+entity = { kind = "slice", key = "s1", properties = { v = 2, policy-runs = 1 } }
+previous = { kind = "slice", key = "s1", properties = { v = 1 } }
+changes = ["UPDATE slice/s1"]
+stored = [{ kind = "slice", key = "s1", properties = { v = 2, policy-runs = 2, previous-v = 1 } }]
+
+[[call]]
+function = "handle-delete"
+entity = { kind = "slice", key = "s2", properties = { v = 7 } }
+changes = ["CREATE audit/slice/s2"]
+
+[[call]]
+function = "handle-create"
+entity = { kind = "slice", key = "refused" }
+error = "failed"
+"#,
+    )
+    .unwrap();
+    // Without `handle`, the source's entity is not the policy's to write: the same
+    // refusal as in the host.
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains(
+            "  FAIL  fixture stamps: call 1: failed: returned an error (denied): store: replacing slice `s1`: another plugin wrote it, and only its writer may\n"
+        ),
+        "{said}"
+    );
+    let manifest = dir.join("stamp.toml");
+    let granted = std::fs::read_to_string(&manifest).unwrap().replace(
+        "write = [\"slice\", \"audit\"] }",
+        "write = [\"slice\", \"audit\"], handle = [\"slice\"] }",
+    );
+    std::fs::write(&manifest, granted).unwrap();
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(passed, "{said}");
+    for line in [
+        "  ok    fixture stamps: call 1: 1 change(s), as expected\n",
+        "  ok    fixture stamps: call 2: 1 change(s), as expected\n",
+        "  ok    fixture stamps: call 3: 1 change(s), as expected\n",
+        "  ok    fixture stamps: call 4: failed with `failed`, as expected: refused is refused by the policy's `fail` setting\n",
+        // A policy without its store grants is refused at load: it cannot read what it
+        // handles.
+        "  ok    conformance: a denied capability is handled (an error, not a trap): the host refuses it: ",
+        "8 passed, 0 failed\n",
+    ] {
+        assert!(said.contains(line), "{line}\nnot in:\n{said}");
+    }
+
+    // A policy's fixtures handed to a sync step, and a malformed call: named.
+    std::fs::write(
+        dir.join("fixtures/stamps.toml"),
+        "[[call]]\nfunction = \"sync-record\"\nentity = { kind = \"slice\", key = \"s1\" }\n",
+    )
+    .unwrap();
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(!passed, "{said}");
+    assert!(
+        said.contains("  FAIL  fixture stamps: steps 1: its steps are for another role: stamp is a model policy\n"),
+        "{said}"
+    );
+    std::fs::write(
+        dir.join("fixtures/stamps.toml"),
+        "[[call]]\nfunction = \"handle-update\"\nentity = { kind = \"slice\", key = \"s1\" }\n",
+    )
+    .unwrap();
+    let (passed, _, stderr) = plugin_test(&dir, None);
+    assert!(!passed);
+    assert!(
+        stderr.contains("call 1: `previous` is handle-update's, and handle-update needs it"),
+        "{stderr}"
+    );
+}
+
+/// A sync step's fixtures: `sync-record` and `delete-record` with the outside system's
+/// answers from `[[http]]` (plugins/http-sync PUTs and DELETEs), a 503 as `unavailable`,
+/// a 404 on delete as done, and a write of the step's own (`record-url`).
+#[test]
+fn plugin_test_calls_a_sync_step_with_its_fixture_entities() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = plugin_folder(
+        work.path(),
+        "push",
+        "http-sync",
+        "roles = [\"sync-step\"]\n\
+         [sync]\nkinds = [\"pserver\"]\n\
+         [capabilities]\npoll = { hosts = [\"https://cmdb.example\"] }\n\
+         store = { read = [\"pserver\"], write = [\"pserver\"], handle = [\"pserver\"] }\n\
+         [settings]\nurl = \"https://cmdb.example/api\"\n",
+    );
+    std::fs::write(
+        dir.join("fixtures/push.toml"),
+        r#"[[http]]
+method = "PUT"
+url = "https://cmdb.example/api/pserver/srv-1"
+status = 204
+
+[[http]]
+method = "DELETE"
+url = "https://cmdb.example/api/pserver/srv-1"
+status = 404
+
+[[call]]
+function = "sync-record"
+entity = { kind = "pserver", key = "srv-1", properties = { hostname = "alpha" } }
+changes = []
+
+[[call]]
+function = "sync-record"
+settings = { record-url = "true" }
+entity = { kind = "pserver", key = "srv-1", properties = { hostname = "alpha" } }
+changes = ["UPDATE pserver/srv-1"]
+stored = [{ kind = "pserver", key = "srv-1", properties = { hostname = "alpha", outside-url = "https://cmdb.example/api/pserver/srv-1" } }]
+
+[[call]]
+function = "sync-record"
+entity = { kind = "pserver", key = "srv-1", properties = { hostname = "alpha" } }
+http = [{ method = "PUT", url = "https://cmdb.example/api/pserver/srv-1", status = 503 }]
+error = "unavailable"
+
+[[call]]
+function = "delete-record"
+entity = { kind = "pserver", key = "srv-1" }
+"#,
+    )
+    .unwrap();
+    let (passed, said, _) = plugin_test(&dir, None);
+    assert!(passed, "{said}");
+    for line in [
+        "  ok    fixture push: call 1: no change, as expected\n",
+        "  ok    fixture push: call 2: 1 change(s), as expected\n",
+        "  ok    fixture push: call 3: failed with `unavailable`, as expected: ",
+        "  ok    fixture push: call 4: no change, as expected\n",
+        "  ok    conformance: a missing config gets an error, not a trap: returned: returned an error (invalid-input): the setting `url` is missing\n",
+        "8 passed, 0 failed\n",
     ] {
         assert!(said.contains(line), "{line}\nnot in:\n{said}");
     }

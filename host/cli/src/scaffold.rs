@@ -70,11 +70,14 @@ pub fn new(dir: &Path, name: &str, lang: Lang, role: Role) -> anyhow::Result<Pat
         *content = fill(content);
     }
     files.push((format!("{name}.toml"), manifest(name, role)));
-    // What `synchro plugin test` runs it against (fixtures drive collectors so far).
-    if role == Role::Collector {
-        let fixture = include_str!("scaffold/collector_fixture.toml");
-        files.push(("fixtures/items.toml".to_owned(), fixture.to_owned()));
-    }
+    // What `synchro plugin test` runs it against.
+    let (fixture, cases) = match role {
+        Role::Collector => ("items", include_str!("scaffold/collector_fixture.toml")),
+        Role::EventStep => ("changes", include_str!("scaffold/event_step_fixture.toml")),
+        Role::ModelPolicy => ("calls", include_str!("scaffold/model_policy_fixture.toml")),
+        Role::SyncStep => ("calls", include_str!("scaffold/sync_step_fixture.toml")),
+    };
+    files.push((format!("fixtures/{fixture}.toml"), cases.to_owned()));
     for (path, content) in files {
         let path = root.join(path);
         let parent = path.parent().expect("files are inside the folder");

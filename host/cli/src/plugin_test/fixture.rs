@@ -42,6 +42,18 @@
 //! stored = [{ kind = "person", key = "p2", properties = { name = "Grace" } }]
 //! # error = "invalid-input"  # the error kind the call returns
 //! ```
+//!
+//! A model policy's or a sync step's case makes calls, each in an instance of its own, the
+//! entity put in the model first as a source's write (a delete's is not):
+//!
+//! ```toml
+//! [[call]]
+//! function = "handle-update"     # or handle-create, handle-delete, sync-record, delete-record
+//! entity = { kind = "pserver", key = "srv-1", properties = { hostname = "alpha" } }
+//! previous = { kind = "pserver", key = "srv-1", properties = { hostname = "old" } }  # handle-update's
+//! http = [{ method = "PUT", url = "https://cmdb.example/srv-1", status = 204 }]
+//! stored = [{ kind = "pserver", key = "srv-1", properties = { hostname = "alpha", stamped = true } }]
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +79,34 @@ pub struct Fixture {
     pub responses: Vec<BusMessage>,
     #[serde(default)]
     pub event: Vec<Step>,
+    #[serde(default)]
+    pub call: Vec<Step>,
+}
+
+/// The export function a `[[call]]` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Function {
+    HandleCreate,
+    HandleUpdate,
+    HandleDelete,
+    SyncRecord,
+    DeleteRecord,
+}
+
+impl Function {
+    /// Whether a model policy exports it (else a sync step does).
+    pub fn is_policy(self) -> bool {
+        matches!(
+            self,
+            Function::HandleCreate | Function::HandleUpdate | Function::HandleDelete
+        )
+    }
+
+    /// Whether its entity is deleted: not put in the model before the call.
+    pub fn deletes(self) -> bool {
+        matches!(self, Function::HandleDelete | Function::DeleteRecord)
+    }
 }
 
 /// An entity of the store, its properties a table (written as JSON).
@@ -83,6 +123,17 @@ impl StoredEntity {
     pub fn properties_json(&self) -> String {
         serde_json::to_string(&self.properties.clone().unwrap_or_default())
             .expect("a TOML table is JSON")
+    }
+
+    /// The entity, a vertex, its properties `{}` when none are given.
+    pub fn entity(&self) -> anyhow::Result<synchro_model::Entity> {
+        Ok(synchro_model::Entity::new(
+            self.key.clone(),
+            self.kind.clone(),
+            self.properties_json(),
+            None,
+            None,
+        )?)
     }
 }
 
@@ -119,8 +170,9 @@ pub struct Published {
     pub payload: Option<String>,
 }
 
-/// One call — a collect (`[[collect]]`) or a message handed to an event step
-/// (`[[event]]`, which names its `topic`) — and what must come of it.
+/// One call — a collect (`[[collect]]`), a message handed to an event step (`[[event]]`,
+/// which names its `topic`) or a policy's or sync step's call (`[[call]]`, which names
+/// its `function` and `entity`) — and what must come of it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Step {
@@ -136,6 +188,10 @@ pub struct Step {
     pub key: Option<String>,
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// A call's function, its entity, and (`handle-update`'s) the entity as handled last.
+    pub function: Option<Function>,
+    pub entity: Option<StoredEntity>,
+    pub previous: Option<StoredEntity>,
     /// The changes announced, as `OPERATION kind/key`, in any order.
     #[serde(default)]
     pub changes: Vec<String>,
@@ -150,6 +206,13 @@ pub struct Step {
 }
 
 impl Step {
+    fn hands_no_message(&self) -> bool {
+        self.topic.is_none()
+            && self.payload.is_empty()
+            && self.key.is_none()
+            && self.headers.is_empty()
+    }
+
     /// An event's message; `None` for a collect.
     pub fn message(&self) -> Option<synchro_bus::Message> {
         let topic = self.topic.clone()?;
@@ -212,33 +275,70 @@ impl Fixture {
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
+        let kinds = [&fixture.collect, &fixture.event, &fixture.call];
         anyhow::ensure!(
-            fixture.collect.is_empty() != fixture.event.is_empty(),
-            "fixture {}: give `[[collect]]` (a collector's) or `[[event]]` (an event step's), \
-             saying what each must do",
+            kinds.iter().filter(|steps| !steps.is_empty()).count() == 1,
+            "fixture {}: give `[[collect]]` (a collector's), `[[event]]` (an event step's) or \
+             `[[call]]` (a model policy's or a sync step's), saying what each must do",
             path.display()
         );
+        let at = |what: &str, i: usize| format!("fixture {}: {what} {}", path.display(), i + 1);
+        for (what, steps) in [("collect", &fixture.collect), ("event", &fixture.event)] {
+            for (i, step) in steps.iter().enumerate() {
+                anyhow::ensure!(
+                    step.function.is_none() && step.entity.is_none() && step.previous.is_none(),
+                    "{}: `function`, `entity` and `previous` are a `[[call]]`'s",
+                    at(what, i)
+                );
+            }
+        }
         for (i, step) in fixture.collect.iter().enumerate() {
             anyhow::ensure!(
-                step.topic.is_none()
-                    && step.payload.is_empty()
-                    && step.key.is_none()
-                    && step.headers.is_empty(),
-                "fixture {}: collect {}: a collect is handed no message (`topic`, `payload`, \
-                 `key`, `headers` are an `[[event]]`'s)",
-                path.display(),
-                i + 1
+                step.hands_no_message(),
+                "{}: a collect is handed no message (`topic`, `payload`, `key`, `headers` are \
+                 an `[[event]]`'s)",
+                at("collect", i)
             );
         }
         for (i, step) in fixture.event.iter().enumerate() {
             anyhow::ensure!(
                 step.topic.is_some(),
-                "fixture {}: event {}: no `topic`: say where the message comes from",
-                path.display(),
-                i + 1
+                "{}: no `topic`: say where the message comes from",
+                at("event", i)
             );
         }
-        for (i, step) in fixture.collect.iter().chain(&fixture.event).enumerate() {
+        for (i, step) in fixture.call.iter().enumerate() {
+            let Some(function) = step.function else {
+                anyhow::bail!(
+                    "{}: no `function` (handle-create, handle-update, handle-delete, \
+                     sync-record or delete-record)",
+                    at("call", i)
+                );
+            };
+            anyhow::ensure!(
+                step.entity.is_some(),
+                "{}: no `entity`: say what the call is handed",
+                at("call", i)
+            );
+            anyhow::ensure!(
+                step.previous.is_some() == (function == Function::HandleUpdate),
+                "{}: `previous` is handle-update's, and handle-update needs it",
+                at("call", i)
+            );
+            anyhow::ensure!(
+                step.hands_no_message(),
+                "{}: a call is handed no message (`topic`, `payload`, `key`, `headers` are an \
+                 `[[event]]`'s)",
+                at("call", i)
+            );
+        }
+        for (i, step) in fixture
+            .collect
+            .iter()
+            .chain(&fixture.event)
+            .chain(&fixture.call)
+            .enumerate()
+        {
             if let Some(kind) = &step.error {
                 anyhow::ensure!(
                     synchro_model::ErrorKind::ALL

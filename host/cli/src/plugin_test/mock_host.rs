@@ -1,6 +1,6 @@
 //! The host `plugin test` runs a plugin in: the real loader, capabilities, collector
-//! runner, diff and store, with a database in a temporary directory, the embedded bus and
-//! `poll` answered from fixtures instead of the network.
+//! runner, diff and store, the roles' own calls, with a database in a temporary
+//! directory, the embedded bus and `poll` answered from fixtures instead of the network.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,12 +10,13 @@ use anyhow::Context;
 use synchro_bus::Bus;
 use synchro_capability::{Canned, Http, PollSettings, Services};
 use synchro_engine::CallError;
+use synchro_model::Handling;
 use synchro_roles::collector::{CollectError, Runner};
 use synchro_roles::{Deployment, Origin, Plugin, PluginEngine};
 use synchro_store::{Appender, Cursor, Db, Start};
 use synchro_supervisor::Config;
 
-use super::fixture::StoredEntity;
+use super::fixture::{Function, StoredEntity};
 
 /// The plugin under test: its manifest, read as a table so that a case can change its
 /// settings or capabilities, and the engine every case shares (one compile, cached).
@@ -180,31 +181,38 @@ impl Case<'_> {
     pub async fn seed(&mut self, entities: &[StoredEntity]) -> anyhow::Result<()> {
         let plugin = self.host.name.clone();
         for stored in entities {
-            let entity = synchro_model::Entity::new(
-                stored.key.clone(),
-                stored.kind.clone(),
-                stored.properties_json(),
-                None,
-                None,
-            )?;
-            let writer = synchro_store::Writer {
-                plugin: &plugin,
-                acting: synchro_model::Acting::Source,
-                handling: None,
-            };
-            self.db.model_put(writer, &entity, |operation, entity| {
-                synchro_bus::change_record(&synchro_model::Change {
-                    operation,
-                    entity: entity.clone(),
-                    timestamp: synchro_model::now_millis(),
-                    transaction_id: synchro_model::new_transaction_id(),
-                    database_transaction_id: None,
-                    source: plugin.clone(),
-                })
-            })?;
+            self.put(&plugin, &stored.entity()?)?;
         }
         self.announced().await?;
         Ok(())
+    }
+
+    /// Writes `entity` to the model as the source `writer` would; what a policy or a sync
+    /// step handling it may write.
+    fn put(&self, writer: &str, entity: &synchro_model::Entity) -> anyhow::Result<Handling> {
+        let as_writer = synchro_store::Writer {
+            plugin: writer,
+            acting: synchro_model::Acting::Source,
+            handling: None,
+        };
+        self.db.model_put(as_writer, entity, |operation, entity| {
+            synchro_bus::change_record(&synchro_model::Change {
+                operation,
+                entity: entity.clone(),
+                timestamp: synchro_model::now_millis(),
+                transaction_id: synchro_model::new_transaction_id(),
+                database_transaction_id: None,
+                source: writer.to_owned(),
+            })
+        })?;
+        let stored = self
+            .db
+            .model_get(entity.id())?
+            .context("the entity just written")?;
+        Ok(Handling {
+            id: entity.id().clone(),
+            seen: stored.bookkeeping.last_write(),
+        })
     }
 
     /// Messages for the bus before the plugin's first call.
@@ -263,6 +271,72 @@ impl Case<'_> {
             Ok(_) => Ok(()),
             Err(CollectError::Call(error)) => Err(error),
             Err(CollectError::Db(error)) => return Err(error.into()),
+        };
+        self.called(result).await
+    }
+
+    /// Loads the plugin with `variant` and makes one call of its model policy or sync step
+    /// (`function`, with `entity`, and `previous` for `handle-update`), `poll` answered by
+    /// `answers`. The entity is in the model first, written by a source (unless the call
+    /// is a delete's), and the call may write it, as the host's runners allow.
+    pub async fn call(
+        &mut self,
+        variant: &Variant,
+        answers: Vec<Canned>,
+        function: Function,
+        entity: &StoredEntity,
+        previous: Option<&StoredEntity>,
+    ) -> anyhow::Result<Called> {
+        use synchro_roles::model_policy::{React, handle_once};
+        use synchro_roles::sync_step::{Enact, enact_once};
+        let (plugin, _, _) = self.host.load(variant)?;
+        let has_role = if function.is_policy() {
+            plugin.roles.model_policy.is_some()
+        } else {
+            plugin.roles.sync_step.is_some()
+        };
+        anyhow::ensure!(
+            has_role,
+            "{} is not a {}",
+            self.host.name,
+            if function.is_policy() {
+                "model policy"
+            } else {
+                "sync step"
+            }
+        );
+        let services = self.services(answers);
+        plugin.activate(&services).await?;
+        let entity = entity.entity()?;
+        let handling = if function.deletes() {
+            None
+        } else {
+            Some(self.put(SOURCE, &entity)?)
+        };
+        self.announced().await?;
+        self.start_calls().await?;
+        let engine = &self.host.engine;
+        let context = plugin.call_context(&Default::default(), &services);
+        let result = match function {
+            Function::HandleCreate => {
+                handle_once(&plugin, engine, context, &React::Create(entity), handling).await
+            }
+            Function::HandleUpdate => {
+                let previous = previous
+                    .context("handle-update needs `previous`")?
+                    .entity()?;
+                let react = React::Update(entity, previous);
+                handle_once(&plugin, engine, context, &react, handling).await
+            }
+            Function::HandleDelete => {
+                handle_once(&plugin, engine, context, &React::Delete(entity), handling).await
+            }
+            Function::SyncRecord => {
+                enact_once(&plugin, engine, context, &Enact::Sync(entity), handling).await
+            }
+            Function::DeleteRecord => {
+                enact_once(&plugin, engine, context, &Enact::Delete(entity), handling).await
+            }
         };
         self.called(result).await
     }
@@ -336,6 +410,9 @@ impl Case<'_> {
         Ok(announced)
     }
 }
+
+/// Who wrote what a `[[call]]` is handed: no plugin's name.
+const SOURCE: &str = "(fixture)";
 
 /// The manifest in `dir` (or `dir` itself, a `.toml` file): the one `.toml` file that is
 /// not `Cargo.toml`.

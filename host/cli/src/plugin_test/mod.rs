@@ -5,8 +5,8 @@
 //! not a trap, a denied capability is handled, and a collector's second collect of the
 //! same data changes nothing.
 //!
-//! Fixtures drive collectors and event steps so far; a model policy or a sync step gets
-//! the load check.
+//! Fixtures drive every role: a collector's collects, an event step's messages, a model
+//! policy's or a sync step's calls.
 
 mod fixture;
 mod mock_host;
@@ -17,7 +17,7 @@ use std::path::Path;
 use synchro_capability::Canned;
 use synchro_engine::CallError;
 
-use fixture::{Answer, Fixture, Step};
+use fixture::{Answer, Fixture, Function, Step, StoredEntity};
 use mock_host::{Called, Case, MockHost, Variant};
 
 /// Runs every check, printing one line each to `out`; fails when one did.
@@ -54,6 +54,8 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
             return report.finish();
         }
     };
+    let first_kind =
+        |work: &synchro_roles::ModelWork| work.kinds.first().cloned().unwrap_or_default();
     let role = if plugin.roles.collector.is_some() {
         Role::Collector
     } else if let Some(step) = &plugin.roles.event_step {
@@ -63,28 +65,34 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
             synchro_bus::Topics::Pattern(_) => None,
         };
         Role::EventStep(topic.unwrap_or_else(|| "changes".to_owned()))
+    } else if let Some(policy) = &plugin.roles.model_policy {
+        Role::ModelPolicy(first_kind(&policy.policy))
+    } else if let Some(sync) = &plugin.roles.sync_step {
+        Role::SyncStep(first_kind(&sync.sync))
     } else {
-        if !fixtures.is_empty() {
-            let why = "fixtures drive collectors and event steps only so far";
-            report.check("fixtures", Err(format!("{}: {why}", host.name())))?;
-        }
-        return report.finish();
+        anyhow::bail!("{} plays no role", host.name());
     };
     drop(plugin);
     for fixture in &fixtures {
-        let outcomes = match (&role, fixture.collect.is_empty()) {
-            (Role::Collector, false) => runtime.block_on(collects(&host, fixture))?,
-            (Role::EventStep(_), true) => runtime.block_on(events(&host, fixture))?,
-            _ => vec![Err(format!(
-                "its steps are for another role: {} is a {}",
-                host.name(),
-                role.name()
-            ))],
-        };
-        let step = if fixture.collect.is_empty() {
-            "event"
-        } else {
-            "collect"
+        let (step, outcomes) = match (&role, fixture.collect.is_empty(), fixture.event.is_empty()) {
+            (Role::Collector, false, _) => ("collect", runtime.block_on(collects(&host, fixture))?),
+            (Role::EventStep(_), _, false) => ("event", runtime.block_on(events(&host, fixture))?),
+            (Role::ModelPolicy(_) | Role::SyncStep(_), true, true)
+                if fixture.call.iter().all(|call| {
+                    call.function.is_some_and(|f| f.is_policy())
+                        == matches!(role, Role::ModelPolicy(_))
+                }) =>
+            {
+                ("call", runtime.block_on(calls(&host, fixture))?)
+            }
+            _ => (
+                "steps",
+                vec![Err(format!(
+                    "its steps are for another role: {} is a {}",
+                    host.name(),
+                    role.name()
+                ))],
+            ),
         };
         for (i, outcome) in outcomes.into_iter().enumerate() {
             report.check(
@@ -110,6 +118,17 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
                 message: event.message().expect("checked when read"),
             }
         }
+        (Role::ModelPolicy(_) | Role::SyncStep(_), Some(first)) if !first.call.is_empty() => {
+            let call = &first.call[0];
+            let (variant, answers) = step_input(first, &call.settings, &call.http);
+            Input::Call {
+                variant,
+                answers,
+                function: call.function.expect("checked when read"),
+                entity: call.entity.clone().expect("checked when read"),
+                previous: call.previous.clone(),
+            }
+        }
         (Role::Collector, _) => Input::Collect {
             variant: Variant::default(),
             answers: Vec::new(),
@@ -119,6 +138,22 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
             answers: Vec::new(),
             message: synchro_bus::Message::new(topic.clone(), "{}"),
         },
+        // Without fixtures: an entity of the first kind it handles, new.
+        (Role::ModelPolicy(kind) | Role::SyncStep(kind), _) => Input::Call {
+            variant: Variant::default(),
+            answers: Vec::new(),
+            function: if matches!(role, Role::ModelPolicy(_)) {
+                Function::HandleCreate
+            } else {
+                Function::SyncRecord
+            },
+            entity: StoredEntity {
+                kind: kind.clone(),
+                key: "conformance".to_owned(),
+                properties: None,
+            },
+            previous: None,
+        },
     };
     for (what, outcome) in runtime.block_on(conformance(&host, &input))? {
         report.check(&format!("conformance: {what}"), outcome)?;
@@ -126,11 +161,14 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
     report.finish()
 }
 
-/// The roles fixtures drive.
+/// The role fixtures drive (a component that plays several: the first of these).
 enum Role {
     Collector,
     /// With the topic a conformance check's message goes to.
     EventStep(String),
+    /// With the kind of a conformance check's entity.
+    ModelPolicy(String),
+    SyncStep(String),
 }
 
 impl Role {
@@ -138,6 +176,8 @@ impl Role {
         match self {
             Role::Collector => "collector",
             Role::EventStep(_) => "event step",
+            Role::ModelPolicy(_) => "model policy",
+            Role::SyncStep(_) => "sync step",
         }
     }
 }
@@ -222,6 +262,26 @@ async fn events(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcom
         let message = event.message().expect("checked when read");
         let called = case.process(&variant, answers, &message).await?;
         outcomes.push(expect(&case, event, called)?);
+    }
+    Ok(outcomes)
+}
+
+/// The fixture's calls, in one case, each checked against what it expects.
+async fn calls(host: &MockHost, fixture: &Fixture) -> anyhow::Result<Vec<Outcome>> {
+    let mut case = case(host, fixture).await?;
+    let mut outcomes = Vec::new();
+    for call in &fixture.call {
+        let (variant, answers) = step_input(fixture, &call.settings, &call.http);
+        let called = case
+            .call(
+                &variant,
+                answers,
+                call.function.expect("checked when read"),
+                call.entity.as_ref().expect("checked when read"),
+                call.previous.as_ref(),
+            )
+            .await?;
+        outcomes.push(expect(&case, call, called)?);
     }
     Ok(outcomes)
 }
@@ -335,12 +395,21 @@ enum Input {
         answers: Vec<Canned>,
         message: synchro_bus::Message,
     },
+    Call {
+        variant: Variant,
+        answers: Vec<Canned>,
+        function: Function,
+        entity: StoredEntity,
+        previous: Option<StoredEntity>,
+    },
 }
 
 impl Input {
     fn variant(&self) -> &Variant {
         match self {
-            Input::Collect { variant, .. } | Input::Event { variant, .. } => variant,
+            Input::Collect { variant, .. }
+            | Input::Event { variant, .. }
+            | Input::Call { variant, .. } => variant,
         }
     }
 
@@ -360,6 +429,23 @@ impl Input {
                 case.process(variant, answers.clone(), message)
                     .await?
                     .result
+            }
+            Input::Call {
+                answers,
+                function,
+                entity,
+                previous,
+                ..
+            } => {
+                case.call(
+                    variant,
+                    answers.clone(),
+                    *function,
+                    entity,
+                    previous.as_ref(),
+                )
+                .await?
+                .result
             }
         })
     }

@@ -18,15 +18,32 @@
 
 mod call;
 
+pub use call::React;
+
 use anyhow::Context;
+use synchro_capability::CallContext;
+use synchro_engine::CallError;
 use synchro_manifest::{Manifest, ManifestError};
 use synchro_wit::exports::synchro::plugin::model_policy::GuestIndices;
 
-use crate::Linked;
 use crate::model_work::ModelWork;
+use crate::{Linked, Plugin, PluginEngine};
 
 /// The model policy's manifest section.
 pub(crate) const SECTION: &str = "policy";
+
+/// One call of `plugin`'s policy outside any runner, in an instance of its own, as a
+/// runner makes it; `handling` names the entity its writes may touch (see
+/// [`synchro_model::Handling`]). For `synchro plugin test`'s fixtures.
+pub async fn handle_once(
+    plugin: &Plugin,
+    engine: &PluginEngine,
+    context: CallContext,
+    call: &React,
+    handling: Option<synchro_model::Handling>,
+) -> Result<(), CallError> {
+    crate::model_work::call_once::<ModelPolicy>(plugin, engine, context, call, handling).await
+}
 
 /// Runs a plugin's model policy.
 pub type Runner = crate::model_work::Runner<ModelPolicy>;

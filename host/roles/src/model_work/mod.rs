@@ -269,6 +269,20 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
+/// One call of `plugin`'s role `H` outside any runner: a fresh instance makes `call` as a
+/// runner's session does, its writes to the entity `handling` names allowed as a
+/// runner's are. `synchro plugin test` runs a policy's or a sync step's fixtures so.
+pub(crate) async fn call_once<H: Handler>(
+    plugin: &Plugin,
+    engine: &PluginEngine,
+    context: CallContext,
+    call: &H::Call,
+    handling: Option<Handling>,
+) -> Result<(), CallError> {
+    let mut session = H::session(plugin, engine, context).await?;
+    H::invoke(&mut session, engine, call, handling).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,15 +16,32 @@
 
 mod call;
 
+pub use call::Enact;
+
 use anyhow::Context;
+use synchro_capability::CallContext;
+use synchro_engine::CallError;
 use synchro_manifest::{Manifest, ManifestError};
 use synchro_wit::exports::synchro::plugin::sync_step::GuestIndices;
 
-use crate::Linked;
 use crate::model_work::ModelWork;
+use crate::{Linked, Plugin, PluginEngine};
 
 /// The sync step's manifest section.
 pub(crate) const SECTION: &str = "sync";
+
+/// One call of `plugin`'s sync step outside any runner, in an instance of its own, as a
+/// runner makes it; `handling` names the entity its writes may touch (see
+/// [`synchro_model::Handling`]). For `synchro plugin test`'s fixtures.
+pub async fn enact_once(
+    plugin: &Plugin,
+    engine: &PluginEngine,
+    context: CallContext,
+    call: &Enact,
+    handling: Option<synchro_model::Handling>,
+) -> Result<(), CallError> {
+    crate::model_work::call_once::<SyncStep>(plugin, engine, context, call, handling).await
+}
 
 /// Runs a plugin's sync step.
 pub type Runner = crate::model_work::Runner<SyncStep>;
