@@ -27,10 +27,9 @@ fn build(dir: &Path) -> PathBuf {
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
-/// The changes `component`, as the inventory collector `inv`, announces for the
-/// inventory, then for one without a server (a deletion): each change's operation
-/// and entity, without what differs from run to run (times, transaction ids).
-fn inventory_changes(component: &Path) -> Vec<String> {
+/// The inventory collector `component` (as the plugin `inv`) running in the host against
+/// the test inventory: the source, the setup and the host.
+fn run_inventory_collector(component: &Path) -> (Source, Setup, synchro_testkit::Running) {
     let source = Source::start(INVENTORY);
     let setup = Setup::new();
     std::fs::copy(component, setup.plugin_dir().join("inv.wasm")).unwrap();
@@ -46,6 +45,14 @@ fn inventory_changes(component: &Path) -> Vec<String> {
         ),
     );
     let host = setup.run();
+    (source, setup, host)
+}
+
+/// The changes `component`, as the inventory collector `inv`, announces for the
+/// inventory, then for one without a server (a deletion): each change's operation
+/// and entity, without what differs from run to run (times, transaction ids).
+fn inventory_changes(component: &Path) -> Vec<String> {
+    let (source, _setup, host) = run_inventory_collector(component);
     let mut events = host.raw_events(4, WAIT);
     source.set(
         200,
@@ -285,4 +292,42 @@ fn the_owner_lookup_event_steps_pass_the_same_fixtures_in_every_language() {
     }
     assert_eq!(reports[0], reports[1], "Python and JavaScript differ");
     assert_eq!(reports[0], reports[2], "Python and C differ");
+}
+
+/// The README's examples of a collector in Python, JavaScript and C, as a reader copies
+/// them into `app.py`, `app.js` and `app.c`: each builds, and announces the inventory's
+/// servers in the host.
+#[test]
+fn the_readme_examples_in_python_javascript_and_c_build_and_collect() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("## Writing a plugin in Python, JavaScript or C")
+        .nth(1)
+        .expect("the README's section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for (fence, file) in [("python", "app.py"), ("js", "app.js"), ("c", "app.c")] {
+        let code = section
+            .split(&format!("```{fence}\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {fence} example"))
+            .split("```")
+            .next()
+            .unwrap();
+        let dir = work.path().join(format!("readme-{fence}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), code).unwrap();
+        let component = build(&dir);
+        let (_source, _setup, host) = run_inventory_collector(&component);
+        let mut created = host.events(2, WAIT);
+        created.sort();
+        assert_eq!(
+            created,
+            synchro_testkit::pairs(&[("CREATE", "srv-1"), ("CREATE", "srv-2")]),
+            "the README's {fence} example"
+        );
+        host.stop();
+    }
 }
