@@ -1,6 +1,6 @@
 //! `synchro plugin new`: a plugin folder that builds, loads and runs as generated.
 //!
-//! The sources are templates under `scaffold/`, one set per language, with `{name}` (and,
+//! The sources are templates under `scaffold/`, one folder per language, with `{name}` (and,
 //! in `Cargo.toml`, the SDK's version and where to find it) filled in; the manifest is
 //! written here, since what it says depends on the role.
 
@@ -60,12 +60,7 @@ pub fn new(dir: &Path, name: &str, lang: Lang, role: Role) -> anyhow::Result<Pat
             .replace("{sdk_version}", SDK_VERSION)
             .replace("{sdk_patch}", &patch)
     };
-    let mut files = match lang {
-        Lang::Rust => rust(role),
-        Lang::Python => python(role),
-        Lang::Js => javascript(role),
-        Lang::C => c(role),
-    };
+    let mut files = templates(lang, role);
     for (_, content) in &mut files {
         *content = fill(content);
     }
@@ -109,68 +104,52 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Rust plugin's templates, by path.
-fn rust(role: Role) -> Vec<(String, String)> {
-    let source = match role {
-        Role::Collector => include_str!("scaffold/rust/collector.rs"),
-        Role::EventStep => include_str!("scaffold/rust/event_step.rs"),
-        Role::ModelPolicy => include_str!("scaffold/rust/model_policy.rs"),
-        Role::SyncStep => include_str!("scaffold/rust/sync_step.rs"),
+/// The templates of a plugin of `role` in `lang`, by path: its source, its README, its
+/// `.gitignore` (and a Rust crate's `Cargo.toml`), from `scaffold/LANG/`.
+fn templates(lang: Lang, role: Role) -> Vec<(String, String)> {
+    /// The source of `role` in the folder `$lang`, whose files end in `$ext`.
+    macro_rules! source {
+        ($lang:literal, $ext:literal) => {
+            match role {
+                Role::Collector => include_str!(concat!("scaffold/", $lang, "/collector.", $ext)),
+                Role::EventStep => include_str!(concat!("scaffold/", $lang, "/event_step.", $ext)),
+                Role::ModelPolicy => {
+                    include_str!(concat!("scaffold/", $lang, "/model_policy.", $ext))
+                }
+                Role::SyncStep => include_str!(concat!("scaffold/", $lang, "/sync_step.", $ext)),
+            }
+        };
+    }
+    /// The files every language has, from the folder `$lang`.
+    macro_rules! common {
+        ($lang:literal) => {
+            [
+                (
+                    "README.md",
+                    include_str!(concat!("scaffold/", $lang, "/README.md.in")),
+                ),
+                (
+                    ".gitignore",
+                    include_str!(concat!("scaffold/", $lang, "/gitignore")),
+                ),
+            ]
+        };
+    }
+    let mut files = match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml.in")),
+            (lang.source(), source!("rust", "rs")),
+        ],
+        Lang::Python => vec![(lang.source(), source!("python", "py"))],
+        Lang::Js => vec![(lang.source(), source!("js", "js"))],
+        Lang::C => vec![(lang.source(), source!("c", "c"))],
     };
-    templates([
-        ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml.in")),
-        ("src/lib.rs", source),
-        ("README.md", include_str!("scaffold/rust/README.md.in")),
-        (".gitignore", include_str!("scaffold/rust/gitignore")),
-    ])
-}
-
-/// A Python plugin's templates, by path.
-fn python(role: Role) -> Vec<(String, String)> {
-    let source = match role {
-        Role::Collector => include_str!("scaffold/python/collector.py"),
-        Role::EventStep => include_str!("scaffold/python/event_step.py"),
-        Role::ModelPolicy => include_str!("scaffold/python/model_policy.py"),
-        Role::SyncStep => include_str!("scaffold/python/sync_step.py"),
-    };
-    templates([
-        ("app.py", source),
-        ("README.md", include_str!("scaffold/python/README.md.in")),
-        (".gitignore", include_str!("scaffold/python/gitignore")),
-    ])
-}
-
-/// A JavaScript plugin's templates, by path.
-fn javascript(role: Role) -> Vec<(String, String)> {
-    let source = match role {
-        Role::Collector => include_str!("scaffold/js/collector.js"),
-        Role::EventStep => include_str!("scaffold/js/event_step.js"),
-        Role::ModelPolicy => include_str!("scaffold/js/model_policy.js"),
-        Role::SyncStep => include_str!("scaffold/js/sync_step.js"),
-    };
-    templates([
-        ("app.js", source),
-        ("README.md", include_str!("scaffold/js/README.md.in")),
-        (".gitignore", include_str!("scaffold/js/gitignore")),
-    ])
-}
-
-/// A C plugin's templates, by path.
-fn c(role: Role) -> Vec<(String, String)> {
-    let source = match role {
-        Role::Collector => include_str!("scaffold/c/collector.c"),
-        Role::EventStep => include_str!("scaffold/c/event_step.c"),
-        Role::ModelPolicy => include_str!("scaffold/c/model_policy.c"),
-        Role::SyncStep => include_str!("scaffold/c/sync_step.c"),
-    };
-    templates([
-        ("app.c", source),
-        ("README.md", include_str!("scaffold/c/README.md.in")),
-        (".gitignore", include_str!("scaffold/c/gitignore")),
-    ])
-}
-
-fn templates<const N: usize>(files: [(&str, &str); N]) -> Vec<(String, String)> {
+    files.extend(match lang {
+        Lang::Rust => common!("rust"),
+        Lang::Python => common!("python"),
+        Lang::Js => common!("js"),
+        Lang::C => common!("c"),
+    });
     files
         .into_iter()
         .map(|(path, text)| (path.to_owned(), text.to_owned()))
