@@ -185,12 +185,21 @@ impl Plugin {
         })
     }
 
-    /// Readies the host services this plugin's grants need.
+    /// Readies the host services this plugin's grants need, and an event step's place in
+    /// the change stream.
     pub async fn activate(&self, services: &Services) -> anyhow::Result<()> {
-        self.grants
-            .activate(services)
-            .await
-            .with_context(|| format!("{}: cannot set up its grants", self.manifest.path.display()))
+        self.grants.activate(services).await.with_context(|| {
+            format!("{}: cannot set up its grants", self.manifest.path.display())
+        })?;
+        if let Some(step) = &self.roles.event_step {
+            step.reserve(services).with_context(|| {
+                format!(
+                    "{}: cannot keep its place in the change stream",
+                    self.manifest.path.display()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// The context of a call of this plugin starting now, counted in `status`.

@@ -530,30 +530,92 @@ async fn one_key_under_another_kind_is_another_entity_and_stays_untouched() {
 /// On the embedded bus, which forgets everything at exit, an event step reads `changes`
 /// from the outbox with a cursor of its own: what changed while the host was down is
 /// handled after the restart, and nothing handled before is handled again.
+/// `count` change records from `from` on, of `thing` entities.
+fn records(from: usize, count: usize) -> Vec<Vec<u8>> {
+    (from..from + count)
+        .map(|i| {
+            let entity = synchro_model::Entity::new(
+                format!("k{i}"),
+                "thing".into(),
+                "{}".into(),
+                None,
+                None,
+            )
+            .unwrap();
+            synchro_bus::change_record(&synchro_model::Change {
+                operation: synchro_model::Operation::Create,
+                entity,
+                timestamp: 1,
+                transaction_id: format!("t{i}"),
+                database_transaction_id: None,
+                source: "test".into(),
+            })
+        })
+        .collect()
+}
+
+/// An event step reading `changes` from `earliest` keeps its place in the outbox from its
+/// load on: the outbox trimmed before its runner first reads (the host's printer having
+/// read everything) still has every change for it. Before, the place was saved only when
+/// the runner joined, and a trim in between dropped the changes a collector had made
+/// while the step loaded (tests/sdk.rs's scaffolds, now and then, under load).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_step_keeps_its_place_in_the_changes_from_its_load() {
+    let bus = Bus::embedded();
+    let harness = Harness::new(&bus);
+    let manifest = harness.install(
+        "watcher",
+        "bench-event-step",
+        "name = \"watcher\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+         [events]\ntopics = [\"changes\"]\nstart = \"earliest\"\n",
+    );
+    let db = &harness.services.db;
+    db.append_changes(&records(0, 20)).unwrap();
+    let printer = db.cursor("printer", synchro_store::Start::End).unwrap();
+    let plugin = harness.load(&manifest).await.unwrap();
+    let group = plugin
+        .roles
+        .event_step
+        .as_ref()
+        .unwrap()
+        .events
+        .group
+        .clone();
+    let dropped = db.trim_changes(|name| name == group, 1_000_000).unwrap();
+    assert_eq!(dropped, 0, "changes the step has not read were dropped");
+    drop(printer);
+
+    let deployment = Harness::deploy(plugin);
+    let (stop_tx, shutdown) = watch::channel(false);
+    let task = tokio::spawn(
+        Runner::new(
+            deployment.clone(),
+            harness.engine.clone(),
+            harness.services.clone(),
+        )
+        .run(shutdown),
+    );
+    let processed = || {
+        deployment
+            .status
+            .counters
+            .processed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while processed() < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processed {}",
+            processed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop(stop_tx, vec![task]).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_step_reading_changes_resumes_after_a_restart_on_the_embedded_bus() {
-    let records = |from: usize, count: usize| -> Vec<Vec<u8>> {
-        (from..from + count)
-            .map(|i| {
-                let entity = synchro_model::Entity::new(
-                    format!("k{i}"),
-                    "thing".into(),
-                    "{}".into(),
-                    None,
-                    None,
-                )
-                .unwrap();
-                synchro_bus::change_record(&synchro_model::Change {
-                    operation: synchro_model::Operation::Create,
-                    entity,
-                    timestamp: 1,
-                    transaction_id: format!("t{i}"),
-                    database_transaction_id: None,
-                    source: "test".into(),
-                })
-            })
-            .collect()
-    };
     async fn processed_until(registry: &Loader, count: u64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {

@@ -38,23 +38,40 @@ struct Changes {
     read: VecDeque<(u64, Vec<u8>)>,
 }
 
+/// Where the step starts in the outbox when it reads `changes` from it (on the embedded
+/// bus); `None` when it does not.
+fn outbox_start(bus: &Bus, events: &Events) -> Option<Start> {
+    let from_outbox = matches!(bus, Bus::Embedded(_)) && events.topics.matches(CHANGES);
+    from_outbox.then_some(match events.start {
+        StartFrom::Earliest => Start::SavedElseOldest,
+        StartFrom::Latest => Start::Saved,
+    })
+}
+
+/// Saves the step's place in the outbox, when it reads `changes` from there, before its
+/// runner joins: from then on the outbox keeps for it every change after that place. A
+/// trim between the step's load and its first read would otherwise drop what a step that
+/// starts at `earliest` must see (changes a collector made while it loaded).
+pub fn reserve(bus: &Bus, db: &Arc<Db>, events: &Events) -> Result<(), DbError> {
+    if let Some(start) = outbox_start(bus, events) {
+        db.cursor(&events.group, start)?;
+    }
+    Ok(())
+}
+
 impl Input {
     /// Joins `events.group` on the bus, and attaches its cursor in the outbox when the
     /// step reads `changes` from it.
     pub fn join(bus: &Bus, db: &Arc<Db>, events: &Events) -> Result<Input, InputError> {
-        let from_outbox = matches!(bus, Bus::Embedded(_)) && events.topics.matches(CHANGES);
-        let changes = if from_outbox {
-            let start = match events.start {
-                StartFrom::Earliest => Start::SavedElseOldest,
-                StartFrom::Latest => Start::Saved,
-            };
-            Some(Changes {
+        let from_outbox = outbox_start(bus, events);
+        let changes = match from_outbox {
+            Some(start) => Some(Changes {
                 cursor: db.cursor(&events.group, start)?,
                 read: VecDeque::new(),
-            })
-        } else {
-            None
+            }),
+            None => None,
         };
+        let from_outbox = from_outbox.is_some();
         let topics = match &events.topics {
             Topics::Names(names) if from_outbox => {
                 let rest: Vec<String> = names.iter().filter(|n| *n != CHANGES).cloned().collect();

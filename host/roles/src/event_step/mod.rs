@@ -84,6 +84,15 @@ pub struct EventStep {
 }
 
 impl EventStep {
+    /// Readies what the step reads before its runner starts: its place in the change
+    /// stream (see [`input::reserve`]).
+    pub(crate) fn reserve(
+        &self,
+        services: &synchro_capability::Services,
+    ) -> Result<(), synchro_store::DbError> {
+        input::reserve(&services.bus, &services.db, &self.events)
+    }
+
     /// Reads the role's section of `manifest`.
     pub(crate) fn section(manifest: &Manifest) -> Result<Events, ManifestError> {
         let Some(section) = manifest.sections.get(SECTION) else {
