@@ -110,7 +110,8 @@ fn the_c_inventory_collector_announces_what_its_rust_twin_does() {
 }
 
 /// jco, whose `guest-types` makes TypeScript declarations of the WIT, with the TypeScript
-/// compiler it depends on: installed with npm once, where `./dev js-types` installs it.
+/// compiler it depends on: installed with npm once, where `./dev js-types` installs it,
+/// one install at a time, renamed into place when complete.
 fn jco() -> PathBuf {
     const JCO: &str = "@bytecodealliance/jco@1.34.0";
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -120,8 +121,10 @@ fn jco() -> PathBuf {
         .join("synchro");
     let home = cache.join("jco-1.34.0");
     let bin = home.join("node_modules/.bin");
+    std::fs::create_dir_all(&cache).unwrap();
+    let lock = std::fs::File::create(cache.join("jco-1.34.0.lock")).unwrap();
+    lock.lock().unwrap();
     if !bin.join("jco").is_file() {
-        std::fs::create_dir_all(&cache).unwrap();
         let partial = tempfile::Builder::new()
             .prefix(".jco-")
             .tempdir_in(&cache)
@@ -139,8 +142,7 @@ fn jco() -> PathBuf {
             .status()
             .unwrap();
         assert!(status.success(), "npm install {JCO}");
-        // A concurrent install may have won: either is complete.
-        let _ = std::fs::rename(partial.path(), &home);
+        std::fs::rename(partial.path(), &home).unwrap();
     }
     bin
 }
@@ -234,10 +236,7 @@ fn the_javascript_types_are_generated_from_the_wit_and_check_the_plugins() {
         let (ok, said) = tsc(&app);
         assert!(ok, "the {role} scaffold: {said}");
     }
-    let wrong = example.replace(
-        "synchro.vertex(id, 'vserver', vm)",
-        "synchro.vertex(id, 'vserver')",
-    );
+    let wrong = example.replace("synchro.vertex(id, 'vserver', vm)", "synchro.vertex(id)");
     assert_ne!(wrong, example);
     let (ok, said) = tsc(&wrong);
     assert!(!ok && said.contains("TS2554"), "{said}");
@@ -258,8 +257,8 @@ fn run_new(dir: &Path, role: &str) {
 /// The owner-lookup event steps in Python, JavaScript and C — every host function but
 /// `poll`: config, store get and save, publish and await-response, emit-change, log —
 /// built from source and run by `synchro plugin test` (the host's own capability code
-/// behind in-memory backends) against one set of fixtures: each passes every check, and
-/// the three reports are the same line for line.
+/// behind in-memory backends) against one set of fixtures: each passes every check, the
+/// three reports are the same line for line, and each logged what it found.
 #[test]
 fn the_owner_lookup_event_steps_pass_the_same_fixtures_in_every_language() {
     let fixtures = repo().join("tests/fixtures/owner-lookup");
@@ -278,6 +277,13 @@ fn the_owner_lookup_event_steps_pass_the_same_fixtures_in_every_language() {
             .unwrap();
         let report = String::from_utf8(output.stdout).unwrap();
         assert!(output.status.success(), "{language}: {report}");
+        let logged = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            logged.contains(&format!(
+                "srv-1 is owned by team-a plugin={language}-owner-lookup"
+            )),
+            "{language}: {logged}"
+        );
         assert!(
             report.ends_with("\n9 passed, 0 failed\n"),
             "{language}: {report}"
@@ -327,6 +333,132 @@ fn the_readme_examples_in_python_javascript_and_c_build_and_collect() {
             created,
             synchro_testkit::pairs(&[("CREATE", "srv-1"), ("CREATE", "srv-2")]),
             "the README's {fence} example"
+        );
+        host.stop();
+    }
+}
+
+/// The JavaScript SDK's edges: a vertex without properties is `{}` (as in the other
+/// SDKs), and a handler returning a Promise — which the host would not wait for — fails
+/// its call, naming why, instead of being taken for done.
+#[test]
+fn a_javascript_handler_must_be_synchronous() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("promises");
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    std::fs::write(
+        dir.join("app.js"),
+        "import * as synchro from './synchro-guest.js';\n\
+         export const eventStep = synchro.eventStep((message) => {\n\
+           if (message.topic === 'later') {\n\
+             return (async () => 'done later')();\n\
+           }\n\
+           synchro.store.save(synchro.vertex('a', 'thing'));\n\
+         });\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("promises.toml"),
+        "name = \"promises\"\nversion = \"0.1.0\"\nroles = [\"event-step\"]\n\
+         component = \"target/promises.wasm\"\n\
+         [events]\ntopics = [\"now\", \"later\"]\n\
+         [capabilities]\nstore = { read = [\"thing\"], write = [\"thing\"] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fixtures/promises.toml"),
+        "[[event]]\ntopic = \"now\"\nchanges = [\"CREATE thing/a\"]\n\
+         stored = [{ kind = \"thing\", key = \"a\", properties = {} }]\n\n\
+         [[event]]\ntopic = \"later\"\nerror = \"failed\"\n",
+    )
+    .unwrap();
+    build(&dir);
+    let output = Command::new(synchro_testkit::synchro())
+        .args(["plugin", "test"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        "  ok    fixture promises: event 1: 1 change(s), as expected\n",
+        "  ok    fixture promises: event 2: failed with `failed`, as expected: TypeError: a handler returned a Promise: plugin handlers must be synchronous (no `async`)\n",
+    ] {
+        assert!(report.contains(line), "{line}\nnot in:\n{report}");
+    }
+}
+
+/// The owner-lookup event steps in the real host on Kafka (a broker the tests start), one
+/// language after the other: a server on `servers`, the owner request it publishes read by
+/// this test — the owner service — which answers on the response topic; the host stores
+/// the server and announces it and its owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_lookup_event_steps_ask_over_kafka_in_the_host() {
+    use synchro_bus::{Message, StartFrom, Topics};
+    let broker = synchro_testkit::broker::shared();
+    for language in ["py", "js", "c"] {
+        let name = format!("{language}-owner-lookup");
+        let dir = repo().join("plugins").join(&name);
+        let component = build(&dir);
+        let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+        let setup = Setup::new();
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                 [bus]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic-prefix = \"{prefix}\"\n",
+                broker.address
+            ),
+        )
+        .unwrap();
+        std::fs::copy(&component, setup.plugin_dir().join(format!("{name}.wasm"))).unwrap();
+        // The example's manifest, its component beside it and the topic read from the start.
+        let manifest = std::fs::read_to_string(dir.join(format!("{name}.toml")))
+            .unwrap()
+            .replace(&format!("component = \"target/{name}.wasm\"\n"), "")
+            .replace(
+                "topics = [\"servers\"]\n",
+                "topics = [\"servers\"]\nstart = \"earliest\"\n",
+            );
+        setup.write(&format!("{name}.toml"), &manifest);
+
+        let bus = synchro_testkit::broker::kafka_bus_on(&broker.address, &prefix);
+        let mut requests = bus
+            .consume(
+                "owner-service",
+                Topics::Names(vec!["owner-requests".into()]),
+                StartFrom::Earliest,
+            )
+            .unwrap();
+        bus.publish(Message::new(
+            "servers".to_owned(),
+            r#"{"id": "srv-1", "hostname": "alpha"}"#.to_owned(),
+        ))
+        .await
+        .unwrap();
+        let host = setup.run();
+        let delivery = tokio::time::timeout(WAIT, requests.next())
+            .await
+            .unwrap_or_else(|_| panic!("{language}: no owner request\n{}", host.log()))
+            .unwrap();
+        let request: serde_json::Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+        assert_eq!(request["server"], "srv-1", "{language}: {request}");
+        let answer = serde_json::json!({
+            "transaction-id": request["transaction-id"],
+            "result": "SUCCESS",
+            "owner": "team-a",
+        });
+        bus.publish(Message::new(
+            "owner-responses".to_owned(),
+            answer.to_string(),
+        ))
+        .await
+        .unwrap();
+        let mut changes = host.events(2, WAIT);
+        changes.sort();
+        assert_eq!(
+            changes,
+            synchro_testkit::pairs(&[("CREATE", "srv-1"), ("CREATE", "team-a")]),
+            "{language}"
         );
         host.stop();
     }

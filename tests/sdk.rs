@@ -640,3 +640,26 @@ entity = { kind = "pserver", key = "srv-1" }
         assert!(said.contains(line), "{line}\nnot in:\n{said}");
     }
 }
+
+/// The Rust SDK carries the WIT in its package (so that it builds outside this
+/// repository): the same files as `wit/`, the one source, byte for byte.
+#[test]
+fn the_rust_sdk_carries_the_wit_as_it_is() {
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let wit = repo().join("wit");
+    let carried = repo().join("guest-sdk/wit");
+    assert_eq!(names(&wit), names(&carried));
+    for name in names(&wit) {
+        assert!(
+            std::fs::read(wit.join(&name)).unwrap() == std::fs::read(carried.join(&name)).unwrap(),
+            "guest-sdk/wit/{name} differs from wit/{name}: copy wit/ over it"
+        );
+    }
+}

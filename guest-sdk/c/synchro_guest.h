@@ -16,6 +16,7 @@
  *       cJSON_AddStringToObject(properties, "hostname", "alpha");
  *       bool ok = synchro_snapshot_add(&snapshot, synchro_vertex("srv-1", "pserver", properties), err)
  *              && synchro_snapshot_flush(&snapshot, err);
+ *       synchro_snapshot_free(&snapshot);
  *       cJSON_Delete(properties);
  *       *ret = SYNCHRO_COMPLETE;
  *       return ok;
@@ -107,7 +108,8 @@ static inline bool synchro_fail(synchro_error_t *err, synchro_error_code_t code,
   va_start(args, format);
   int len = vsnprintf(NULL, 0, format, args);
   va_end(args);
-  char *message = malloc(len > 0 ? (size_t)len + 1 : 1);
+  /* The host's side frees a message only when it is not empty: an empty one is none. */
+  char *message = len > 0 ? malloc((size_t)len + 1) : NULL;
   if (message != NULL) {
     va_start(args, format);
     vsnprintf(message, (size_t)len + 1, format, args);
@@ -115,7 +117,7 @@ static inline bool synchro_fail(synchro_error_t *err, synchro_error_code_t code,
   }
   err->code = code;
   err->message.ptr = (uint8_t *)message;
-  err->message.len = message != NULL && len > 0 ? (size_t)len : 0;
+  err->message.len = message != NULL ? (size_t)len : 0;
   return false;
 }
 
@@ -173,9 +175,10 @@ static inline bool synchro_config_require(const char *name, char **value, synchr
 /* HTTP through the host ------------------------------------------------------------ */
 
 /* GET `url` through the host (only to the hosts the manifest allows): its body as JSON
- * into `*json` (to `cJSON_Delete`). A non-2xx status is `failed`, a body that is not
+ * into `*json` (to `cJSON_Delete`; NULL after an error). A non-2xx status is `failed`, a body that is not
  * JSON `invalid-input`. */
 static inline bool synchro_http_get_json(const char *url, cJSON **json, synchro_error_t *err) {
+  *json = NULL;
   synchro_plugin_poll_request_t request = {0};
   request.method = synchro_str("GET");
   request.url = synchro_str(url);
@@ -236,8 +239,9 @@ static inline synchro_entity_t synchro_edge(const char *key, const char *kind,
 
 #ifdef SYNCHRO_ROLE_COLLECTOR
 /* The snapshot being collected: entities go to the host in batches as they are added.
- * Start it as `synchro_snapshot_t snapshot = {0};`, end it with `synchro_snapshot_flush`
- * (or, after an error, `synchro_snapshot_free`). */
+ * Start it as `synchro_snapshot_t snapshot = {0};`, send the last batch with
+ * `synchro_snapshot_flush`, and always end it with `synchro_snapshot_free` (after an
+ * error too): it frees what was not sent and the batch's buffer. */
 typedef struct synchro_snapshot_t {
   synchro_entity_t *entities;
   size_t len;
@@ -301,13 +305,14 @@ static inline bool synchro_publish(const char *topic, const char *key, const cha
 }
 
 /* The response on `topic` whose correlation id is `correlation_id` (granted by the
- * manifest's `await`), its payload as JSON into `*json` (to `cJSON_Delete`); not JSON is
- * `invalid-input`. */
+ * manifest's `await`), its payload as JSON into `*json` (to `cJSON_Delete`; NULL after
+ * an error); not JSON is `invalid-input`. */
 static inline bool synchro_await_json(const char *topic, const char *correlation_id, uint32_t timeout_ms,
                                       cJSON **json, synchro_error_t *err) {
   synchro_string_t name = synchro_str(topic);
   synchro_string_t id = synchro_str(correlation_id);
   synchro_message_t response;
+  *json = NULL;
   if (!synchro_plugin_bus_await_response(&name, &id, timeout_ms, &response, err)) {
     return false;
   }
@@ -326,11 +331,15 @@ static inline bool synchro_store_get(const char *kind, const char *key, cJSON **
   if (!synchro_plugin_store_get(&kind_string, &key_string, &found, err)) {
     return false;
   }
-  if (found.is_some) {
-    *properties = cJSON_ParseWithLength((const char *)found.val.properties.ptr, found.val.properties.len);
-    synchro_plugin_types_entity_free(&found.val);
+  if (!found.is_some) {
+    return true;
   }
-  return true;
+  *properties = cJSON_ParseWithLength((const char *)found.val.properties.ptr, found.val.properties.len);
+  synchro_plugin_types_entity_free(&found.val);
+  /* The host stores JSON objects only: what cJSON cannot read (too deep, out of memory) is
+   * no absent entity. */
+  return *properties != NULL ||
+         synchro_fail(err, SYNCHRO_FAILED, "%s/%s: its properties could not be read", kind, key);
 }
 
 /* Saves `entity` in the model (granted by the manifest's `store = { write = [...] }`). */

@@ -37,7 +37,7 @@ export function text(bytes: Uint8Array): string;
 export function json(bytes: Uint8Array, what?: string): any;
 
 /** A vertex of `kind` identified by `key`; `properties` an object (sent as JSON). */
-export function vertex(key: string, kind: string, properties: object, schemaVersion?: string): Entity;
+export function vertex(key: string, kind: string, properties?: object, schemaVersion?: string): Entity;
 /** An edge of `kind` from `source` to `target`, each a `[key, kind]` pair. */
 export function edge(
   key: string,
@@ -57,6 +57,8 @@ export class Snapshot {
   extend(entities: Iterable<Entity>): void;
   flush(): void;
 }
+
+// Handlers are synchronous: one returning a Promise fails its call.
 
 /** A collector: export it as `collector`. */
 export function collector(collectInto: (snapshot: Snapshot) => Completeness): { collect(): Completeness };

@@ -92,7 +92,12 @@ function host(call) {
 // they rethrow an `Error` as a trap.
 function returningErrors(call) {
   try {
-    return call();
+    const result = call();
+    if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
+      // The host waits for no promise: what it would do after returning would be lost.
+      throw new TypeError('a handler returned a Promise: plugin handlers must be synchronous (no `async`)');
+    }
+    return result;
   } catch (error) {
     if (error instanceof SynchroError) {
       throw { code: error.code, message: error.message };
@@ -127,7 +132,7 @@ function toBytes(value) {
 }
 
 /** A vertex of `kind` identified by `key`; `properties` an object (sent as JSON). */
-export function vertex(key, kind, properties, schemaVersion) {
+export function vertex(key, kind, properties = {}, schemaVersion) {
   return { key: String(key), kind: String(kind), properties: JSON.stringify(properties), schemaVersion, edge: undefined };
 }
 

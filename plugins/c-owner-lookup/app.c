@@ -14,14 +14,14 @@ static bool owner_of(const char *server_id, char **owner, synchro_error_t *err) 
   cJSON *request = cJSON_CreateObject(), *answer = NULL;
   size_t size = strlen(server_id) + sizeof "owner-";
   char *transaction = malloc(size), *payload = NULL;
-  bool ok = transaction != NULL && request != NULL;
-  if (ok) {
+  if (transaction != NULL && request != NULL) {
     snprintf(transaction, size, "owner-%s", server_id);
     cJSON_AddStringToObject(request, "transaction-id", transaction);
     cJSON_AddStringToObject(request, "server", server_id);
     payload = cJSON_PrintUnformatted(request);
   }
-  ok = ok && payload != NULL && synchro_config_require("requests", &requests, err) &&
+  bool ok = payload != NULL || synchro_fail(err, SYNCHRO_FAILED, "out of memory");
+  ok = ok && synchro_config_require("requests", &requests, err) &&
        synchro_config_require("responses", &responses, err) &&
        synchro_publish(requests, server_id, payload, err) &&
        synchro_await_json(responses, transaction, timeout != NULL ? (uint32_t)strtoul(timeout, NULL, 10) : 2000,

@@ -135,21 +135,27 @@ fn templates(lang: Lang, role: Role) -> Vec<(String, String)> {
             ]
         };
     }
-    let mut files = match lang {
-        Lang::Rust => vec![
+    let files: Vec<(&str, &str)> = match lang {
+        Lang::Rust => [
             ("Cargo.toml", include_str!("scaffold/rust/Cargo.toml.in")),
             (lang.source(), source!("rust", "rs")),
-        ],
-        Lang::Python => vec![(lang.source(), source!("python", "py"))],
-        Lang::Js => vec![(lang.source(), source!("js", "js"))],
-        Lang::C => vec![(lang.source(), source!("c", "c"))],
+        ]
+        .into_iter()
+        .chain(common!("rust"))
+        .collect(),
+        Lang::Python => [(lang.source(), source!("python", "py"))]
+            .into_iter()
+            .chain(common!("python"))
+            .collect(),
+        Lang::Js => [(lang.source(), source!("js", "js"))]
+            .into_iter()
+            .chain(common!("js"))
+            .collect(),
+        Lang::C => [(lang.source(), source!("c", "c"))]
+            .into_iter()
+            .chain(common!("c"))
+            .collect(),
     };
-    files.extend(match lang {
-        Lang::Rust => common!("rust"),
-        Lang::Python => common!("python"),
-        Lang::Js => common!("js"),
-        Lang::C => common!("c"),
-    });
     files
         .into_iter()
         .map(|(path, text)| (path.to_owned(), text.to_owned()))

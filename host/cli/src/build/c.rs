@@ -101,13 +101,16 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Whether `source` defines `role`'s export: `exports_synchro_plugin_collector_collect`
-/// and its likes, named as wit-bindgen names them.
+/// and its likes, named as wit-bindgen names them, after `bool` or at the start of a line
+/// (the return type on the line before).
 fn defines(source: &str, role: Role) -> bool {
     let prefix = format!("exports_synchro_plugin_{}_", role.name().replace('-', "_"));
     source.lines().any(|line| {
-        line.trim_start()
-            .strip_prefix("bool ")
-            .is_some_and(|rest| rest.trim_start().starts_with(&prefix))
+        let line = line.trim_start();
+        line.starts_with(&prefix)
+            || line.strip_prefix("bool").is_some_and(|rest| {
+                rest.starts_with(char::is_whitespace) && rest.trim_start().starts_with(&prefix)
+            })
     })
 }
 
@@ -167,6 +170,10 @@ mod tests {
         assert!(defines(
             "bool exports_synchro_plugin_event_step_process_event(",
             Role::EventStep
+        ));
+        assert!(defines(
+            "bool\nexports_synchro_plugin_sync_step_sync_record(synchro_entity_t *e,",
+            Role::SyncStep
         ));
         // A call is not a definition.
         assert!(!defines(

@@ -22,13 +22,24 @@ const COMPONENTIZE_JS: (&str, &str) = ("@bytecodealliance/componentize-js", "0.2
 /// The JavaScript SDK, as `guest-sdk/js` holds it.
 const SDK: &str = include_str!("../../../../guest-sdk/js/synchro-guest.js");
 
-/// What a plugin folder's build copies: its sources, not its outputs or dependencies.
+/// What a plugin folder's build does not copy: its outputs and its dependencies.
 const SKIPPED: [&str; 2] = ["target", "node_modules"];
+
+/// The files the build puts beside the plugin's: a plugin's own of these names would be
+/// replaced.
+const RESERVED: [&str; 2] = ["synchro-guest.js", "synchro-world.js"];
 
 /// Builds `dir/app.js` into `dir/target/NAME.wasm`, NAME being the folder's name.
 pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let guest = Guest::new(dir, "app.js", defines)?;
     let cli = componentize_js()?;
+    if let Some(taken) = RESERVED.iter().find(|name| guest.dir.join(name).exists()) {
+        bail!(
+            "{}: `{taken}` is the SDK's name, which `plugin build` puts beside app.js; \
+             rename the plugin's file",
+            guest.dir.display()
+        );
+    }
     let stage = guest.scratch.path().join("src");
     stage_sources(&guest.dir, &stage)?;
     std::fs::write(stage.join("synchro-guest.js"), SDK)?;
@@ -80,15 +91,15 @@ fn defines(source: &str, role: Role) -> bool {
     })
 }
 
-/// Copies the plugin folder's files into `stage`, but for its build outputs, its
-/// `node_modules` and hidden files.
+/// Copies the plugin folder's files into `stage`, but for its build outputs (`target/`,
+/// components), its `node_modules` and hidden files.
 fn stage_sources(dir: &Path, stage: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(stage).with_context(|| format!("creating {}", stage.display()))?;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || SKIPPED.contains(&name.as_ref()) {
+        if name.starts_with('.') || SKIPPED.contains(&name.as_ref()) || name.ends_with(".wasm") {
             continue;
         }
         let from = entry.path();
@@ -108,23 +119,42 @@ fn stage_sources(dir: &Path, stage: &Path) -> anyhow::Result<()> {
 fn componentize_js() -> anyhow::Result<PathBuf> {
     let (package, version) = COMPONENTIZE_JS;
     node()?;
-    let home = super::tool_cache()?.join(format!("componentize-js-{version}"));
+    let cache = super::tool_cache()?;
+    let home = cache.join(format!("componentize-js-{version}"));
     let cli = home.join("node_modules").join(package).join("src/cli.js");
     if cli.is_file() {
         return Ok(cli);
+    }
+    // One install at a time (builds run in parallel in CI): the others wait, then find it.
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let lock_path = cache.join(format!("componentize-js-{version}.lock"));
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("locking {}", lock_path.display()))?;
+    if cli.is_file() {
+        return Ok(cli);
+    }
+    // What an install killed half-way left behind.
+    for entry in std::fs::read_dir(&cache)?.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".componentize-js-")
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
     eprintln!(
         "synchro: installing {package}@{version} with npm into {} (about 390 MB, once)",
         home.display()
     );
-    // Into a folder of its own, renamed into place when complete: an interrupted or a
-    // concurrent install never leaves a half-installed toolchain where builds look.
-    let parent = home.parent().expect("the cache has a parent");
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    // Into a folder of its own, renamed into place when complete: an interrupted install
+    // never leaves a half-installed toolchain where builds look.
     let partial = tempfile::Builder::new()
         .prefix(".componentize-js-")
-        .tempdir_in(parent)
-        .with_context(|| format!("a temporary folder in {}", parent.display()))?;
+        .tempdir_in(&cache)
+        .with_context(|| format!("a temporary folder in {}", cache.display()))?;
     let status = Command::new("npm")
         .args([
             "install",
@@ -140,14 +170,8 @@ fn componentize_js() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("npm could not install {package}@{version} ({status})");
     }
-    match std::fs::rename(partial.path(), &home) {
-        Ok(()) => {}
-        // Another build installed it meanwhile.
-        Err(_) if cli.is_file() => {}
-        Err(error) => {
-            return Err(error).with_context(|| format!("moving the install to {}", home.display()));
-        }
-    }
+    std::fs::rename(partial.path(), &home)
+        .with_context(|| format!("moving the install to {}", home.display()))?;
     anyhow::ensure!(
         cli.is_file(),
         "npm installed {package}@{version}, but {} is missing",

@@ -44,7 +44,7 @@
 //! ```
 //!
 //! A model policy's or a sync step's case makes calls, each in an instance of its own, the
-//! entity put in the model first as a source's write (a delete's is not):
+//! entity put in the model first as a source's write (a delete's is deleted from it):
 //!
 //! ```toml
 //! [[call]]
@@ -325,6 +325,35 @@ impl Fixture {
                 "{}: `previous` is handle-update's, and handle-update needs it",
                 at("call", i)
             );
+            if let (Some(entity), Some(previous)) = (&step.entity, &step.previous) {
+                anyhow::ensure!(
+                    (&entity.kind, &entity.key) == (&previous.kind, &previous.key),
+                    "{}: `previous` is the same entity as handled last: kind `{}` and key `{}`",
+                    at("call", i),
+                    entity.kind,
+                    entity.key
+                );
+            }
+            anyhow::ensure!(
+                function.is_policy() == fixture.call[0].function.is_some_and(|f| f.is_policy()),
+                "{}: a case's calls are a model policy's (handle-...) or a sync step's \
+                 (sync-record, delete-record), not both",
+                at("call", i)
+            );
+            if let Some(entity) = &step.entity
+                && let Some(seeded) = fixture
+                    .store
+                    .iter()
+                    .find(|s| (&s.kind, &s.key) == (&entity.kind, &entity.key))
+            {
+                anyhow::bail!(
+                    "{}: {}/{} is in `[[store]]` too, written by the plugin: a call's entity \
+                     is a source's",
+                    at("call", i),
+                    seeded.kind,
+                    seeded.key
+                );
+            }
             anyhow::ensure!(
                 step.hands_no_message(),
                 "{}: a call is handed no message (`topic`, `payload`, `key`, `headers` are an \

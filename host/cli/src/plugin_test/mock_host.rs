@@ -181,21 +181,26 @@ impl Case<'_> {
     pub async fn seed(&mut self, entities: &[StoredEntity]) -> anyhow::Result<()> {
         let plugin = self.host.name.clone();
         for stored in entities {
-            self.put(&plugin, &stored.entity()?)?;
+            self.put(&plugin, &stored.entity()?, false)?;
         }
         self.announced().await?;
         Ok(())
     }
 
-    /// Writes `entity` to the model as the source `writer` would; what a policy or a sync
-    /// step handling it may write.
-    fn put(&self, writer: &str, entity: &synchro_model::Entity) -> anyhow::Result<Handling> {
+    /// Writes `entity` to the model as the source `writer` would (or, with `deleted`,
+    /// deletes it so); what a policy or a sync step handling it may write.
+    fn put(
+        &self,
+        writer: &str,
+        entity: &synchro_model::Entity,
+        deleted: bool,
+    ) -> anyhow::Result<Option<Handling>> {
         let as_writer = synchro_store::Writer {
             plugin: writer,
             acting: synchro_model::Acting::Source,
             handling: None,
         };
-        self.db.model_put(as_writer, entity, |operation, entity| {
+        let record = |operation, entity: &synchro_model::Entity| {
             synchro_bus::change_record(&synchro_model::Change {
                 operation,
                 entity: entity.clone(),
@@ -204,15 +209,27 @@ impl Case<'_> {
                 database_transaction_id: None,
                 source: writer.to_owned(),
             })
-        })?;
+        };
+        let write = match deleted {
+            false => self.db.model_put(as_writer, entity, record)?,
+            true => self.db.model_delete(as_writer, entity.id(), record)?,
+        };
+        anyhow::ensure!(
+            matches!(write, synchro_store::Write::Done { .. }),
+            "{}: the fixture's write of it was refused ({write:?}): is it in `[[store]]` too?",
+            entity.id()
+        );
+        if deleted {
+            return Ok(None);
+        }
         let stored = self
             .db
             .model_get(entity.id())?
             .context("the entity just written")?;
-        Ok(Handling {
+        Ok(Some(Handling {
             id: entity.id().clone(),
             seen: stored.bookkeeping.last_write(),
-        })
+        }))
     }
 
     /// Messages for the bus before the plugin's first call.
@@ -277,8 +294,10 @@ impl Case<'_> {
 
     /// Loads the plugin with `variant` and makes one call of its model policy or sync step
     /// (`function`, with `entity`, and `previous` for `handle-update`), `poll` answered by
-    /// `answers`. The entity is in the model first, written by a source (unless the call
-    /// is a delete's), and the call may write it, as the host's runners allow.
+    /// `answers`. The entity is in the model first, as a source wrote it (a delete's is
+    /// gone from it), and the call may write it as the host's runners allow. The runners'
+    /// planning (dependency holds, the operator's modes) is not applied: the call is made
+    /// as the fixture says.
     pub async fn call(
         &mut self,
         variant: &Variant,
@@ -308,11 +327,7 @@ impl Case<'_> {
         let services = self.services(answers);
         plugin.activate(&services).await?;
         let entity = entity.entity()?;
-        let handling = if function.deletes() {
-            None
-        } else {
-            Some(self.put(SOURCE, &entity)?)
-        };
+        let handling = self.put(SOURCE, &entity, function.deletes())?;
         self.announced().await?;
         self.start_calls().await?;
         let engine = &self.host.engine;

@@ -118,7 +118,14 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
                 message: event.message().expect("checked when read"),
             }
         }
-        (Role::ModelPolicy(_) | Role::SyncStep(_), Some(first)) if !first.call.is_empty() => {
+        // The first fixture's first call, when it is of the plugin's role.
+        (Role::ModelPolicy(_) | Role::SyncStep(_), Some(first))
+            if first
+                .call
+                .first()
+                .and_then(|c| c.function)
+                .is_some_and(|f| f.is_policy() == matches!(role, Role::ModelPolicy(_))) =>
+        {
             let call = &first.call[0];
             let (variant, answers) = step_input(first, &call.settings, &call.http);
             Input::Call {
