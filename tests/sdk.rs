@@ -573,6 +573,30 @@ error = "failed"
         stderr.contains("call 1: `previous` is handle-update's, and handle-update needs it"),
         "{stderr}"
     );
+    for (fixture, error) in [
+        (
+            "[[call]]\nfunction = \"handle-update\"\nentity = { kind = \"slice\", key = \"s1\" }\n\
+             previous = { kind = \"slice\", key = \"s2\" }\n",
+            "call 1: `previous` is the same entity as handled last: kind `slice` and key `s1`",
+        ),
+        (
+            "[[call]]\nfunction = \"handle-create\"\nentity = { kind = \"slice\", key = \"s1\" }\n\
+             [[call]]\nfunction = \"sync-record\"\nentity = { kind = \"slice\", key = \"s1\" }\n",
+            "call 2: a case's calls are a model policy's (handle-...) or a sync step's",
+        ),
+        (
+            "[[store]]\nkind = \"slice\"\nkey = \"s1\"\n\
+             [[call]]\nfunction = \"handle-create\"\nentity = { kind = \"slice\", key = \"s1\" }\n",
+            "call 1: slice/s1 is in `[[store]]` too, written by the plugin: a call's entity is a source's",
+        ),
+    ] {
+        std::fs::write(dir.join("fixtures/stamps.toml"), fixture).unwrap();
+        let (passed, _, stderr) = plugin_test(&dir, None);
+        assert!(
+            !passed && stderr.contains(error),
+            "{error}\nnot in:\n{stderr}"
+        );
+    }
 }
 
 /// A sync step's fixtures: `sync-record` and `delete-record` with the outside system's
