@@ -2,7 +2,10 @@
 //! goes quiet.
 //!
 //! Without bounds a local client could hold thousands of connections open (each a file
-//! descriptor of the host) or trickle a request's headers forever.
+//! descriptor of the host) or trickle a request's headers forever. A client whose request
+//! is complete and which waits for the answer — a reload compiling a large component for a
+//! minute — is not quiet: from the end of its request's headers until the server writes,
+//! the connection is held to the longer [`ANSWER`] instead.
 
 use std::io;
 use std::pin::Pin;
@@ -20,19 +23,31 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// How long a connection may send nothing while the server waits to read from it — a
 /// request's headers, or the next request — before it is closed.
 pub const IDLE: Duration = Duration::from_secs(30);
+/// How long a connection may send nothing once its request's headers are in, while the
+/// server prepares the answer (or reads the request's body).
+pub const ANSWER: Duration = Duration::from_secs(600);
 
 pub struct Bounded {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     idle: Duration,
+    answer: Duration,
 }
 
 impl Bounded {
-    pub fn new(listener: TcpListener, connections: usize, idle: Duration) -> Bounded {
+    /// `idle`: how long a client may be silent while the server waits for a request;
+    /// `answer`: while the server answers one.
+    pub fn new(
+        listener: TcpListener,
+        connections: usize,
+        idle: Duration,
+        answer: Duration,
+    ) -> Bounded {
         Bounded {
             listener,
             slots: Arc::new(Semaphore::new(connections)),
             idle,
+            answer,
         }
     }
 }
@@ -55,7 +70,10 @@ impl axum::serve::Listener for Bounded {
                         stream,
                         _slot: slot,
                         idle: self.idle,
+                        answer: self.answer,
                         deadline: Box::pin(tokio::time::sleep(self.idle)),
+                        answering: false,
+                        tail: Vec::with_capacity(3),
                     };
                     return (quiet, address);
                 }
@@ -73,13 +91,33 @@ impl axum::serve::Listener for Bounded {
     }
 }
 
-/// A connection that fails its pending read once its client has sent nothing for `idle`,
-/// holding one of the listener's slots until it is dropped.
+/// A connection that fails its pending read once its client has sent nothing for `idle`
+/// (`answer` once its request's headers are in, until the server writes), holding one of
+/// the listener's slots until it is dropped.
 pub struct Quiet {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle: Duration,
+    answer: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Whether a request's headers are in and its answer is not yet being written.
+    answering: bool,
+    /// The last bytes read (at most 3), to find the end of the headers across reads.
+    tail: Vec<u8>,
+}
+
+impl Quiet {
+    /// Takes note of `read`, the bytes just read: the end of a request's headers
+    /// (`\r\n\r\n`) means its client now waits for the answer.
+    fn saw(&mut self, read: &[u8]) {
+        if self.answering || read.is_empty() {
+            return;
+        }
+        let mut seen = std::mem::take(&mut self.tail);
+        seen.extend_from_slice(read);
+        self.answering = seen.windows(4).any(|w| w == b"\r\n\r\n");
+        self.tail = seen[seen.len().saturating_sub(3)..].to_vec();
+    }
 }
 
 impl AsyncRead for Quiet {
@@ -89,10 +127,18 @@ impl AsyncRead for Quiet {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                let idle = this.idle;
-                this.deadline.as_mut().reset(Instant::now() + idle);
+                if result.is_ok() {
+                    this.saw(&buf.filled()[before..]);
+                }
+                let limit = if this.answering {
+                    this.answer
+                } else {
+                    this.idle
+                };
+                this.deadline.as_mut().reset(Instant::now() + limit);
                 Poll::Ready(result)
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
@@ -112,7 +158,16 @@ impl AsyncWrite for Quiet {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let this = &mut *self;
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && this.answering {
+            // The answer goes out: from now on the client owes the next request.
+            this.answering = false;
+            this.tail.clear();
+            let idle = this.idle;
+            this.deadline.as_mut().reset(Instant::now() + idle);
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -134,7 +189,12 @@ mod tests {
     async fn a_quiet_client_is_cut_and_slots_bound_the_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let mut bounded = Bounded::new(listener, 1, Duration::from_millis(200));
+        let mut bounded = Bounded::new(
+            listener,
+            1,
+            Duration::from_millis(200),
+            Duration::from_secs(600),
+        );
 
         let mut talker = TcpStream::connect(address).await.unwrap();
         let (mut first, _) = bounded.accept().await;
@@ -153,5 +213,50 @@ mod tests {
         drop(first);
         let accepted = tokio::time::timeout(Duration::from_secs(10), bounded.accept()).await;
         assert!(accepted.is_ok());
+    }
+
+    /// A client waiting for a slow answer (a reload compiling a large component) sends
+    /// nothing meanwhile: it is not quiet, and gets its answer.
+    #[tokio::test]
+    async fn a_request_answered_later_than_the_idle_limit_is_answered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let bounded = Bounded::new(
+            listener,
+            4,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        );
+        let app = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                "done"
+            }),
+        );
+        tokio::spawn(async move { axum::serve(bounded, app).await });
+        let client = reqwest::Client::new();
+        let url = format!("http://{address}/slow");
+        let answer = client.get(&url).send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "done");
+        // Again on the same connection: after an answer, the client is held to `idle`
+        // again, and a quick next request is served.
+        let answer = client.get(&url).send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "done");
+
+        // Headers begun and never ended are still cut at `idle`, even after an answer.
+        let mut raw = TcpStream::connect(address).await.unwrap();
+        raw.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), raw.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "a half-sent request was not cut");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

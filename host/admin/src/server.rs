@@ -17,7 +17,7 @@ use synchro_status::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
-use crate::listener::{Bounded, IDLE, MAX_CONNECTIONS};
+use crate::listener::{ANSWER, Bounded, IDLE, MAX_CONNECTIONS};
 use crate::{ADDRESS_FILE, AdminSettings, DEFAULT_PAGE, ErrorBody, MAX_PAGE, PageRequest, Request};
 
 type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
@@ -56,7 +56,7 @@ pub async fn serve(
         .route("/v1/model/{kind}/{key}/flags", post(flag))
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
-    let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE);
+    let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE, ANSWER);
     tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
