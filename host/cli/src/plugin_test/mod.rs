@@ -77,12 +77,8 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
         let (step, outcomes) = match (&role, fixture.collect.is_empty(), fixture.event.is_empty()) {
             (Role::Collector, false, _) => ("collect", runtime.block_on(collects(&host, fixture))?),
             (Role::EventStep(_), _, false) => ("event", runtime.block_on(events(&host, fixture))?),
-            (Role::ModelPolicy(_) | Role::SyncStep(_), true, true)
-                if fixture.call.iter().all(|call| {
-                    call.function.is_some_and(|f| f.is_policy())
-                        == matches!(role, Role::ModelPolicy(_))
-                }) =>
-            {
+            // A case's calls are all of one role (checked when read): its first says which.
+            (_, true, true) if role.takes(&fixture.call) => {
                 ("call", runtime.block_on(calls(&host, fixture))?)
             }
             _ => (
@@ -119,13 +115,7 @@ pub fn run(dir: &Path, fixtures: Option<&Path>, out: &mut impl Write) -> anyhow:
             }
         }
         // The first fixture's first call, when it is of the plugin's role.
-        (Role::ModelPolicy(_) | Role::SyncStep(_), Some(first))
-            if first
-                .call
-                .first()
-                .and_then(|c| c.function)
-                .is_some_and(|f| f.is_policy() == matches!(role, Role::ModelPolicy(_))) =>
-        {
+        (_, Some(first)) if role.takes(&first.call) => {
             let call = &first.call[0];
             let (variant, answers) = step_input(first, &call.settings, &call.http);
             Input::Call {
@@ -179,6 +169,19 @@ enum Role {
 }
 
 impl Role {
+    /// Whether `calls` (a case's `[[call]]`s, all of one role) are this role's.
+    fn takes(&self, calls: &[Step]) -> bool {
+        let policy = match calls.first().and_then(|call| call.function) {
+            Some(function) => function.is_policy(),
+            None => return false,
+        };
+        match self {
+            Role::ModelPolicy(_) => policy,
+            Role::SyncStep(_) => !policy,
+            Role::Collector | Role::EventStep(_) => false,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Role::Collector => "collector",
