@@ -35,6 +35,7 @@ use tokio::sync::oneshot;
 
 pub use access::TOKEN_FILE;
 pub use client::Client;
+pub use listener::{ANSWER, Bounded, IDLE};
 pub use server::serve;
 
 /// The file, in the data directory, that holds the address of the running host's API.

@@ -187,7 +187,7 @@ impl Db {
 }
 
 /// The API's writer: a source, handling nothing.
-fn source(plugin: &str) -> Writer<'_> {
+pub(crate) fn source(plugin: &str) -> Writer<'_> {
     Writer {
         plugin,
         acting: Acting::Source,

@@ -6,6 +6,7 @@
 //! transactions are ACID with an fsync per commit, and the access pattern here — point
 //! lookups and ordered scans by key — is exactly a B-tree's.
 
+mod api;
 mod appender;
 mod baseline;
 mod bookkeeping;
@@ -24,6 +25,7 @@ use redb::Database;
 
 use synchro_model::{EntityError, ErrorKind};
 
+pub use api::{ApiRefusal, ApiResult, ApiWrite, Applied, merge_patch};
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
 pub use graph::{Cascaded, GraphRefusal};

@@ -322,7 +322,7 @@ impl Db {
         limit: usize,
     ) -> Result<Vec<Stored>, DbError> {
         self.model_scan(kind, after, select, limit, |_, owner, bytes, books_of| {
-            Stored::decode(owner, bytes, books_of)
+            Stored::decode(owner, bytes, books_of).map(Some)
         })
     }
 
@@ -335,17 +335,18 @@ impl Db {
         select: impl Fn(&Id, &Bookkeeping) -> bool,
         limit: usize,
     ) -> Result<Vec<Id>, DbError> {
-        self.model_scan(Some(kind), after, select, limit, |id, _, _, _| Ok(id))
+        self.model_scan(Some(kind), after, select, limit, |id, _, _, _| Ok(Some(id)))
     }
 
-    /// `take` of up to `limit` rows of the model as [`Db::model_query`] selects them.
-    fn model_scan<T>(
+    /// What `take` makes of rows of the model as [`Db::model_query`] selects them, until
+    /// it made `limit` (it may pass a row by).
+    pub(crate) fn model_scan<T>(
         &self,
         kind: Option<&str>,
         after: Option<&Id>,
         select: impl Fn(&Id, &Bookkeeping) -> bool,
         limit: usize,
-        take: impl Fn(Id, &str, &[u8], Bookkeeping) -> Result<T, DbError>,
+        take: impl Fn(Id, &str, &[u8], Bookkeeping) -> Result<Option<T>, DbError>,
     ) -> Result<Vec<T>, DbError> {
         let first_of_kind = kind.map(|k| Id::new(k, ""));
         let lower = match (kind, after) {
@@ -378,7 +379,7 @@ impl Db {
                 continue;
             }
             let (owner, bytes) = value.value();
-            out.push(take(id, owner, bytes, books_of)?);
+            out.extend(take(id, owner, bytes, books_of)?);
         }
         Ok(out)
     }
@@ -752,6 +753,19 @@ impl<'txn> Rows<'txn> {
             policies,
             purged: false,
         })
+    }
+
+    /// The entity `id` and its owner (empty while unclaimed), if the model holds it and
+    /// it is not deleted.
+    pub(crate) fn live(&self, id: &Id) -> Result<Option<(String, Entity)>, DbError> {
+        let Some(row) = self.model.get(id.as_str()).map_err(dberr)? else {
+            return Ok(None);
+        };
+        let (owner, bytes) = row.value();
+        if bookkeeping::get(&self.books, id)?.deleted {
+            return Ok(None);
+        }
+        Ok(Some((owner.to_owned(), Entity::decode(bytes)?)))
     }
 
     /// The owner of `id` (empty while unclaimed), if the model holds it and it is not

@@ -276,7 +276,11 @@ impl Db {
     }
 
     /// Changes after `after`, up to `limit` of them, in order.
-    fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+    pub(crate) fn changes_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
         let txn = self.db.begin_read().map_err(dberr)?;
         let table = txn.open_table(CHANGES).map_err(dberr)?;
         let mut out = Vec::new();

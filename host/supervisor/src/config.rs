@@ -13,6 +13,7 @@ use serde::Deserialize;
 use synchro_admin::AdminSettings;
 use synchro_bus::BusSettings;
 use synchro_capability::PollSettings;
+use synchro_gizmo::GizmoSettings;
 use synchro_manifest::{LimitOverrides, Limits, toml_error};
 use synchro_roles::LoadPolicy;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub poll: PollSettings,
     pub bus: BusSettings,
     pub admin: AdminSettings,
+    /// The Gizmo-compatible CRUD API over the model.
+    pub gizmo: GizmoSettings,
     /// Whether changed, added and removed plugin files are picked up while running.
     pub watch: bool,
     /// How long calls in flight get to finish when the host is asked to stop; what is
@@ -90,6 +93,7 @@ impl Default for Config {
             poll: PollSettings::default(),
             bus: BusSettings::default(),
             admin: AdminSettings::default(),
+            gizmo: GizmoSettings::default(),
             watch: true,
             shutdown_grace: crate::SHUTDOWN_GRACE,
             max_step_lag: 1_000_000,
@@ -143,6 +147,7 @@ impl Config {
             .check_ceilings(&self.ceilings)
             .map_err(|m| format!("ceilings.{m}"))?;
         self.poll.check().map_err(|m| format!("poll.{m}"))?;
+        self.gizmo.check().map_err(|m| format!("gizmo.{m}"))?;
         if self.min_interval > Duration::from_secs(3600) {
             return Err("min-interval`: must be at most an hour".into());
         }

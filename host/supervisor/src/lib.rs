@@ -103,6 +103,21 @@ impl Supervisor {
             )
             .await?;
         }
+        if self.config.gizmo.enabled {
+            let base = self
+                .config
+                .source
+                .as_deref()
+                .and_then(std::path::Path::parent);
+            synchro_gizmo::serve(
+                &self.config.gizmo,
+                base.unwrap_or(std::path::Path::new(".")),
+                &self.config.data_dir,
+                services.db.clone(),
+                shutdown.clone(),
+            )
+            .await?;
+        }
         let mut watcher = self.config.watch.then(|| watcher(&registry)).flatten();
         loop {
             tokio::select! {

@@ -1,0 +1,669 @@
+//! End to end: the Gizmo-compatible CRUD API of the real `synchro` binary, driven by a
+//! real HTTP client (reqwest) on loopback. Messages and shapes are Gizmo's
+//! (`../shared/seeds/gizmo-ASYNC.md`, and Gizmo's own CrudRestService).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use synchro_testkit::{Backend, Running, Setup};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A host serving the Gizmo API on a free port, with `extra` config lines.
+struct Gizmo {
+    setup: Setup,
+    host: Running,
+    base: String,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// An answer: its status, headers and body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl Gizmo {
+    fn start(extra: &str) -> Gizmo {
+        Gizmo::start_with(Setup::new(), extra)
+    }
+
+    fn start_with(setup: Setup, extra: &str) -> Gizmo {
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                 [gizmo]\nlisten = \"127.0.0.1:0\"\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        let host = setup.run();
+        host.wait_for_log("Gizmo API listening", WAIT);
+        let address = std::fs::read_to_string(setup.dir.path().join("data/gizmo.addr")).unwrap();
+        Gizmo {
+            setup,
+            host,
+            base: format!("http://{}/services/inventory", address.trim()),
+            client: reqwest::Client::new(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        self.runtime.block_on(async {
+            let response = request.send().await.expect("the API answers");
+            Answer {
+                status: response.status().as_u16(),
+                headers: response.headers().clone(),
+                body: response.text().await.unwrap(),
+            }
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(self.url(path)))
+    }
+
+    fn call(&self, method: &str, path: &str, body: &str) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        self.send(
+            self.client
+                .request(method, self.url(path))
+                .header("Content-Type", "application/json")
+                .body(body.to_owned()),
+        )
+    }
+
+    /// Creates a vertex; its id.
+    fn vertex(&self, kind: &str, properties: Value) -> String {
+        let answer = self.call(
+            "POST",
+            &format!("v11/{kind}/"),
+            &json!({ "properties": properties }).to_string(),
+        );
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        answer.json()["id"].as_str().unwrap().to_owned()
+    }
+
+    fn edge(&self, kind: &str, source: &str, target: &str) -> Answer {
+        self.call(
+            "POST",
+            &format!("relationships/v11/{kind}/"),
+            &json!({"source": source, "target": target, "properties": {"SVC-INFRA": "OUT"}})
+                .to_string(),
+        )
+    }
+}
+
+fn vertex_url(kind: &str, id: &str) -> String {
+    format!("services/inventory/v11/{kind}/{id}")
+}
+
+#[test]
+fn vertices_and_edges_are_written_and_read_in_gizmos_shapes() {
+    let api = Gizmo::start("");
+    // POST: 201, the vertex, its ETag, the client's transaction id echoed.
+    let created = api.send(
+        api.client
+            .post(api.url("v11/pserver/"))
+            .header("X-TransactionId", "client-tx-1")
+            .header("X-FromAppId", "test")
+            .body(r#"{"properties": {"hostname": "myhost", "in-maint": false}}"#),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("x-transactionid"), Some("client-tx-1"));
+    let etag = created.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let vertex = created.json();
+    let host = vertex["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        vertex,
+        json!({"id": host, "type": "pserver", "url": vertex_url("pserver", &host),
+               "properties": {"hostname": "myhost", "in-maint": false}, "in": [], "out": []})
+    );
+    assert!(
+        created.body.starts_with(r#"{"id":"#),
+        "Gizmo's field order: {}",
+        created.body
+    );
+    let vm = api.vertex("vserver", json!({"vserver-name": "vm-1"}));
+    // An edge names its ends by URL.
+    let edge = api.edge(
+        "tosca.relationships.HostedOn",
+        &vertex_url("vserver", &vm),
+        &vertex_url("pserver", &host),
+    );
+    assert_eq!(edge.status, 201, "{}", edge.body);
+    let edge = edge.json();
+    let link = edge["id"].as_str().unwrap().to_owned();
+    assert_eq!(edge["source"], vertex_url("vserver", &vm));
+    assert_eq!(edge["target"], vertex_url("pserver", &host));
+    assert_eq!(
+        edge["url"],
+        format!("services/inventory/relationships/v11/tosca.relationships.HostedOn/{link}")
+    );
+    // GET: the vertex with its edges, `in` where it is the target.
+    let read = api.get(&format!("v11/pserver/{host}"));
+    assert_eq!(read.status, 200);
+    assert_eq!(
+        read.header("etag"),
+        Some(etag.as_str()),
+        "same data, same ETag"
+    );
+    let read = read.json();
+    assert_eq!(read["in"][0]["id"], link.as_str());
+    assert_eq!(read["in"][0]["source"], vertex_url("vserver", &vm));
+    assert_eq!(read["out"], json!([]));
+    assert_eq!(
+        api.get(&format!("v11/vserver/{vm}")).json()["out"][0]["target"],
+        vertex_url("pserver", &host)
+    );
+    // PUT replaces, PATCH merges (a null removes), also as PUT with the override header.
+    let put = api.call(
+        "PUT",
+        &format!("v11/pserver/{host}"),
+        r#"{"properties": {"hostname": "renamed", "purpose": "db"}}"#,
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_ne!(put.header("etag"), Some(etag.as_str()));
+    assert_eq!(
+        put.json()["properties"],
+        json!({"hostname": "renamed", "purpose": "db"})
+    );
+    let patched = api.send(
+        api.client
+            .patch(api.url(&format!("v11/pserver/{host}")))
+            .header("Content-Type", "application/merge-patch+json")
+            .body(r#"{"properties": {"purpose": null, "fqdn": "renamed.onap.net"}}"#),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(
+        patched.json()["properties"],
+        json!({"hostname": "renamed", "fqdn": "renamed.onap.net"})
+    );
+    let overridden = api.send(
+        api.client
+            .put(api.url(&format!("v11/pserver/{host}")))
+            .header("X-HTTP-Method-Override", "PATCH")
+            .body(r#"{"properties": {"in-maint": true}}"#),
+    );
+    assert_eq!(overridden.status, 200, "{}", overridden.body);
+    assert_eq!(overridden.json()["properties"]["hostname"], "renamed");
+    // An edge keeps its ends.
+    let moved = api.call(
+        "PUT",
+        &format!("relationships/v11/tosca.relationships.HostedOn/{link}"),
+        &json!({"source": vertex_url("vserver", "elsewhere"), "properties": {}}).to_string(),
+    );
+    assert_eq!(
+        (moved.status, moved.body.as_str()),
+        (400, "Source can't be updated")
+    );
+    // Deleting a vertex with edges: Gizmo's 400, and nothing deleted.
+    let refused = api.call("DELETE", &format!("v11/pserver/{host}"), "");
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.body,
+        format!(
+            "Failed to delete vertex: Attempt to delete vertex with id {host} which has incident edges."
+        )
+    );
+    let gone = api.call(
+        "DELETE",
+        &format!("relationships/v11/tosca.relationships.HostedOn/{link}"),
+        "",
+    );
+    assert_eq!((gone.status, gone.body.as_str()), (200, ""));
+    let gone = api.call("DELETE", &format!("v11/pserver/{host}"), "");
+    assert_eq!((gone.status, gone.body.as_str()), (200, ""));
+    // Unknown ids: 404 in Gizmo's words; a vertex is not found on an edge's route.
+    let missing = api.get(&format!("v11/pserver/{host}"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.body,
+        format!("No vertex with id {host} and type pserver found in graph")
+    );
+    let wrong_route = api.get(&format!("relationships/v11/vserver/{vm}"));
+    assert_eq!(wrong_route.status, 404, "{}", wrong_route.body);
+    let missing = api.call("DELETE", &format!("v11/pserver/{host}"), "");
+    assert_eq!(
+        (missing.status, missing.body.as_str()),
+        (
+            404,
+            format!("Failed to delete vertex: {host} not found").as_str()
+        )
+    );
+    // Every write is on the change stream, owned by the API, in order.
+    let events = api.host.raw_events(8, WAIT);
+    let seen: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            let element = e.get("vertex").or_else(|| e.get("edge")).unwrap();
+            (
+                e["operation"].as_str().unwrap().to_owned(),
+                element["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("CREATE", "pserver"),
+        ("CREATE", "vserver"),
+        ("CREATE", "tosca.relationships.HostedOn"),
+        ("UPDATE", "pserver"),
+        ("UPDATE", "pserver"),
+        ("UPDATE", "pserver"),
+        ("DELETE", "tosca.relationships.HostedOn"),
+        ("DELETE", "pserver"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(o, k)| (o.to_string(), k.to_string()))
+        .collect();
+    assert_eq!(seen, expected, "{events:#?}");
+    assert!(events.iter().all(|e| e["source"] == "api"));
+    assert_eq!(events[0]["transaction-id"], "client-tx-1");
+}
+
+#[test]
+fn a_list_filters_by_property_shows_what_is_asked_and_pages() {
+    let api = Gizmo::start("");
+    for (name, maint) in [("a", false), ("b", true), ("c", false), ("d", false)] {
+        api.vertex(
+            "pserver",
+            json!({"hostname": name, "in-maint": maint, "n": 1}),
+        );
+    }
+    api.vertex("vserver", json!({"hostname": "a"}));
+    let all = api.get("v11/pserver").json();
+    assert_eq!(all.as_array().unwrap().len(), 4);
+    assert!(
+        all[0].get("properties").is_none(),
+        "no properties unless asked"
+    );
+    assert!(all[0].get("in").is_none());
+    let free = api
+        .get("v11/pserver/?in-maint=false&properties=hostname")
+        .json();
+    let names: Vec<&str> = free
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["properties"]["hostname"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "c", "d"]);
+    assert!(
+        free.as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["properties"].as_object().unwrap().len() == 1)
+    );
+    let every = api.get("v11/pserver?hostname=b&properties=all").json();
+    assert_eq!(
+        every[0]["properties"],
+        json!({"hostname": "b", "in-maint": true, "n": 1})
+    );
+    assert_eq!(api.get("v11/pserver?hostname=zz").json(), json!([]));
+    // Pages of two, then the rest, following `Link: rel="next"`.
+    let first = api.get("v11/pserver?in-maint=false&_limit=2");
+    assert_eq!(first.json().as_array().unwrap().len(), 2);
+    let link = first.header("link").expect("a next page").to_owned();
+    let next = link
+        .strip_prefix("</services/inventory/")
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("{link}"));
+    let second = api.get(next);
+    assert_eq!(second.json().as_array().unwrap().len(), 1, "{link}");
+    assert!(second.header("link").is_none());
+    let bad = api.get("v11/pserver?_limit=0");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("_limit"), "{}", bad.body);
+}
+
+#[test]
+fn a_bulk_runs_in_gizmos_order_resolves_labels_and_goes_all_or_nothing() {
+    let api = Gizmo::start("");
+    let old = api.vertex("pserver", json!({"hostname": "old"}));
+    let kept = api.vertex("pserver", json!({"hostname": "kept"}));
+    let link = api
+        .edge(
+            "tosca.relationships.HostedOn",
+            &vertex_url("pserver", &old),
+            &vertex_url("pserver", &kept),
+        )
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.host.raw_events(3, WAIT);
+    // The vertex delete is listed before the edge delete that must precede it, and the
+    // edge to `$v1` before... nothing: Gizmo's order sorts it out.
+    let bulk = json!({
+        "objects": [
+            {"operation": "delete", "v0": {"id": old, "type": "pserver"}},
+            {"operation": "add", "v1": {"type": "vserver", "properties": {"name": "vm"}}},
+            {"operation": "patch", "v2": {"id": kept, "type": "pserver", "properties": {"x": 1}}}
+        ],
+        "relationships": [
+            {"operation": "add", "e1": {"type": "tosca.relationships.HostedOn", "source": "$v1",
+                                        "target": vertex_url("pserver", &kept), "properties": {}}},
+            {"operation": "delete", "e0": {"id": link, "type": "tosca.relationships.HostedOn"}}
+        ]
+    });
+    let answer = api.call("POST", "v11/bulk", &bulk.to_string());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answer = answer.json();
+    assert_eq!(answer["objects"][0]["v0"], json!({}));
+    let vm = answer["objects"][1]["v1"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(answer["objects"][1]["v1"]["type"], "vserver");
+    assert_eq!(
+        answer["objects"][2]["v2"]["properties"],
+        json!({"hostname": "kept", "x": 1})
+    );
+    assert_eq!(
+        answer["relationships"][0]["e1"]["source"],
+        vertex_url("vserver", &vm)
+    );
+    let events = api.host.raw_events(5, WAIT);
+    let order: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            let element = e.get("vertex").or_else(|| e.get("edge")).unwrap();
+            (
+                e["operation"].as_str().unwrap(),
+                element["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("DELETE", "tosca.relationships.HostedOn"),
+            ("DELETE", "pserver"),
+            ("CREATE", "vserver"),
+            ("UPDATE", "pserver"),
+            ("CREATE", "tosca.relationships.HostedOn"),
+        ]
+    );
+    let shared = &events[0]["database-transaction-id"];
+    assert!(shared.is_string());
+    assert!(
+        events
+            .iter()
+            .all(|e| e["database-transaction-id"] == *shared)
+    );
+    // A bulk whose last write is refused writes nothing.
+    let failing = json!({
+        "objects": [{"operation": "add", "v1": {"type": "vserver", "properties": {"name": "never"}}},
+                    {"operation": "modify", "v2": {"id": kept, "type": "pserver", "properties": {}}}],
+        "relationships": [{"operation": "add", "e1": {"type": "link", "source": "$v1",
+                           "target": vertex_url("pserver", "nowhere"), "properties": {}}}]
+    });
+    let refused = api.call("POST", "v11/bulk/", &failing.to_string());
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert!(refused.body.contains("nowhere"), "{}", refused.body);
+    api.host.expect_silence(Duration::from_millis(500));
+    assert_eq!(
+        api.get(&format!("v11/pserver/{kept}")).json()["properties"]["x"],
+        1
+    );
+    assert_eq!(api.get("v11/vserver?name=never").json(), json!([]));
+    // Malformed bulks name the problem.
+    for (body, expected) in [
+        (json!({}), "Invalid request Payload"),
+        (
+            json!({"objects": [{"operation": "add"}]}),
+            "item 0 of `objects`",
+        ),
+        (
+            json!({"objects": [{"operation": "upsert", "v1": {"type": "x"}}]}),
+            "Invalid operation at item: v1",
+        ),
+        (
+            json!({"objects": [{"operation": "add", "v1": {"properties": {}}}]}),
+            "Vertex Type cannot be null for: v1",
+        ),
+        (
+            json!({"objects": [{"operation": "modify", "v1": {"type": "x", "properties": {}}}]}),
+            "Missing ID at item: v1",
+        ),
+        (
+            json!({"relationships": [{"operation": "add", "e1": {"type": "l", "source": "$v9", "target": "$v9"}}]}),
+            "Source Vertex $v9 not found for Edge: e1",
+        ),
+        (
+            json!({"objects": [{"operation": "add", "v1": {"type": "x", "properties": {}}},
+                            {"operation": "add", "v1": {"type": "x", "properties": {}}}]}),
+            "duplicate vertex in payload: v1",
+        ),
+    ] {
+        let answer = api.call("POST", "v11/bulk", &body.to_string());
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(answer.body.contains(expected), "{body}: {}", answer.body);
+    }
+    api.host.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn schemas_refuse_unknown_kinds_and_name_the_field() {
+    let setup = Setup::new();
+    let schema =
+        |name: &str, text: &str| std::fs::write(setup.dir.path().join(name), text).unwrap();
+    schema(
+        "pserver.json",
+        r#"{"type": "object", "required": ["hostname"], "additionalProperties": false,
+            "properties": {"hostname": {"type": "string"}, "in-maint": {"type": "boolean"}}}"#,
+    );
+    schema("link.json", r#"{"type": "object"}"#);
+    let api = Gizmo::start_with(
+        setup,
+        "[gizmo.schemas]\npserver = \"pserver.json\"\n\"tosca.relationships.HostedOn\" = \"link.json\"",
+    );
+    let good = api.vertex("pserver", json!({"hostname": "a", "in-maint": true}));
+    for (properties, field) in [
+        (json!({"hostname": 5}), "/hostname"),
+        (json!({"in-maint": true}), "hostname"),
+        (json!({"hostname": "a", "color": "red"}), "color"),
+    ] {
+        let answer = api.call(
+            "POST",
+            "v11/pserver",
+            &json!({ "properties": properties }).to_string(),
+        );
+        assert_eq!(answer.status, 400, "{properties}: {}", answer.body);
+        assert!(answer.body.contains(field), "{properties}: {}", answer.body);
+    }
+    let patch = api.call(
+        "PATCH",
+        &format!("v11/pserver/{good}"),
+        r#"{"properties": {"hostname": null}}"#,
+    );
+    assert_eq!(
+        patch.status, 400,
+        "a patch is checked merged: {}",
+        patch.body
+    );
+    let unknown = api.call("POST", "v11/vserver", r#"{"properties": {}}"#);
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "Object of collection type not found: vserver")
+    );
+    assert_eq!(api.get("v11/vserver").status, 404);
+    let label = api.edge(
+        "nonsense",
+        &vertex_url("pserver", &good),
+        &vertex_url("pserver", &good),
+    );
+    assert_eq!(
+        (label.status, label.body.as_str()),
+        (404, "Invalid label: nonsense")
+    );
+    api.host.raw_events(1, WAIT);
+    api.host.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn bad_and_huge_bodies_are_refused_and_the_host_goes_on() {
+    let api = Gizmo::start("max-body-kb = 64");
+    let refusals: [(&str, &str, &[u8], u16, &str); 11] = [
+        ("POST", "v11/pserver", b"{bad", 400, "Invalid Json Payload"),
+        ("POST", "v11/pserver", b"", 400, "Invalid Json Payload"),
+        (
+            "POST",
+            "v11/pserver",
+            b"\xff\xfe\x00",
+            400,
+            "Invalid Json Payload",
+        ),
+        ("POST", "v11/pserver", b"[]", 400, "Invalid Json Payload"),
+        ("POST", "v11/pserver", b"{}", 400, "Invalid request Payload"),
+        (
+            "POST",
+            "v11/pserver",
+            br#"{"properties": []}"#,
+            400,
+            "Invalid Json Payload",
+        ),
+        (
+            "POST",
+            "v11/pserver",
+            br#"{"id": "x", "properties": {}}"#,
+            400,
+            "ID specified , use Http PUT to update Vertex",
+        ),
+        (
+            "POST",
+            "v11/pserver",
+            br#"{"type": "vserver", "properties": {}}"#,
+            400,
+            "Vertex Type mismatch",
+        ),
+        (
+            "POST",
+            "v11/",
+            br#"{"properties": {}}"#,
+            400,
+            "Missing Vertex Type",
+        ),
+        (
+            "POST",
+            "relationships/v11/link",
+            br#"{"source": "x", "target": "y", "properties": {}}"#,
+            400,
+            "Invalid Source/Target Urls",
+        ),
+        (
+            "PUT",
+            "v11/pserver/none",
+            br#"{"properties": {}}"#,
+            404,
+            "No vertex with id none",
+        ),
+    ];
+    for (method, path, body, status, text) in refusals {
+        let answer = api.send(
+            api.client
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                    api.url(path),
+                )
+                .body(body.to_vec()),
+        );
+        assert_eq!(
+            answer.status, status,
+            "{method} {path} {body:?}: {}",
+            answer.body
+        );
+        assert!(
+            answer.body.contains(text),
+            "{method} {path}: {}",
+            answer.body
+        );
+    }
+    let huge = format!(
+        r#"{{"properties": {{"blob": "{}"}}}}"#,
+        "x".repeat(65 * 1024)
+    );
+    let answer = api.call("POST", "v11/pserver", &huge);
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    // A body just under the limit and a typeless POST are fine, and the host is unharmed.
+    let fits = format!(
+        r#"{{"type": "pserver", "properties": {{"blob": "{}"}}}}"#,
+        "x".repeat(60 * 1024)
+    );
+    let answer = api.call("POST", "v11/", &fits);
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(api.host.raw_events(1, WAIT)[0]["operation"], "CREATE");
+    assert!(api.host.is_running());
+}
+
+#[test]
+fn writes_through_the_api_are_policed_and_synced_like_any_sources() {
+    let setup = Setup::new();
+    let backend = Backend::start();
+    setup.install(
+        "stamp",
+        "stamp-policy",
+        "name = \"stamp\"\nversion = \"0.1.0\"\nroles = [\"model-policy\"]\n\
+         [policy]\nkinds = [\"node\"]\n\
+         [capabilities]\nstore = { read = [\"node\"], write = [\"node\", \"audit\"], handle = [\"node\"] }\n\
+         [settings]\naudit-kind = \"audit\"\n",
+    );
+    setup.install(
+        "push",
+        "http-sync",
+        &format!(
+            "name = \"push\"\nversion = \"0.1.0\"\nroles = [\"sync-step\"]\n\
+             [sync]\nkinds = [\"node\"]\n\
+             [capabilities]\npoll = {{ hosts = [\"{url}\"] }}\n\
+             store = {{ read = [\"node\"], write = [\"node\"], handle = [\"node\"] }}\n\
+             [settings]\nurl = \"{url}\"\n",
+            url = backend.url()
+        ),
+    );
+    let api = Gizmo::start_with(setup, "");
+    api.setup.status();
+    let id = api.vertex("node", json!({"v": 1}));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let node = api.get(&format!("v11/node/{id}")).json();
+        let pushed = backend.requests("PUT", &format!("/node/{id}"));
+        if node["properties"]["policy-runs"] == 1
+            && pushed
+                .last()
+                .is_some_and(|r| r.body.contains("policy-runs"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy and the step never handled {id}: {node} {pushed:?}\n{}",
+            api.host.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
