@@ -366,7 +366,7 @@ pub fn new_entity(
         Subject::Vertex => None,
         Subject::Edge => Some(ends(body.source.as_deref(), body.target.as_deref())?),
     };
-    let key = uuid::Uuid::new_v4().to_string();
+    let key = uuid::Uuid::now_v7().to_string();
     entity(key, kind, &properties, version, edge)
 }
 

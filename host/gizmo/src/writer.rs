@@ -1,18 +1,23 @@
 //! The API's writes, committed in groups: one thread makes every write queued while the
-//! last commit reached the disk in one transaction ([`Db::api_each`]), so a request waits
-//! for one fsync however many others share it; a bulk goes alone ([`Db::api_all`]).
+//! last batch was written in one transaction ([`Db::api_each`]), without an fsync while
+//! more batches wait, then makes them all durable with one ([`Db::sync`]) and only then
+//! answers them. A request waits for one fsync however many others share it, and a page
+//! several batches dirty is written once. A bulk goes alone ([`Db::api_all`]).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use synchro_manifest::API_WRITER;
 use synchro_model::{Change, Entity, Error, ErrorKind, Operation};
-use synchro_store::{ApiRefusal, ApiResult, ApiWrite, Applied, Db};
+use synchro_store::{ApiRefusal, ApiResult, ApiWrite, Applied, Db, DbError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes waiting for the thread; past it, requests wait to queue (back-pressure).
 const QUEUED: usize = 8192;
 /// The most single writes in one transaction.
 const MAX_BATCH: usize = 4096;
+/// The longest a written batch waits for its fsync while more batches are made.
+const MAX_UNSYNCED: Duration = Duration::from_millis(2);
 
 /// What a bulk did: every write made, or the first refusal (with its index) and none.
 pub type BulkResult = Result<Vec<Applied>, (usize, ApiRefusal)>;
@@ -24,16 +29,18 @@ pub struct Writer {
     jobs: mpsc::Sender<Job>,
 }
 
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
 enum Job {
     One {
         write: ApiWrite,
         transaction: String,
-        reply: oneshot::Sender<Result<ApiResult, Error>>,
+        reply: Reply<ApiResult>,
     },
     All {
         writes: Vec<ApiWrite>,
         transaction: String,
-        reply: oneshot::Sender<Result<BulkResult, Error>>,
+        reply: Reply<BulkResult>,
     },
 }
 
@@ -43,12 +50,13 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(QUEUED);
         std::thread::Builder::new()
             .name("synchro-api-writes".into())
-            .spawn(move || write_until_closed(&db, queue))
+            .spawn(move || Thread::new(db).run(queue))
             .expect("a thread for the API's writes");
         Writer { jobs }
     }
 
-    /// Makes `write`, announced under the transaction id `transaction`.
+    /// Makes `write`, announced under the transaction id `transaction`; answers once it is
+    /// durable.
     pub async fn one(&self, write: ApiWrite, transaction: String) -> Result<ApiResult, Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::One {
@@ -86,83 +94,142 @@ fn stopping() -> Error {
     Error::new(ErrorKind::Unavailable, "the host is stopping")
 }
 
-fn failed(error: synchro_store::DbError) -> Error {
+fn failed(error: &DbError) -> Error {
     Error::new(error.kind(), error.to_string())
 }
 
-fn write_until_closed(db: &Db, mut queue: mpsc::Receiver<Job>) {
-    let mut next = None;
-    loop {
-        let Some(first) = next.take().or_else(|| queue.blocking_recv()) else {
-            return;
-        };
-        let mut singles = Vec::new();
-        let mut bulk = None;
-        match first {
-            Job::One {
-                write,
-                transaction,
-                reply,
-            } => singles.push((write, transaction, reply)),
-            job @ Job::All { .. } => bulk = Some(job),
+/// The writing thread's state: the answers of batches written but not yet durable.
+struct Thread {
+    db: Arc<Db>,
+    unsynced: Vec<(ApiResult, Reply<ApiResult>)>,
+    /// When the oldest of them was written.
+    since: Option<Instant>,
+}
+
+impl Thread {
+    fn new(db: Arc<Db>) -> Thread {
+        Thread {
+            db,
+            unsynced: Vec::new(),
+            since: None,
         }
-        // Everything queued meanwhile joins the batch, up to a bulk (which goes alone,
-        // after it, to keep the order requests came in).
-        while bulk.is_none() && singles.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(Job::One {
+    }
+
+    fn run(mut self, mut queue: mpsc::Receiver<Job>) {
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match queue.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        // Nothing waits: make what was written durable, then sleep.
+                        self.sync();
+                        match queue.blocking_recv() {
+                            Some(job) => job,
+                            None => break,
+                        }
+                    }
+                },
+            };
+            let mut singles = Vec::new();
+            match first {
+                Job::One {
                     write,
                     transaction,
                     reply,
-                }) => singles.push((write, transaction, reply)),
-                Ok(job @ Job::All { .. }) => next = Some(job),
-                Err(_) => break,
+                } => singles.push((write, transaction, reply)),
+                bulk @ Job::All { .. } => next = Some(bulk),
             }
-            if next.is_some() {
-                break;
+            // Everything queued joins the batch, up to a bulk (which goes alone, after
+            // it, to keep the order requests came in).
+            while next.is_none() && !singles.is_empty() && singles.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Job::One {
+                        write,
+                        transaction,
+                        reply,
+                    }) => singles.push((write, transaction, reply)),
+                    Ok(bulk @ Job::All { .. }) => next = Some(bulk),
+                    Err(_) => break,
+                }
+            }
+            if !singles.is_empty() {
+                self.write_each(singles);
+                if self
+                    .since
+                    .is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
+                {
+                    self.sync();
+                }
+                continue;
+            }
+            if let Some(Job::All {
+                writes,
+                transaction,
+                reply,
+            }) = next.take()
+            {
+                self.sync();
+                let done = self
+                    .db
+                    .api_all(API_WRITER, &writes, |_, operation, entity| {
+                        record(operation, entity, new_id(), Some(&transaction))
+                    })
+                    .map_err(|e| failed(&e));
+                let _ = reply.send(done);
             }
         }
-        if !singles.is_empty() {
-            write_each(db, singles);
-        }
-        if let Some(Job::All {
-            writes,
-            transaction,
-            reply,
-        }) = bulk
-        {
-            let done = db
-                .api_all(API_WRITER, &writes, |_, operation, entity| {
-                    record(operation, entity, new_id(), Some(&transaction))
-                })
-                .map_err(failed);
-            let _ = reply.send(done);
+        self.sync();
+    }
+
+    /// Writes `singles` in one transaction without an fsync; they are answered at the
+    /// next [`Thread::sync`].
+    fn write_each(&mut self, singles: Vec<(ApiWrite, String, Reply<ApiResult>)>) {
+        let (writes, rest): (Vec<_>, Vec<_>) = singles
+            .into_iter()
+            .map(|(write, transaction, reply)| (write, (transaction, reply)))
+            .unzip();
+        let results = self
+            .db
+            .api_each(API_WRITER, &writes, false, |index, operation, entity| {
+                record(operation, entity, rest[index].0.clone(), None)
+            });
+        match results {
+            Ok(results) => {
+                self.since.get_or_insert_with(Instant::now);
+                let replies = rest.into_iter().map(|(_, reply)| reply);
+                self.unsynced.extend(results.into_iter().zip(replies));
+            }
+            Err(error) => {
+                tracing::error!(writes = rest.len(), "the API's writes failed: {error}");
+                for (_, reply) in rest {
+                    let _ = reply.send(Err(failed(&error)));
+                }
+            }
         }
     }
-}
 
-type Single = (ApiWrite, String, oneshot::Sender<Result<ApiResult, Error>>);
-
-fn write_each(db: &Db, singles: Vec<Single>) {
-    let (writes, rest): (Vec<_>, Vec<_>) = singles
-        .into_iter()
-        .map(|(write, transaction, reply)| (write, (transaction, reply)))
-        .unzip();
-    let results = db.api_each(API_WRITER, &writes, |index, operation, entity| {
-        record(operation, entity, rest[index].0.clone(), None)
-    });
-    match results {
-        Ok(results) => {
-            for (result, (_, reply)) in results.into_iter().zip(rest) {
-                let _ = reply.send(Ok(result));
-            }
+    /// Makes the writes so far durable, and answers them.
+    fn sync(&mut self) {
+        if self.unsynced.is_empty() {
+            return;
         }
-        Err(error) => {
-            tracing::error!(writes = rest.len(), "the API's writes failed: {error}");
-            let error = failed(error);
-            for (_, reply) in rest {
-                let _ = reply.send(Err(error.clone()));
-            }
+        self.since = None;
+        let synced = self.db.sync();
+        if let Err(error) = &synced {
+            tracing::error!(
+                writes = self.unsynced.len(),
+                "the API's writes may not be durable: {error}"
+            );
+        }
+        for (result, reply) in self.unsynced.drain(..) {
+            let answer = match &synced {
+                Ok(()) => Ok(result),
+                Err(error) => Err(failed(error)),
+            };
+            let _ = reply.send(answer);
         }
     }
 }

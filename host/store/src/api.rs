@@ -6,7 +6,9 @@
 //! on the machines this is tested on); one per batch costs a request a few microseconds.
 //! In [`Db::api_each`] every write stands alone: each refusal is found before its write
 //! changes a row, so a refused write changes nothing and the others of the batch are
-//! made. Writes asked for together (a bulk) go through [`Db::api_all`]: all or none, in a
+//! made. A batch may be committed without an fsync, its changes announced only by the
+//! next [`Db::sync`]: a writer with batches queued makes several, then one fsync for all
+//! (each dirty page written once), before it answers any of them. Writes asked for together (a bulk) go through [`Db::api_all`]: all or none, in a
 //! transaction of their own.
 
 use std::fmt;
@@ -96,14 +98,19 @@ pub type ApiResult = Result<Applied, ApiRefusal>;
 impl Db {
     /// Makes each of `writes` as the source `plugin`, each on its own (a refused one
     /// changes nothing), in one transaction; `record` makes the change record of the
-    /// write at an index.
+    /// write at an index. Unless `durable`, the transaction is committed without an fsync:
+    /// it is neither durable nor announced until the next [`Db::sync`].
     pub fn api_each(
         &self,
         plugin: &str,
         writes: &[ApiWrite],
+        durable: bool,
         mut record: impl FnMut(usize, Operation, &Entity) -> Vec<u8>,
     ) -> Result<Vec<ApiResult>, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut txn = self.db.begin_write().map_err(dberr)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None).map_err(dberr)?;
+        }
         let mut at = outbox::last_seq(&txn)? + 1;
         let sources = self.sources();
         let mut records = Vec::new();
@@ -124,7 +131,12 @@ impl Db {
                 results.push(result);
             }
         }
-        self.commit_with(txn, records.iter().map(Vec::as_slice))?;
+        if durable {
+            self.commit_with(txn, records.iter().map(Vec::as_slice))?;
+        } else {
+            outbox::append(&txn, records.iter().map(Vec::as_slice))?;
+            txn.commit().map_err(dberr)?;
+        }
         Ok(results)
     }
 
@@ -286,9 +298,12 @@ fn apply(
         }
         Err(Write::Done { .. }) => unreachable!("a write that was made is not an error"),
     };
-    let entity = match (operation, rows.live(id)?) {
+    let ranked = sources.rank(id.kind(), plugin).is_some();
+    let entity = match operation {
         // A ranked source's write: the model holds the merge.
-        (Some(Operation::Create | Operation::Update), Some((_, merged))) => merged,
+        Some(Operation::Create | Operation::Update) if ranked => {
+            rows.live(id)?.map_or(entity, |(_, merged)| merged)
+        }
         _ => entity,
     };
     Ok(Ok(Applied {
@@ -359,7 +374,7 @@ mod tests {
     }
 
     fn changes(db: &Db) -> Vec<String> {
-        db.changes_after(0, 100)
+        db.changes_after(0, u64::MAX, 100)
             .unwrap()
             .into_iter()
             .map(|(_, record)| String::from_utf8(record).unwrap())
@@ -391,6 +406,7 @@ mod tests {
                     ApiWrite::Create(edge("e", "a", "c")),
                     ApiWrite::Delete(a.id().clone()),
                 ],
+                true,
                 line,
             )
             .unwrap();
@@ -422,6 +438,21 @@ mod tests {
         let stored = db.model_get(a.id()).unwrap().unwrap();
         assert_eq!(stored.entity.properties(), r#"{"m":2}"#);
         assert_eq!(stored.owner.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn a_batch_committed_without_an_fsync_is_announced_by_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = std::sync::Arc::new(Db::open(dir.path()).unwrap());
+        let writes = [ApiWrite::Create(vertex("a", "{}"))];
+        db.api_each("api", &writes, false, line).unwrap();
+        assert_eq!(db.last_change(), 0, "not announced before it is durable");
+        let mut cursor = db.cursor("reader", crate::Start::SavedElseOldest).unwrap();
+        assert!(!cursor.has_more());
+        db.sync().unwrap();
+        assert_eq!(db.last_change(), 1);
+        assert!(cursor.has_more());
+        assert!(db.model_get(writes[0].id()).unwrap().is_some());
     }
 
     #[test]
@@ -458,7 +489,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
         let mine = vertex("a", "{}");
-        db.api_each("collector", &[ApiWrite::Create(mine.clone())], line)
+        db.api_each("collector", &[ApiWrite::Create(mine.clone())], true, line)
             .unwrap();
         let results = db
             .api_each(
@@ -467,6 +498,7 @@ mod tests {
                     ApiWrite::Replace(vertex("a", r#"{"x":1}"#)),
                     ApiWrite::Delete(mine.id().clone()),
                 ],
+                true,
                 line,
             )
             .unwrap();

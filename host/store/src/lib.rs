@@ -147,13 +147,13 @@ impl Db {
     }
 
     /// Makes every earlier commit durable (the outbox's cursors are saved without an
-    /// fsync of their own).
+    /// fsync of their own, and the API's writes may be), and announces their changes.
     pub fn sync(&self) -> Result<(), DbError> {
-        self.db
-            .begin_write()
-            .map_err(dberr)?
-            .commit()
-            .map_err(dberr)
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let last = outbox::last_seq(&txn)?;
+        txn.commit().map_err(dberr)?;
+        self.outbox.committed(last);
+        Ok(())
     }
 }
 

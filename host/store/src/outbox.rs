@@ -275,16 +275,17 @@ impl Db {
         Ok(dropped)
     }
 
-    /// Changes after `after`, up to `limit` of them, in order.
+    /// Changes after `after` and up to `last`, at most `limit` of them, in order.
     pub(crate) fn changes_after(
         &self,
         after: u64,
+        last: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
         let txn = self.db.begin_read().map_err(dberr)?;
         let table = txn.open_table(CHANGES).map_err(dberr)?;
         let mut out = Vec::new();
-        for row in table.range(after + 1..).map_err(dberr)? {
+        for row in table.range(after + 1..=last.max(after)).map_err(dberr)? {
             let (seq, record) = row.map_err(dberr)?;
             out.push((seq.value(), record.value().to_vec()));
             if out.len() >= limit {
@@ -319,8 +320,11 @@ impl Cursor {
     pub async fn next_batch(&mut self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
         self.wait().await;
         let position = self.read;
+        // Not past what is announced: a change committed without an fsync (see
+        // `Db::api_each`) is not durable yet, and must not be passed on before it is.
+        let last = *self.committed.borrow();
         let db = self.db.clone();
-        let batch = tokio::task::spawn_blocking(move || db.changes_after(position, limit))
+        let batch = tokio::task::spawn_blocking(move || db.changes_after(position, last, limit))
             .await
             .expect("reading changes does not panic")?;
         if let Some((first, _)) = batch.first()
