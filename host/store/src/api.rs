@@ -447,7 +447,7 @@ mod tests {
         let writes = [ApiWrite::Create(vertex("a", "{}"))];
         db.api_each("api", &writes, false, line).unwrap();
         assert_eq!(db.last_change(), 0, "not announced before it is durable");
-        let mut cursor = db.cursor("reader", crate::Start::SavedElseOldest).unwrap();
+        let cursor = db.cursor("reader", crate::Start::SavedElseOldest).unwrap();
         assert!(!cursor.has_more());
         db.sync().unwrap();
         assert_eq!(db.last_change(), 1);
