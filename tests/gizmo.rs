@@ -50,6 +50,11 @@ impl Gizmo {
             ),
         )
         .unwrap();
+        Gizmo::running(setup)
+    }
+
+    /// Runs the host `setup` configures (with a `[gizmo]` section).
+    fn running(setup: Setup) -> Gizmo {
         let host = setup.run();
         host.wait_for_log("Gizmo API listening", WAIT);
         let address = std::fs::read_to_string(setup.dir.path().join("data/gizmo.addr")).unwrap();
@@ -665,5 +670,266 @@ fn writes_through_the_api_are_policed_and_synced_like_any_sources() {
             api.host.log()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `[bus]` lines of a Kafka bus on the shared test broker under a new prefix, and
+/// the prefix.
+fn kafka_lines() -> (String, String) {
+    let broker = synchro_testkit::broker::shared();
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    (
+        format!(
+            "[bus]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic-prefix = \"{prefix}\"\n",
+            broker.address
+        ),
+        prefix,
+    )
+}
+
+/// What both buses must do in async mode with the in-host responder.
+fn async_mode_round_trips(api: &Gizmo) {
+    let host = api.vertex("pserver", json!({"hostname": "a"}));
+    let vm = api.vertex("vserver", json!({"name": "vm"}));
+    let link = api.edge(
+        "tosca.relationships.HostedOn",
+        &vertex_url("vserver", &vm),
+        &vertex_url("pserver", &host),
+    );
+    assert_eq!(link.status, 201, "{}", link.body);
+    let link = link.json()["id"].as_str().unwrap().to_owned();
+    let read = api.get(&format!("v11/pserver/{host}")).json();
+    assert_eq!(
+        read["in"][0]["id"],
+        link.as_str(),
+        "the responder wrote the model: {read}"
+    );
+    let patched = api.call(
+        "PATCH",
+        &format!("v11/pserver/{host}"),
+        r#"{"properties": {"x": 1}}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(
+        patched.json()["properties"],
+        json!({"hostname": "a", "x": 1})
+    );
+    // The responder's FAILURE is answered with its status and Gizmo's message.
+    let refused = api.call("DELETE", &format!("v11/pserver/{host}"), "");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.starts_with("Operation Failed with transaction-id: ")
+            && refused.body.ends_with(&format!(
+                "Error: Failed to delete vertex: Attempt to delete vertex with id {host} which has incident edges."
+            )),
+        "{}",
+        refused.body
+    );
+    let missing = api.call("PUT", "v11/pserver/nobody", r#"{"properties": {}}"#);
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    // A bulk whose third write fails undoes the two before it.
+    let bulk = json!({
+        "objects": [
+            {"operation": "add", "v1": {"type": "vserver", "properties": {"name": "undone"}}},
+            {"operation": "modify", "v2": {"id": host, "type": "pserver", "properties": {"hostname": "undone"}}}
+        ],
+        "relationships": [
+            {"operation": "add", "e1": {"type": "tosca.relationships.HostedOn", "source": "$v1",
+                                        "target": vertex_url("pserver", "nowhere"), "properties": {}}}
+        ]
+    });
+    let failed = api.call("POST", "v11/bulk", &bulk.to_string());
+    assert_eq!(failed.status, 404, "{}", failed.body);
+    assert_eq!(api.get("v11/vserver?name=undone").json(), json!([]));
+    assert_eq!(
+        api.get(&format!("v11/pserver/{host}")).json()["properties"],
+        json!({"hostname": "a", "x": 1}),
+        "the modify was rolled back"
+    );
+    let bulk = json!({
+        "objects": [{"operation": "add", "v1": {"type": "vserver", "properties": {"name": "kept"}}}],
+        "relationships": [{"operation": "add", "e1": {"type": "tosca.relationships.HostedOn",
+            "source": "$v1", "target": vertex_url("pserver", &host), "properties": {}}}]
+    });
+    let done = api.call("POST", "v11/bulk", &bulk.to_string());
+    assert_eq!(done.status, 200, "{}", done.body);
+    let done = done.json();
+    let kept = done["objects"][0]["v1"]["id"].as_str().unwrap();
+    assert_eq!(
+        done["relationships"][0]["e1"]["source"],
+        vertex_url("vserver", kept)
+    );
+    // Created, created, created, updated; a create and an update then undone; then the
+    // last bulk's two.
+    let events = api.host.raw_events(10, WAIT);
+    let operations: Vec<&str> = events
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "CREATE", "CREATE", "CREATE", "UPDATE", "CREATE", "UPDATE", "UPDATE", "DELETE",
+            "CREATE", "CREATE"
+        ],
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn async_mode_answers_from_the_in_host_responder_on_the_embedded_bus() {
+    let api = Gizmo::start("mode = \"async\"");
+    async_mode_round_trips(&api);
+}
+
+#[test]
+fn async_mode_answers_from_the_in_host_responder_on_kafka() {
+    let (bus, _) = kafka_lines();
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
+             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\n"
+        ),
+    )
+    .unwrap();
+    let api = Gizmo::running(setup);
+    async_mode_round_trips(&api);
+}
+
+/// A responder of the operator's, on Kafka: it answers each request as the property
+/// `case` of its element says — Champ's envelope or Gizmo's flat shape, FAILURE,
+/// violations, nothing, a malformed success, twice — until the test ends.
+fn operators_responder(prefix: &str) {
+    let broker = synchro_testkit::broker::shared();
+    let bus = synchro_testkit::broker::kafka_bus_on(&broker.address, prefix);
+    let ready = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let joined = ready.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            use synchro_bus::{Message, StartFrom, Topics};
+            let mut requests = bus
+                .consume("champ", Topics::Names(vec!["gizmo-requests".into()]), StartFrom::Earliest)
+                .unwrap();
+            joined.wait();
+            loop {
+                let delivery = requests.next().await.unwrap();
+                let request: Value = serde_json::from_slice(&delivery.message.payload).unwrap();
+                assert_eq!(request["header"]["request-id"], request["body"]["transaction-id"]);
+                let body = &request["body"];
+                let element = body.get("vertex").unwrap_or(&Value::Null);
+                let case = element["properties"]["case"].as_str().unwrap_or("");
+                let mut vertex = element.clone();
+                vertex["key"] = json!(format!("champ-{}", element["key"].as_str().unwrap()));
+                let flat = json!({"timestamp": 1, "operation": body["operation"],
+                    "transaction-id": body["transaction-id"], "vertex": vertex, "result": "SUCCESS"});
+                let answers = match case {
+                    "fail" => vec![json!({"timestamp": 1, "operation": "CREATE", "vertex": element,
+                        "transaction-id": body["transaction-id"], "result": "FAILURE",
+                        "httpErrorStatus": "CONFLICT", "error-message": "hostname already taken"})],
+                    "violate" => vec![json!({"header": {}, "body": flat, "policyViolations": [{"rule": "no-x"}]})],
+                    "silent" => vec![],
+                    "malformed" => vec![json!({"transaction-id": body["transaction-id"], "result": "SUCCESS"})],
+                    "twice" => vec![flat.clone(), flat],
+                    // A DELETE's response, in Champ's envelope, without a result.
+                    _ if body["operation"] == "DELETE" => vec![json!({"header": {}, "body": {
+                        "operation": "DELETE", "transaction-id": body["transaction-id"],
+                        "vertex": element}})],
+                    _ => vec![json!({"header": {"request-id": body["transaction-id"]}, "body": flat})],
+                };
+                for answer in answers {
+                    bus.publish(Message::new("gizmo-responses".to_owned(), answer.to_string()))
+                        .await
+                        .unwrap();
+                }
+                requests.commit(&delivery).unwrap();
+            }
+        });
+    });
+    ready.wait();
+}
+
+#[test]
+fn async_mode_reads_gizmos_responses_from_a_responder_of_the_operators() {
+    let (bus, prefix) = kafka_lines();
+    operators_responder(&prefix);
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
+             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\nresponder = false\ntimeout = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let api = Gizmo::running(setup);
+    let post = |case: &str| {
+        api.call(
+            "POST",
+            "v11/pserver",
+            &json!({"properties": {"case": case}}).to_string(),
+        )
+    };
+    // SUCCESS in Champ's envelope: the vertex as the responder wrote it (its key).
+    let created = post("ok");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created = created.json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("champ-"), "{created}");
+    assert_eq!(created["url"], vertex_url("pserver", &id));
+    // FAILURE: the status httpErrorStatus names, Gizmo's message.
+    let failed = post("fail");
+    assert_eq!(failed.status, 409, "{}", failed.body);
+    assert!(
+        failed
+            .body
+            .starts_with("Operation Failed with transaction-id: "),
+        "{}",
+        failed.body
+    );
+    assert!(
+        failed.body.ends_with(". Error: hostname already taken"),
+        "{}",
+        failed.body
+    );
+    // Violations win over SUCCESS.
+    let violated = post("violate");
+    assert_eq!(violated.status, 400, "{}", violated.body);
+    assert!(
+        violated
+            .body
+            .contains("policy violations detected in request, [{\"rule\":\"no-x\"}]"),
+        "{}",
+        violated.body
+    );
+    // A success without the element it answers is the responder's fault.
+    let malformed = post("malformed");
+    assert_eq!(malformed.status, 502, "{}", malformed.body);
+    // A duplicate response is dropped and counted; the first answers.
+    assert_eq!(post("twice").status, 201);
+    // No response: 504 naming the transaction id.
+    let silent = post("silent");
+    assert_eq!(silent.status, 504, "{}", silent.body);
+    assert!(
+        silent.body.starts_with("Timed out , transactionId: "),
+        "{}",
+        silent.body
+    );
+    // A DELETE's response without a result is a success; nothing is read locally first.
+    let deleted = api.call("DELETE", &format!("v11/pserver/{id}"), "");
+    assert_eq!((deleted.status, deleted.body.as_str()), (200, ""));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let responses = api.setup.status().responses;
+        if responses.duplicate >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the duplicate was not counted: {responses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

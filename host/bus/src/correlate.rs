@@ -30,7 +30,8 @@ pub enum CorrelationId {
     /// A header, `correlation-id` by default.
     Header(String),
     /// A string field of the JSON payload, as a dotted path: Gizmo's responses carry it
-    /// in `transaction-id`, its requests in `body.transaction-id`.
+    /// in `transaction-id`, its requests in `body.transaction-id`. Several paths, as
+    /// `A|B`: the first that holds a string.
     JsonField(String),
 }
 
@@ -69,12 +70,14 @@ impl CorrelationId {
     pub fn of(&self, message: &Message) -> Option<String> {
         match self {
             CorrelationId::Header(name) => message.header(name).map(str::to_owned),
-            CorrelationId::JsonField(path) => {
+            CorrelationId::JsonField(paths) => {
                 let value: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
-                path.split('.')
-                    .try_fold(&value, |v, field| v.get(field))?
-                    .as_str()
-                    .map(str::to_owned)
+                paths.split('|').find_map(|path| {
+                    path.split('.')
+                        .try_fold(&value, |v, field| v.get(field))?
+                        .as_str()
+                        .map(str::to_owned)
+                })
             }
         }
     }
@@ -254,5 +257,27 @@ impl Correlator {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_id_is_the_first_of_its_paths_that_holds_a_string() {
+        let id = CorrelationId::parse("json:body.transaction-id|transaction-id").unwrap();
+        let of = |payload: &str| id.of(&Message::new("t", payload.as_bytes().to_vec()));
+        assert_eq!(
+            of(r#"{"body": {"transaction-id": "a"}}"#).as_deref(),
+            Some("a")
+        );
+        assert_eq!(of(r#"{"transaction-id": "b"}"#).as_deref(), Some("b"));
+        assert_eq!(
+            of(r#"{"body": {"transaction-id": 5}, "transaction-id": "c"}"#).as_deref(),
+            Some("c")
+        );
+        assert_eq!(of(r#"{"body": {}}"#), None);
+        assert_eq!(of("not json"), None);
     }
 }

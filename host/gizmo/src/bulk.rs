@@ -25,7 +25,7 @@ use synchro_model::{EdgeEnds, EntityRef};
 use synchro_store::ApiWrite;
 
 use crate::answer::{Failure, TransactionId};
-use crate::backend::{Backend, Subject};
+use crate::backend::Subject;
 use crate::routes::{self, Api};
 use crate::wire::{self, Body, Edges};
 
@@ -302,12 +302,7 @@ fn changed(
     if operation == Operation::Patch {
         let merged = routes::patched(&old, &properties)?;
         routes::check(api, subject, old.kind(), &merged)?;
-        return Ok(match &api.backend {
-            Backend::Sync(_) => ApiWrite::Patch {
-                id: old.into_id(),
-                properties,
-            },
-        });
+        return routes::patch_write(api, old, properties, merged, version);
     }
     let properties = Value::Object(properties);
     routes::check(api, subject, old.kind(), &properties)?;

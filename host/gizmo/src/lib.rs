@@ -1,13 +1,17 @@
 //! The model as a service: ONAP A&AI Gizmo's CRUD API (vertices, edges, bulk) over
 //! synchro's model, so a Gizmo client can point at synchro unchanged.
 //!
-//! In sync mode a request writes the model and answers. Writes are owned by the API
+//! In sync mode a request writes the model and answers; in async mode it is published as
+//! Gizmo's request on the bus and answered when the correlated response arrives, and an
+//! in-host responder (ONAP Champ's part) makes the writes. Writes are owned by the API
 //! (`synchro_manifest::API_WRITER`): model policies and sync steps run on them, and they
 //! appear on the change stream like any source's. See README, "The Gizmo API".
 
 mod answer;
 mod backend;
 mod bulk;
+mod remote;
+mod responder;
 mod routes;
 mod schema;
 mod wire;
@@ -21,6 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+use synchro_bus::Bus;
 use synchro_store::Db;
 use tokio::sync::watch;
 
@@ -40,6 +45,8 @@ pub enum Mode {
     /// A request writes the model and answers.
     #[default]
     Sync,
+    /// A request is published on `request-topic` and answered from `response-topic`.
+    Async,
 }
 
 /// `[gizmo]` in the host config.
@@ -57,6 +64,13 @@ pub struct GizmoSettings {
     /// A JSON Schema file per kind (relative to the config file). With any, the kinds
     /// are these: another is unknown (404).
     pub schemas: BTreeMap<String, PathBuf>,
+    /// Where async mode publishes Gizmo's requests.
+    pub request_topic: String,
+    /// Where async mode awaits their responses.
+    pub response_topic: String,
+    /// Whether this host answers the requests itself (async mode); `false` leaves them
+    /// to a responder of the operator's.
+    pub responder: bool,
     /// How long an async-mode request waits for its response.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -71,6 +85,9 @@ impl Default for GizmoSettings {
             max_body_kb: 10 * 1024,
             max_connections: 1024,
             schemas: BTreeMap::new(),
+            request_topic: "gizmo-requests".into(),
+            response_topic: "gizmo-responses".into(),
+            responder: true,
             timeout: Duration::from_secs(30),
         }
     }
@@ -93,8 +110,21 @@ impl GizmoSettings {
         if !(1..=65_536).contains(&self.max_connections) {
             return Err("max-connections`: must be 1 to 65536".into());
         }
-        if self.timeout.is_zero() {
-            return Err("timeout`: must be more than 0".into());
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(3600) {
+            return Err("timeout`: must be more than 0 and at most an hour".into());
+        }
+        for (field, topic) in [
+            ("request-topic", &self.request_topic),
+            ("response-topic", &self.response_topic),
+        ] {
+            if topic.is_empty() || synchro_bus::is_host_topic(topic) {
+                return Err(format!(
+                    "{field}`: `{topic}` is empty or a topic of the host's own"
+                ));
+            }
+        }
+        if self.request_topic == self.response_topic {
+            return Err("response-topic`: must differ from request-topic".into());
         }
         Ok(())
     }
@@ -110,10 +140,13 @@ pub async fn serve(
     base: &Path,
     data_dir: &Path,
     db: Arc<Db>,
+    bus: Bus,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<SocketAddr>> {
-    let schemas = schema::Schemas::load(&settings.schemas, base)
-        .map_err(|e| anyhow::anyhow!("gizmo.schemas: {e}"))?;
+    let schemas = Arc::new(
+        schema::Schemas::load(&settings.schemas, base)
+            .map_err(|e| anyhow::anyhow!("gizmo.schemas: {e}"))?,
+    );
     let listen = settings.listen.unwrap_or(DEFAULT_LISTEN);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
@@ -141,6 +174,26 @@ pub async fn serve(
         .with_context(|| format!("writing {}", file.display()))?;
     let backend = match settings.mode {
         Mode::Sync => backend::Backend::Sync(writer::Writer::start(db.clone())),
+        Mode::Async => {
+            if settings.responder {
+                responder::spawn(
+                    bus.clone(),
+                    writer::Writer::start(db.clone()),
+                    schemas.clone(),
+                    &settings.request_topic,
+                    settings.response_topic.clone(),
+                    shutdown.clone(),
+                )?;
+            }
+            let remote = remote::Remote::start(
+                bus,
+                settings.request_topic.clone(),
+                settings.response_topic.clone(),
+                settings.timeout,
+            )
+            .await?;
+            backend::Backend::Async(remote, db.clone())
+        }
     };
     let api = Arc::new(routes::Api {
         db,

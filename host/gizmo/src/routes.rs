@@ -28,7 +28,7 @@ pub const MAX_PAGE: usize = 10_000;
 /// What every handler shares.
 pub struct Api {
     pub db: Arc<Db>,
-    pub schemas: Schemas,
+    pub schemas: Arc<Schemas>,
     pub backend: Backend,
 }
 
@@ -72,7 +72,7 @@ fn one(subject: Subject) -> MethodRouter<Arc<Api>> {
 }
 
 /// The answer to an unknown kind: Gizmo's words for a vertex type and an edge label.
-fn unknown(subject: Subject, invalid: Invalid) -> Failure {
+pub fn unknown(subject: Subject, invalid: Invalid) -> Failure {
     match invalid {
         Invalid::UnknownKind(kind) => match subject {
             Subject::Vertex => {
@@ -423,10 +423,16 @@ async fn replace(
     if body.id.as_ref().is_some_and(|named| *named != id) {
         return Err(Failure::bad_request("ID Mismatch"));
     }
-    let (old, _) = existing(&api, subject, &kind, &id)?;
     let properties = Value::Object(properties);
     check(&api, subject, &kind, &properties)?;
-    let edge = kept_ends(&old, body.source.as_deref(), body.target.as_deref())?;
+    let edge = match (&api.backend, subject) {
+        // The responder finds the vertex, or answers why not.
+        (Backend::Async(..), Subject::Vertex) => None,
+        _ => {
+            let (old, _) = existing(&api, subject, &kind, &id)?;
+            kept_ends(&old, body.source.as_deref(), body.target.as_deref())?
+        }
+    };
     let new = entity(id, kind, &properties, &version, edge)?;
     let written = api
         .backend
@@ -479,15 +485,31 @@ async fn patch(
     kept_ends(&old, body.source.as_deref(), body.target.as_deref())?;
     let merged = patched(&old, &patch)?;
     check(&api, subject, &kind, &merged)?;
-    let write = match &api.backend {
-        // The model merges what it holds when the write is made.
-        Backend::Sync(_) => ApiWrite::Patch {
-            id: old.id().clone(),
-            properties: patch,
-        },
-    };
+    let write = patch_write(&api, old, patch, merged, &version)?;
     let written = api.backend.write(subject, write, &transaction.0).await?;
     Ok(answer(StatusCode::OK, &version, &written, Edges::None))
+}
+
+/// The write of a patch: in sync mode the model merges `patch` into what it holds when
+/// the write is made; in async mode the request carries the `merged` properties, as
+/// Gizmo's does.
+pub fn patch_write(
+    api: &Api,
+    old: Entity,
+    patch: Map<String, Value>,
+    merged: Value,
+    version: &str,
+) -> Result<ApiWrite, Failure> {
+    Ok(match &api.backend {
+        Backend::Sync(_) => ApiWrite::Patch {
+            id: old.into_id(),
+            properties: patch,
+        },
+        Backend::Async(..) => {
+            let (key, kind, _, _, edge) = old.into_parts();
+            ApiWrite::Replace(entity(key, kind, &merged, version, edge)?)
+        }
+    })
 }
 
 /// `old`'s properties with `patch` merged in.
@@ -510,12 +532,24 @@ async fn delete(
             subject.name()
         ))
     };
-    let (old, _) = existing(&api, subject, &kind, &id).map_err(|f| match f.status {
-        StatusCode::NOT_FOUND if api.schemas.knows(&kind).is_ok() => failed(),
-        _ => f,
-    })?;
+    let target = match &api.backend {
+        // The responder finds it, or answers why not.
+        Backend::Async(..) => {
+            api.schemas
+                .knows(&kind)
+                .map_err(|invalid| unknown(subject, invalid))?;
+            Id::new(&kind, &id)
+        }
+        Backend::Sync(_) => {
+            let (old, _) = existing(&api, subject, &kind, &id).map_err(|f| match f.status {
+                StatusCode::NOT_FOUND if api.schemas.knows(&kind).is_ok() => failed(),
+                _ => f,
+            })?;
+            old.into_id()
+        }
+    };
     api.backend
-        .write(subject, ApiWrite::Delete(old.into_id()), &transaction.0)
+        .write(subject, ApiWrite::Delete(target), &transaction.0)
         .await?;
     Ok(StatusCode::OK.into_response())
 }

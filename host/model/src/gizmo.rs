@@ -188,17 +188,40 @@ impl Response {
         if self.result == Outcome::Success {
             return None;
         }
-        Some(match self.http_error_status.as_deref() {
-            Some("BAD_REQUEST") => 400,
-            Some("UNAUTHORIZED") => 401,
-            Some("FORBIDDEN") => 403,
-            Some("NOT_FOUND") => 404,
-            Some("CONFLICT") => 409,
-            Some("PRECONDITION_FAILED") => 412,
-            Some("UNPROCESSABLE_ENTITY") => 422,
-            Some("SERVICE_UNAVAILABLE") => 503,
-            Some("GATEWAY_TIMEOUT") => 504,
-            _ => 500,
-        })
+        Some(self.http_error_status.as_deref().map_or(500, status_of))
+    }
+}
+
+/// The HTTP status a Java `Response.Status` name (`BAD_REQUEST`) stands for; 500 for a
+/// name this does not know.
+pub fn status_of(name: &str) -> u16 {
+    match name {
+        "BAD_REQUEST" => 400,
+        "UNAUTHORIZED" => 401,
+        "FORBIDDEN" => 403,
+        "NOT_FOUND" => 404,
+        "CONFLICT" => 409,
+        "PRECONDITION_FAILED" => 412,
+        "UNPROCESSABLE_ENTITY" => 422,
+        "SERVICE_UNAVAILABLE" => 503,
+        "GATEWAY_TIMEOUT" => 504,
+        _ => 500,
+    }
+}
+
+/// The Java `Response.Status` name of an HTTP status: what a responder puts in
+/// `httpErrorStatus`.
+pub fn status_name(status: u16) -> &'static str {
+    match status {
+        400 => "BAD_REQUEST",
+        401 => "UNAUTHORIZED",
+        403 => "FORBIDDEN",
+        404 => "NOT_FOUND",
+        409 => "CONFLICT",
+        412 => "PRECONDITION_FAILED",
+        422 => "UNPROCESSABLE_ENTITY",
+        503 => "SERVICE_UNAVAILABLE",
+        504 => "GATEWAY_TIMEOUT",
+        _ => "INTERNAL_SERVER_ERROR",
     }
 }

@@ -114,6 +114,7 @@ impl Supervisor {
                 base.unwrap_or(std::path::Path::new(".")),
                 &self.config.data_dir,
                 services.db.clone(),
+                services.bus.clone(),
                 shutdown.clone(),
             )
             .await?;
