@@ -1,0 +1,206 @@
+//! Gizmo API benchmark: `cargo bench -p synchro-testkit --bench gizmo` (or `./dev bench`).
+//!
+//! The real `synchro run` serving the Gizmo API on loopback, loaded by `wrk` (Debian's;
+//! installed with apt when missing) with 2 threads and 64 connections for
+//! `SYNCHRO_BENCH_SECONDS` (default 10) each:
+//! - `GET` of one vertex (sync mode);
+//! - `POST` of a new vertex (sync mode: each answered once durable);
+//! - `POST` in async mode on the embedded bus, answered by the in-host responder.
+//!
+//! The peer, in the same run: a bare axum server on loopback answering the same bytes
+//! (the GET's body; for a POST, the body parsed as JSON and a vertex of the same size
+//! answered), so the ratio says what synchro's work costs over the HTTP stack alone.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use synchro_testkit::{Setup, env_u64};
+
+const CONNECTIONS: u32 = 64;
+
+/// A vertex as the API answers it, and the body the POSTs send.
+const VERTEX: &str = r#"{"id":"01a24eaf-6e3d-7337-9702-88edaf2e97e7","type":"pserver","url":"services/inventory/v11/pserver/01a24eaf-6e3d-7337-9702-88edaf2e97e7","properties":{"equip-type":"server","fqdn":"h.onap.net","hostname":"h","in-maint":false},"in":[],"out":[]}"#;
+const BODY: &str =
+    r#"{"properties":{"hostname":"h","fqdn":"h.onap.net","in-maint":false,"equip-type":"server"}}"#;
+
+/// What one wrk run measured.
+struct Load {
+    per_second: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn main() {
+    ensure_wrk();
+    let seconds = env_u64("SYNCHRO_BENCH_SECONDS", 10);
+    let scripts = tempfile::tempdir().unwrap();
+    let post = scripts.path().join("post.lua");
+    std::fs::File::create(&post)
+        .unwrap()
+        .write_all(
+            format!(
+                "wrk.method = \"POST\"\nwrk.body = '{BODY}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let peer = peer();
+    let peer_get = wrk(&format!("http://{peer}/get"), None, seconds);
+    let peer_post = wrk(&format!("http://{peer}/post"), Some(&post), seconds);
+
+    let (sync, sync_base) = host("");
+    let id = create(&sync_base);
+    let get = wrk(&format!("{sync_base}/v11/pserver/{id}"), None, seconds);
+    let post_sync = wrk(&format!("{sync_base}/v11/pserver"), Some(&post), seconds);
+    drop(sync);
+    let (asynchronous, async_base) = host("mode = \"async\"");
+    let post_async = wrk(&format!("{async_base}/v11/pserver"), Some(&post), seconds);
+    drop(asynchronous);
+
+    println!(
+        "Gizmo API on loopback, wrk -t2 -c{CONNECTIONS} -d{seconds}s (goal in brackets); peer: bare axum"
+    );
+    let line = |name: &str, load: &Load, peer: &Load, goal: &str| {
+        println!(
+            "{name:<34} {:>9.0} req/s  p99 {:>6.2} ms  errors {:>3}   peer {:>8.0} req/s ({:.2}×)   [{goal}]",
+            load.per_second,
+            load.p99_ms,
+            load.errors,
+            peer.per_second,
+            load.per_second / peer.per_second
+        );
+    };
+    line("GET vertex, sync", &get, &peer_get, "≥ 50 000 req/s");
+    line(
+        "POST vertex, sync (durable)",
+        &post_sync,
+        &peer_post,
+        "≥ 20 000 req/s",
+    );
+    line(
+        "POST vertex, async, embedded bus",
+        &post_async,
+        &peer_post,
+        "≥ 10 000 req/s, p99 ≤ 10 ms",
+    );
+}
+
+/// Installs Debian's wrk when it is missing.
+fn ensure_wrk() {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return;
+    }
+    eprintln!("gizmo bench: installing wrk (apt-get install wrk)");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-q", "wrk"])
+        .status()
+        .is_ok_and(|s| s.success())
+        || (Command::new("apt-get").arg("update").status().is_ok()
+            && Command::new("apt-get")
+                .args(["install", "-y", "-q", "wrk"])
+                .status()
+                .is_ok_and(|s| s.success()));
+    assert!(installed, "wrk is needed: apt-get install wrk");
+}
+
+/// A host serving the Gizmo API with `extra` lines of `[gizmo]`, and its base URL.
+fn host(extra: &str) -> (synchro_testkit::Running, String) {
+    let setup = Box::leak(Box::new(Setup::new()));
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[gizmo]\nlisten = \"127.0.0.1:0\"\n{extra}\n"
+        ),
+    )
+    .unwrap();
+    let host = setup.run();
+    host.wait_for_log("Gizmo API listening", Duration::from_secs(30));
+    let address = std::fs::read_to_string(setup.dir.path().join("data/gizmo.addr")).unwrap();
+    (
+        host,
+        format!("http://{}/services/inventory", address.trim()),
+    )
+}
+
+/// Creates a vertex with curl; its id.
+fn create(base: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-sf", "-XPOST", &format!("{base}/v11/pserver"), "-d", BODY])
+        .output()
+        .unwrap();
+    let vertex: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    vertex["id"].as_str().unwrap().to_owned()
+}
+
+/// Runs wrk against `url` (with a Lua `script`) and reads what it printed.
+fn wrk(url: &str, script: Option<&std::path::Path>, seconds: u64) -> Load {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t2",
+        &format!("-c{CONNECTIONS}"),
+        &format!("-d{seconds}s"),
+        "--latency",
+    ]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_owned()))
+    };
+    let per_second = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("wrk printed no rate:\n{text}"));
+    let p99 = field("99%").unwrap_or_else(|| panic!("wrk printed no p99:\n{text}"));
+    let p99_ms = if let Some(us) = p99.strip_suffix("us") {
+        us.parse::<f64>().unwrap() / 1000.0
+    } else if let Some(ms) = p99.strip_suffix("ms") {
+        ms.parse().unwrap()
+    } else {
+        p99.trim_end_matches('s').parse::<f64>().unwrap() * 1000.0
+    };
+    let errors = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Load {
+        per_second,
+        p99_ms,
+        errors,
+    }
+}
+
+/// The peer: bare axum on loopback, two worker threads, answering `VERTEX`.
+fn peer() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let json = || [(axum::http::header::CONTENT_TYPE, "application/json")];
+            let app = axum::Router::new()
+                .route(
+                    "/get",
+                    axum::routing::get(move || async move { (json(), VERTEX) }),
+                )
+                .route(
+                    "/post",
+                    axum::routing::post(move |body: axum::body::Bytes| async move {
+                        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        assert!(parsed.is_object());
+                        (axum::http::StatusCode::CREATED, json(), VERTEX)
+                    }),
+                );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    address
+}
