@@ -44,34 +44,10 @@ impl Access {
         &self.token
     }
 
-    /// Whether `host` (a `Host` header) is an IP address or `localhost`, with our port: a
-    /// DNS name could be one an attacker's page rebinds to this address.
-    fn names_us(&self, host: &str) -> bool {
-        if let Ok(address) = host.parse::<SocketAddr>() {
-            return address.port() == self.port;
-        }
-        host.strip_prefix("localhost:")
-            .is_some_and(|port| port.parse() == Ok(self.port))
-    }
-
     /// Why `headers` may not use the API, if they may not.
     fn refuse(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        if !host.is_some_and(|h| self.names_us(h)) {
-            return Some((
-                StatusCode::FORBIDDEN,
-                format!(
-                    "the Host header must be an IP address or localhost, with port {} (a name \
-                     that could be rebound to this address is refused)",
-                    self.port
-                ),
-            ));
-        }
-        if headers.contains_key(header::ORIGIN) {
-            return Some((
-                StatusCode::FORBIDDEN,
-                "requests from web pages (with an Origin header) are refused".into(),
-            ));
+        if let Some(refusal) = from_a_page(self.port, headers) {
+            return Some((StatusCode::FORBIDDEN, refusal));
         }
         let shown = headers
             .get(header::AUTHORIZATION)
@@ -87,6 +63,30 @@ impl Access {
         }
         None
     }
+}
+
+/// Why a request to a loopback API on `port` with `headers` may come from a web page,
+/// if it may: its `Host` is not an IP address or `localhost` with that port (a DNS name
+/// could be one an attacker's page rebinds to this address), or it has an `Origin` (a
+/// page's request; a form or `fetch` can POST to loopback without a preflight).
+pub fn from_a_page(port: u16, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let names_us = |host: &str| match host.parse::<SocketAddr>() {
+        Ok(address) => address.port() == port,
+        Err(_) => host
+            .strip_prefix("localhost:")
+            .is_some_and(|p| p.parse() == Ok(port)),
+    };
+    if !host.is_some_and(names_us) {
+        return Some(format!(
+            "the Host header must be an IP address or localhost, with port {port} (a name \
+             that could be rebound to this address is refused)"
+        ));
+    }
+    if headers.contains_key(header::ORIGIN) {
+        return Some("requests from web pages (with an Origin header) are refused".into());
+    }
+    None
 }
 
 /// Compares in time independent of where the two differ.

@@ -33,10 +33,10 @@ use synchro_status::{
 };
 use tokio::sync::oneshot;
 
-pub use access::TOKEN_FILE;
+pub use access::{TOKEN_FILE, from_a_page};
 pub use client::Client;
 pub use listener::{ANSWER, Bounded, IDLE};
-pub use server::serve;
+pub use server::{serve, spawn_serving};
 
 /// The file, in the data directory, that holds the address of the running host's API.
 pub const ADDRESS_FILE: &str = "admin.addr";

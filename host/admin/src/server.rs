@@ -29,7 +29,7 @@ pub async fn serve(
     settings: &AdminSettings,
     data_dir: &Path,
     requests: mpsc::Sender<Request>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -57,6 +57,20 @@ pub async fn serve(
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
     let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE, ANSWER);
+    spawn_serving(listener, app, shutdown, "admin API", vec![file, token_file]);
+    tracing::info!(%address, "admin API listening");
+    Ok(address)
+}
+
+/// Serves `app` on `listener` until `shutdown`, then removes `files` (those that tell
+/// clients where `what` listens).
+pub fn spawn_serving(
+    listener: Bounded,
+    app: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    files: Vec<std::path::PathBuf>,
+) {
     tokio::spawn(async move {
         let stopped = async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -65,13 +79,12 @@ pub async fn serve(
             .with_graceful_shutdown(stopped)
             .await
         {
-            tracing::error!("admin API stopped: {error}");
+            tracing::error!("{what} stopped: {error}");
         }
-        let _ = std::fs::remove_file(&file);
-        let _ = std::fs::remove_file(&token_file);
+        for file in files {
+            let _ = std::fs::remove_file(&file);
+        }
     });
-    tracing::info!(%address, "admin API listening");
-    Ok(address)
 }
 
 async fn ask<T>(

@@ -1,7 +1,7 @@
 //! How the API answers: Gizmo's statuses, its error messages as plain text, and the
 //! client's `X-TransactionId` on every answer.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -73,4 +73,16 @@ pub async fn transaction_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(TRANSACTION_HEADER, value);
     }
     response
+}
+
+/// Refuses what a web page may have sent (see [`synchro_admin::from_a_page`]): a page a
+/// local browser opens could otherwise write the model through loopback.
+pub async fn local_only(State(port): State<u16>, request: Request, next: Next) -> Response {
+    match synchro_admin::from_a_page(port, request.headers()) {
+        None => next.run(request).await,
+        Some(refusal) => {
+            tracing::warn!("Gizmo API: refused a request: {refusal}");
+            Failure::new(StatusCode::FORBIDDEN, refusal).into_response()
+        }
+    }
 }

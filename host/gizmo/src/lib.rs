@@ -141,7 +141,7 @@ pub async fn serve(
     data_dir: &Path,
     db: Arc<Db>,
     bus: Bus,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     let schemas = Arc::new(
         schema::Schemas::load(&settings.schemas, base)
@@ -204,25 +204,18 @@ pub async fn serve(
         .layer(axum::extract::DefaultBodyLimit::max(
             settings.max_body_kb * 1024,
         ))
-        .layer(axum::middleware::from_fn(answer::transaction_id));
+        .layer(axum::middleware::from_fn(answer::transaction_id))
+        .layer(axum::middleware::from_fn_with_state(
+            address.port(),
+            answer::local_only,
+        ));
     let listener = synchro_admin::Bounded::new(
         listener,
         settings.max_connections,
         synchro_admin::IDLE,
         synchro_admin::ANSWER,
     );
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!("Gizmo API stopped: {error}");
-        }
-        let _ = std::fs::remove_file(&file);
-    });
+    synchro_admin::spawn_serving(listener, app, shutdown, "Gizmo API", vec![file]);
     tracing::info!(%address, mode = ?settings.mode, "Gizmo API listening");
     Ok(Some(address))
 }

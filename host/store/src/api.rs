@@ -349,24 +349,11 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use synchro_model::{EdgeEnds, EntityRef};
-
     use super::*;
+    use crate::graph::tests::edge;
 
     fn vertex(key: &str, properties: &str) -> Entity {
         Entity::new(key.into(), "pserver".into(), properties.into(), None, None).unwrap()
-    }
-
-    fn edge(key: &str, from: &str, to: &str) -> Entity {
-        let end = |key: &str| EntityRef {
-            key: key.into(),
-            kind: "pserver".into(),
-        };
-        let ends = EdgeEnds {
-            source: end(from),
-            target: end(to),
-        };
-        Entity::new(key.into(), "link".into(), "{}".into(), None, Some(ends)).unwrap()
     }
 
     fn line(_: usize, operation: Operation, entity: &Entity) -> Vec<u8> {

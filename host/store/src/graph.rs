@@ -196,7 +196,7 @@ pub(crate) fn source(plugin: &str) -> Writer<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use synchro_model::{EdgeEnds, EntityRef, Upsert};
 
     use super::*;
@@ -205,7 +205,8 @@ mod tests {
         Entity::new(key.into(), "pserver".into(), "{}".into(), None, None).unwrap()
     }
 
-    fn edge(key: &str, from: &str, to: &str) -> Entity {
+    /// A `link` edge `key` between the `pserver`s `from` and `to`.
+    pub(crate) fn edge(key: &str, from: &str, to: &str) -> Entity {
         let end = |key: &str| EntityRef {
             key: key.into(),
             kind: "pserver".into(),
