@@ -1026,3 +1026,162 @@ fn every_write_answered_survives_a_kill_9() {
         &missing[..missing.len().min(5)]
     );
 }
+
+/// The seed's events (`host/model/tests/fixtures/gizmo`), as Gizmo's requests on Kafka,
+/// answered by the in-host responder: creates (the seed's own, with an empty key, and the
+/// vertices its later events name), the update and the delete of a vertex, an edge added
+/// between two of them, and the replace and delete of an edge it does not have (FAILURE,
+/// NOT_FOUND) — each answered with its transaction id and Gizmo's shapes.
+#[test]
+fn the_seeds_requests_are_answered_by_the_in_host_responder() {
+    use synchro_bus::{Message, StartFrom, Topics};
+    let (bus_lines, prefix) = kafka_lines();
+    let setup = Setup::new();
+    std::fs::write(
+        setup.config(),
+        format!(
+            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus_lines}\
+             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\n"
+        ),
+    )
+    .unwrap();
+    let api = Gizmo::running(setup);
+    let seed = |name: &str| -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../host/model/tests/fixtures/gizmo")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let mut requests = vec![seed("01-event-adding-a-vertex.json")];
+    for (key, kind) in [
+        ("84bf7b3f-81f5-4c34-ab5c-207281cb71bd", "pserver"),
+        ("7beade35-19f1-4c1d-a1bd-bfba59e0b582", "vserver"),
+        ("febd8996-62ec-4ce6-ba8e-d2fa1609e13b", "pserver"),
+    ] {
+        let mut create = seed("01-event-adding-a-vertex.json");
+        create["vertex"]["key"] = json!(key);
+        create["vertex"]["type"] = json!(kind);
+        create["transaction-id"] = json!(format!("create-{key}"));
+        requests.push(create);
+    }
+    for name in [
+        "02-event-updating-a-vertex.json",
+        "04-event-adding-an-edge.json",
+        "05-event-replace-an-edge.json",
+        "06-event-deleting-an-edge.json",
+        "03-event-deleting-a-vertex.json",
+    ] {
+        requests.push(seed(name));
+    }
+    let expected = [
+        "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "FAILURE", "FAILURE",
+        "SUCCESS",
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let responses: Vec<Value> = runtime.block_on(async {
+        let broker = synchro_testkit::broker::shared();
+        let bus = synchro_testkit::broker::kafka_bus_on(&broker.address, &prefix);
+        let mut responses = bus
+            .consume(
+                "seed-test",
+                Topics::Names(vec!["gizmo-responses".into()]),
+                StartFrom::Earliest,
+            )
+            .unwrap();
+        let mut answered = Vec::new();
+        // One at a time: the update needs the create before it.
+        for body in &requests {
+            let envelope = json!({"header": {
+                "request-id": body["transaction-id"], "timestamp": "20180316T092301Z",
+                "source-name": "GIZMO", "event-type": "pending-update",
+                "validation-entity-type": body.get("vertex").or(body.get("edge")).unwrap()["type"]},
+                "body": body});
+            bus.publish(Message::new(
+                "gizmo-requests".to_owned(),
+                envelope.to_string(),
+            ))
+            .await
+            .unwrap();
+            let delivery = tokio::time::timeout(WAIT, responses.next())
+                .await
+                .expect("a response")
+                .unwrap();
+            answered.push(serde_json::from_slice(&delivery.message.payload).unwrap());
+        }
+        answered
+    });
+    for ((request, response), outcome) in requests.iter().zip(&responses).zip(expected) {
+        assert_eq!(
+            response["transaction-id"], request["transaction-id"],
+            "{response}"
+        );
+        assert_eq!(response["operation"], request["operation"], "{response}");
+        assert_eq!(response["result"], outcome, "{request}\n{response}");
+        if outcome == "FAILURE" {
+            assert_eq!(response["httpErrorStatus"], "NOT_FOUND", "{response}");
+            assert!(
+                response["error-message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("not found")
+            );
+        }
+    }
+    // The seed's own create got a key; its properties are the seed's.
+    let created = &responses[0]["vertex"];
+    assert!(!created["key"].as_str().unwrap().is_empty());
+    assert_eq!(created["properties"], requests[0]["vertex"]["properties"]);
+    assert_eq!(
+        responses[4]["vertex"]["properties"]["fqdn"],
+        "updated.myhost.onap.net"
+    );
+    let edge = &responses[5]["edge"];
+    assert_eq!(
+        edge["source"]["key"],
+        "7beade35-19f1-4c1d-a1bd-bfba59e0b582"
+    );
+    // What the responder wrote is in the model the API reads.
+    let key = edge["key"].as_str().unwrap();
+    let read = api.get(&format!(
+        "relationships/v11/tosca.relationships.HostedOn/{key}"
+    ));
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(
+        api.get("v11/pserver/84bf7b3f-81f5-4c34-ab5c-207281cb71bd")
+            .status,
+        404,
+        "deleted"
+    );
+}
+
+/// Two hosts in async mode share the request and response topics of an operator's
+/// responder on Kafka: each reads every response and takes its own.
+#[test]
+fn two_hosts_sharing_the_response_topic_each_get_theirs() {
+    let (bus, prefix) = kafka_lines();
+    operators_responder(&prefix);
+    let host = || {
+        let setup = Setup::new();
+        std::fs::write(
+            setup.config(),
+            format!(
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
+                 [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\nresponder = false\n"
+            ),
+        )
+        .unwrap();
+        Gizmo::running(setup)
+    };
+    let (a, b) = (host(), host());
+    for round in 0..5 {
+        for (name, api) in [("a", &a), ("b", &b)] {
+            let answer = api.call(
+                "POST",
+                "v11/pserver",
+                &json!({"properties": {"host": name, "round": round}}).to_string(),
+            );
+            assert_eq!(answer.status, 201, "{name}: {}", answer.body);
+            assert_eq!(answer.json()["properties"]["host"], name, "{}", answer.body);
+        }
+    }
+}
