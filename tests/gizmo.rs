@@ -1073,9 +1073,15 @@ fn the_seeds_requests_are_answered_by_the_in_host_responder() {
     ] {
         requests.push(seed(name));
     }
+    // An edge's delete naming a vertex deletes nothing.
+    let mut not_an_edge = seed("06-event-deleting-an-edge.json");
+    not_an_edge["edge"]["key"] = json!("7beade35-19f1-4c1d-a1bd-bfba59e0b582");
+    not_an_edge["edge"]["type"] = json!("vserver");
+    not_an_edge["transaction-id"] = json!("not-an-edge");
+    requests.push(not_an_edge);
     let expected = [
         "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "FAILURE", "FAILURE",
-        "SUCCESS",
+        "SUCCESS", "FAILURE",
     ];
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let responses: Vec<Value> = runtime.block_on(async {
@@ -1123,7 +1129,7 @@ fn the_seeds_requests_are_answered_by_the_in_host_responder() {
                 response["error-message"]
                     .as_str()
                     .unwrap()
-                    .contains("not found")
+                    .contains(" found")
             );
         }
     }
@@ -1151,6 +1157,12 @@ fn the_seeds_requests_are_answered_by_the_in_host_responder() {
             .status,
         404,
         "deleted"
+    );
+    assert_eq!(
+        api.get("v11/vserver/7beade35-19f1-4c1d-a1bd-bfba59e0b582")
+            .status,
+        200,
+        "not deleted by an edge's request"
     );
 }
 

@@ -178,6 +178,7 @@ pub async fn serve(
             if settings.responder {
                 responder::spawn(
                     bus.clone(),
+                    db.clone(),
                     writer::Writer::start(db.clone()),
                     schemas.clone(),
                     &settings.request_topic,

@@ -17,7 +17,7 @@ use serde_json::Value;
 use synchro_bus::{Bus, Consumer, Delivery, Message, StartFrom, Topics};
 use synchro_model::Id;
 use synchro_model::gizmo::{self, Operation, Outcome, Request, Response, Subject as Which};
-use synchro_store::ApiWrite;
+use synchro_store::{ApiWrite, Db};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,6 +36,7 @@ pub const GROUP: &str = "synchro-gizmo-responder";
 #[derive(Clone)]
 struct Answering {
     bus: Bus,
+    db: Arc<Db>,
     writer: Writer,
     schemas: Arc<Schemas>,
     responses: String,
@@ -44,6 +45,7 @@ struct Answering {
 /// Starts answering the requests on `requests` until `shutdown`.
 pub fn spawn(
     bus: Bus,
+    db: Arc<Db>,
     writer: Writer,
     schemas: Arc<Schemas>,
     requests: &str,
@@ -57,6 +59,7 @@ pub fn spawn(
     )?;
     let answering = Answering {
         bus,
+        db,
         writer,
         schemas,
         responses,
@@ -171,8 +174,26 @@ impl Answering {
         operation: Operation,
         element: &gizmo::Element,
     ) -> Result<ApiWrite, Failure> {
-        if operation == Operation::Delete {
-            return Ok(ApiWrite::Delete(Id::new(&element.kind, &element.key)));
+        if operation != Operation::Create {
+            // A vertex is not changed by an edge's request, nor an edge by a vertex's.
+            let id = Id::new(&element.kind, &element.key);
+            let found = self
+                .db
+                .api_get(&id)
+                .map_err(|e| Failure::from(synchro_model::Error::new(e.kind(), e.to_string())))?;
+            if let Some((entity, _)) = found
+                && Subject::of(&entity) != subject
+            {
+                return Err(Failure::not_found(format!(
+                    "No {} with id {} and type {} found in graph",
+                    subject.name(),
+                    element.key,
+                    element.kind
+                )));
+            }
+            if operation == Operation::Delete {
+                return Ok(ApiWrite::Delete(id));
+            }
         }
         let mut element = element.clone();
         if element.key.is_empty() {
