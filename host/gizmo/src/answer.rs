@@ -47,6 +47,13 @@ impl From<Error> for Failure {
     }
 }
 
+/// A failure of the state database.
+impl From<synchro_store::DbError> for Failure {
+    fn from(error: synchro_store::DbError) -> Failure {
+        Failure::from(Error::new(error.kind(), error.to_string()))
+    }
+}
+
 /// Gizmo answers errors as their message, in plain text.
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {

@@ -143,7 +143,7 @@ async fn bulk_async(
             ApiWrite::Create(_) => None,
             other => db
                 .api_get(other.id())
-                .map_err(|e| Failure::from(synchro_model::Error::new(e.kind(), e.to_string())))?
+                .map_err(Failure::from)?
                 .map(|(entity, _)| entity),
         };
         match remote.write(subject, &write, Some(transaction)).await {

@@ -177,10 +177,7 @@ impl Answering {
         if operation != Operation::Create {
             // A vertex is not changed by an edge's request, nor an edge by a vertex's.
             let id = Id::new(&element.kind, &element.key);
-            let found = self
-                .db
-                .api_get(&id)
-                .map_err(|e| Failure::from(synchro_model::Error::new(e.kind(), e.to_string())))?;
+            let found = self.db.api_get(&id).map_err(Failure::from)?;
             if let Some((entity, _)) = found
                 && Subject::of(&entity) != subject
             {

@@ -108,10 +108,7 @@ pub fn existing(
     api.schemas
         .knows(kind)
         .map_err(|invalid| unknown(subject, invalid))?;
-    let found = api
-        .db
-        .api_get(&Id::new(kind, id))
-        .map_err(|e| Failure::from(synchro_model::Error::new(e.kind(), e.to_string())))?;
+    let found = api.db.api_get(&Id::new(kind, id)).map_err(Failure::from)?;
     match found {
         Some((entity, edges)) if Subject::of(&entity) == subject => Ok((entity, edges)),
         _ => Err(Failure::not_found(format!(
@@ -260,7 +257,7 @@ async fn list(
     })
     .await
     .map_err(|_| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "reading a page failed"))?
-    .map_err(|e| Failure::from(synchro_model::Error::new(e.kind(), e.to_string())))?;
+    .map_err(Failure::from)?;
     let more = page.len() > limit;
     let items: Vec<Box<RawValue>> = page
         .iter()
