@@ -38,14 +38,16 @@ impl Answer {
 
 impl Gizmo {
     fn start(extra: &str) -> Gizmo {
-        Gizmo::start_with(Setup::new(), extra)
+        Gizmo::start_with(Setup::new(), "", extra)
     }
 
-    fn start_with(setup: Setup, extra: &str) -> Gizmo {
+    /// Runs `setup` with the `bus` lines of the host config and `extra` lines of its
+    /// `[gizmo]`, serving on a free port.
+    fn start_with(setup: Setup, bus: &str, extra: &str) -> Gizmo {
         std::fs::write(
             setup.config(),
             format!(
-                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n\
+                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
                  [gizmo]\nlisten = \"127.0.0.1:0\"\n{extra}\n"
             ),
         )
@@ -486,6 +488,7 @@ fn schemas_refuse_unknown_kinds_and_name_the_field() {
     schema("link.json", r#"{"type": "object"}"#);
     let api = Gizmo::start_with(
         setup,
+        "",
         "[gizmo.schemas]\npserver = \"pserver.json\"\n\"tosca.relationships.HostedOn\" = \"link.json\"",
     );
     let good = api.vertex("pserver", json!({"hostname": "a", "in-maint": true}));
@@ -674,7 +677,7 @@ fn writes_through_the_api_are_policed_and_synced_like_any_sources() {
             url = backend.url()
         ),
     );
-    let api = Gizmo::start_with(setup, "");
+    let api = Gizmo::start_with(setup, "", "");
     api.setup.status();
     let id = api.vertex("node", json!({"v": 1}));
     let deadline = Instant::now() + WAIT;
@@ -809,16 +812,7 @@ fn async_mode_answers_from_the_in_host_responder_on_the_embedded_bus() {
 #[test]
 fn async_mode_answers_from_the_in_host_responder_on_kafka() {
     let (bus, _) = kafka_lines();
-    let setup = Setup::new();
-    std::fs::write(
-        setup.config(),
-        format!(
-            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
-             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\n"
-        ),
-    )
-    .unwrap();
-    let api = Gizmo::running(setup);
+    let api = Gizmo::start_with(Setup::new(), &bus, "mode = \"async\"");
     async_mode_round_trips(&api);
 }
 
@@ -879,16 +873,11 @@ fn operators_responder(prefix: &str) {
 fn async_mode_reads_gizmos_responses_from_a_responder_of_the_operators() {
     let (bus, prefix) = kafka_lines();
     operators_responder(&prefix);
-    let setup = Setup::new();
-    std::fs::write(
-        setup.config(),
-        format!(
-            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
-             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\nresponder = false\ntimeout = \"2s\"\n"
-        ),
-    )
-    .unwrap();
-    let api = Gizmo::running(setup);
+    let api = Gizmo::start_with(
+        Setup::new(),
+        &bus,
+        "mode = \"async\"\nresponder = false\ntimeout = \"2s\"",
+    );
     let post = |case: &str| {
         api.call(
             "POST",
@@ -1036,16 +1025,7 @@ fn every_write_answered_survives_a_kill_9() {
 fn the_seeds_requests_are_answered_by_the_in_host_responder() {
     use synchro_bus::{Message, StartFrom, Topics};
     let (bus_lines, prefix) = kafka_lines();
-    let setup = Setup::new();
-    std::fs::write(
-        setup.config(),
-        format!(
-            "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus_lines}\
-             [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\n"
-        ),
-    )
-    .unwrap();
-    let api = Gizmo::running(setup);
+    let api = Gizmo::start_with(Setup::new(), &bus_lines, "mode = \"async\"");
     let seed = |name: &str| -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../host/model/tests/fixtures/gizmo")
@@ -1172,18 +1152,7 @@ fn the_seeds_requests_are_answered_by_the_in_host_responder() {
 fn two_hosts_sharing_the_response_topic_each_get_theirs() {
     let (bus, prefix) = kafka_lines();
     operators_responder(&prefix);
-    let host = || {
-        let setup = Setup::new();
-        std::fs::write(
-            setup.config(),
-            format!(
-                "data-dir = \"data\"\nplugin-dir = \"plugins\"\n{bus}\
-                 [gizmo]\nlisten = \"127.0.0.1:0\"\nmode = \"async\"\nresponder = false\n"
-            ),
-        )
-        .unwrap();
-        Gizmo::running(setup)
-    };
+    let host = || Gizmo::start_with(Setup::new(), &bus, "mode = \"async\"\nresponder = false");
     let (a, b) = (host(), host());
     for round in 0..5 {
         for (name, api) in [("a", &a), ("b", &b)] {
