@@ -246,6 +246,17 @@ impl Bus {
         }
     }
 
+    /// Makes sure `topic` exists: creates it on Kafka if the broker does not have it (the
+    /// embedded bus has every topic). A consumer group that subscribes to a topic that
+    /// does not exist yet joins, finds nothing to read, and joins again once its metadata
+    /// shows the topic — seconds later on a busy broker; declaring first saves that.
+    pub async fn declare(&self, topic: &str) -> Result<(), BusError> {
+        match self {
+            Bus::Embedded(_) => Ok(()),
+            Bus::Kafka(bus) => bus.ensure_topic(topic).await,
+        }
+    }
+
     /// Joins consumer group `group` on `topics`.
     pub fn consume(
         &self,

@@ -333,3 +333,44 @@ async fn futures_join(
     }
     got
 }
+
+/// A declared topic is on the broker before anything is published to it, so that a
+/// group subscribing to it finds it at its first join; declaring again is harmless.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_kafka_topic_exists_before_anything_is_published() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let bus = synchro_testkit::broker::kafka_bus();
+    let Bus::Kafka(kafka) = &bus else {
+        unreachable!()
+    };
+    let settings = kafka.settings().clone();
+    let partitions = move |topic: &str| {
+        let wire = format!("{}{topic}", settings.topic_prefix);
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .unwrap();
+        let metadata = client.fetch_metadata(Some(&wire), WAIT).unwrap();
+        let topic = &metadata.topics()[0];
+        match topic.error() {
+            None => topic.partitions().len(),
+            Some(_) => 0,
+        }
+    };
+    let undeclared = partitions.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || undeclared("never-declared"))
+            .await
+            .unwrap(),
+        0
+    );
+    bus.declare("requests").await.unwrap();
+    bus.declare("requests").await.unwrap();
+    assert!(
+        tokio::task::spawn_blocking(move || partitions("requests"))
+            .await
+            .unwrap()
+            > 0
+    );
+}

@@ -184,7 +184,8 @@ pub async fn serve(
                     &settings.request_topic,
                     settings.response_topic.clone(),
                     shutdown.clone(),
-                )?;
+                )
+                .await?;
             }
             let remote = remote::Remote::start(
                 bus,

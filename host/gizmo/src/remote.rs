@@ -38,7 +38,8 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Declares the response topic, so responses are kept for their waiters from now.
+    /// Declares both topics, and the response topic as carrying responses, so that they
+    /// are kept for their waiters from now.
     pub async fn start(
         bus: Bus,
         requests: String,
@@ -46,6 +47,9 @@ impl Remote {
         timeout: Duration,
     ) -> anyhow::Result<Remote> {
         let id = CorrelationId::parse(RESPONSE_ID).expect("a valid correlation id");
+        // Declared now, so that a responder subscribing before the first request finds
+        // the topic at its first join instead of joining again seconds later.
+        bus.declare(&requests).await?;
         bus.expect_responses(&responses, id).await?;
         Ok(Remote {
             bus,

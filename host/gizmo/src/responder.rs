@@ -43,7 +43,7 @@ struct Answering {
 }
 
 /// Starts answering the requests on `requests` until `shutdown`.
-pub fn spawn(
+pub async fn spawn(
     bus: Bus,
     db: Arc<Db>,
     writer: Writer,
@@ -52,6 +52,7 @@ pub fn spawn(
     responses: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    bus.declare(requests).await?;
     let mut consumer = bus.consume(
         GROUP,
         Topics::Names(vec![requests.to_owned()]),
