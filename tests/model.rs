@@ -351,9 +351,12 @@ fn a_source_saving_through_store_is_ranked_and_merged_like_a_snapshot() {
     let calls = |call: Value| json!({"mode": "store", "calls": [call]}).to_string();
     let desk = Source::start(&calls(json!(["save", "pserver", "a", {"name": "alpha"}])));
     let setup = Setup::new();
+    // A source withdrawing its only entity deletes all of its baseline, which the
+    // default `max-delete-percent` holds for an operator; these tests are about merging.
     std::fs::write(
         setup.config(),
-        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"desk\", \"scan\"]\n",
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"desk\", \"scan\"]\n\
+         [limits]\nmax-delete-percent = 100\n",
     )
     .unwrap();
     setup.scripted_plugin("scan", &scan, "5s", "");
@@ -389,9 +392,12 @@ fn ranked_sources_merge_and_a_losing_write_is_kept_and_takes_over() {
         json!({"name": "a-01", "ip": "10.0.0.1"}),
     )));
     let setup = Setup::new();
+    // A source withdrawing its only entity deletes all of its baseline, which the
+    // default `max-delete-percent` holds for an operator; these tests are about merging.
     std::fs::write(
         setup.config(),
-        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"cmdb\", \"scan\"]\n",
+        "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[sources]\npserver = [\"cmdb\", \"scan\"]\n\
+         [limits]\nmax-delete-percent = 100\n",
     )
     .unwrap();
     for (name, source) in [("cmdb", &cmdb), ("scan", &scan)] {

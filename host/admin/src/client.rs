@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use synchro_status::{
-    HostReport, ModelDeleted, ModelEntity, ModelFlags, ModelPage, ModelRef, ModelWrite, Reloaded,
+    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFlags, ModelPage,
+    ModelRef, ModelWrite, Reloaded,
 };
 
 use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
@@ -63,6 +64,37 @@ impl Client {
         .map(drop)
     }
 
+    /// Deletes the collector `name`'s held deletes, if they are still the set `held`
+    /// (when given); answers how many were deleted.
+    pub async fn approve_deletes(&self, name: &str, held: Option<&str>) -> anyhow::Result<u64> {
+        let mut url = self.plugin_url(name, "approve-deletes")?;
+        if let Some(held) = held {
+            url.query_pairs_mut().append_pair("held", held);
+        }
+        let answer: serde_json::Value = self.call(self.http.post(url)).await?;
+        Ok(answer["deleted"].as_u64().unwrap_or(0))
+    }
+
+    /// What a collect of `name` would do now.
+    pub async fn plan(&self, name: &str) -> anyhow::Result<CollectPlan> {
+        let url = self.plugin_url(name, "plan")?;
+        self.call(self.http.post(url)).await
+    }
+
+    /// Makes `name` collect now; what the collect did.
+    pub async fn collect_now(&self, name: &str) -> anyhow::Result<CollectReport> {
+        let url = self.plugin_url(name, "collect")?;
+        self.call(self.http.post(url)).await
+    }
+
+    /// Stops (`paused`) or restarts `name`'s schedule.
+    pub async fn pause(&self, name: &str, paused: bool) -> anyhow::Result<()> {
+        let url = self.plugin_url(name, if paused { "pause" } else { "resume" })?;
+        self.call::<serde_json::Value>(self.http.post(url))
+            .await
+            .map(drop)
+    }
+
     /// The model's entity `kind` `key`.
     pub async fn entity(&self, kind: &str, key: &str) -> anyhow::Result<ModelEntity> {
         let url = self.entity_url(kind, key, &[])?;
@@ -106,6 +138,16 @@ impl Client {
     }
 
     /// `/v1/model/KIND/KEY`, then `tail`, each segment encoded.
+    /// `/v1/plugins/NAME/ACTION`, the name escaped.
+    fn plugin_url(&self, name: &str, action: &str) -> anyhow::Result<reqwest::Url> {
+        let mut url = self.url("/v1/plugins")?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the host's address is not a base URL"))?
+            .push(name)
+            .push(action);
+        Ok(url)
+    }
+
     fn entity_url(&self, kind: &str, key: &str, tail: &[&str]) -> anyhow::Result<reqwest::Url> {
         let mut url = self.url("/v1/model")?;
         url.path_segments_mut()

@@ -14,6 +14,10 @@
 //! | `GET /v1/plugins` | every plugin's health and counters, and the manifests refused |
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
+//! | `POST /v1/plugins/NAME/approve-deletes?held=ID` | deletes the collector's held deletes (only if they are still the set `ID`, when given); answers `{"deleted": N}` |
+//! | `POST /v1/plugins/NAME/plan` | collects once without committing: the changes a collect would make now, and what it would hold |
+//! | `POST /v1/plugins/NAME/collect` | collects now, and answers what the collect did |
+//! | `POST /v1/plugins/NAME/pause`, `.../resume` | stops and restarts the collector's schedule (its baseline stays) |
 //! | `GET /v1/model/KIND/KEY` | one entity of the model, with its owner (404 if absent) |
 //! | `POST /v1/model/KIND/KEY/flags` | sets the operator's flags on it (`{"no-policy": true}`, `write-protect`) and answers the entity |
 //! | `GET /v1/model?kind=K&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K), by kind then key, after the given one; at most [`MAX_PAGE`] |
@@ -28,8 +32,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
 use synchro_status::{
-    HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef,
-    ModelWrite, Reloaded,
+    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
+    ModelPage, ModelRef, ModelWrite, Reloaded,
 };
 use tokio::sync::oneshot;
 
@@ -69,6 +73,14 @@ pub enum Request {
     Status(oneshot::Sender<HostReport>),
     Reload(String, oneshot::Sender<Result<Reloaded, Error>>),
     Release(String, oneshot::Sender<Result<(), Error>>),
+    /// To a collector: deletes its held set (if it is the one named).
+    ApproveDeletes(String, Option<String>, oneshot::Sender<Result<u64, Error>>),
+    /// To a collector: what a collect would do now.
+    Plan(String, oneshot::Sender<Result<CollectPlan, Error>>),
+    /// To a collector: collect now; answers what the collect did.
+    CollectNow(String, oneshot::Sender<Result<CollectReport, Error>>),
+    /// To a collector: stop (`true`) or restart collecting on its schedule.
+    Pause(String, bool, oneshot::Sender<Result<(), Error>>),
     /// One entity of the model: not found when absent.
     Entity(ModelRef, oneshot::Sender<Result<ModelEntity, Error>>),
     /// A page of the model's entities.

@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
 use synchro_status::{
-    HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelRef,
-    ModelWrite, Reloaded,
+    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
+    ModelPage, ModelRef, ModelWrite, Reloaded,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -48,6 +48,11 @@ pub async fn serve(
         .route("/v1/plugins", get(status))
         .route("/v1/plugins/{name}/reload", post(reload))
         .route("/v1/plugins/{name}/release", post(release))
+        .route("/v1/plugins/{name}/approve-deletes", post(approve_deletes))
+        .route("/v1/plugins/{name}/plan", post(plan))
+        .route("/v1/plugins/{name}/collect", post(collect_now))
+        .route("/v1/plugins/{name}/pause", post(pause))
+        .route("/v1/plugins/{name}/resume", post(resume))
         .route("/v1/model", get(entities))
         .route(
             "/v1/model/{kind}/{key}",
@@ -139,6 +144,71 @@ async fn release(
     ask(&requests, |tx| Request::Release(name, tx))
         .await?
         .map(|()| Json(serde_json::json!({ "released": true })))
+        .map_err(refusal)
+}
+
+/// `?held=ID`: the held set an approval is for.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Held {
+    held: Option<String>,
+}
+
+async fn approve_deletes(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+    query: Result<Query<Held>, axum::extract::rejection::QueryRejection>,
+) -> Reply<serde_json::Value> {
+    let Query(Held { held }) =
+        query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    ask(&requests, |tx| Request::ApproveDeletes(name, held, tx))
+        .await?
+        .map(|deleted| Json(serde_json::json!({ "deleted": deleted })))
+        .map_err(refusal)
+}
+
+async fn plan(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<CollectPlan> {
+    ask(&requests, |tx| Request::Plan(name, tx))
+        .await?
+        .map(Json)
+        .map_err(refusal)
+}
+
+async fn collect_now(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<CollectReport> {
+    ask(&requests, |tx| Request::CollectNow(name, tx))
+        .await?
+        .map(Json)
+        .map_err(refusal)
+}
+
+async fn pause(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<serde_json::Value> {
+    pausing(requests, name, true).await
+}
+
+async fn resume(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<serde_json::Value> {
+    pausing(requests, name, false).await
+}
+
+async fn pausing(
+    requests: mpsc::Sender<Request>,
+    name: String,
+    paused: bool,
+) -> Reply<serde_json::Value> {
+    ask(&requests, |tx| Request::Pause(name, paused, tx))
+        .await?
+        .map(|()| Json(serde_json::json!({ "paused": paused })))
         .map_err(refusal)
 }
 

@@ -3,6 +3,7 @@
 mod baseline;
 mod build;
 mod check;
+mod collector;
 mod log_lines;
 mod model;
 mod plugin_test;
@@ -124,6 +125,49 @@ enum PluginCommand {
     },
     /// Ends the quarantine of a plugin of a running host.
     Release {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Deletes the entities a collector holds back (more deletes at once than its limits
+    /// allow), exactly those `synchro status` shows.
+    ApproveDeletes {
+        name: String,
+        /// Only if the held set is still this one (its id in `synchro status --json`).
+        #[arg(long)]
+        held: Option<String>,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Collects once without committing, and prints the changes a collect would make
+    /// now and what it would hold back.
+    Plan {
+        name: String,
+        /// The plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Makes a collector collect now.
+    Collect {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Stops a collector's schedule; its baseline stays.
+    Pause {
+        name: String,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Restarts a paused collector's schedule, with a collect at once.
+    Resume {
         name: String,
         /// The config the host runs with.
         #[arg(long)]
@@ -348,6 +392,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::Release { name, config },
         } => status::release(config.as_deref(), &name),
+        Command::Plugin {
+            command: PluginCommand::ApproveDeletes { name, held, config },
+        } => collector::approve_deletes(config.as_deref(), &name, held.as_deref()),
+        Command::Plugin {
+            command: PluginCommand::Plan { name, json, config },
+        } => collector::plan(config.as_deref(), &name, json),
+        Command::Plugin {
+            command: PluginCommand::Collect { name, config },
+        } => collector::collect_now(config.as_deref(), &name),
+        Command::Plugin {
+            command: PluginCommand::Pause { name, config },
+        } => collector::pause(config.as_deref(), &name, true),
+        Command::Plugin {
+            command: PluginCommand::Resume { name, config },
+        } => collector::pause(config.as_deref(), &name, false),
         Command::Model {
             command:
                 ModelCommand::Get {

@@ -67,6 +67,10 @@ fn print_status(report: &HostReport) {
                 "STOPPED by a host error (reload it to start again): {}",
                 OneLine(reason)
             ),
+            Health::Paused => format!(
+                "PAUSED by the operator (`synchro plugin resume {}` restarts it)",
+                plugin.name
+            ),
             Health::Quarantined { failures, reason } => {
                 format!(
                     "QUARANTINED after {failures} failed calls: {}",
@@ -105,6 +109,23 @@ fn print_status(report: &HostReport) {
                     q.ready, q.in_flight, q.backing_off, q.held
                 );
             }
+        }
+        if let Some(held) = &plugin.held_deletes {
+            println!(
+                "  HELD {} deletes ({}), the first: {}",
+                held.count,
+                held.reason,
+                held.sample
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  check the source, then `synchro plugin approve-deletes {}` deletes them",
+                plugin.name
+            );
         }
         if let Some(error) = &plugin.reload_error {
             println!("  last reload refused: {}", OneLine(error));

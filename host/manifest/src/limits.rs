@@ -213,6 +213,16 @@ limits! {
     quarantine_after: u32 = 10, "quarantine-after";
     /// The longest pause between attempts of a failing plugin.
     max_backoff: Duration = Duration::from_secs(300), "max-backoff", with "humantime_serde";
+    /// Deletes one collect may make; past it, they are held for an operator to approve
+    /// (Entra Connect's default threshold).
+    max_deletes: u64 = 500, "max-deletes";
+    /// Percent of its baseline one collect may delete; past it, the deletes are held.
+    /// The default holds an empty snapshot after a full one.
+    max_delete_percent: u64 = 50, "max-delete-percent";
+    /// Consecutive complete snapshots an entity must be absent from before it is
+    /// deleted: above 1, a source that drops an entity now and then does not make a
+    /// DELETE and a CREATE of it each time.
+    delete_after_absent: u32 = 1, "delete-after-absent";
 }
 
 impl Limits {
@@ -253,6 +263,7 @@ fn check_field(key: &str, value: &impl Limit) -> Result<(), String> {
     let most = match key {
         "memory-mb" => 1 << 16,
         "max-snapshot-kb" | "max-message-kb" => 1 << 32,
+        "max-delete-percent" => 100,
         _ => u64::MAX,
     };
     match value.count() {

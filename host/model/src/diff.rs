@@ -68,11 +68,39 @@ pub struct Outcome {
     pub deletes: Vec<Id>,
     /// The baseline once these changes are committed.
     pub next: Hashes,
+    /// Entities in the baseline the snapshot was diffed against.
+    pub previous: usize,
+    pub completeness: Completeness,
+    /// The baseline's hash of each of `deletes`, in the same order: what
+    /// [`Outcome::keep_deletes`] puts back.
+    deleted_hashes: Vec<u64>,
 }
 
 impl Outcome {
     pub fn is_empty(&self) -> bool {
         self.upserts.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Takes the deletes `keep` picks back out of this outcome: they stay in the next
+    /// baseline with the hash they had, as if the snapshot had shown them unchanged, so
+    /// the next snapshot that lacks them finds them again. Returns them, sorted.
+    pub fn keep_deletes(&mut self, mut keep: impl FnMut(&Id) -> bool) -> Vec<Id> {
+        let mut kept = Vec::new();
+        let mut deletes = Vec::with_capacity(self.deletes.len());
+        let mut hashes = Vec::with_capacity(self.deletes.len());
+        let gone = std::mem::take(&mut self.deletes).into_iter();
+        for (id, hash) in gone.zip(std::mem::take(&mut self.deleted_hashes)) {
+            if keep(&id) {
+                self.next.insert(id.clone(), hash);
+                kept.push(id);
+            } else {
+                deletes.push(id);
+                hashes.push(hash);
+            }
+        }
+        self.deletes = deletes;
+        self.deleted_hashes = hashes;
+        kept
     }
 }
 
@@ -146,26 +174,30 @@ impl Diff {
             upserts,
             ..
         } = self;
-        let deletes = match completeness {
+        let before = previous.len();
+        let (deletes, deleted_hashes) = match completeness {
             Completeness::Complete => {
-                let mut gone: Vec<Id> = previous
-                    .into_keys()
-                    .filter(|key| !seen.contains_key(key))
+                let mut gone: Vec<(Id, u64)> = previous
+                    .into_iter()
+                    .filter(|(key, _)| !seen.contains_key(key))
                     .collect();
                 gone.sort_unstable();
-                gone
+                gone.into_iter().unzip()
             }
             Completeness::Partial => {
                 for (key, hash) in previous {
                     seen.entry(key).or_insert(hash);
                 }
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         Outcome {
             upserts,
             deletes,
             next: seen,
+            previous: before,
+            completeness,
+            deleted_hashes,
         }
     }
 
@@ -333,5 +365,37 @@ mod tests {
             ]
         );
         assert!(empty.next.is_empty());
+        assert_eq!(empty.previous, 2);
+    }
+
+    #[test]
+    fn kept_deletes_stay_in_the_baseline_as_they_were() {
+        let first = run(
+            Hashes::default(),
+            &[("a", "{}"), ("b", "{}"), ("c", "{}")],
+            Completeness::Complete,
+        );
+        let mut empty = run(first.next.clone(), &[], Completeness::Complete);
+        let kept = empty.keep_deletes(|id| id.key() != "b");
+        assert_eq!(kept, [Id::new("pserver", "a"), Id::new("pserver", "c")]);
+        assert_eq!(empty.deletes, [Id::new("pserver", "b")]);
+        let mut expected = first.next.clone();
+        expected.remove(&Id::new("pserver", "b"));
+        assert_eq!(empty.next, expected, "kept with the hashes they had");
+        let again = run(empty.next, &[], Completeness::Complete);
+        assert_eq!(
+            ops(&again),
+            [
+                (Operation::Delete, "a".into()),
+                (Operation::Delete, "c".into())
+            ],
+            "the next snapshot lacking them finds them again"
+        );
+        let back = run(
+            expected,
+            &[("a", "{}"), ("c", "{}")],
+            Completeness::Complete,
+        );
+        assert!(back.is_empty(), "shown back, they are unchanged");
     }
 }

@@ -26,6 +26,8 @@ pub struct Deployment {
     /// What the plugin's model roles must look at again, the change stream not saying
     /// so: an entity the operator flagged, or the whole model.
     rechecks: broadcast::Sender<Recheck>,
+    /// An operator's requests to its collector.
+    pub control: crate::collector::Control,
     pub status: Arc<Status>,
 }
 
@@ -54,6 +56,7 @@ impl Deployment {
             releases: watch::Sender::new(0),
             failing: AtomicBool::new(false),
             rechecks: broadcast::Sender::new(RECHECKS),
+            control: Default::default(),
             status: Arc::default(),
         })
     }

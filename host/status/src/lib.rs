@@ -20,6 +20,9 @@ pub enum Health {
     BackingOff { failures: u32, last_error: String },
     /// Too many consecutive failures: not called again until released or reloaded.
     Quarantined { failures: u32, reason: String },
+    /// An operator paused it: a collector is not called on its schedule until resumed
+    /// (its baseline stays).
+    Paused,
     /// Its runner stopped on an error of the host's own (a panic): not called again until
     /// reloaded, which starts it afresh.
     Stopped { reason: String },
@@ -93,6 +96,8 @@ impl Counters {
 pub struct Status {
     pub counters: Counters,
     health: Mutex<Health>,
+    /// A collector's deletes held for an operator's approval.
+    held_deletes: Mutex<Option<HeldDeletes>>,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
     /// The work queues of its model roles, as their runners last left them.
@@ -106,6 +111,14 @@ impl Status {
 
     pub fn set_health(&self, health: Health) {
         *self.health.lock().expect("status lock") = health;
+    }
+
+    pub fn held_deletes(&self) -> Option<HeldDeletes> {
+        self.held_deletes.lock().expect("status lock").clone()
+    }
+
+    pub fn set_held_deletes(&self, held: Option<HeldDeletes>) {
+        *self.held_deletes.lock().expect("status lock") = held;
     }
 
     pub fn reload_error(&self) -> Option<String> {
@@ -157,6 +170,9 @@ pub struct PluginReport {
     pub health: Health,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
+    /// A collector's deletes held for an operator's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletes: Option<HeldDeletes>,
     pub counters: CounterValues,
     /// A sync step's work queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +180,69 @@ pub struct PluginReport {
     /// A model policy's work queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_queue: Option<WorkQueue>,
+}
+
+/// The deletes of a collect that were more than the plugin's limits allow at once: the
+/// entities stay in the model and the baseline until an operator approves their delete
+/// (`synchro plugin approve-deletes`) or a snapshot shows them again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HeldDeletes {
+    /// Names this set of deletes: an approval naming it releases exactly these.
+    pub id: String,
+    pub count: u64,
+    /// Entities in the baseline the collect was diffed against.
+    pub baseline: u64,
+    /// Which limit they exceed.
+    pub reason: String,
+    /// The first of them, as the log names entities.
+    pub sample: Vec<String>,
+    /// When they were first held (ms since the epoch).
+    pub since: u64,
+}
+
+/// What one collect would do, from a dry run (`synchro plugin plan`): the changes it
+/// would announce, in order, and what the safety rails would keep back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CollectPlan {
+    /// Entities in the snapshot.
+    pub entities: u64,
+    pub changes: Vec<PlannedChange>,
+    /// Entities of the snapshot another plugin owns: left as they are.
+    pub refused: u64,
+    /// Deletes kept back for their grace (`limits.delete-after-absent`).
+    pub in_grace: u64,
+    /// Deletes that would be held for an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletes: Option<HeldDeletes>,
+}
+
+/// What one collect did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CollectReport {
+    /// Entities in the baseline after it.
+    pub entities: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    /// Entities of the snapshot left alone because another plugin owns them.
+    pub refused: u64,
+    /// Deletes kept back for their grace.
+    pub in_grace: u64,
+    /// Deletes held for an operator.
+    pub held: u64,
+}
+
+/// One change of a [`CollectPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlannedChange {
+    /// `CREATE`, `UPDATE` or `DELETE`.
+    pub operation: String,
+    pub kind: String,
+    pub key: String,
 }
 
 /// A manifest in the plugin directory that did not load.

@@ -29,7 +29,9 @@ pub use api::{ApiRefusal, ApiResult, ApiWrite, Applied, merge_patch};
 pub use appender::{Appender, Ticket};
 pub use baseline::BaselineEntry;
 pub use graph::{Cascaded, GraphRefusal};
-pub use model::{Collected, Enacted, Policed, Recorded, Refusal, Stored, Swept, Write, Writer};
+pub use model::{
+    Collected, Enacted, Planned, Policed, Recorded, Refusal, Stored, Swept, Write, Writer,
+};
 pub use outbox::{Cursor, Start, wait_handled};
 pub use sources::Sources;
 

@@ -186,6 +186,15 @@ pub struct Collected {
     pub refused: Vec<Refusal>,
 }
 
+/// What [`Db::plan_collect`] found a commit would do.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Planned {
+    /// The changes it would announce, in order.
+    pub changes: Vec<(Operation, Entity)>,
+    /// The entities it would leave to the plugins that own them.
+    pub refused: Vec<Refusal>,
+}
+
 impl Db {
     /// Commits a diff's changes in one transaction: the plugin's baseline, the model and
     /// the outbox (the change `record` makes of each change written) move together, so a
@@ -199,17 +208,54 @@ impl Db {
         upserts: &[Upsert],
         deletes: &[Id],
         no_sync: bool,
-        mut record: impl FnMut(Operation, &Entity) -> Vec<u8>,
+        record: impl FnMut(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Collected, DbError> {
-        let name = baseline::table_name(plugin);
         let txn = self.db.begin_write().map_err(dberr)?;
+        let (records, refused) =
+            self.stage_collect(&txn, plugin, upserts, deletes, no_sync, record)?;
+        let announced = records.len() as u64;
+        self.commit_with(txn, records.iter().map(Vec::as_slice))?;
+        Ok(Collected { announced, refused })
+    }
+
+    /// What [`Db::commit_collect`] would do, found by the same code in a transaction
+    /// that is then dropped: a dry run's plan cannot differ from the commit it stands
+    /// for.
+    pub fn plan_collect(
+        &self,
+        plugin: &str,
+        upserts: &[Upsert],
+        deletes: &[Id],
+    ) -> Result<Planned, DbError> {
+        let txn = self.db.begin_write().map_err(dberr)?;
+        let mut changes = Vec::new();
+        let (_, refused) = self.stage_collect(&txn, plugin, upserts, deletes, true, |op, e| {
+            changes.push((op, e.clone()));
+            Vec::new()
+        })?;
+        txn.abort().map_err(dberr)?;
+        Ok(Planned { changes, refused })
+    }
+
+    /// Writes a diff's changes into `txn`: the change records to append, and the
+    /// entities refused.
+    fn stage_collect(
+        &self,
+        txn: &redb::WriteTransaction,
+        plugin: &str,
+        upserts: &[Upsert],
+        deletes: &[Id],
+        no_sync: bool,
+        mut record: impl FnMut(Operation, &Entity) -> Vec<u8>,
+    ) -> Result<(Vec<Vec<u8>>, Vec<Refusal>), DbError> {
+        let name = baseline::table_name(plugin);
         let mut refused = Vec::new();
         let mut records = Vec::with_capacity(upserts.len() + deletes.len());
         // The sequence number the next record will get.
-        let first = outbox::last_seq(&txn)? + 1;
+        let first = outbox::last_seq(txn)? + 1;
         {
             let mut baseline = txn.open_table(baseline::def(&name)).map_err(dberr)?;
-            let mut rows = Rows::open(&txn, self.policies())?;
+            let mut rows = Rows::open(txn, self.policies())?;
             let sources = self.sources();
             let mut buf = Vec::new();
             for upsert in upserts {
@@ -300,9 +346,7 @@ impl Db {
                 }
             }
         }
-        let announced = records.len() as u64;
-        self.commit_with(txn, records.iter().map(Vec::as_slice))?;
-        Ok(Collected { announced, refused })
+        Ok((records, refused))
     }
 
     /// The model's entity under `id`.

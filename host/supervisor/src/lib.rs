@@ -1,6 +1,7 @@
 //! The running host: the database, the bus, the engine, the plugins of the plugin
 //! directory kept in step with it ([`Registry`]), and the admin API.
 
+mod collector_requests;
 mod compile;
 mod config;
 mod dir_watch;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use synchro_admin::Request;
 use synchro_bus::Bus;
 use synchro_capability::{Http, Services};
+use synchro_roles::collector::Command;
 use synchro_roles::{PluginEngine, manifests_in};
 use synchro_store::{Appender, Cursor, Db, DbError, Start};
 use tokio::sync::{mpsc, watch};
@@ -145,6 +147,18 @@ impl Supervisor {
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    Request::ApproveDeletes(name, held, reply) => collector_requests::relay(
+                        registry.deployment(&name),
+                        |tx| Command::ApproveDeletes { held, reply: tx },
+                        reply,
+                    ),
+                    Request::Plan(name, reply) => collector_requests::relay(registry.deployment(&name), Command::Plan, reply),
+                    Request::CollectNow(name, reply) => collector_requests::relay(registry.deployment(&name), Command::CollectNow, reply),
+                    Request::Pause(name, paused, reply) => collector_requests::relay(
+                        registry.deployment(&name),
+                        |tx| Command::Pause(paused, tx),
+                        reply,
+                    ),
                     Request::Entity(wanted, reply) => model_view::entity(&services.db, registry.work(), wanted, reply),
                     Request::Entities(page, reply) => model_view::entities(&services.db, registry.work(), page, reply),
                     Request::Flag(wanted, flags, reply) => {

@@ -344,6 +344,12 @@ impl Registry {
         self.start_load(path, print, Some(reply));
     }
 
+    /// The running plugin `name`.
+    pub fn deployment(&self, name: &str) -> Result<Arc<Deployment>, Error> {
+        let path = self.path_of(name)?;
+        Ok(self.running[&path].deployment.clone())
+    }
+
     /// Ends the quarantine of `name`.
     pub fn release(&self, name: &str) -> Result<(), Error> {
         let path = self.path_of(name)?;
@@ -406,6 +412,7 @@ impl Registry {
                     manifest: path.display().to_string(),
                     health: status.health(),
                     reload_error: status.reload_error(),
+                    held_deletes: status.held_deletes(),
                     counters: status.counters.values(),
                     sync_queue: status.queue(ModelRole::Sync),
                     policy_queue: status.queue(ModelRole::Policy),

@@ -169,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let report = tokio.block_on(collector.collect())?;
         end_to_end.push(started.elapsed());
-        assert_eq!(report.updated, expected);
+        assert_eq!(report.updated, expected as u64);
     }
     let end_to_end = median(end_to_end);
 

@@ -13,6 +13,8 @@
 //! a source of truth to push elsewhere.
 
 mod call;
+mod control;
+mod deletes;
 mod run;
 
 use std::time::Duration;
@@ -23,6 +25,7 @@ use synchro_manifest::{Manifest, ManifestError};
 use synchro_wit::exports::synchro::plugin::collector::GuestIndices;
 
 pub use call::Collected;
+pub use control::{Command, Control};
 pub use run::{CollectError, Report, Runner};
 
 use crate::Linked;

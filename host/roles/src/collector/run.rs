@@ -10,28 +10,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use synchro_capability::Services;
 use synchro_engine::CallError;
-use synchro_model::{Change, Hashes, OneLine, Operation, Outcome};
-use synchro_status::Counters;
+use synchro_model::{Change, Error, ErrorKind, Hashes, Id, OneLine, Operation, Outcome};
+use synchro_status::{CollectPlan, CollectReport, Counters, Health, PlannedChange};
 use synchro_store::{Db, DbError};
 
 use super::Collected;
+use super::control::Command;
+use super::deletes::{self, Rails};
 use crate::failure::{Tracker, Verdict};
 use crate::{Deployment, Plugin, PluginEngine};
 
 /// What one collect did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Report {
-    pub entities: usize,
-    pub created: usize,
-    pub updated: usize,
-    pub deleted: usize,
-    /// Entities of the snapshot left alone because another plugin owns them.
-    pub refused: usize,
-}
+pub type Report = CollectReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -48,6 +42,12 @@ pub struct Runner {
     services: Services,
     /// `None` until loaded, and after a failed commit (so it is reloaded from disk).
     baseline: Option<Hashes>,
+    rails: Rails,
+    /// An operator's requests; `None` for a second runner of one deployment (tests).
+    commands: Option<mpsc::Receiver<Command>>,
+    paused: bool,
+    /// Operators waiting for the next collect's report.
+    waiting: Vec<oneshot::Sender<Result<CollectReport, Error>>>,
 }
 
 impl Runner {
@@ -56,11 +56,16 @@ impl Runner {
         engine: Arc<PluginEngine>,
         services: Services,
     ) -> Runner {
+        let commands = deployment.control.take();
         Runner {
             deployment,
             engine,
             services,
             baseline: None,
+            rails: Rails::default(),
+            commands,
+            paused: false,
+            waiting: Vec::new(),
         }
     }
 
@@ -100,31 +105,76 @@ impl Runner {
             .schedule
     }
 
-    async fn collect_with(&mut self, plugin: &Plugin) -> Result<Report, CollectError> {
-        let baseline = match self.baseline.take() {
-            Some(baseline) => baseline,
+    /// The baseline, loaded from disk when this runner has none in memory.
+    async fn take_baseline(&mut self, plugin: &Plugin) -> Result<Hashes, CollectError> {
+        match self.baseline.take() {
+            Some(baseline) => Ok(baseline),
             None => {
                 let name = plugin.name.clone();
-                self.blocking(move |s| s.load_baseline(&name)).await?
+                self.blocking(move |s| s.load_baseline(&name)).await
             }
-        };
+        }
+    }
+
+    /// Calls the plugin's collect against `baseline` and diffs its snapshot.
+    async fn sample(&mut self, plugin: &Plugin, baseline: Hashes) -> Result<Outcome, CollectError> {
         let call = plugin.call_context(&self.deployment.status, &self.services);
         let collector = plugin
             .roles
             .collector
             .as_ref()
             .expect("a collector runner runs collectors");
-        let outcome = match collector
+        match collector
             .collect(&self.engine, &plugin.linked, call, baseline)
             .await
         {
-            Collected::Done(outcome) => outcome,
+            Collected::Done(outcome) => Ok(outcome),
             Collected::Failed { error, baseline } => {
                 self.baseline = Some(baseline);
-                return Err(error.into());
+                Err(error.into())
             }
+        }
+    }
+
+    async fn collect_with(&mut self, plugin: &Plugin) -> Result<Report, CollectError> {
+        let baseline = self.take_baseline(plugin).await?;
+        let mut outcome = self.sample(plugin, baseline).await?;
+        let decision = self.rails.apply(&mut outcome, &plugin.limits);
+        let held = self.hold(plugin, &outcome, decision.held);
+        let mut report = self.commit(plugin, outcome).await?;
+        report.in_grace = decision.in_grace as u64;
+        report.held = held as u64;
+        Ok(report)
+    }
+
+    /// Shows the held deletes of this collect (none ends a hold), says so in the log
+    /// when the held set changes, and answers how many are held.
+    fn hold(&self, plugin: &Plugin, outcome: &Outcome, held: Option<(Vec<Id>, String)>) -> usize {
+        let status = &self.deployment.status;
+        let before = status.held_deletes();
+        let Some((ids, reason)) = held else {
+            if before.is_some() {
+                tracing::info!(plugin = %plugin.name, "the held deletes are no longer held: the last snapshot did not ask for them");
+                status.set_held_deletes(None);
+            }
+            return 0;
         };
-        self.commit(plugin, outcome).await
+        let id = deletes::set_id(&ids);
+        if before.as_ref().is_some_and(|b| b.id == id) {
+            return ids.len();
+        }
+        let since = synchro_model::now_millis();
+        let shown = deletes::status(&ids, outcome.previous, &reason, since);
+        tracing::warn!(
+            plugin = %plugin.name,
+            held = ids.len(),
+            first = %ids[0],
+            "deletes held: {reason}. The entities stay; after checking the source, \
+             `synchro plugin approve-deletes {}` deletes them",
+            plugin.name
+        );
+        status.set_held_deletes(Some(shown));
+        ids.len()
     }
 
     async fn commit(&mut self, plugin: &Plugin, outcome: Outcome) -> Result<Report, CollectError> {
@@ -132,38 +182,19 @@ impl Runner {
             upserts,
             deletes,
             mut next,
+            ..
         } = outcome;
         if upserts.is_empty() && deletes.is_empty() {
-            let entities = next.len();
+            let entities = next.len() as u64;
             self.baseline = Some(next);
             return Ok(Report {
                 entities,
                 ..Report::default()
             });
         }
-        let batch = synchro_model::new_transaction_id();
-        let timestamp = synchro_model::now_millis();
-        let source = plugin.name.to_string();
-        let name = plugin.name.clone();
-        let no_sync = !self.schedule(plugin).sync;
         // On failure `self.baseline` stays `None`: the next collect reloads the committed
         // baseline and finds these changes again.
-        let (collected, upserts) = self
-            .blocking(move |s| {
-                let collected =
-                    s.commit_collect(&name, &upserts, &deletes, no_sync, |operation, entity| {
-                        synchro_bus::change_record(&Change {
-                            operation,
-                            entity: entity.clone(),
-                            timestamp,
-                            transaction_id: synchro_model::new_transaction_id(),
-                            database_transaction_id: Some(batch.clone()),
-                            source: source.clone(),
-                        })
-                    })?;
-                Ok((collected, upserts))
-            })
-            .await?;
+        let (collected, upserts) = self.write(plugin, upserts, deletes).await?;
         let status = &self.deployment.status;
         Counters::add(&status.counters.changes, collected.announced);
         // Refused entities are not in the committed baseline: the next snapshot reports
@@ -176,18 +207,19 @@ impl Runner {
             upserts
                 .iter()
                 .filter(|u| u.operation == op && !refused(u.entity.id()))
-                .count()
+                .count() as u64
         };
         let (created, updated) = (written(Operation::Create), written(Operation::Update));
         let report = Report {
-            entities: next.len(),
+            entities: next.len() as u64,
             created,
             updated,
-            deleted: collected.announced as usize - created - updated,
-            refused: collected.refused.len(),
+            deleted: collected.announced - created - updated,
+            refused: collected.refused.len() as u64,
+            ..Report::default()
         };
         if let Some(first) = collected.refused.first() {
-            Counters::add(&status.counters.denials, report.refused as u64);
+            Counters::add(&status.counters.denials, report.refused);
             tracing::warn!(
                 plugin = %plugin.name,
                 refused = report.refused,
@@ -198,6 +230,161 @@ impl Runner {
         }
         self.baseline = Some(next);
         Ok(report)
+    }
+
+    /// Commits `upserts` and `deletes` with the baseline, the model and the outbox, as
+    /// one transaction of changes; hands `upserts` back.
+    async fn write(
+        &self,
+        plugin: &Plugin,
+        upserts: Vec<synchro_model::Upsert>,
+        deletes: Vec<Id>,
+    ) -> Result<(synchro_store::Collected, Vec<synchro_model::Upsert>), CollectError> {
+        let batch = synchro_model::new_transaction_id();
+        let timestamp = synchro_model::now_millis();
+        let source = plugin.name.to_string();
+        let name = plugin.name.clone();
+        let no_sync = !self.schedule(plugin).sync;
+        self.blocking(move |s| {
+            let collected =
+                s.commit_collect(&name, &upserts, &deletes, no_sync, |operation, entity| {
+                    synchro_bus::change_record(&Change {
+                        operation,
+                        entity: entity.clone(),
+                        timestamp,
+                        transaction_id: synchro_model::new_transaction_id(),
+                        database_transaction_id: Some(batch.clone()),
+                        source: source.clone(),
+                    })
+                })?;
+            Ok((collected, upserts))
+        })
+        .await
+    }
+
+    /// Deletes the held set, if it is the one `named` (when named): exactly the
+    /// entities the status shows, without collecting again.
+    async fn approve(&mut self, named: Option<String>) -> Result<u64, Error> {
+        let plugin = self.deployment.current();
+        let held = self.rails.held().to_vec();
+        if held.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!("`{}` holds no deletes", plugin.name),
+            ));
+        }
+        let id = deletes::set_id(&held);
+        if let Some(named) = named
+            && named != id
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the held deletes changed since `{named}` was shown: `{}` now holds `{id}` ({} deletes); look again",
+                    plugin.name,
+                    held.len()
+                ),
+            ));
+        }
+        let failed = |e: CollectError| Error::new(ErrorKind::Failed, e.to_string());
+        let mut baseline = self.take_baseline(&plugin).await.map_err(failed)?;
+        let (collected, _) = self
+            .write(&plugin, Vec::new(), held.clone())
+            .await
+            .map_err(failed)?;
+        for id in &held {
+            baseline.remove(id);
+        }
+        self.baseline = Some(baseline);
+        self.rails.approved();
+        let status = &self.deployment.status;
+        status.set_held_deletes(None);
+        Counters::add(&status.counters.changes, collected.announced);
+        tracing::info!(
+            plugin = %plugin.name,
+            deleted = collected.announced,
+            "held deletes approved by the operator and made"
+        );
+        Ok(collected.announced)
+    }
+
+    /// What a collect would do now: the plugin's collect and the diff as for a real
+    /// one, the rails' decision, then the commit's own code in a transaction dropped
+    /// at its end. Nothing is published or kept.
+    async fn plan(&mut self) -> Result<CollectPlan, Error> {
+        let plugin = self.deployment.current();
+        let failed = |e: CollectError| Error::new(ErrorKind::Failed, e.to_string());
+        let baseline = self.take_baseline(&plugin).await.map_err(failed)?;
+        self.baseline = Some(baseline.clone());
+        let mut outcome = self.sample(&plugin, baseline).await.map_err(failed)?;
+        let decision = self.rails.plan(&mut outcome, &plugin.limits);
+        let held_deletes = decision.held.map(|(ids, reason)| {
+            let since = synchro_model::now_millis();
+            deletes::status(&ids, outcome.previous, &reason, since)
+        });
+        let entities = outcome.next.len() as u64;
+        let name = plugin.name.clone();
+        let synchro_store::Planned { changes, refused } = self
+            .blocking(move |s| s.plan_collect(&name, &outcome.upserts, &outcome.deletes))
+            .await
+            .map_err(failed)?;
+        Ok(CollectPlan {
+            entities,
+            changes: changes
+                .into_iter()
+                .map(|(operation, entity)| PlannedChange {
+                    operation: operation.as_str().to_owned(),
+                    kind: entity.kind().to_owned(),
+                    key: entity.key().to_owned(),
+                })
+                .collect(),
+            refused: refused.len() as u64,
+            in_grace: decision.in_grace as u64,
+            held_deletes,
+        })
+    }
+
+    /// Serves an operator's request; `true` when a collect is due now.
+    async fn serve(&mut self, command: Command) -> bool {
+        match command {
+            Command::ApproveDeletes { held, reply } => {
+                let _ = reply.send(self.approve(held).await);
+                false
+            }
+            Command::Plan(reply) => {
+                let _ = reply.send(self.plan().await);
+                false
+            }
+            Command::CollectNow(reply) => {
+                self.waiting.push(reply);
+                true
+            }
+            Command::Pause(pause, reply) => {
+                let name = self.deployment.current().name.clone();
+                let resumed = self.paused && !pause;
+                self.paused = pause;
+                if pause {
+                    tracing::info!(plugin = %name, "paused by the operator: no collect until resumed");
+                    self.deployment.status.set_health(Health::Paused);
+                } else if resumed {
+                    tracing::info!(plugin = %name, "resumed by the operator");
+                    self.deployment.status.set_health(Health::Running);
+                }
+                let _ = reply.send(Ok(()));
+                resumed
+            }
+        }
+    }
+
+    /// The next request of an operator; never, when this runner has none to serve.
+    async fn command(&mut self) -> Command {
+        match &mut self.commands {
+            Some(commands) => match commands.recv().await {
+                Some(command) => command,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
     }
 
     /// Collects on the plugin's schedule until `shutdown` turns true. A collect in
@@ -225,6 +412,13 @@ impl Runner {
                 ),
                 Err(error) => tracing::warn!(plugin = %plugin.name, "{error}"),
             }
+            for reply in self.waiting.drain(..) {
+                let answer = match &result {
+                    Ok(report) => Ok(*report),
+                    Err(error) => Err(Error::new(ErrorKind::Failed, error.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
             let schedule = self.schedule(&plugin);
             let normal = jittered(schedule.interval, schedule.jitter());
             let error = result.err().map(|e| e.to_string());
@@ -247,10 +441,24 @@ impl Runner {
                     continue;
                 }
             };
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = versions.changed() => failures = Default::default(),
-                _ = shutdown.wait_for(|stop| *stop) => return,
+            // Until the next collect is due, an operator's requests are served.
+            let due = tokio::time::Instant::now() + pause;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due), if !self.paused => break,
+                    _ = versions.changed() => {
+                        failures = Default::default();
+                        if !self.paused {
+                            break;
+                        }
+                    }
+                    command = self.command() => if self.serve(command).await {
+                        break;
+                    },
+                    // Dropped at once: a `watch::Ref` held across `serve`'s awaits would
+                    // make this future !Send.
+                    _ = async { drop(shutdown.wait_for(|stop| *stop).await) } => return,
+                }
             }
         }
     }
