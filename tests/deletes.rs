@@ -58,6 +58,17 @@ fn counts(r: &CollectReport) -> [u64; 5] {
     [r.created, r.updated, r.deleted, r.in_grace, r.held]
 }
 
+/// The value of the sample `name` (with its labels) in the host's `/metrics`.
+fn metric(setup: &Setup, name: &str) -> f64 {
+    let (status, text) = setup.admin_request("GET", "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no `{name}` in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 fn cli(setup: &Setup, args: &[&str]) -> (bool, String) {
     let output = setup.command(args);
     let text = format!(
@@ -105,6 +116,22 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
     );
     assert_eq!(shown.sample.len(), 20);
     host.wait_for_log("deletes held", WAIT);
+    // The metrics say so too, and move with the work.
+    let plugin = r#"{plugin="inv"}"#;
+    assert_eq!(
+        metric(&setup, &format!("synchro_plugin_held_deletes{plugin}")),
+        299.0
+    );
+    let running = r#"synchro_plugin_state{plugin="inv",state="running"}"#;
+    assert_eq!(metric(&setup, running), 1.0);
+    let calls = metric(&setup, &format!("synchro_plugin_calls_total{plugin}"));
+    let changes = metric(&setup, &format!("synchro_plugin_changes_total{plugin}"));
+    assert_eq!(changes, 302.0, "300 creates, one create, one update");
+    let timed = metric(
+        &setup,
+        &format!("synchro_collect_duration_seconds_count{plugin}"),
+    );
+    assert_eq!(timed, calls);
     let (ok, status) = cli(&setup, &["status"]);
     assert!(ok && status.contains("HELD 299 deletes"), "{status}");
     assert!(
@@ -113,6 +140,10 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
     );
     // Held again by the next collect, unchanged: still the same set.
     assert_eq!(counts(&collect(&setup)), report(0, 0, 0, 0, 299));
+    assert_eq!(
+        metric(&setup, &format!("synchro_plugin_calls_total{plugin}")),
+        calls + 1.0
+    );
     let again = setup.plugin_status("inv").held_deletes.unwrap();
     assert_eq!(again.id, shown.id);
     assert_eq!(
@@ -229,6 +260,38 @@ fn grace_suppresses_a_flapping_entity() {
     assert_eq!(counts(&collect(&setup)), report(0, 0, 1, 0, 0));
     assert_eq!(host.events(1, WAIT), pairs(&[("DELETE", "srv-2")]));
     host.expect_silence(QUIET);
+
+    // Every collect left a record, a failed one with its error.
+    source.set(500, "down");
+    let (status, body) = setup.admin_request("POST", "/v1/plugins/inv/collect", None);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("HTTP status 500"), "{body}");
+    let (status, body) = setup.admin_request("GET", "/v1/plugins/inv/runs", None);
+    assert_eq!(status, 200, "{body}");
+    let runs: Vec<synchro_status::RunRecord> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        runs.len(),
+        11,
+        "the first collect, nine asked for, the failed one"
+    );
+    let [.., deleted, failed] = &runs[..] else {
+        unreachable!()
+    };
+    assert_eq!((deleted.report.deleted, deleted.report.entities), (1, 2));
+    assert!(deleted.error.is_none() && deleted.started >= runs[0].started);
+    assert!(failed.error.as_deref().unwrap().contains("HTTP status 500"));
+    assert_eq!(setup.plugin_status("inv").last_run.as_ref(), Some(failed));
+    let (ok, text) = cli(&setup, &["plugin", "runs", "inv"]);
+    assert!(ok, "{text}");
+    assert_eq!(text.lines().count(), 11, "{text}");
+    assert!(
+        text.lines()
+            .nth(9)
+            .unwrap()
+            .contains("2 entities: 0 created, 0 updated, 1 deleted"),
+        "{text}"
+    );
+    assert!(text.lines().last().unwrap().contains("FAILED"), "{text}");
     host.stop();
 }
 

@@ -44,7 +44,8 @@ fn sync_step(name: &str, backend: &Backend, settings: &str) -> String {
 }
 
 /// Installs the collector `nodes` of `source`, with `schedule` more lines of its
-/// `[schedule]` (`sync = true`: its data is the model's to push).
+/// `[schedule]` (`sync = true`: its data is the model's to push). It empties its few
+/// entities on purpose: `max-delete-percent = 100` lets it (tests/deletes.rs holds them).
 fn collector(setup: &Setup, source: &Source, schedule: &str) {
     setup.install(
         "nodes",
@@ -52,6 +53,7 @@ fn collector(setup: &Setup, source: &Source, schedule: &str) {
         &format!(
             "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
              [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n{schedule}\n\
+             [limits]\nmax-delete-percent = 100\n\
              [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n[settings]\nurl = \"{}\"\n",
             source.origin(),
             source.url()

@@ -227,12 +227,18 @@ fn a_large_component_compiles_off_the_hosts_loop_and_leaves_no_memory_behind() {
     let printed = setup.command(&["status"]);
     let printed = String::from_utf8_lossy(&printed.stdout);
     assert!(printed.contains("a-large compiling for "), "{printed}");
+    // Not ready while it compiles, naming it; ready once it is in.
+    let (status, body) = setup.admin_request("GET", "/v1/ready", None);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("a-large.toml"), "{body}");
 
     // In, compiled: its change, and the memory of the compile given back.
     let compile_wait = Duration::from_secs(180);
     assert_eq!(host.events(1, compile_wait), pairs(&[("CREATE", "big-1")]));
     host.wait_for_log("loaded plugin=a-large version=0.1.0 cached=false", WAIT);
     assert!(setup.status().loading.is_empty());
+    let (status, body) = setup.admin_request("GET", "/v1/ready", None);
+    assert_eq!(status, 200, "{body}");
     let compiled_rss = settled_rss(host.pid());
     host.stop();
 

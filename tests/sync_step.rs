@@ -34,6 +34,8 @@ fn get(setup: &Setup, kind: &str, key: &str) -> Value {
 
 /// A collector of `source` whose data is the model's to push (`sync = true`), and the
 /// `http-sync` step pushing `node` entities to `backend`.
+/// The collector empties its few entities on purpose: `max-delete-percent = 100` lets it
+/// (tests/deletes.rs is where deletes are held).
 fn install(setup: &Setup, source: &Source, backend: &Backend, sync: &str) {
     setup.install(
         "nodes",
@@ -41,6 +43,7 @@ fn install(setup: &Setup, source: &Source, backend: &Backend, sync: &str) {
         &format!(
             "name = \"nodes\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
              [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\nsync = true\n\
+             [limits]\nmax-delete-percent = 100\n\
              [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
              [settings]\nurl = \"{}\"\n",
             source.origin(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use synchro_status::{
     CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFlags, ModelPage,
-    ModelRef, ModelWrite, Reloaded,
+    ModelRef, ModelWrite, Reloaded, RunRecord,
 };
 
 use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
@@ -73,6 +73,12 @@ impl Client {
         }
         let answer: serde_json::Value = self.call(self.http.post(url)).await?;
         Ok(answer["deleted"].as_u64().unwrap_or(0))
+    }
+
+    /// The last runs of `name`, oldest first.
+    pub async fn runs(&self, name: &str) -> anyhow::Result<Vec<RunRecord>> {
+        let url = self.plugin_url(name, "runs")?;
+        self.call(self.http.get(url)).await
     }
 
     /// What a collect of `name` would do now.

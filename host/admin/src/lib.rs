@@ -11,15 +11,20 @@
 //!
 //! | request | does |
 //! |---|---|
+//! | `GET /v1/health` | 200 while the host's loop answers (504 when it does not within 5 s) |
+//! | `GET /v1/ready` | 200 once every plugin found has loaded or been refused (with those not running), 503 naming those still loading |
+//! | `GET /metrics` | the host's metrics in the OpenMetrics text format, for Prometheus |
 //! | `GET /v1/plugins` | every plugin's health and counters, and the manifests refused |
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
+//! | `GET /v1/plugins/NAME/runs` | its last runs (a collector's: when, the collect's and the commit's durations, what it did, its error), oldest first |
 //! | `POST /v1/plugins/NAME/approve-deletes?held=ID` | deletes the collector's held deletes (only if they are still the set `ID`, when given); answers `{"deleted": N}` |
 //! | `POST /v1/plugins/NAME/plan` | collects once without committing: the changes a collect would make now, and what it would hold |
 //! | `POST /v1/plugins/NAME/collect` | collects now, and answers what the collect did |
 //! | `POST /v1/plugins/NAME/pause`, `.../resume` | stops and restarts the collector's schedule (its baseline stays) |
 //! | `GET /v1/model/KIND/KEY` | one entity of the model, with its owner (404 if absent) |
 //! | `POST /v1/model/KIND/KEY/flags` | sets the operator's flags on it (`{"no-policy": true}`, `write-protect`) and answers the entity |
+//! | `GET /v1/changes?kind=K,…&operation=O,…&plugin=P,…&after=N` | the change stream as Server-Sent Events (`id` = the change's sequence number, `event: change`, `data` = its notification), from now or after `N`, resumed after the `Last-Event-ID` header without gap or duplicate |
 //! | `GET /v1/model?kind=K&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K), by kind then key, after the given one; at most [`MAX_PAGE`] |
 
 mod access;
@@ -33,9 +38,9 @@ use serde::{Deserialize, Serialize};
 use synchro_model::Error;
 use synchro_status::{
     CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
-    ModelPage, ModelRef, ModelWrite, Reloaded,
+    ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use access::{TOKEN_FILE, from_a_page};
 pub use client::Client;
@@ -52,6 +57,8 @@ pub struct AdminSettings {
     pub enabled: bool,
     /// Port 0 picks a free one; the CLI finds it through `admin.addr`.
     pub listen: SocketAddr,
+    /// Connections served at once (each subscriber of the change feed holds one).
+    pub max_connections: usize,
 }
 
 impl Default for AdminSettings {
@@ -59,6 +66,7 @@ impl Default for AdminSettings {
         AdminSettings {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: listener::MAX_CONNECTIONS,
         }
     }
 }
@@ -71,8 +79,12 @@ pub const MAX_PAGE: usize = 1000;
 /// A request for the host, which answers on the enclosed channel.
 pub enum Request {
     Status(oneshot::Sender<HostReport>),
+    /// The metrics text (OpenMetrics).
+    Metrics(oneshot::Sender<String>),
     Reload(String, oneshot::Sender<Result<Reloaded, Error>>),
     Release(String, oneshot::Sender<Result<(), Error>>),
+    /// A plugin's last runs, oldest first.
+    Runs(String, oneshot::Sender<Result<Vec<RunRecord>, Error>>),
     /// To a collector: deletes its held set (if it is the one named).
     ApproveDeletes(String, Option<String>, oneshot::Sender<Result<u64, Error>>),
     /// To a collector: what a collect would do now.
@@ -100,6 +112,29 @@ pub enum Request {
     /// Deletes an entity as the API: not found when absent; a vertex with edges only
     /// with `cascade` (the `bool`).
     Delete(ModelRef, bool, oneshot::Sender<Result<ModelDeleted, Error>>),
+    /// Subscribes to the change stream.
+    Feed(
+        FeedRequest,
+        oneshot::Sender<Result<mpsc::Receiver<FeedEvent>, Error>>,
+    ),
+}
+
+/// A subscription to the change stream: the changes after the sequence number `after`
+/// (from now when `None`) that `only` takes.
+#[derive(Debug, Clone, Default)]
+pub struct FeedRequest {
+    pub after: Option<u64>,
+    pub only: synchro_bus::ChangeFilter,
+}
+
+/// What a subscriber of the change stream is sent.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// A change: its sequence number (the SSE event's id) and its notification's JSON.
+    Change { seq: u64, json: Vec<u8> },
+    /// The subscriber fell so far behind that the outbox dropped changes it had not been
+    /// sent; the feed ends after this.
+    Lost { missed: u64 },
 }
 
 /// Which page of the model's entities: of `kind` (every kind when `None`), only those

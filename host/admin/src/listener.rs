@@ -92,8 +92,8 @@ impl axum::serve::Listener for Bounded {
 }
 
 /// A connection that fails its pending read once its client has sent nothing for `idle`
-/// (`answer` once its request's headers are in, until the server writes), holding one of
-/// the listener's slots until it is dropped.
+/// since the server last wrote to it (`answer` once its request's headers are in, until
+/// the server writes), holding one of the listener's slots until it is dropped.
 pub struct Quiet {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
@@ -160,10 +160,14 @@ impl AsyncWrite for Quiet {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && this.answering {
-            // The answer goes out: from now on the client owes the next request.
-            this.answering = false;
-            this.tail.clear();
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            if this.answering {
+                // The answer goes out: from now on the client owes the next request.
+                this.answering = false;
+                this.tail.clear();
+            }
+            // A long answer (the change feed's stream, with its keep-alives) keeps the
+            // connection: the client is reading, not quiet.
             let idle = this.idle;
             this.deadline.as_mut().reset(Instant::now() + idle);
         }

@@ -12,12 +12,12 @@ use axum::routing::{get, post};
 use synchro_model::Error;
 use synchro_status::{
     CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
-    ModelPage, ModelRef, ModelWrite, Reloaded,
+    ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
-use crate::listener::{ANSWER, Bounded, IDLE, MAX_CONNECTIONS};
+use crate::listener::{ANSWER, Bounded, IDLE};
 use crate::{ADDRESS_FILE, AdminSettings, DEFAULT_PAGE, ErrorBody, MAX_PAGE, PageRequest, Request};
 
 type Reply<T> = Result<Json<T>, (StatusCode, Json<ErrorBody>)>;
@@ -45,11 +45,15 @@ pub async fn serve(
     access::write_private(&file, &address.to_string())
         .with_context(|| format!("writing {}", file.display()))?;
     let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
         .route("/v1/plugins", get(status))
         .route("/v1/plugins/{name}/reload", post(reload))
         .route("/v1/plugins/{name}/release", post(release))
         .route("/v1/plugins/{name}/approve-deletes", post(approve_deletes))
         .route("/v1/plugins/{name}/plan", post(plan))
+        .route("/v1/plugins/{name}/runs", get(runs))
         .route("/v1/plugins/{name}/collect", post(collect_now))
         .route("/v1/plugins/{name}/pause", post(pause))
         .route("/v1/plugins/{name}/resume", post(resume))
@@ -59,9 +63,10 @@ pub async fn serve(
             get(entity).put(write).delete(delete),
         )
         .route("/v1/model/{kind}/{key}/flags", post(flag))
+        .route("/v1/changes", get(changes))
         .with_state(requests)
         .layer(axum::middleware::from_fn_with_state(access, access::guard));
-    let listener = Bounded::new(listener, MAX_CONNECTIONS, IDLE, ANSWER);
+    let listener = Bounded::new(listener, settings.max_connections.max(1), IDLE, ANSWER);
     spawn_serving(listener, app, shutdown, "admin API", vec![file, token_file]);
     tracing::info!(%address, "admin API listening");
     Ok(address)
@@ -127,6 +132,67 @@ async fn status(State(requests): State<mpsc::Sender<Request>>) -> Reply<HostRepo
     Ok(Json(ask(&requests, Request::Status).await?))
 }
 
+async fn metrics(
+    State(requests): State<mpsc::Sender<Request>>,
+) -> Result<axum::response::Response, (StatusCode, Json<ErrorBody>)> {
+    use axum::response::IntoResponse;
+    let text = ask(&requests, Request::Metrics).await?;
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], text).into_response())
+}
+
+/// Live: the host's loop answers (a wedged loop times out instead).
+async fn health(State(requests): State<mpsc::Sender<Request>>) -> Reply<serde_json::Value> {
+    let report = tokio::time::timeout(LIVENESS, ask(&requests, Request::Status))
+        .await
+        .map_err(|_| {
+            refusal(Error::new(
+                synchro_model::ErrorKind::TimedOut,
+                "the host's loop did not answer in time",
+            ))
+        })??;
+    Ok(Json(serde_json::json!({
+        "live": true,
+        "plugins": report.plugins.len(),
+    })))
+}
+
+/// Ready: every plugin found has loaded (or was refused); 503 naming those that load.
+async fn ready(
+    State(requests): State<mpsc::Sender<Request>>,
+) -> Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value>)> {
+    let report = ask(&requests, Request::Status)
+        .await
+        .map_err(|(status, body)| {
+            (
+                status,
+                Json(serde_json::json!({ "ready": false, "error": body.0.error })),
+            )
+        })?;
+    let loading: Vec<String> = report.loading.iter().map(|l| l.manifest.clone()).collect();
+    if !loading.is_empty() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "loading": loading })),
+        ));
+    }
+    let unhealthy: Vec<&str> = report
+        .plugins
+        .iter()
+        .filter(|p| p.health != synchro_status::Health::Running)
+        .map(|p| p.name.as_str())
+        .collect();
+    Ok(Json(serde_json::json!({
+        "ready": true,
+        "plugins": report.plugins.len(),
+        "not-running": unhealthy,
+        "refused": report.refused.len(),
+    })))
+}
+
+/// How long the liveness check waits for the host's loop.
+const LIVENESS: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn reload(
     State(requests): State<mpsc::Sender<Request>>,
     UrlPath(name): UrlPath<String>,
@@ -164,6 +230,16 @@ async fn approve_deletes(
     ask(&requests, |tx| Request::ApproveDeletes(name, held, tx))
         .await?
         .map(|deleted| Json(serde_json::json!({ "deleted": deleted })))
+        .map_err(refusal)
+}
+
+async fn runs(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<Vec<RunRecord>> {
+    ask(&requests, |tx| Request::Runs(name, tx))
+        .await?
+        .map(Json)
         .map_err(refusal)
 }
 
@@ -210,6 +286,81 @@ async fn pausing(
         .await?
         .map(|()| Json(serde_json::json!({ "paused": paused })))
         .map_err(refusal)
+}
+
+/// `GET /v1/changes`: which changes, as comma-separated lists.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    kind: Option<String>,
+    operation: Option<String>,
+    plugin: Option<String>,
+    after: Option<u64>,
+}
+
+/// How often an idle feed sends a comment, so that neither end takes it for dead.
+const FEED_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn changes(
+    State(requests): State<mpsc::Sender<Request>>,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, (StatusCode, Json<ErrorBody>)> {
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+
+    let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    let list = |text: Option<String>| -> Vec<String> {
+        text.map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let operations = list(query.operation)
+        .iter()
+        .map(|o| synchro_bus::ChangeFilter::operation(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| refusal(invalid(format!("parameter `operation`: {e}"))))?;
+    // A reconnecting EventSource says where it was; that wins over `after`.
+    let resumed = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    refusal(invalid(format!(
+                        "header `Last-Event-ID`: {value:?} is not a change's sequence number"
+                    )))
+                })?,
+        ),
+    };
+    let request = crate::FeedRequest {
+        after: resumed.or(query.after),
+        only: synchro_bus::ChangeFilter {
+            kinds: list(query.kind),
+            operations,
+            sources: list(query.plugin),
+        },
+    };
+    let feed = ask(&requests, |tx| Request::Feed(request, tx))
+        .await?
+        .map_err(refusal)?;
+    let events = tokio_stream::wrappers::ReceiverStream::new(feed).map(|event| {
+        Ok::<_, std::convert::Infallible>(match event {
+            crate::FeedEvent::Change { seq, json } => Event::default()
+                .id(seq.to_string())
+                .event("change")
+                .data(String::from_utf8_lossy(&json)),
+            crate::FeedEvent::Lost { missed } => Event::default().event("lost").data(format!(
+                "{missed} changes were dropped from the outbox before this subscriber was sent them; \
+                 subscribe again without Last-Event-ID"
+            )),
+        })
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(FEED_KEEP_ALIVE))
+        .into_response())
 }
 
 async fn entity(

@@ -43,6 +43,46 @@ fn message(
     message
 }
 
+/// Which changes a reader wants — by kind, operation and the plugin that made them — as
+/// `synchro run`'s printer and the admin API's change feed take them. An empty list
+/// takes every value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFilter {
+    pub kinds: Vec<String>,
+    pub operations: Vec<Operation>,
+    pub sources: Vec<String>,
+}
+
+impl ChangeFilter {
+    /// Whether the change `message` (as [`change_message`] makes it) passes.
+    pub fn matches(&self, message: &Message) -> bool {
+        let takes = |values: &[String], header: &str| {
+            values.is_empty()
+                || message
+                    .header(header)
+                    .is_some_and(|value| values.iter().any(|v| v == value))
+        };
+        takes(&self.kinds, "kind")
+            && takes(&self.sources, "source")
+            && (self.operations.is_empty()
+                || message
+                    .header("operation")
+                    .is_some_and(|value| self.operations.iter().any(|op| op.as_str() == value)))
+    }
+
+    /// `CREATE`, `UPDATE` or `DELETE` (any case), or why not.
+    pub fn operation(text: &str) -> Result<Operation, String> {
+        match text.to_ascii_uppercase().as_str() {
+            "CREATE" => Ok(Operation::Create),
+            "UPDATE" => Ok(Operation::Update),
+            "DELETE" => Ok(Operation::Delete),
+            _ => Err(format!(
+                "`{text}` is not an operation: CREATE, UPDATE or DELETE"
+            )),
+        }
+    }
+}
+
 /// A change as the outbox keeps it: what [`record_message`] makes its bus message of.
 /// The JSON is built once, by the writer; the headers are rebuilt from three short fields.
 ///
@@ -133,6 +173,41 @@ impl<'r> Head<'r> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_filter_takes_what_each_of_its_lists_names() {
+        let change = |kind: &str, operation, source: &str| {
+            let entity =
+                synchro_model::Entity::new("k".into(), kind.into(), "{}".into(), None, None);
+            change_message(&Change {
+                operation,
+                entity: entity.unwrap(),
+                timestamp: 1,
+                transaction_id: "t".into(),
+                database_transaction_id: None,
+                source: source.into(),
+            })
+        };
+        let filter = ChangeFilter {
+            kinds: vec!["pserver".into(), "vserver".into()],
+            operations: vec![ChangeFilter::operation("delete").unwrap()],
+            sources: vec![],
+        };
+        assert!(filter.matches(&change("vserver", Operation::Delete, "inv")));
+        assert!(!filter.matches(&change("vserver", Operation::Create, "inv")));
+        assert!(!filter.matches(&change("rack", Operation::Delete, "inv")));
+        assert!(ChangeFilter::default().matches(&change("rack", Operation::Create, "x")));
+        let by_source = ChangeFilter {
+            sources: vec!["api".into()],
+            ..ChangeFilter::default()
+        };
+        assert!(!by_source.matches(&change("rack", Operation::Create, "inv")));
+        assert!(
+            ChangeFilter::operation("MERGE")
+                .unwrap_err()
+                .contains("`MERGE`")
+        );
+    }
+
     use super::*;
     use synchro_model::{Entity, Operation};
 

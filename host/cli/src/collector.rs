@@ -82,6 +82,35 @@ fn print_plan(
     writeln!(out, "(a plan: nothing was committed or published)")
 }
 
+pub fn runs(config: Option<&Path>, name: &str, json: bool) -> anyhow::Result<()> {
+    let runs = admin(config, |client| async move { client.runs(name).await })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(());
+    }
+    for run in &runs {
+        let r = &run.report;
+        let at = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(run.started),
+        );
+        let outcome = match &run.error {
+            Some(error) => format!("FAILED: {}", synchro_model::OneLine(error)),
+            None => format!(
+                "{} entities: {} created, {} updated, {} deleted, {} refused, {} in grace, {} held",
+                r.entities, r.created, r.updated, r.deleted, r.refused, r.in_grace, r.held
+            ),
+        };
+        println!(
+            "{at} collect {} ms commit {} ms {outcome}",
+            run.collect_ms, run.commit_ms
+        );
+    }
+    if runs.is_empty() {
+        println!("{name}: no run yet");
+    }
+    Ok(())
+}
+
 pub fn collect_now(config: Option<&Path>, name: &str) -> anyhow::Result<()> {
     let r = admin(
         config,

@@ -43,6 +43,13 @@ enum Command {
         /// Only print notifications about these entity kinds (comma-separated).
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,
+        /// Only print these operations: CREATE, UPDATE, DELETE (comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = synchro_bus::ChangeFilter::operation)]
+        operations: Vec<synchro_model::Operation>,
+        /// Only print the changes of these plugins (`api` for the APIs' writes;
+        /// comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        plugins: Vec<String>,
     },
     /// Builds and checks plugins.
     Plugin {
@@ -146,6 +153,16 @@ enum PluginCommand {
     Plan {
         name: String,
         /// The plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The config the host runs with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Lists a plugin's last runs: when, how long, what they did, their errors.
+    Runs {
+        name: String,
+        /// The records as JSON.
         #[arg(long)]
         json: bool,
         /// The config the host runs with.
@@ -312,9 +329,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             json,
             kinds,
+            operations,
+            plugins,
         } => {
             let config = Config::load_or_default(config.as_deref())?;
-            serve::run(config, json, kinds)
+            let only = synchro_bus::ChangeFilter {
+                kinds,
+                operations,
+                sources: plugins,
+            };
+            serve::run(config, json, only)
         }
         Command::Plugin {
             command:
@@ -398,6 +422,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::Plan { name, json, config },
         } => collector::plan(config.as_deref(), &name, json),
+        Command::Plugin {
+            command: PluginCommand::Runs { name, json, config },
+        } => collector::runs(config.as_deref(), &name, json),
         Command::Plugin {
             command: PluginCommand::Collect { name, config },
         } => collector::collect_now(config.as_deref(), &name),

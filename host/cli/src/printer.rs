@@ -6,11 +6,10 @@
 //! missed; a change can be printed twice, never skipped. It runs on its own thread: a
 //! slow reader of stdout blocks it, not the host.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
-use synchro_bus::Message;
+use synchro_bus::{ChangeFilter, Message};
 use synchro_model::OneLine;
 use synchro_store::Cursor;
 use tokio::sync::watch;
@@ -23,17 +22,13 @@ const BATCH: usize = 64;
 /// How each change prints.
 pub struct Format {
     pub json: bool,
-    /// Only changes of these kinds (all when empty).
-    pub kinds: HashSet<String>,
+    /// The changes printed.
+    pub only: ChangeFilter,
 }
 
 impl Format {
     fn line(&self, message: &Message) -> Option<String> {
-        if !self.kinds.is_empty()
-            && message
-                .header("kind")
-                .is_none_or(|k| !self.kinds.contains(k))
-        {
+        if !self.only.matches(message) {
             return None;
         }
         Some(if self.json {
@@ -172,7 +167,10 @@ mod tests {
     fn kinds_filter_and_both_forms_print() {
         let servers = Format {
             json: false,
-            kinds: ["pserver".to_owned()].into(),
+            only: ChangeFilter {
+                kinds: vec!["pserver".to_owned()],
+                ..ChangeFilter::default()
+            },
         };
         assert_eq!(servers.line(&message("vserver", "vm-1")), None);
         assert_eq!(
@@ -181,7 +179,7 @@ mod tests {
         );
         let json = Format {
             json: true,
-            kinds: HashSet::new(),
+            only: ChangeFilter::default(),
         };
         let line = json.line(&message("vserver", "vm-1\nDELETE x")).unwrap();
         assert!(!line.contains('\n'), "one line: {line}");
@@ -191,7 +189,7 @@ mod tests {
         );
         let readable = Format {
             json: false,
-            kinds: HashSet::new(),
+            only: ChangeFilter::default(),
         };
         assert!(
             !readable

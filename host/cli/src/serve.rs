@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use synchro_bus::Bus;
 use synchro_bus::kafka::Member;
+use synchro_bus::{Bus, ChangeFilter};
 use synchro_supervisor::{Config, Supervisor};
 
 use crate::printer::{self, Format, Printer};
@@ -15,10 +15,10 @@ use crate::printer::{self, Format, Printer};
 /// their changes to the disk and the bus, then to stdout) + 2 × `EXIT_WAIT`.
 const EXIT_WAIT: Duration = Duration::from_secs(2);
 
-pub fn run(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()> {
+pub fn run(config: Config, json: bool, only: ChangeFilter) -> anyhow::Result<()> {
     return_freed_memory();
     let runtime = tokio::runtime::Runtime::new().context("starting tokio")?;
-    let result = runtime.block_on(serve(config, json, kinds));
+    let result = runtime.block_on(serve(config, json, only));
     // Tasks still running now (a Kafka client reconnecting) must not hold the exit.
     runtime.shutdown_timeout(EXIT_WAIT);
     result
@@ -40,7 +40,7 @@ fn return_freed_memory() {
 }
 
 /// `synchro run`: the host, plus a printer of change notifications on stdout.
-async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result<()> {
+async fn serve(config: Config, json: bool, only: ChangeFilter) -> anyhow::Result<()> {
     // First: a stop asked for while the host starts is a clean stop too.
     let stop_signal = StopSignal::new()?;
     let member = Member::Stable(synchro_supervisor::host_id(&config.data_dir)?);
@@ -50,14 +50,7 @@ async fn serve(config: Config, json: bool, kinds: Vec<String>) -> anyhow::Result
     // Attached before any plugin starts: the printer misses nothing, and resumes after
     // what an earlier run printed.
     let changes = host.changes(printer::READER)?;
-    let printer = Printer::start(
-        changes,
-        Format {
-            json,
-            kinds: kinds.into_iter().collect(),
-        },
-    )
-    .context("starting the printer")?;
+    let printer = Printer::start(changes, Format { json, only }).context("starting the printer")?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         stop_signal.wait().await;

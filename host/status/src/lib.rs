@@ -29,18 +29,18 @@ pub enum Health {
 }
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// Monotonic counters of one plugin since the host started.
         #[derive(Debug, Default)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         /// A copy of [`Counters`] at one instant.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case")]
         pub struct CounterValues {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl Counters {
@@ -48,6 +48,14 @@ macro_rules! counters {
                 CounterValues {
                     $($name: self.$name.load(Ordering::Relaxed),)*
                 }
+            }
+        }
+
+        impl CounterValues {
+            /// Each counter's name, what it counts (its doc) and value: what metrics
+            /// export, without a list of their own to keep in step.
+            pub fn each(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), concat!($($doc),*), self.$name),)*]
             }
         }
     };
@@ -98,6 +106,10 @@ pub struct Status {
     health: Mutex<Health>,
     /// A collector's deletes held for an operator's approval.
     held_deletes: Mutex<Option<HeldDeletes>>,
+    /// Its last runs, oldest first.
+    runs: Mutex<std::collections::VecDeque<RunRecord>>,
+    /// How long its collects took (the call, the diff and the commit).
+    pub collect_seconds: Durations,
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
     /// The work queues of its model roles, as their runners last left them.
@@ -111,6 +123,29 @@ impl Status {
 
     pub fn set_health(&self, health: Health) {
         *self.health.lock().expect("status lock") = health;
+    }
+
+    /// Keeps `run`'s record, forgetting the oldest past [`RUNS_KEPT`].
+    pub fn record_run(&self, run: RunRecord) {
+        let mut runs = self.runs.lock().expect("status lock");
+        if runs.len() == RUNS_KEPT {
+            runs.pop_front();
+        }
+        runs.push_back(run);
+    }
+
+    /// The runs kept, oldest first.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        self.runs
+            .lock()
+            .expect("status lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub fn last_run(&self) -> Option<RunRecord> {
+        self.runs.lock().expect("status lock").back().cloned()
     }
 
     pub fn held_deletes(&self) -> Option<HeldDeletes> {
@@ -173,6 +208,9 @@ pub struct PluginReport {
     /// A collector's deletes held for an operator's approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_deletes: Option<HeldDeletes>,
+    /// A collector's last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunRecord>,
     pub counters: CounterValues,
     /// A sync step's work queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,6 +272,42 @@ pub struct CollectReport {
     /// Deletes held for an operator.
     pub held: u64,
 }
+
+/// The record of one collect: when, how long each part took, what it did or why it
+/// failed. A plugin's last [`RUNS_KEPT`] are kept (in memory) and listed by the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RunRecord {
+    /// When it started (ms since the epoch).
+    pub started: u64,
+    /// The plugin's call, with the diff of its snapshot (they run together).
+    pub collect_ms: u64,
+    /// The transaction that committed its changes with the baseline (their
+    /// announcement follows from the outbox).
+    pub commit_ms: u64,
+    #[serde(flatten)]
+    pub report: CollectReport,
+    /// Why it failed (nothing was changed then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A histogram of durations, for `/metrics`: from 1 ms to about 4 minutes, each
+/// bucket four times the last.
+#[derive(Debug, Clone)]
+pub struct Durations(pub prometheus_client::metrics::histogram::Histogram);
+
+impl Default for Durations {
+    fn default() -> Self {
+        let buckets = prometheus_client::metrics::histogram::exponential_buckets(0.001, 4.0, 10);
+        Durations(prometheus_client::metrics::histogram::Histogram::new(
+            buckets,
+        ))
+    }
+}
+
+/// Run records kept per plugin.
+pub const RUNS_KEPT: usize = 100;
 
 /// One change of a [`CollectPlan`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -113,6 +113,16 @@ pub enum Start {
     /// At the end, whatever was saved; its position is not saved either (a relay to a bus
     /// that forgets everything at exit).
     End,
+    /// After the given sequence number (at most the end), not saved: a subscriber of the
+    /// change feed that says where it was.
+    After(u64),
+}
+
+impl Start {
+    /// Whether the reader's position is saved in the database.
+    fn saved(self) -> bool {
+        matches!(self, Start::Saved | Start::SavedElseOldest)
+    }
 }
 
 /// A reader of the outbox. Attached while it lives: what it has not passed is kept.
@@ -137,6 +147,7 @@ impl Db {
         let end = *self.outbox.committed.borrow();
         let position = match start {
             Start::End => end,
+            Start::After(after) => after.min(end),
             Start::Saved | Start::SavedElseOldest => {
                 // Saved at once when new: a reader that stops before it handles anything
                 // resumes from here, not from a later end.
@@ -183,6 +194,14 @@ impl Db {
             committed: self.outbox.committed.subscribe(),
             synced: std::time::Instant::now(),
         })
+    }
+
+    /// The oldest change the outbox keeps, if any.
+    pub fn oldest_change(&self) -> Result<Option<u64>, DbError> {
+        let txn = self.db.begin_read().map_err(dberr)?;
+        let changes = txn.open_table(CHANGES).map_err(dberr)?;
+        let oldest = changes.first().map_err(dberr)?;
+        Ok(oldest.map(|(seq, _)| seq.value()))
     }
 
     /// The last sequence number committed.
@@ -350,7 +369,7 @@ impl Cursor {
         if seq <= self.position {
             return Ok(());
         }
-        if self.start != Start::End {
+        if self.start.saved() {
             let db = self.db.clone();
             let name = self.name.clone();
             let sync = self.synced.elapsed() >= SYNC_EVERY;

@@ -5,6 +5,8 @@ mod collector_requests;
 mod compile;
 mod config;
 mod dir_watch;
+mod feed;
+mod metrics;
 mod model_view;
 mod model_write;
 mod registry;
@@ -146,7 +148,10 @@ impl Supervisor {
                 }
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
+                    Request::Metrics(reply) => drop(reply.send(metrics::render(registry.statuses(), registry.report()))),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
+                    Request::Runs(name, reply) => drop(reply.send(registry.deployment(&name).map(|d| d.status.runs()))),
+                    Request::Feed(request, reply) => drop(reply.send(feed::open(&services.db, request))),
                     Request::ApproveDeletes(name, held, reply) => collector_requests::relay(
                         registry.deployment(&name),
                         |tx| Command::ApproveDeletes { held, reply: tx },

@@ -393,6 +393,19 @@ impl Registry {
             .collect()
     }
 
+    /// Each running plugin's name and status.
+    pub fn statuses(&self) -> Vec<(String, Arc<synchro_status::Status>)> {
+        self.running
+            .values()
+            .map(|r| {
+                (
+                    r.deployment.current().name.to_string(),
+                    r.deployment.status.clone(),
+                )
+            })
+            .collect()
+    }
+
     pub fn report(&self) -> HostReport {
         let plugins = self
             .running
@@ -413,6 +426,7 @@ impl Registry {
                     health: status.health(),
                     reload_error: status.reload_error(),
                     held_deletes: status.held_deletes(),
+                    last_run: status.last_run(),
                     counters: status.counters.values(),
                     sync_queue: status.queue(ModelRole::Sync),
                     policy_queue: status.queue(ModelRole::Policy),

@@ -2,7 +2,8 @@
 //! reader (the printer, the Kafka relay, an event step reading `changes` on the embedded
 //! bus) and each event step of the running plugins by its saved cursor, even before it has
 //! joined (at start, or while it re-joins). An event step holds back at most
-//! `max-step-lag` changes (the host config); one further behind loses the oldest. A reader
+//! `max-step-lag` changes (the host config), and so does a subscriber of the admin API's
+//! change feed; one further behind loses the oldest. A reader
 //! of a plugin that is gone no longer holds changes back; either is told how many it
 //! missed when it reads on.
 
@@ -19,7 +20,8 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 pub async fn trim(db: &Arc<Db>, steps: Vec<String>, max_lag: u64) {
     let db = db.clone();
     let trimmed = tokio::task::spawn_blocking(move || {
-        db.trim_changes(|name| steps.iter().any(|s| s == name), max_lag)
+        let bounded = |name: &str| crate::feed::is_feed(name) || steps.iter().any(|s| s == name);
+        db.trim_changes(bounded, max_lag)
     })
     .await;
     match trimmed {

@@ -42,6 +42,8 @@ impl Setup {
     }
 
     /// Installs the http-inventory component under `name` with a manifest polling `source`.
+    /// Its deletes are never held (`max-delete-percent = 100`): the tests that use it are
+    /// about other things, and tests/deletes.rs installs its own.
     pub fn inventory_plugin(&self, name: &str, source: &Source) {
         self.inventory_plugin_with(
             name,
@@ -57,7 +59,7 @@ impl Setup {
             &format!(
                 "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
                  [schedule]\ninterval = \"150ms\"\njitter = \"0s\"\n\
-                 [limits]\nquarantine-after = 1000\nmax-backoff = \"150ms\"\n\
+                 [limits]\nquarantine-after = 1000\nmax-backoff = \"150ms\"\nmax-delete-percent = 100\n\
                  [capabilities]\n{capabilities}\n\
                  [settings]\nurl = \"{url}\"\n"
             ),
@@ -65,7 +67,8 @@ impl Setup {
     }
 
     /// Installs the scripted collector as `name`, driven by `source`; `limits` are extra
-    /// lines of its `[limits]`. Without any, failures neither back off nor quarantine it,
+    /// lines of its `[limits]`. Without any, its deletes are never held, and failures
+    /// neither back off nor quarantine it,
     /// so a test can walk through many.
     pub fn scripted_plugin(&self, name: &str, source: &Source, deadline: &str, limits: &str) {
         self.scripted_plugin_with(name, source, deadline, limits, "");
@@ -80,7 +83,7 @@ impl Setup {
         capabilities: &str,
     ) {
         let limits = if limits.is_empty() {
-            "quarantine-after = 1000\nmax-backoff = \"100ms\""
+            "quarantine-after = 1000\nmax-backoff = \"100ms\"\nmax-delete-percent = 100"
         } else {
             limits
         };

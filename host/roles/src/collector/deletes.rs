@@ -168,7 +168,10 @@ mod tests {
         let decision = rails.apply(&mut most, &limits);
         let (held, reason) = decision.held.unwrap();
         assert_eq!(held.len(), 3);
-        assert!(reason.contains("3 deletes of a baseline of 4 (75%)"), "{reason}");
+        assert!(
+            reason.contains("3 deletes of a baseline of 4 (75%)"),
+            "{reason}"
+        );
         assert!(most.deletes.is_empty());
         assert_eq!(most.next.len(), 4, "the held stay in the baseline");
         assert_eq!(rails.held(), held);

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::{Change, Error, ErrorKind, Hashes, Id, OneLine, Operation, Outcome};
-use synchro_status::{CollectPlan, CollectReport, Counters, Health, PlannedChange};
+use synchro_status::{CollectPlan, CollectReport, Counters, Health, PlannedChange, RunRecord};
 use synchro_store::{Db, DbError};
 
 use super::Collected;
@@ -89,10 +89,25 @@ impl Runner {
         let deployment = self.deployment.clone();
         let plugin = deployment.current();
         Counters::bump(&deployment.status.counters.calls);
-        let result = self.collect_with(&plugin).await;
-        if result.is_err() {
-            Counters::bump(&deployment.status.counters.failures);
+        let mut run = RunRecord {
+            started: synchro_model::now_millis(),
+            ..RunRecord::default()
+        };
+        let started = Instant::now();
+        let result = self.collect_with(&plugin, &mut run).await;
+        let status = &deployment.status;
+        status
+            .collect_seconds
+            .0
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(report) => run.report = *report,
+            Err(error) => {
+                Counters::bump(&deployment.status.counters.failures);
+                run.error = Some(error.to_string());
+            }
         }
+        deployment.status.record_run(run);
         result
     }
 
@@ -136,12 +151,23 @@ impl Runner {
         }
     }
 
-    async fn collect_with(&mut self, plugin: &Plugin) -> Result<Report, CollectError> {
+    /// Collects with `plugin`, timing its parts in `run`.
+    async fn collect_with(
+        &mut self,
+        plugin: &Plugin,
+        run: &mut RunRecord,
+    ) -> Result<Report, CollectError> {
         let baseline = self.take_baseline(plugin).await?;
-        let mut outcome = self.sample(plugin, baseline).await?;
+        let started = Instant::now();
+        let sampled = self.sample(plugin, baseline).await;
+        run.collect_ms = started.elapsed().as_millis() as u64;
+        let mut outcome = sampled?;
         let decision = self.rails.apply(&mut outcome, &plugin.limits);
         let held = self.hold(plugin, &outcome, decision.held);
-        let mut report = self.commit(plugin, outcome).await?;
+        let started = Instant::now();
+        let committed = self.commit(plugin, outcome).await;
+        run.commit_ms = started.elapsed().as_millis() as u64;
+        let mut report = committed?;
         report.in_grace = decision.in_grace as u64;
         report.held = held as u64;
         Ok(report)
