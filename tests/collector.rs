@@ -312,3 +312,28 @@ fn numbers_compare_by_exact_value() {
         "{listed}"
     );
 }
+
+/// `--log-format json`: every record of the log is one JSON object on its own line, with
+/// its level and fields, whatever text it carries.
+#[test]
+fn the_log_can_be_json_lines() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    let host = setup.run_with(&["--log-format", "json"]);
+    host.events(4, WAIT);
+    host.wait_for_log("\"collected\"", WAIT);
+    let log = host.log();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let collected = records
+        .iter()
+        .find(|r| r["fields"]["message"] == "collected")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(collected["level"], "INFO");
+    assert_eq!(collected["fields"]["plugin"], "inv");
+    assert_eq!(collected["fields"]["created"], 4);
+    host.stop();
+}

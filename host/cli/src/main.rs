@@ -28,6 +28,16 @@ use synchro_supervisor::Config;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How the log on stderr is written: `text` (a line per record) or `json` (a JSON
+    /// object per line, for a log collector).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -305,15 +315,21 @@ enum BaselineCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let log = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,cranelift=warn,wasmtime=warn".into()),
         )
-        .with_writer(|| log_lines::Stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()) {
+        .with_writer(|| log_lines::Stderr);
+    match cli.log_format {
+        // JSON escapes line breaks itself; log_lines keeps a record on one line anyway.
+        LogFormat::Json => log.json().init(),
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // An error can quote a plugin's text (a refused reload's reason).

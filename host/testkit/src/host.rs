@@ -231,6 +231,14 @@ impl Setup {
         self.spawn(Command::new(crate::synchro()))
     }
 
+    /// Starts `synchro run --json ARGS` (`--kinds none`: print nothing, for a benchmark
+    /// whose changes would fill the test's memory).
+    pub fn run_with(&self, args: &[&str]) -> Running {
+        let mut command = Command::new(crate::synchro());
+        command.args(["run"]).args(args);
+        self.spawn_run(command)
+    }
+
     /// Starts `synchro run --json` with its virtual memory limited to `kib` (`ulimit -v`).
     pub fn run_with_address_space(&self, kib: u64) -> Running {
         let mut command = Command::new("bash");
@@ -243,8 +251,14 @@ impl Setup {
     }
 
     fn spawn(&self, mut command: Command) -> Running {
+        command.arg("run");
+        self.spawn_run(command)
+    }
+
+    /// Spawns `command` (a `run` with its arguments so far) with `--json --config`.
+    fn spawn_run(&self, mut command: Command) -> Running {
         let mut child = command
-            .args(["run", "--json", "--config"])
+            .args(["--json", "--config"])
             .arg(self.config())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
