@@ -28,19 +28,7 @@ fn numbered(count: usize) -> Vec<(String, &'static str)> {
 /// Installs http-inventory as `inv` on `source`, collecting only when asked (and once
 /// at start), with `limits` lines in its `[limits]`.
 fn install(setup: &Setup, source: &Source, limits: &str) {
-    setup.install(
-        "inv",
-        "http-inventory",
-        &format!(
-            "name = \"inv\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"1h\"\n\
-             [limits]\n{limits}\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
-             [settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    setup.inventory_collector("inv", source, "1h", limits);
 }
 
 /// One collect, asked of the admin API; what it did.

@@ -17,6 +17,21 @@ struct Event {
     data: String,
 }
 
+/// `GET /v1/changes{query}` of the host that runs in `setup`, with its token, and with
+/// `Last-Event-ID: last` when given.
+fn request(setup: &Setup, query: &str, last: Option<&str>) -> reqwest::RequestBuilder {
+    let data = setup.dir.path().join("data");
+    let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let request = reqwest::Client::new()
+        .get(format!("http://{}/v1/changes{query}", address.trim()))
+        .bearer_auth(token.trim());
+    match last {
+        Some(last) => request.header("Last-Event-ID", last),
+        None => request,
+    }
+}
+
 /// A subscription to `/v1/changes` of the host that runs in `setup`.
 struct Feed {
     response: reqwest::Response,
@@ -27,16 +42,8 @@ impl Feed {
     /// Subscribes with `query`, resuming after `last` when given; the answer's status
     /// and body when it is not a stream.
     async fn open(setup: &Setup, query: &str, last: Option<u64>) -> Result<Feed, (u16, String)> {
-        let data = setup.dir.path().join("data");
-        let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
-        let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-        let mut request = reqwest::Client::new()
-            .get(format!("http://{}/v1/changes{query}", address.trim()))
-            .bearer_auth(token.trim());
-        if let Some(last) = last {
-            request = request.header("Last-Event-ID", last.to_string());
-        }
-        let response = request.send().await.unwrap();
+        let last = last.map(|last| last.to_string());
+        let response = request(setup, query, last.as_deref()).send().await.unwrap();
         if response.status() != 200 {
             let status = response.status().as_u16();
             return Err((status, response.text().await.unwrap()));
@@ -99,18 +106,7 @@ fn a_subscriber_resumes_with_last_event_id_without_gap_or_duplicate() {
     const WANTED: u64 = 30_000;
     let source = Source::start(&inventory(SERVERS, 0));
     let setup = Setup::new();
-    setup.install(
-        "inv",
-        "http-inventory",
-        &format!(
-            "name = \"inv\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
-             [settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    setup.inventory_collector("inv", &source, "100ms", "");
     let host = setup.run();
     host.wait_for_log("admin API listening", WAIT);
     let flipping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -227,16 +223,7 @@ fn filters_positions_and_bad_requests() {
             ("?after=1000000", None, "change 1000000 is past this host's last"),
             ("", Some("abc"), "header `Last-Event-ID`"),
         ] {
-            let data = setup.dir.path().join("data");
-            let address = std::fs::read_to_string(data.join("admin.addr")).unwrap();
-            let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-            let mut request = reqwest::Client::new()
-                .get(format!("http://{}/v1/changes{query}", address.trim()))
-                .bearer_auth(token.trim());
-            if let Some(last_id) = last_id {
-                request = request.header("Last-Event-ID", last_id);
-            }
-            let answer = request.send().await.unwrap();
+            let answer = request(&setup, query, last_id).send().await.unwrap();
             assert_eq!(answer.status(), 400, "{query}");
             let body = answer.text().await.unwrap();
             assert!(body.contains(message), "{query}: {body}");

@@ -142,18 +142,7 @@ fn main() {
         "data-dir = \"data\"\nplugin-dir = \"plugins\"\n[admin]\nmax-connections = 256\n",
     )
     .unwrap();
-    setup.install(
-        "inv",
-        "http-inventory",
-        &format!(
-            "name = \"inv\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
-             [schedule]\ninterval = \"100ms\"\njitter = \"0s\"\n\
-             [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
-             [settings]\nurl = \"{}\"\n",
-            source.origin(),
-            source.url()
-        ),
-    );
+    setup.inventory_collector("inv", &source, "100ms", "");
     let host = setup.run_with(&["--kinds", "none"]);
     host.wait_for_log("admin API listening", Duration::from_secs(30));
     let flipping = Arc::new(AtomicBool::new(true));

@@ -66,6 +66,25 @@ impl Setup {
         );
     }
 
+    /// Installs the http-inventory component under `name` polling `source` every
+    /// `interval` (without jitter), with `limits` as the lines of its `[limits]` (the
+    /// defaults of the host, safety rails included, when empty).
+    pub fn inventory_collector(&self, name: &str, source: &Source, interval: &str, limits: &str) {
+        self.install(
+            name,
+            "http-inventory",
+            &format!(
+                "name = \"{name}\"\nversion = \"0.1.0\"\nroles = [\"collector\"]\n\
+                 [schedule]\ninterval = \"{interval}\"\njitter = \"0s\"\n\
+                 [limits]\n{limits}\n\
+                 [capabilities]\npoll = {{ hosts = [\"{}\"] }}\n\
+                 [settings]\nurl = \"{}\"\n",
+                source.origin(),
+                source.url()
+            ),
+        );
+    }
+
     /// Installs the scripted collector as `name`, driven by `source`; `limits` are extra
     /// lines of its `[limits]`. Without any, its deletes are never held, and failures
     /// neither back off nor quarantine it,
