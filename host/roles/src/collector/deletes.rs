@@ -46,13 +46,7 @@ impl Rails {
     /// Applies the rails to `outcome`: takes the deletes in grace and the held ones out
     /// of it, and remembers what it held.
     pub fn apply(&mut self, outcome: &mut Outcome, limits: &Limits) -> Decision {
-        if outcome.completeness == Completeness::Complete {
-            // A partial snapshot says nothing of what it lacks: counts stay as they are.
-            let mut absent = HashMap::with_capacity(outcome.deletes.len());
-            for id in &outcome.deletes {
-                let times = self.absent.get(id).copied().unwrap_or(0) + 1;
-                absent.insert(id.clone(), times);
-            }
+        if let Some(absent) = self.absences(outcome) {
             self.absent = absent;
         }
         let decision = decide(outcome, limits, &self.absent);
@@ -66,13 +60,22 @@ impl Rails {
 
     /// What [`Rails::apply`] would decide, without changing what it remembers.
     pub fn plan(&self, outcome: &mut Outcome, limits: &Limits) -> Decision {
-        let mut absent = HashMap::new();
-        if outcome.completeness == Completeness::Complete {
-            for id in &outcome.deletes {
-                absent.insert(id.clone(), self.absent.get(id).copied().unwrap_or(0) + 1);
-            }
-        }
+        let absent = self.absences(outcome).unwrap_or_default();
         decide(outcome, limits, &absent)
+    }
+
+    /// How many complete snapshots in a row each of `outcome`'s deletes has been absent
+    /// from, counting this one; `None` for a partial snapshot, which says nothing of what
+    /// it lacks (the counts stay as they are).
+    fn absences(&self, outcome: &Outcome) -> Option<HashMap<Id, u32>> {
+        (outcome.completeness == Completeness::Complete).then(|| {
+            let times = |id: &Id| self.absent.get(id).copied().unwrap_or(0) + 1;
+            outcome
+                .deletes
+                .iter()
+                .map(|id| (id.clone(), times(id)))
+                .collect()
+        })
     }
 
     /// The deletes held now.
