@@ -4,7 +4,8 @@
 //! can reach a loopback port. So a request must carry the host's token, which only the
 //! host's user can read (`DATA_DIR/admin.token`, mode 0600, new at every start); its
 //! `Host` must be the address the API listens on (a DNS-rebound name is refused before
-//! anything else); and a request a browser sends on behalf of a page (`Origin`) is refused.
+//! anything else); and a request a browser sends on behalf of a page (`Origin`) is refused
+//! unless the page is the host's own dashboard (the same origin as the API).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -46,7 +47,7 @@ impl Access {
 
     /// Why `headers` may not use the API, if they may not.
     fn refuse(&self, headers: &HeaderMap) -> Option<(StatusCode, String)> {
-        if let Some(refusal) = from_a_page(self.port, headers) {
+        if let Some(refusal) = foreign_host(self.port, headers).or_else(|| another_page(headers)) {
             return Some((StatusCode::FORBIDDEN, refusal));
         }
         let shown = headers
@@ -70,6 +71,29 @@ impl Access {
 /// could be one an attacker's page rebinds to this address), or it has an `Origin` (a
 /// page's request; a form or `fetch` can POST to loopback without a preflight).
 pub fn from_a_page(port: u16, headers: &HeaderMap) -> Option<String> {
+    if let Some(refusal) = foreign_host(port, headers) {
+        return Some(refusal);
+    }
+    if headers.contains_key(header::ORIGIN) {
+        return Some("requests from web pages (with an Origin header) are refused".into());
+    }
+    None
+}
+
+/// Why a request to the API may come from a page other than the dashboard, if it may: its
+/// `Origin` is not the API's own (`http://` and the `Host` [`foreign_host`] accepted), the
+/// origin of the page the host serves.
+fn another_page(headers: &HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN)?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok())?;
+    if origin.as_bytes() == format!("http://{host}").as_bytes() {
+        return None;
+    }
+    Some("requests from web pages other than the dashboard (another Origin) are refused".into())
+}
+
+/// Why `headers` may not name the API on `port`, if they may not: see [`from_a_page`].
+fn foreign_host(port: u16, headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let names_us = |host: &str| match host.parse::<SocketAddr>() {
         Ok(address) => address.port() == port,
@@ -82,9 +106,6 @@ pub fn from_a_page(port: u16, headers: &HeaderMap) -> Option<String> {
             "the Host header must be an IP address or localhost, with port {port} (a name \
              that could be rebound to this address is refused)"
         ));
-    }
-    if headers.contains_key(header::ORIGIN) {
-        return Some("requests from web pages (with an Origin header) are refused".into());
     }
     None
 }
@@ -105,6 +126,21 @@ pub async fn guard(State(access): State<Access>, request: Request, next: Next) -
                 kind: Some("denied".into()),
             };
             (status, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// The middleware in front of the dashboard's files, which hold no data and need no
+/// token: only the `Host` is checked, as for the API.
+pub async fn guard_host(State(access): State<Access>, request: Request, next: Next) -> Response {
+    match foreign_host(access.port, request.headers()) {
+        None => next.run(request).await,
+        Some(error) => {
+            let body = ErrorBody {
+                error,
+                kind: Some("denied".into()),
+            };
+            (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
         }
     }
 }
@@ -177,9 +213,28 @@ mod tests {
             refused(&[
                 good[0].clone(),
                 good[1].clone(),
-                (header::ORIGIN, "http://127.0.0.1:4000")
+                (header::ORIGIN, "http://attacker.example")
             ]),
             StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refused(&[
+                good[0].clone(),
+                good[1].clone(),
+                (header::ORIGIN, "http://localhost:4000")
+            ]),
+            StatusCode::FORBIDDEN,
+            "the dashboard's origin is the Host the request names"
+        );
+        let from_the_dashboard = [
+            good[0].clone(),
+            good[1].clone(),
+            (header::ORIGIN, "http://127.0.0.1:4000"),
+        ];
+        assert_eq!(access.refuse(&headers(&from_the_dashboard)), None);
+        assert!(
+            from_a_page(4000, &headers(&from_the_dashboard)).is_some(),
+            "other APIs refuse every page"
         );
         assert_ne!(
             Access::new("127.0.0.1:4000".parse().unwrap()).token(),

@@ -42,6 +42,13 @@ impl Client {
         })
     }
 
+    /// The link to the dashboard of the host, with the token in its fragment (which a
+    /// browser does not send: the page takes it from there).
+    pub fn dashboard_link(&self) -> String {
+        let token = self.authorization.trim_start_matches("Bearer ");
+        format!("{}{}#token={token}", self.base, crate::DASHBOARD_PATH)
+    }
+
     pub async fn status(&self) -> anyhow::Result<HostReport> {
         self.call(self.http.get(format!("{}/v1/plugins", self.base)))
             .await

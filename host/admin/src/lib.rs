@@ -6,11 +6,12 @@
 //! `DATA_DIR/admin.token` (both 0600), so `synchro status --config FILE` finds the host
 //! that runs with that config and proves it may use it. Every request needs the token
 //! (`Authorization: Bearer`), a `Host` that is an IP address or `localhost` with the API's
-//! port, and no `Origin` ([`access`]); at most 64 connections are served at once, each
+//! port, and no `Origin` but the API's own, the dashboard's ([`access`]); at most 64 connections are served at once, each
 //! closed after 30 s without a byte from its client.
 //!
 //! | request | does |
 //! |---|---|
+//! | `GET /ui/` | the dashboard, a page over this API (no token needed for the page itself; `/` leads there) |
 //! | `GET /v1/health` | 200 while the host's loop answers (504 when it does not within 5 s) |
 //! | `GET /v1/ready` | 200 once every plugin found has loaded or been refused (with those not running), 503 naming those still loading |
 //! | `GET /metrics` | the host's metrics in the OpenMetrics text format, for Prometheus |
@@ -29,6 +30,7 @@
 
 mod access;
 mod client;
+mod dashboard;
 mod listener;
 mod server;
 
@@ -44,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use access::{TOKEN_FILE, from_a_page};
 pub use client::Client;
+pub use dashboard::PATH as DASHBOARD_PATH;
 pub use listener::{ANSWER, Bounded, IDLE};
 pub use server::{serve, spawn_serving};
 

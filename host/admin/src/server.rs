@@ -17,6 +17,7 @@ use synchro_status::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::access::{self, Access, TOKEN_FILE};
+use crate::dashboard;
 use crate::listener::{ANSWER, Bounded, IDLE};
 use crate::{ADDRESS_FILE, AdminSettings, DEFAULT_PAGE, ErrorBody, MAX_PAGE, PageRequest, Request};
 
@@ -65,7 +66,16 @@ pub async fn serve(
         .route("/v1/model/{kind}/{key}/flags", post(flag))
         .route("/v1/changes", get(changes))
         .with_state(requests)
-        .layer(axum::middleware::from_fn_with_state(access, access::guard));
+        .layer(axum::middleware::from_fn_with_state(
+            access.clone(),
+            access::guard,
+        ))
+        .merge(
+            dashboard::routes().layer(axum::middleware::from_fn_with_state(
+                access,
+                access::guard_host,
+            )),
+        );
     let listener = Bounded::new(listener, settings.max_connections.max(1), IDLE, ANSWER);
     spawn_serving(listener, app, shutdown, "admin API", vec![file, token_file]);
     tracing::info!(%address, "admin API listening");

@@ -75,6 +75,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints the link to the dashboard of a running host: a page with its plugins, the
+    /// live change feed, run records and the model, and buttons to steer them.
+    Dashboard {
+        /// The config the host runs with (it locates the host's data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Shows the model of a running host: its entities, who owns each, and where its
     /// policies and sync steps are with it.
     Model {
@@ -426,6 +433,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: PluginCommand::Check { file, config },
         } => check::run(&file, config.as_deref(), &mut std::io::stdout().lock()),
         Command::Status { config, json } => status::status(config.as_deref(), json),
+        Command::Dashboard { config } => status::dashboard(config.as_deref()),
         Command::Plugin {
             command: PluginCommand::Reload { name, config },
         } => status::reload(config.as_deref(), &name),

@@ -1,5 +1,5 @@
-//! `synchro status`, `plugin reload` and `plugin release`: the admin API of a running
-//! host, and how its answers are printed.
+//! `synchro status`, `dashboard`, `plugin reload` and `plugin release`: the admin API of
+//! a running host, and how its answers are printed.
 
 use std::path::Path;
 
@@ -16,6 +16,17 @@ pub fn status(config: Option<&Path>, json: bool) -> anyhow::Result<()> {
     } else {
         print_status(&report);
     }
+    Ok(())
+}
+
+/// Prints the link to the running host's dashboard (once the host has answered on it).
+pub fn dashboard(config: Option<&Path>) -> anyhow::Result<()> {
+    let link = admin(config, |c| async move {
+        c.status().await?;
+        Ok(c.dashboard_link())
+    })?;
+    println!("{link}");
+    eprintln!("(the link carries the admin token: open it in a browser of this machine's user)");
     Ok(())
 }
 

@@ -9,10 +9,12 @@
 //!   benchmarks that drive a runner or the registry directly;
 //! - [`Source`] is an HTTP source on 127.0.0.1, [`Backend`] an outside system for sync
 //!   steps to push to, and [`broker`] a real Kafka-protocol broker (tansu), stopped when
-//!   dropped.
+//!   dropped;
+//! - [`Browser`] is a headless Chromium driven over WebDriver, for the dashboard.
 
 mod backend;
 pub mod broker;
+mod browser;
 mod component_bytes;
 mod harness;
 mod host;
@@ -24,6 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 pub use backend::{Backend, Received};
+pub use browser::{Browser, PAGE_WAIT};
 pub use component_bytes::{padded, unseen};
 pub use harness::{Harness, Loader};
 pub use host::{INVENTORY, Running, Setup, http_exchange, inventory_created, op_key, pairs};
