@@ -337,3 +337,125 @@ fn the_log_can_be_json_lines() {
     assert_eq!(collected["fields"]["created"], 4);
     host.stop();
 }
+
+/// Vitrage's "get all" and a reset, on a running host: a collector's baseline a page at
+/// a time through the admin API (and `synchro baseline list`, which uses it while the
+/// host runs), the model filtered by owner, and a reset that re-announces everything.
+#[test]
+fn a_running_collectors_baseline_is_listed_and_reset_through_the_admin_api() {
+    let source = Source::start(INVENTORY);
+    let other = Source::start(r#"{"servers": [{"id": "srv-8", "hostname": "eta"}], "vms": []}"#);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    setup.inventory_plugin("other", &other);
+    let host = setup.run();
+    let mut created = host.events(5, WAIT);
+    created.sort();
+    let mut expected = synchro_testkit::inventory_created();
+    expected.extend(pairs(&[("CREATE", "srv-8")]));
+    expected.sort();
+    assert_eq!(created, expected);
+
+    let get = |path: &str| {
+        let (status, body) = setup.admin_get(path);
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        )
+    };
+    let keys = |page: &serde_json::Value, field: &str| -> Vec<String> {
+        page[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Page by page, by kind then key.
+    let (status, first) = get("/v1/plugins/inv/baseline?limit=3");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        keys(&first, "entries"),
+        ["srv-1", "srv-2", "vm-1/hosted-on"]
+    );
+    let next = &first["next"];
+    let (_, rest) = get(&format!(
+        "/v1/plugins/inv/baseline?limit=3&after-kind={}&after-key={}",
+        next["kind"].as_str().unwrap(),
+        next["key"].as_str().unwrap().replace('/', "%2F")
+    ));
+    assert_eq!(keys(&rest, "entries"), ["vm-1"]);
+    assert!(rest.get("next").is_none(), "{rest}");
+    let (_, vms) = get("/v1/plugins/inv/baseline?kind=vserver");
+    assert_eq!(keys(&vms, "entries"), ["vm-1"]);
+    let hash = first["entries"][0]["hash"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 16, "{hash}");
+    assert_eq!(first["entries"][0]["properties"]["hostname"], "alpha");
+    let edge = &first["entries"][2]["edge"];
+    assert_eq!(
+        (
+            edge["source"]["key"].as_str(),
+            edge["target"]["key"].as_str()
+        ),
+        (Some("vm-1"), Some("srv-1"))
+    );
+
+    // The CLI asks the running host (the database is the host's while it runs).
+    let listed = setup.command(&["baseline", "list", "inv"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    assert!(
+        listed.starts_with(&format!("{hash} pserver srv-1 ")),
+        "{listed}"
+    );
+
+    // Bad requests are named.
+    let (status, body) = get("/v1/plugins/nope/baseline");
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("plugins with one: inv, other"),
+        "{body}"
+    );
+    let (status, body) = get("/v1/plugins/inv/baseline?owner=inv");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("`owner`"),
+        "{body}"
+    );
+    let (status, _) = get("/v1/plugins/inv/baseline?limit=0");
+    assert_eq!(status, 400);
+
+    // The model, by owner.
+    let (_, owned) = get("/v1/model?owner=other");
+    assert_eq!(keys(&owned, "entities"), ["srv-8"]);
+    let (_, owned) = get("/v1/model?owner=inv&kind=pserver");
+    assert_eq!(keys(&owned, "entities"), ["srv-1", "srv-2"]);
+    let listed = setup.command(&["model", "list", "--owner", "other"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.starts_with("pserver srv-8 (other)") && listed.lines().count() == 1,
+        "{listed}"
+    );
+
+    // A reset while running: the next collect announces everything it finds.
+    let reset = setup.command(&["baseline", "reset", "inv"]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert!(
+        String::from_utf8_lossy(&reset.stdout).contains("4 entities forgotten"),
+        "{reset:?}"
+    );
+    let mut again = host.events(4, WAIT);
+    again.sort();
+    assert_eq!(
+        again,
+        synchro_testkit::inventory_created(),
+        "a reset re-emits everything"
+    );
+    let (status, _) = setup.admin_request("POST", "/v1/plugins/nope/reset-baseline", None);
+    assert_eq!(status, 404);
+    host.stop();
+}

@@ -306,8 +306,10 @@ async function browse(after) {
   modelAfter = after;
   const form = new FormData($("#model-filter"));
   const query = new URLSearchParams({ limit: "50" });
-  const kind = String(form.get("kind") || "").trim();
-  if (kind) query.set("kind", kind);
+  for (const name of ["kind", "owner"]) {
+    const value = String(form.get(name) || "").trim();
+    if (value) query.set(name, value);
+  }
   if (form.get("only")) query.set("only", form.get("only"));
   if (after) {
     query.set("after-kind", after.kind);

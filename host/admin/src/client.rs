@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use synchro_status::{
-    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFlags, ModelPage,
-    ModelRef, ModelWrite, Reloaded, RunRecord,
+    BaselinePage, CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFlags,
+    ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
 };
 
 use crate::{ADDRESS_FILE, ErrorBody, PageRequest, TOKEN_FILE};
@@ -173,11 +173,44 @@ impl Client {
 
     /// A page of the model's entities.
     pub async fn entities(&self, page: &PageRequest) -> anyhow::Result<ModelPage> {
-        let mut url = self.url("/v1/model")?;
+        let url = self.paged(self.url("/v1/model")?, page);
+        self.call(self.http.get(url)).await
+    }
+
+    /// A page of the baseline of the collector `name` (`page`'s `owner` and `only` must
+    /// not be set).
+    pub async fn baseline(&self, name: &str, page: &PageRequest) -> anyhow::Result<BaselinePage> {
+        let url = self.paged(self.plugin_url(name, "baseline")?, page);
+        self.call(self.http.get(url)).await
+    }
+
+    /// Forgets the baseline of the collector `name`; answers how many entries it had.
+    pub async fn reset_baseline(&self, name: &str) -> anyhow::Result<u64> {
+        let url = self.plugin_url(name, "reset-baseline")?;
+        let answer: serde_json::Value = self.call(self.http.post(url)).await?;
+        Ok(answer["forgotten"].as_u64().unwrap_or(0))
+    }
+
+    /// Whether the host answers at all (`/v1/health`).
+    pub async fn answers(&self) -> bool {
+        match self.url("/v1/health") {
+            Ok(url) => self
+                .call::<serde_json::Value>(self.http.get(url))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// `url` with the query of `page`.
+    fn paged(&self, mut url: reqwest::Url, page: &PageRequest) -> reqwest::Url {
         {
             let mut query = url.query_pairs_mut();
             if let Some(kind) = &page.kind {
                 query.append_pair("kind", kind);
+            }
+            if let Some(owner) = &page.owner {
+                query.append_pair("owner", owner);
             }
             if let Some(only) = page.only {
                 query.append_pair("only", only.name());
@@ -189,7 +222,7 @@ impl Client {
             }
             query.append_pair("limit", &page.limit.to_string());
         }
-        self.call(self.http.get(url)).await
+        url
     }
 
     /// `path` on the host's API: names in it are encoded by the caller.

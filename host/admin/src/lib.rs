@@ -26,7 +26,9 @@
 //! | `GET /v1/model/KIND/KEY` | one entity of the model, with its owner (404 if absent) |
 //! | `POST /v1/model/KIND/KEY/flags` | sets the operator's flags on it (`{"no-policy": true}`, `write-protect`) and answers the entity |
 //! | `GET /v1/changes?kind=K,…&operation=O,…&plugin=P,…&after=N` | the change stream as Server-Sent Events (`id` = the change's sequence number, `event: change`, `data` = its notification), from now or after `N`, resumed after the `Last-Event-ID` header without gap or duplicate |
-//! | `GET /v1/model?kind=K&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K), by kind then key, after the given one; at most [`MAX_PAGE`] |
+//! | `GET /v1/model?kind=K&owner=P&only=dirty\|failed&after-kind=&after-key=&limit=N` | a page of the model's entities (of kind K, owned by P), by kind then key, after the given one; at most [`MAX_PAGE`] |
+//! | `POST /v1/plugins/NAME/reset-baseline` | forgets the collector's baseline (between its collects): the next collect announces everything as CREATE; answers `{"forgotten": N}` |
+//! | `GET /v1/plugins/NAME/baseline?kind=K&after-kind=&after-key=&limit=N` | a page of a collector's baseline: each entity with its hash |
 
 mod access;
 mod client;
@@ -39,8 +41,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use synchro_model::Error;
 use synchro_status::{
-    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
-    ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
+    BaselinePage, CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter,
+    ModelFlags, ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -90,6 +92,8 @@ pub enum Request {
     Runs(String, oneshot::Sender<Result<Vec<RunRecord>, Error>>),
     /// To a collector: deletes its held set (if it is the one named).
     ApproveDeletes(String, Option<String>, oneshot::Sender<Result<u64, Error>>),
+    /// To a collector: forgets its baseline; answers how many entries it had.
+    ResetBaseline(String, oneshot::Sender<Result<u64, Error>>),
     /// To a collector: what a collect would do now.
     Plan(String, oneshot::Sender<Result<CollectPlan, Error>>),
     /// To a collector: collect now; answers what the collect did.
@@ -100,6 +104,12 @@ pub enum Request {
     Entity(ModelRef, oneshot::Sender<Result<ModelEntity, Error>>),
     /// A page of the model's entities.
     Entities(PageRequest, oneshot::Sender<Result<ModelPage, Error>>),
+    /// A page of a collector's baseline (the request's `owner` and `only` are not set).
+    Baseline(
+        String,
+        PageRequest,
+        oneshot::Sender<Result<BaselinePage, Error>>,
+    ),
     /// Sets the operator's flags on an entity: not found when absent.
     Flag(
         ModelRef,
@@ -140,12 +150,15 @@ pub enum FeedEvent {
     Lost { missed: u64 },
 }
 
-/// Which page of the model's entities: of `kind` (every kind when `None`), only those
+/// Which page of the model's entities: of `kind` (every kind when `None`), of `owner`
+/// (any when `None`), only those
 /// `only` takes (every one when `None`), after `after`, at most `limit`
 /// (1 ..= [`MAX_PAGE`]) of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageRequest {
     pub kind: Option<String>,
+    /// Only the entities this plugin (or `api`) owns.
+    pub owner: Option<String>,
     pub only: Option<ModelFilter>,
     pub after: Option<ModelRef>,
     pub limit: usize,

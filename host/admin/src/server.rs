@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use synchro_model::Error;
 use synchro_status::{
-    CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter, ModelFlags,
-    ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
+    BaselinePage, CollectPlan, CollectReport, HostReport, ModelDeleted, ModelEntity, ModelFilter,
+    ModelFlags, ModelPage, ModelRef, ModelWrite, Reloaded, RunRecord,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -55,6 +55,8 @@ pub async fn serve(
         .route("/v1/plugins/{name}/approve-deletes", post(approve_deletes))
         .route("/v1/plugins/{name}/plan", post(plan))
         .route("/v1/plugins/{name}/runs", get(runs))
+        .route("/v1/plugins/{name}/baseline", get(baseline))
+        .route("/v1/plugins/{name}/reset-baseline", post(reset_baseline))
         .route("/v1/plugins/{name}/collect", post(collect_now))
         .route("/v1/plugins/{name}/pause", post(pause))
         .route("/v1/plugins/{name}/resume", post(resume))
@@ -438,6 +440,7 @@ async fn delete(
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct PageQuery {
     kind: Option<String>,
+    owner: Option<String>,
     only: Option<ModelFilter>,
     after_kind: Option<String>,
     after_key: Option<String>,
@@ -463,6 +466,7 @@ impl PageQuery {
         }
         Ok(PageRequest {
             kind: self.kind,
+            owner: self.owner,
             only: self.only,
             after,
             limit,
@@ -477,6 +481,34 @@ async fn entities(
     let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
     let page = query.request().map_err(refusal)?;
     ask(&requests, |tx| Request::Entities(page, tx))
+        .await?
+        .map(Json)
+        .map_err(refusal)
+}
+
+async fn reset_baseline(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+) -> Reply<serde_json::Value> {
+    let forgotten = ask(&requests, |tx| Request::ResetBaseline(name, tx))
+        .await?
+        .map_err(refusal)?;
+    Ok(Json(serde_json::json!({ "forgotten": forgotten })))
+}
+
+async fn baseline(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(name): UrlPath<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply<BaselinePage> {
+    let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
+    let page = query.request().map_err(refusal)?;
+    if page.owner.is_some() || page.only.is_some() {
+        return Err(refusal(invalid(
+            "`owner` and `only` select entities of the model, not of a baseline (which is one collector's)".into(),
+        )));
+    }
+    ask(&requests, |tx| Request::Baseline(name, page, tx))
         .await?
         .map(Json)
         .map_err(refusal)

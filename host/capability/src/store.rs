@@ -156,7 +156,7 @@ impl wit::Host for Capability {
         let limit = f.limit.min(MAX_PAGE) as usize;
         let after = f.after.map(|r| Id::new(&r.kind, &r.key));
         let page = self
-            .state(move |s| s.model_query(f.kind.as_deref(), after.as_ref(), |_, b| !b.deleted, limit))
+            .state(move |s| s.model_query(f.kind.as_deref(), None, after.as_ref(), |_, b| !b.deleted, limit))
             .await?;
         let read = &self.call.grants.store.read;
         Ok(page

@@ -227,6 +227,9 @@ enum ModelCommand {
     List {
         /// Only entities of this kind.
         kind: Option<String>,
+        /// Only entities this plugin owns (`api` for the APIs' writes).
+        #[arg(long)]
+        owner: Option<String>,
         /// Only entities a deployed policy or sync step still has to handle.
         #[arg(long, conflicts_with = "failed")]
         dirty: bool,
@@ -520,6 +523,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command:
                 ModelCommand::List {
                     kind,
+                    owner,
                     dirty,
                     failed,
                     limit,
@@ -532,7 +536,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (_, true) => Some(synchro_status::ModelFilter::Failed),
                 _ => None,
             };
-            model::list(config.as_deref(), kind, only, limit, json)
+            model::list(config.as_deref(), kind, owner, only, limit, json)
         }
         Command::Baseline {
             command: BaselineCommand::List { plugin, config },

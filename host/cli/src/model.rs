@@ -85,11 +85,12 @@ pub fn delete(config: Option<&Path>, kind: &str, key: &str, cascade: bool) -> an
     Ok(())
 }
 
-/// Prints the model's entities (of `kind`, that `only` takes), by kind then key, page by
-/// page as they come: every one, or the first `limit`.
+/// Prints the model's entities (of `kind`, of `owner`, that `only` takes), by kind then
+/// key, page by page as they come: every one, or the first `limit`.
 pub fn list(
     config: Option<&Path>,
     kind: Option<String>,
+    owner: Option<String>,
     only: Option<ModelFilter>,
     limit: Option<usize>,
     json: bool,
@@ -101,6 +102,7 @@ pub fn list(
         while left > 0 {
             let page = PageRequest {
                 kind: kind.clone(),
+                owner: owner.clone(),
                 only,
                 after: after.take(),
                 limit: left.min(MAX_PAGE),

@@ -605,6 +605,30 @@ pub struct ModelRef {
     pub key: String,
 }
 
+/// One entry of a collector's baseline: the entity of its last committed snapshot and the
+/// hash the next snapshot is diffed against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BaselineEntry {
+    pub kind: String,
+    pub key: String,
+    /// The xxh3 hash of the entity's canonical form, in hexadecimal.
+    pub hash: String,
+    pub properties: Box<serde_json::value::RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ModelEdge>,
+}
+
+/// One page of a collector's baseline, by kind, then key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BaselinePage {
+    pub entries: Vec<BaselineEntry>,
+    /// The last entry of a full page, after which the next page starts; absent on the
+    /// last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<ModelRef>,
+}
+
 /// One page of the model's entities, by kind, then key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelPage {

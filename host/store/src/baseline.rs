@@ -76,15 +76,37 @@ impl Db {
 
     /// Every entry of the baseline of `plugin`, by kind, then key.
     pub fn list_baseline(&self, plugin: &str) -> Result<Vec<BaselineEntry>, DbError> {
+        self.baseline_page(plugin, None, None, usize::MAX)
+    }
+
+    /// Up to `limit` entries of the baseline of `plugin`, of `kind` (every kind when
+    /// `None`), after the entity `after`, by kind, then key: a page of
+    /// [`Db::list_baseline`].
+    pub fn baseline_page(
+        &self,
+        plugin: &str,
+        kind: Option<&str>,
+        after: Option<&Id>,
+        limit: usize,
+    ) -> Result<Vec<BaselineEntry>, DbError> {
+        let first_of_kind = kind.map(|k| Id::new(k, ""));
+        let Some(lower) = crate::model::lower_bound(kind, first_of_kind.as_ref(), after) else {
+            return Ok(Vec::new());
+        };
         self.read_baseline(plugin, Vec::new(), |table| {
             let mut entries = Vec::new();
-            for row in table.iter().map_err(dberr)? {
+            for row in table
+                .range::<&str>((lower, std::ops::Bound::Unbounded))
+                .map_err(dberr)?
+                .take(limit)
+            {
                 let (_, value) = row.map_err(dberr)?;
                 let (hash, bytes) = value.value();
-                entries.push(BaselineEntry {
-                    hash,
-                    entity: Entity::decode(bytes)?,
-                });
+                let entity = Entity::decode(bytes)?;
+                if kind.is_some_and(|k| k != entity.kind()) {
+                    break;
+                }
+                entries.push(BaselineEntry { hash, entity });
             }
             Ok(entries)
         })

@@ -318,7 +318,7 @@ mod tests {
         let query = |kind, after: Option<(&str, &str)>, limit| {
             let after = after.map(|(kind, key)| Id::new(kind, key));
             ids(state
-                .model_query(kind, after.as_ref(), |_, _| true, limit)
+                .model_query(kind, None, after.as_ref(), |_, _| true, limit)
                 .unwrap())
         };
         assert_eq!(query(Some("x"), None, 2), ["x `a`", "x `c`"]);
@@ -397,7 +397,12 @@ mod tests {
         ));
         // The owner's own snapshot still deletes what it owns.
         commit(&state, "owner", &collect_as(&state, "owner", &[]));
-        assert_eq!(state.model_query(None, None, |_, _| true, 10).unwrap(), []);
+        assert_eq!(
+            state
+                .model_query(None, None, None, |_, _| true, 10)
+                .unwrap(),
+            []
+        );
     }
 
     /// State from before owners: `model` keyed by key, baselines keyed by key.
@@ -709,7 +714,7 @@ mod tests {
         assert_eq!(a.updated, 2);
         assert!(a.needs_sync("push") && a.needs_policy("stamp"));
         let dirty = |select: fn(&Id, &synchro_model::Bookkeeping) -> bool| {
-            let page = state.model_query(None, None, select, 10).unwrap();
+            let page = state.model_query(None, None, None, select, 10).unwrap();
             page.into_iter()
                 .map(|s| s.entity.key().to_owned())
                 .collect::<Vec<_>>()

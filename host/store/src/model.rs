@@ -355,19 +355,30 @@ impl Db {
         Ok(found.pop().flatten())
     }
 
-    /// Up to `limit` entities of `kind` (any kind when `None`) after the entity `after`
-    /// that `select` takes, by kind, then key, with their owners. Scans the model: fine
-    /// for the sizes plugins and operators page through.
+    /// Up to `limit` entities of `kind` (any kind when `None`) owned by `owner` (any
+    /// owner when `None`; `""` for the unclaimed) after the entity `after` that `select`
+    /// takes, by kind, then key, with their owners. Scans the model: fine for the sizes
+    /// plugins and operators page through.
     pub fn model_query(
         &self,
         kind: Option<&str>,
+        owner: Option<&str>,
         after: Option<&Id>,
         select: impl Fn(&Id, &Bookkeeping) -> bool,
         limit: usize,
     ) -> Result<Vec<Stored>, DbError> {
-        self.model_scan(kind, after, select, limit, |_, owner, bytes, books_of| {
-            Stored::decode(owner, bytes, books_of).map(Some)
-        })
+        self.model_scan(
+            kind,
+            after,
+            select,
+            limit,
+            |_, row_owner, bytes, books_of| {
+                if owner.is_some_and(|owner| owner != row_owner) {
+                    return Ok(None);
+                }
+                Stored::decode(row_owner, bytes, books_of).map(Some)
+            },
+        )
     }
 
     /// The ids [`Db::model_query`] would return, without decoding an entity: what a
@@ -393,13 +404,8 @@ impl Db {
         take: impl Fn(Id, &str, &[u8], Bookkeeping) -> Result<Option<T>, DbError>,
     ) -> Result<Vec<T>, DbError> {
         let first_of_kind = kind.map(|k| Id::new(k, ""));
-        let lower = match (kind, after) {
-            (Some(k), Some(after)) if after.kind() > k => return Ok(Vec::new()),
-            (Some(k), Some(after)) if after.kind() == k => Bound::Excluded(after.as_str()),
-            (None, Some(after)) => Bound::Excluded(after.as_str()),
-            (_, _) => first_of_kind
-                .as_ref()
-                .map_or(Bound::Unbounded, |first| Bound::Included(first.as_str())),
+        let Some(lower) = lower_bound(kind, first_of_kind.as_ref(), after) else {
+            return Ok(Vec::new());
         };
         let txn = self.db.begin_read().map_err(dberr)?;
         let table = txn.open_table(ENTITIES).map_err(dberr)?;
@@ -1074,4 +1080,20 @@ fn get_many(txn: &redb::ReadTransaction, ids: &[Id]) -> Result<Vec<Option<Stored
 
 fn corrupt(why: String) -> DbError {
     DbError::Corrupt(synchro_model::EntityError::Corrupt(why))
+}
+
+/// Where a scan of a table keyed by [`Id`] starts, for the rows of `kind` (every kind when
+/// `None`; `first_of_kind` is `Id::new(kind, "")`) after `after`: `None` when there are
+/// none (`after` is past the kind).
+pub(crate) fn lower_bound<'a>(
+    kind: Option<&str>,
+    first_of_kind: Option<&'a Id>,
+    after: Option<&'a Id>,
+) -> Option<Bound<&'a str>> {
+    Some(match (kind, after) {
+        (Some(k), Some(after)) if after.kind() > k => return None,
+        (Some(k), Some(after)) if after.kind() == k => Bound::Excluded(after.as_str()),
+        (None, Some(after)) => Bound::Excluded(after.as_str()),
+        (_, _) => first_of_kind.map_or(Bound::Unbounded, |first| Bound::Included(first.as_str())),
+    })
 }

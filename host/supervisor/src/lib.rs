@@ -148,7 +148,7 @@ impl Supervisor {
                 }
                 Some(request) = admin.recv() => match request {
                     Request::Status(reply) => drop(reply.send(registry.report())),
-                    Request::Metrics(reply) => drop(reply.send(metrics::render(registry.statuses(), registry.report()))),
+                    Request::Metrics(reply) => drop(reply.send(registry.metrics())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
                     Request::Runs(name, reply) => drop(reply.send(registry.deployment(&name).map(|d| d.status.runs()))),
                     Request::Feed(request, reply) => drop(reply.send(feed::open(&services.db, request))),
@@ -157,6 +157,7 @@ impl Supervisor {
                         |tx| Command::ApproveDeletes { held, reply: tx },
                         reply,
                     ),
+                    Request::ResetBaseline(name, reply) => collector_requests::relay(registry.deployment(&name), Command::ResetBaseline, reply),
                     Request::Plan(name, reply) => collector_requests::relay(registry.deployment(&name), Command::Plan, reply),
                     Request::CollectNow(name, reply) => collector_requests::relay(registry.deployment(&name), Command::CollectNow, reply),
                     Request::Pause(name, paused, reply) => collector_requests::relay(
@@ -166,6 +167,7 @@ impl Supervisor {
                     ),
                     Request::Entity(wanted, reply) => model_view::entity(&services.db, registry.work(), wanted, reply),
                     Request::Entities(page, reply) => model_view::entities(&services.db, registry.work(), page, reply),
+                    Request::Baseline(name, page, reply) => model_view::baseline(&services.db, name, page, reply),
                     Request::Flag(wanted, flags, reply) => {
                         let handlers = registry.handlers_of(&wanted.kind);
                         model_view::flag(&services.db, registry.work(), wanted, flags, handlers, reply);

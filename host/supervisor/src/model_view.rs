@@ -9,8 +9,8 @@ use synchro_model::bookkeeping::{Bookkeeping, Handlers, RoleStatus};
 use synchro_model::{EntityRef, Error, ErrorKind, Id};
 use synchro_roles::{Deployment, Recheck};
 use synchro_status::{
-    ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelFlags, ModelPage, ModelProgress,
-    ModelRef, ModelSource, RoleError, RoleOutcome,
+    BaselineEntry, BaselinePage, ModelBookkeeping, ModelEdge, ModelEntity, ModelFilter, ModelFlags,
+    ModelPage, ModelProgress, ModelRef, ModelSource, RoleError, RoleOutcome,
 };
 use synchro_store::{Db, DbError, Stored};
 use tokio::sync::oneshot;
@@ -126,7 +126,13 @@ pub fn entities(
             }),
         };
         let stored = db
-            .model_query(page.kind.as_deref(), after.as_ref(), select, page.limit)
+            .model_query(
+                page.kind.as_deref(),
+                page.owner.as_deref(),
+                after.as_ref(),
+                select,
+                page.limit,
+            )
             .map_err(failed)?;
         let entities = stored
             .into_iter()
@@ -141,6 +147,73 @@ pub fn entities(
             });
         Ok(ModelPage { entities, next })
     });
+}
+
+/// Answers `reply` with a page of the baseline of the collector `name`; not found, naming
+/// those that have one, when it has none.
+pub fn baseline(
+    db: &Arc<Db>,
+    name: String,
+    page: PageRequest,
+    reply: oneshot::Sender<Result<BaselinePage, Error>>,
+) {
+    answer(db, reply, move |db| {
+        let known = db.baselines().map_err(failed)?;
+        if !known.contains(&name) {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no baseline for `{name}` (no collector of that name has committed a collect here); plugins with one: {}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        let after = page.after.map(|r| Id::new(&r.kind, &r.key));
+        let entries = db
+            .baseline_page(&name, page.kind.as_deref(), after.as_ref(), page.limit)
+            .map_err(failed)?
+            .into_iter()
+            .map(|entry| {
+                let (key, kind, properties, _, edge) = entry.entity.into_parts();
+                let properties = serde_json::value::RawValue::from_string(properties)
+                    .map_err(|e| {
+                        Error::new(
+                            ErrorKind::Failed,
+                            format!("the baseline of {name} holds damaged properties for {kind} {key}: {e}"),
+                        )
+                    })?;
+                Ok(BaselineEntry {
+                    hash: format!("{:016x}", entry.hash),
+                    edge: edge.map(|ends| ModelEdge {
+                        source: model_ref(ends.source),
+                        target: model_ref(ends.target),
+                    }),
+                    kind,
+                    key,
+                    properties,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let next = (entries.len() == page.limit)
+            .then(|| entries.last())
+            .flatten()
+            .map(|last| ModelRef {
+                kind: last.kind.clone(),
+                key: last.key.clone(),
+            });
+        Ok(BaselinePage { entries, next })
+    });
+}
+
+fn model_ref(entity: EntityRef) -> ModelRef {
+    ModelRef {
+        kind: entity.kind,
+        key: entity.key,
+    }
 }
 
 /// Answers `reply` with what `read` finds in `db`, read on a blocking thread.
@@ -184,10 +257,6 @@ pub(crate) fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, 
         }
     }
     let (key, kind, properties, schema_version, edge) = stored.entity.into_parts();
-    let end = |r: EntityRef| ModelRef {
-        kind: r.kind,
-        key: r.key,
-    };
     let properties = serde_json::value::RawValue::from_string(properties).map_err(|e| {
         Error::new(
             ErrorKind::Failed,
@@ -201,8 +270,8 @@ pub(crate) fn view(db: &Db, stored: Stored, work: &Work) -> Result<ModelEntity, 
         properties,
         schema_version,
         edge: edge.map(|ends| ModelEdge {
-            source: end(ends.source),
-            target: end(ends.target),
+            source: model_ref(ends.source),
+            target: model_ref(ends.target),
         }),
         dangling,
         sources,

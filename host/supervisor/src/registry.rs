@@ -406,6 +406,11 @@ impl Registry {
             .collect()
     }
 
+    /// The host's metrics text (OpenMetrics), as `GET /metrics` answers it.
+    pub fn metrics(&self) -> String {
+        crate::metrics::render(self.statuses(), self.report())
+    }
+
     pub fn report(&self) -> HostReport {
         let plugins = self
             .running

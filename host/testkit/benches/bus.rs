@@ -7,6 +7,9 @@
 //!   emit a change of it), counted when the changes are durable in the outbox;
 //! - both also per CPU-second of the step's thread, which a busy shared machine disturbs
 //!   far less than the clock, and of the whole process (the outbox's writer included);
+//! - what metrics cost: the trivial step started as `synchro run` starts it (on a thread
+//!   of its own), with the host's metrics rendered every 10 ms and never, alternated, per
+//!   CPU-second of the whole process;
 //! - await-response round trip (publish a request, a responder answers, the waiter gets
 //!   it), p50 / p99, on both buses.
 //!
@@ -137,15 +140,7 @@ async fn fill(
 /// this shared machine runs meanwhile. And through the bus alone.
 async fn throughput(bus: &Bus, step: &Step<'_>, count: u64) -> anyhow::Result<(Rate, f64)> {
     let harness = Harness::new(bus);
-    std::fs::copy(step.wasm, harness.config.plugin_dir.join("bench.wasm"))?;
-    let manifest = harness.config.plugin_dir.join("bench.toml");
-    std::fs::write(
-        &manifest,
-        format!(
-            "name = \"bench\"\nversion = \"0\"\nroles = [\"event-step\"]\n[events]\ntopics = [\"bench\"]\nstart = \"earliest\"\n{}",
-            step.grants
-        ),
-    )?;
+    let manifest = install(&harness, step)?;
     let plugin = harness.load(&manifest).await?;
     fill(bus, "bench", count, step.payload).await?;
 
@@ -186,6 +181,65 @@ async fn throughput(bus: &Bus, step: &Step<'_>, count: u64) -> anyhow::Result<(R
     stop.send(true)?;
     task.await?;
     Ok((through_wasm, bus_only))
+}
+
+/// Installs `step` in the harness's plugin directory as `bench`, consuming the topic
+/// `bench` from its start; answers its manifest.
+fn install(harness: &Harness, step: &Step<'_>) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::copy(step.wasm, harness.config.plugin_dir.join("bench.wasm"))?;
+    let manifest = harness.config.plugin_dir.join("bench.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = \"bench\"\nversion = \"0\"\nroles = [\"event-step\"]\n[events]\ntopics = [\"bench\"]\nstart = \"earliest\"\n{}",
+            step.grants
+        ),
+    )?;
+    Ok(manifest)
+}
+
+/// Events through `step` in a second, started by the registry as `synchro run` starts
+/// it, while the host's metrics are rendered every `scrape` as `GET /metrics` renders
+/// them, or never. The step runs on the registry's own thread: the process's CPU time
+/// holds what both cost.
+/// Counted from when the step has loaded, so its compile is not in the figure.
+async fn scraped(
+    bus: &Bus,
+    step: &Step<'_>,
+    count: u64,
+    scrape: Option<Duration>,
+) -> anyhow::Result<Rate> {
+    let harness = Harness::new(bus);
+    install(&harness, step)?;
+    fill(bus, "bench", count, step.payload).await?;
+    let mut registry = harness.registry();
+    registry.scan().await;
+    let status = registry.deployment("bench")?.status.clone();
+    let processed = || status.counters.values().processed;
+    let (started, from) = (Instant::now(), processed());
+    let (cpu, process_cpu) = (on_cpu(), process_on_cpu());
+    let (mut scrapes, mut next_scrape, mut bytes) = (0u64, Instant::now(), 0);
+    while processed() < count {
+        if let Some(every) = scrape
+            && Instant::now() >= next_scrape
+        {
+            bytes = std::hint::black_box(registry.metrics()).len();
+            scrapes += 1;
+            next_scrape += every;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let handled = (count - from) as f64;
+    let rate = Rate {
+        wall: handled / started.elapsed().as_secs_f64(),
+        cpu: handled / (on_cpu() - cpu).as_secs_f64(),
+        process_cpu: handled / (process_on_cpu() - process_cpu).as_secs_f64(),
+    };
+    registry.shutdown(Duration::from_secs(5)).await;
+    if scrape.is_some() {
+        anyhow::ensure!(scrapes > 0 && bytes > 0, "the metrics were never rendered");
+    }
+    Ok(rate)
 }
 
 /// Round trips through a responder on the bus: p50 and p99.
@@ -283,6 +337,33 @@ fn main() -> anyhow::Result<()> {
     println!(
         "  embedded, one core: event step parsing JSON + emit-change, durable in the outbox: {emit_median}; {:.2}x the trivial step",
         emit_median.median.cpu / trivial_median.median.cpu
+    );
+    // What metrics cost the step: the host's metrics rendered every 10 ms — 1 500 times
+    // as often as Prometheus's default scrape interval (15 s) — against never, alternated.
+    let every = Duration::from_millis(10);
+    let (mut quiet, mut watched) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        quiet.push(one_core.block_on(scraped(&Bus::embedded(), &trivial, count, None))?);
+        watched.push(one_core.block_on(scraped(&Bus::embedded(), &trivial, count, Some(every)))?);
+    }
+    let (quiet, watched) = (Rounds::of(quiet), Rounds::of(watched));
+    // The registry runs the step on a thread of its own, so only the process's CPU time
+    // holds both the step and the scrapes.
+    let line = |r: &Rounds| {
+        format!(
+            "{:.0} events/s (median; {:.0} - {:.0}), {:.0} per CPU-second of the process",
+            r.median.wall, r.low, r.high, r.median.process_cpu
+        )
+    };
+    println!(
+        "  embedded, the step on the registry's thread: metrics never rendered: {}",
+        line(&quiet)
+    );
+    println!(
+        "  embedded, the step on the registry's thread: metrics rendered every {every:?}: {}; {:.3}x per CPU-second of the process, {:.3}x by the clock",
+        line(&watched),
+        watched.median.process_cpu / quiet.median.process_cpu,
+        watched.median.wall / quiet.median.wall
     );
     let (p50, p99) = one_core.block_on(round_trips(&Bus::embedded(), 20_000))?;
     println!(

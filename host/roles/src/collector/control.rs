@@ -24,6 +24,9 @@ pub enum Command {
     CollectNow(oneshot::Sender<Result<CollectReport, Error>>),
     /// Stops (`true`) or restarts collecting on the schedule; the baseline stays.
     Pause(bool, oneshot::Sender<Result<(), Error>>),
+    /// Forgets the baseline (and what the rails held or counted of it), so that the
+    /// next collect announces everything as CREATE; answers how many entries it had.
+    ResetBaseline(oneshot::Sender<Result<u64, Error>>),
 }
 
 /// The sending side, which a plugin's [`crate::Deployment`] keeps across reloads.

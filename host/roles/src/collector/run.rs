@@ -370,6 +370,24 @@ impl Runner {
         })
     }
 
+    /// Forgets the baseline, in the database and here, with what the rails counted and
+    /// held of it: the model keeps the entities, and the next collect announces each
+    /// one it finds as CREATE.
+    async fn reset_baseline(&mut self) -> Result<u64, Error> {
+        let name = self.deployment.current().name.clone();
+        let forgotten = {
+            let name = name.clone();
+            self.blocking(move |s| s.reset_baseline(&name))
+                .await
+                .map_err(|e: CollectError| Error::new(ErrorKind::Failed, e.to_string()))?
+        };
+        self.baseline = None;
+        self.rails = Rails::default();
+        self.deployment.status.set_held_deletes(None);
+        tracing::info!(plugin = %name, forgotten, "baseline reset by the operator: the next collect announces everything it finds");
+        Ok(forgotten)
+    }
+
     /// Serves an operator's request; `true` when a collect is due now.
     async fn serve(&mut self, command: Command) -> bool {
         match command {
@@ -379,6 +397,10 @@ impl Runner {
             }
             Command::Plan(reply) => {
                 let _ = reply.send(self.plan().await);
+                false
+            }
+            Command::ResetBaseline(reply) => {
+                let _ = reply.send(self.reset_baseline().await);
                 false
             }
             Command::CollectNow(reply) => {

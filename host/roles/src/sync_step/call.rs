@@ -331,7 +331,7 @@ fn dependents_of(
         let mut after: Option<Id> = None;
         loop {
             let outside = |_: &Id, b: &Bookkeeping| b.is_outside_for(step);
-            let page = db.model_query(Some(kind), after.as_ref(), outside, PAGE)?;
+            let page = db.model_query(Some(kind), None, after.as_ref(), outside, PAGE)?;
             let full = page.len() == PAGE;
             for stored in page {
                 let depends = declared(work, &stored.entity)
