@@ -338,6 +338,48 @@ fn the_log_can_be_json_lines() {
     host.stop();
 }
 
+/// With the spans enabled (`RUST_LOG`), each call into a plugin and each host import it
+/// calls back is a span naming the plugin, the export and the import.
+#[test]
+fn plugin_calls_and_host_imports_are_traced_with_the_plugin_name() {
+    let source = Source::start(INVENTORY);
+    let setup = Setup::new();
+    setup.inventory_plugin("inv", &source);
+    let host = setup.run_logging(
+        "info,synchro_roles=debug,synchro_wit=trace",
+        &["--log-format", "json"],
+    );
+    host.events(4, WAIT);
+    host.wait_for_log("\"collected\"", WAIT);
+    let log = host.log();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let within = |r: &serde_json::Value, name: &str, field: &str, value: &str| {
+        r["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["name"] == name && s[field] == value))
+    };
+    let import = records
+        .iter()
+        .find(|r| {
+            within(r, "plugin call", "plugin", "inv")
+                && within(r, "wit-bindgen export", "function", "collect")
+                && within(r, "wit-bindgen import", "module", "poll")
+                && r["fields"]["message"] == "return"
+        })
+        .unwrap_or_else(|| panic!("no traced poll import of inv's collect in:\n{log}"));
+    assert_eq!(import["level"], "TRACE");
+    assert!(
+        records
+            .iter()
+            .any(|r| within(r, "wit-bindgen import", "module", "snapshot")),
+        "the snapshot's imports are traced too:\n{log}"
+    );
+    host.stop();
+}
+
 /// Vitrage's "get all" and a reset, on a running host: a collector's baseline a page at
 /// a time through the admin API (and `synchro baseline list`, which uses it while the
 /// host runs), the model filtered by owner, and a reset that re-announces everything.

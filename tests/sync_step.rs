@@ -282,6 +282,35 @@ fn a_failing_entity_keeps_its_backoff_while_it_changes_and_the_others_go_on() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Each pass of the step over a batch of its work left a record of what became of it.
+    let (status, body) = setup.admin_get("/v1/plugins/push/runs");
+    assert_eq!(status, 200, "{body}");
+    let passes: Vec<synchro_status::PassRun> =
+        serde_json::from_str::<Vec<synchro_status::RunRecord>>(&body)
+            .unwrap()
+            .into_iter()
+            .map(|run| match run {
+                synchro_status::RunRecord::Pass(pass) => pass,
+                other => panic!("a sync step's run: {other:?}"),
+            })
+            .collect();
+    assert!(
+        passes
+            .iter()
+            .all(|p| p.role == "sync-step" && p.entities == p.done + p.failed + p.held),
+        "{passes:?}"
+    );
+    assert!(
+        passes.iter().map(|p| p.failed).sum::<u64>() >= 1,
+        "{passes:?}"
+    );
+    assert!(
+        passes.iter().map(|p| p.done).sum::<u64>() >= 2,
+        "{passes:?}"
+    );
+    let listed = setup.command(&["plugin", "runs", "push"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(" sync-step pass "), "{listed}");
     host.stop();
 }
 

@@ -86,11 +86,18 @@ function healthText(plugin) {
   }
 }
 
-function runText(run) {
-  if (!run) return "—";
-  if (run.error) return `${time(run.started)} failed: ${run.error}`;
-  return `${time(run.started)}: ${run.entities} entities, +${run.created} ~${run.updated} −${run.deleted}` +
+function runSummary(run) {
+  if (run.kind === "pass") {
+    return `${run.role} pass over ${run.entities} entities: ${run.done} done, ${run.failed} failed, ` +
+      `${run.held} held (${run.ms} ms)`;
+  }
+  if (run.error) return `failed: ${run.error}`;
+  return `${run.entities} entities, +${run.created} ~${run.updated} −${run.deleted}` +
     (run.held ? `, ${run.held} held` : "") + ` (${run["collect-ms"]} ms)`;
+}
+
+function runText(run) {
+  return run ? `${time(run.started)}: ${runSummary(run)}` : "—";
 }
 
 function counterText(counters) {
@@ -185,8 +192,8 @@ async function showRuns(name) {
     const body = $("#runs tbody");
     body.replaceChildren();
     for (const run of runs.slice().reverse()) {
-      body.append(row([new Date(run.started).toLocaleString(), `${run["collect-ms"]} ms`, `${run["commit-ms"]} ms`,
-        run.entities, run.created, run.updated, run.deleted, run.held, run.error || ""]));
+      body.append(row([new Date(run.started).toLocaleString(), run.kind === "pass" ? run.role : "collect",
+        runSummary(run)]));
     }
   } catch (error) {
     say(`runs of ${name}: ${error.message}`, true);

@@ -18,7 +18,7 @@
 //! | `GET /v1/plugins` | every plugin's health and counters, and the manifests refused |
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |
 //! | `POST /v1/plugins/NAME/release` | ends NAME's quarantine |
-//! | `GET /v1/plugins/NAME/runs` | its last runs (a collector's: when, the collect's and the commit's durations, what it did, its error), oldest first |
+//! | `GET /v1/plugins/NAME/runs` | its last runs, oldest first: a collector's collects (when, the collect's and the commit's durations, what it did, its error), a policy's or sync step's passes over its work |
 //! | `POST /v1/plugins/NAME/approve-deletes?held=ID` | deletes the collector's held deletes (only if they are still the set `ID`, when given); answers `{"deleted": N}` |
 //! | `POST /v1/plugins/NAME/plan` | collects once without committing: the changes a collect would make now, and what it would hold |
 //! | `POST /v1/plugins/NAME/collect` | collects now, and answers what the collect did |

@@ -1,9 +1,9 @@
 //! An operator's commands to a running host's collector: approve its held deletes, plan,
-//! collect now, pause and resume.
+//! collect now, pause and resume; and any plugin's runs.
 
 use std::path::Path;
 
-use synchro_status::CollectPlan;
+use synchro_status::{CollectPlan, RunRecord};
 
 use crate::status::admin;
 
@@ -89,21 +89,29 @@ pub fn runs(config: Option<&Path>, name: &str, json: bool) -> anyhow::Result<()>
         return Ok(());
     }
     for run in &runs {
-        let r = &run.report;
         let at = humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(run.started),
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(run.started()),
         );
-        let outcome = match &run.error {
-            Some(error) => format!("FAILED: {}", synchro_model::OneLine(error)),
-            None => format!(
-                "{} entities: {} created, {} updated, {} deleted, {} refused, {} in grace, {} held",
-                r.entities, r.created, r.updated, r.deleted, r.refused, r.in_grace, r.held
+        match run {
+            RunRecord::Collect(run) => {
+                let r = &run.report;
+                let outcome = match &run.error {
+                    Some(error) => format!("FAILED: {}", synchro_model::OneLine(error)),
+                    None => format!(
+                        "{} entities: {} created, {} updated, {} deleted, {} refused, {} in grace, {} held",
+                        r.entities, r.created, r.updated, r.deleted, r.refused, r.in_grace, r.held
+                    ),
+                };
+                println!(
+                    "{at} collect {} ms commit {} ms {outcome}",
+                    run.collect_ms, run.commit_ms
+                );
+            }
+            RunRecord::Pass(pass) => println!(
+                "{at} {} pass {} ms {} entities: {} done, {} failed, {} held",
+                pass.role, pass.ms, pass.entities, pass.done, pass.failed, pass.held
             ),
-        };
-        println!(
-            "{at} collect {} ms commit {} ms {outcome}",
-            run.collect_ms, run.commit_ms
-        );
+        }
     }
     if runs.is_empty() {
         println!("{name}: no run yet");

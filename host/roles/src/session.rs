@@ -4,6 +4,10 @@
 //!
 //! Each call gets its own deadline and fresh capability state; a failed call ends the
 //! session (a trap may leave the instance unusable), and the caller starts a new one.
+//!
+//! Every call into a plugin runs in a [`plugin_span`]: the spans of the WIT bindings
+//! (each export called, each host import the plugin calls back) nest under it, so a
+//! trace and every log line of the call name the plugin.
 
 use synchro_capability::{CallContext, Capabilities};
 use synchro_engine::wasmtime::Store;
@@ -26,11 +30,20 @@ pub struct Session<G> {
     output: GuestOutput,
 }
 
-/// One call's parts: the export, the store, and when the call must end.
+/// One call's parts: the export, the store, when the call must end, and the span it
+/// runs in.
 pub(crate) struct Call<'s, G> {
     pub guest: &'s G,
     pub store: &'s mut PluginStore,
     pub deadline: tokio::time::Instant,
+    pub span: tracing::Span,
+}
+
+/// The span of a call into the plugin `name` (the export's own span, inside it, names
+/// the export). At DEBUG: the default filter (info) leaves it disabled, which costs a
+/// branch per call.
+pub(crate) fn plugin_span(plugin: &str) -> tracing::Span {
+    tracing::debug_span!("plugin call", plugin)
 }
 
 impl<G> Session<G> {
@@ -74,6 +87,7 @@ impl<G> Session<G> {
             guest: &self.guest,
             store: &mut self.store,
             deadline,
+            span: plugin_span(&call.plugin),
         }
     }
 

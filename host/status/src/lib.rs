@@ -180,6 +180,16 @@ pub enum ModelRole {
     Sync = 1,
 }
 
+impl ModelRole {
+    /// The role's name, as manifests spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelRole::Policy => "model-policy",
+            ModelRole::Sync => "sync-step",
+        }
+    }
+}
+
 /// A model role's work queue: entities ready to handle, being handled, and backing off
 /// after a failure.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,11 +283,53 @@ pub struct CollectReport {
     pub held: u64,
 }
 
-/// The record of one collect: when, how long each part took, what it did or why it
-/// failed. A plugin's last [`RUNS_KEPT`] are kept (in memory) and listed by the admin API.
+/// The record of one run of a plugin: a collect, or a pass of a model policy or a sync
+/// step over a batch of its work. A plugin's last [`RUNS_KEPT`] are kept (in memory) and
+/// listed by the admin API, each with its `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RunRecord {
+    Collect(CollectRun),
+    Pass(PassRun),
+}
+
+impl RunRecord {
+    /// When it started (ms since the epoch).
+    pub fn started(&self) -> u64 {
+        match self {
+            RunRecord::Collect(run) => run.started,
+            RunRecord::Pass(run) => run.started,
+        }
+    }
+}
+
+/// A pass of a model policy or a sync step over a batch of the entities it had to handle:
+/// when, how long, and what became of them (those it had nothing to do for are not
+/// counted; a failure's reason is on the entity, `synchro model list --failed`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct RunRecord {
+pub struct PassRun {
+    /// When it started (ms since the epoch).
+    pub started: u64,
+    /// `model-policy` or `sync-step`.
+    pub role: String,
+    /// The calls and the transaction that recorded their outcomes.
+    pub ms: u64,
+    /// The entities it called the plugin for, or held.
+    pub entities: u64,
+    /// Calls that succeeded.
+    pub done: u64,
+    /// Calls that failed (each entity backs off).
+    pub failed: u64,
+    /// Entities that wait for another to be handled first.
+    pub held: u64,
+}
+
+/// The record of one collect: when, how long each part took, what it did or why it
+/// failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CollectRun {
     /// When it started (ms since the epoch).
     pub started: u64,
     /// The plugin's call, with the diff of its snapshot (they run together).

@@ -274,12 +274,22 @@ impl Setup {
         self.spawn_run(command)
     }
 
-    /// Spawns `command` (a `run` with its arguments so far) with `--json --config`.
+    /// Starts `synchro run --json ARGS` logging what `filter` (a `RUST_LOG`) lets through.
+    pub fn run_logging(&self, filter: &str, args: &[&str]) -> Running {
+        let mut command = Command::new(crate::synchro());
+        command.env("RUST_LOG", filter).args(["run"]).args(args);
+        self.spawn_run(command)
+    }
+
+    /// Spawns `command` (a `run` with its arguments so far) with `--json --config`, and
+    /// `RUST_LOG=info` unless it has its own.
     fn spawn_run(&self, mut command: Command) -> Running {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .args(["--json", "--config"])
             .arg(self.config())
-            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

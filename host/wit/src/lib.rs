@@ -27,8 +27,10 @@ synchro_engine::wasmtime::component::bindgen!({
     ",
     path: "../../wit",
     world: "synchro:host/roles",
-    imports: { default: async },
-    exports: { default: async },
+    // TRACE spans around every host import a plugin calls and every export the host
+    // calls, inside the host's span of the call (which names the plugin).
+    imports: { default: async | tracing },
+    exports: { default: async | tracing },
     wasmtime_crate: synchro_engine::wasmtime,
 });
 

@@ -5,6 +5,7 @@ use synchro_capability::{CallContext, Capabilities, SnapshotSink};
 use synchro_engine::CallError;
 use synchro_model::{Completeness, Hashes, Outcome};
 use synchro_wit::exports::synchro::plugin::collector::Completeness as Wit;
+use tracing::Instrument;
 
 use super::Collector;
 use crate::{Linked, PluginEngine};
@@ -43,6 +44,7 @@ impl Collector {
                 .await
                 .map_err(|e| CallError::from_trap(e, &limits))
         })
+        .instrument(crate::session::plugin_span(&call.plugin))
         .await;
         output.end_call();
         let (diff, refused) = store

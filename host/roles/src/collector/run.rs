@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::{Change, Error, ErrorKind, Hashes, Id, OneLine, Operation, Outcome};
-use synchro_status::{CollectPlan, CollectReport, Counters, Health, PlannedChange, RunRecord};
+use synchro_status::{
+    CollectPlan, CollectReport, CollectRun, Counters, Health, PlannedChange, RunRecord,
+};
 use synchro_store::{Db, DbError};
 
 use super::Collected;
@@ -89,9 +91,9 @@ impl Runner {
         let deployment = self.deployment.clone();
         let plugin = deployment.current();
         Counters::bump(&deployment.status.counters.calls);
-        let mut run = RunRecord {
+        let mut run = CollectRun {
             started: synchro_model::now_millis(),
-            ..RunRecord::default()
+            ..CollectRun::default()
         };
         let started = Instant::now();
         let result = self.collect_with(&plugin, &mut run).await;
@@ -107,7 +109,7 @@ impl Runner {
                 run.error = Some(error.to_string());
             }
         }
-        deployment.status.record_run(run);
+        deployment.status.record_run(RunRecord::Collect(run));
         result
     }
 
@@ -155,7 +157,7 @@ impl Runner {
     async fn collect_with(
         &mut self,
         plugin: &Plugin,
-        run: &mut RunRecord,
+        run: &mut CollectRun,
     ) -> Result<Report, CollectError> {
         let baseline = self.take_baseline(plugin).await?;
         let started = Instant::now();

@@ -3,6 +3,7 @@
 use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_wit::exports::synchro::plugin::event_step::Guest;
+use tracing::Instrument;
 
 use super::EventStep;
 use crate::session::Session as Instance;
@@ -41,6 +42,7 @@ impl Session {
             call.deadline,
             call.guest.call_process_event(call.store, &wit),
         )
+        .instrument(call.span)
         .await;
         self.0.outcome(returned)
     }

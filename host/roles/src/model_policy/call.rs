@@ -8,6 +8,7 @@ use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id};
 use synchro_status::{Counters, ModelRole};
 use synchro_store::{Db, DbError, Policed, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::model_policy::Guest;
+use tracing::Instrument;
 
 use super::ModelPolicy;
 use crate::model_work::{Handler, ModelWork, Plan};
@@ -145,22 +146,29 @@ impl Handler for ModelPolicy {
         session.0.handling(handling);
         let call_of = session.0.begin(engine);
         let (guest, store, deadline) = (call_of.guest, call_of.store, call_of.deadline);
-        let returned = match call {
-            React::Create(entity) => {
-                let wit = synchro_wit::entity_to_wit(entity.clone());
-                tokio::time::timeout_at(deadline, guest.call_handle_create(store, &wit)).await
-            }
-            React::Update(entity, previous) => {
-                let wit = synchro_wit::entity_to_wit(entity.clone());
-                let previous = synchro_wit::entity_to_wit(previous.clone());
-                tokio::time::timeout_at(deadline, guest.call_handle_update(store, &wit, &previous))
+        let returned = async {
+            match call {
+                React::Create(entity) => {
+                    let wit = synchro_wit::entity_to_wit(entity.clone());
+                    tokio::time::timeout_at(deadline, guest.call_handle_create(store, &wit)).await
+                }
+                React::Update(entity, previous) => {
+                    let wit = synchro_wit::entity_to_wit(entity.clone());
+                    let previous = synchro_wit::entity_to_wit(previous.clone());
+                    tokio::time::timeout_at(
+                        deadline,
+                        guest.call_handle_update(store, &wit, &previous),
+                    )
                     .await
+                }
+                React::Delete(entity) => {
+                    let wit = synchro_wit::entity_to_wit(entity.clone());
+                    tokio::time::timeout_at(deadline, guest.call_handle_delete(store, &wit)).await
+                }
             }
-            React::Delete(entity) => {
-                let wit = synchro_wit::entity_to_wit(entity.clone());
-                tokio::time::timeout_at(deadline, guest.call_handle_delete(store, &wit)).await
-            }
-        };
+        }
+        .instrument(call_of.span)
+        .await;
         session.0.outcome(returned)
     }
 }

@@ -23,7 +23,7 @@ use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{ErrorKind, Handling, Id};
-use synchro_status::Counters;
+use synchro_status::{Counters, PassRun, RunRecord};
 use synchro_store::{Cursor, DbError, Recorded, Start};
 
 use super::queue::Queue;
@@ -144,7 +144,9 @@ impl<H: Handler> Runner<H> {
             let batch = queue.take_batch(Instant::now(), BATCH_ENTITIES);
             if !batch.is_empty() {
                 let mut quarantine = None;
+                let (started, clock) = (synchro_model::now_millis(), Instant::now());
                 let handled = self.handle(batch, &mut session, &shutdown).await;
+                self.record_pass(started, clock, &handled);
                 // Held entities first, so that one whose blocker was handled in the same
                 // batch goes again.
                 for (id, handled) in &handled {
@@ -292,6 +294,29 @@ impl<H: Handler> Runner<H> {
             cursor.handled(*last).await?;
         }
         Ok(())
+    }
+
+    /// Keeps the record of a pass that `handled` what it did (one with nothing to do for
+    /// any entity is not one).
+    fn record_pass(&self, started: u64, clock: Instant, handled: &[(Id, Handled)]) {
+        let mut pass = PassRun {
+            started,
+            role: H::ROLE.name().to_owned(),
+            ms: clock.elapsed().as_millis() as u64,
+            ..PassRun::default()
+        };
+        for (_, handled) in handled {
+            match handled {
+                Handled::Nothing => continue,
+                Handled::Done => pass.done += 1,
+                Handled::Held(_) => pass.held += 1,
+                Handled::Failed(_) => pass.failed += 1,
+            }
+            pass.entities += 1;
+        }
+        if pass.entities > 0 {
+            self.deployment.status.record_run(RunRecord::Pass(pass));
+        }
     }
 
     /// Calls the plugin for those of `ids` that need it, and records the outcomes on

@@ -8,6 +8,7 @@ use synchro_model::{Acting, Bookkeeping, Entity, ErrorKind, Handling, Id};
 use synchro_status::{Counters, ModelRole};
 use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
+use tracing::Instrument;
 
 use super::SyncStep;
 use crate::model_work::{Handler, Mode, ModelWork, Plan};
@@ -175,24 +176,28 @@ impl Handler for SyncStep {
     ) -> Result<(), CallError> {
         session.0.handling(handling);
         let call_of = session.0.begin(engine);
-        let returned = match call {
-            Enact::Sync(entity) => {
-                let wit = synchro_wit::entity_to_wit(entity.clone());
-                tokio::time::timeout_at(
-                    call_of.deadline,
-                    call_of.guest.call_sync_record(call_of.store, &wit),
-                )
-                .await
+        let returned = async {
+            match call {
+                Enact::Sync(entity) => {
+                    let wit = synchro_wit::entity_to_wit(entity.clone());
+                    tokio::time::timeout_at(
+                        call_of.deadline,
+                        call_of.guest.call_sync_record(call_of.store, &wit),
+                    )
+                    .await
+                }
+                Enact::Delete(entity) => {
+                    let wit = synchro_wit::entity_to_wit(entity.clone());
+                    tokio::time::timeout_at(
+                        call_of.deadline,
+                        call_of.guest.call_delete_record(call_of.store, &wit),
+                    )
+                    .await
+                }
             }
-            Enact::Delete(entity) => {
-                let wit = synchro_wit::entity_to_wit(entity.clone());
-                tokio::time::timeout_at(
-                    call_of.deadline,
-                    call_of.guest.call_delete_record(call_of.store, &wit),
-                )
-                .await
-            }
-        };
+        }
+        .instrument(call_of.span)
+        .await;
         session.0.outcome(returned)
     }
 }
