@@ -945,6 +945,21 @@ fn async_mode_reads_gizmos_responses_from_a_responder_of_the_operators() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The silent one's wait gave up; six were answered, each wait's duration measured.
+    assert_eq!(api.setup.status().responses.timed_out, 1);
+    let (status, text) = api.setup.admin_request("GET", "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("synchro_responses_total{outcome=\"timed-out\"} 1\n"),
+        "{text}"
+    );
+    let waits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("synchro_await_response_seconds_count "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert_eq!(waits, 6, "{text}");
 }
 
 /// A write answered is durable: clients write concurrently while the host is killed with

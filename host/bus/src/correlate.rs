@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use synchro_status::Responses;
+use synchro_status::{Durations, Responses};
 
 use super::{BusError, Message};
 
@@ -122,6 +122,8 @@ impl Remembered {
 pub struct Correlator {
     topics: Arc<Mutex<HashMap<String, Topic>>>,
     stats: Arc<Mutex<Responses>>,
+    /// How long each answered wait waited (one parked for it: none).
+    waits: Durations,
 }
 
 impl Correlator {
@@ -158,6 +160,11 @@ impl Correlator {
 
     pub fn stats(&self) -> Responses {
         *self.stats.lock().expect("stats lock")
+    }
+
+    /// How long the waits that were answered waited.
+    pub fn waits(&self) -> &Durations {
+        &self.waits
     }
 
     /// Offers a message that arrived on `topic`; only declared topics and messages with a
@@ -230,6 +237,7 @@ impl Correlator {
             if let Some(message) = state.parked.remove(id) {
                 state.answered.insert(id);
                 self.stats.lock().expect("stats lock").delivered += 1;
+                self.waits.0.observe(0.0);
                 return Ok(message);
             }
             if state.waiting.get(id).is_some_and(|w| !w.is_closed()) {
@@ -242,14 +250,19 @@ impl Correlator {
             state.waiting.insert(id.to_owned(), tx);
             rx
         };
+        let started = Instant::now();
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(message)) => Ok(message),
+            Ok(Ok(message)) => {
+                self.waits.0.observe(started.elapsed().as_secs_f64());
+                Ok(message)
+            }
             _ => {
                 let mut topics = self.topics.lock().expect("correlator lock");
                 if let Some(state) = topics.get_mut(topic) {
                     state.waiting.remove(id);
                     state.abandoned.insert(id);
                 }
+                self.stats.lock().expect("stats lock").timed_out += 1;
                 Err(BusError::TimedOut {
                     topic: topic.to_owned(),
                     id: id.to_owned(),

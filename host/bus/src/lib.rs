@@ -303,9 +303,18 @@ impl Bus {
 
     /// What became of the responses this host has seen.
     pub fn response_stats(&self) -> synchro_status::Responses {
+        self.correlator().stats()
+    }
+
+    /// How long this host's answered `await-response` waits waited.
+    pub fn response_waits(&self) -> synchro_status::Durations {
+        self.correlator().waits().clone()
+    }
+
+    fn correlator(&self) -> &correlate::Correlator {
         match self {
-            Bus::Embedded(bus) => bus.correlator().stats(),
-            Bus::Kafka(bus) => bus.correlator().stats(),
+            Bus::Embedded(bus) => bus.correlator(),
+            Bus::Kafka(bus) => bus.correlator(),
         }
     }
 }

@@ -190,6 +190,12 @@ async fn correlated_responses(bus: Bus) {
         (2, 1, 1, 1),
         "{stats:?}"
     );
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+    assert_eq!(
+        bus.response_waits().0.count(),
+        2,
+        "one answered wait each delivered"
+    );
 }
 
 /// Gizmo's responses carry the id in the body's `transaction-id`.

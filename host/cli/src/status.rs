@@ -163,8 +163,8 @@ fn print_status(report: &HostReport) {
     let r = &report.responses;
     if *r != Default::default() {
         println!(
-            "responses: delivered {} early {} late {} duplicate {} unknown {} malformed {}",
-            r.delivered, r.early, r.late, r.duplicate, r.unknown, r.malformed
+            "responses: delivered {} early {} late {} duplicate {} unknown {} malformed {} timed out {}",
+            r.delivered, r.early, r.late, r.duplicate, r.unknown, r.malformed, r.timed_out
         );
     }
     for loading in &report.loading {

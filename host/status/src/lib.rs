@@ -407,7 +407,7 @@ pub struct Reloaded {
 
 /// What happened to the responses that arrived on the host's response topics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct Responses {
     /// Handed to a waiter (directly, or after being parked).
     pub delivered: u64,
@@ -421,6 +421,8 @@ pub struct Responses {
     pub unknown: u64,
     /// Carried no correlation id where the topic's `correlation` says it is.
     pub malformed: u64,
+    /// Waits that gave up before their response came.
+    pub timed_out: u64,
 }
 
 /// Everything the admin API reports.

@@ -11,19 +11,30 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use synchro_status::{Health, HostReport, Status};
+use synchro_status::{Durations, Health, HostReport, Status};
 
-/// What one scrape reads: each running plugin's status, and the host's report.
+/// What one scrape reads: each running plugin's status, the host's report, and how long
+/// its `await-response` waits waited.
 #[derive(Debug)]
 struct Scrape {
     statuses: Vec<(String, Arc<Status>)>,
     report: HostReport,
+    waits: Durations,
 }
 
-/// The metrics text of a host whose plugins have `statuses` and whose report is `report`.
-pub fn render(statuses: Vec<(String, Arc<Status>)>, report: HostReport) -> String {
+/// The metrics text of a host whose plugins have `statuses`, whose report is `report`
+/// and whose answered waits for responses took `waits`.
+pub fn render(
+    statuses: Vec<(String, Arc<Status>)>,
+    report: HostReport,
+    waits: Durations,
+) -> String {
     let mut registry = Registry::with_prefix("synchro");
-    registry.register_collector(Box::new(Scrape { statuses, report }));
+    registry.register_collector(Box::new(Scrape {
+        statuses,
+        report,
+        waits,
+    }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String does not fail");
@@ -160,11 +171,19 @@ impl Collector for Scrape {
             ("duplicate", r.duplicate),
             ("unknown", r.unknown),
             ("malformed", r.malformed),
+            ("timed-out", r.timed_out),
         ];
         for (outcome, count) in outcomes {
             let labels = [("outcome", outcome)];
             ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
+        let family = encoder.encode_descriptor(
+            "await_response_seconds",
+            "How long answered await-response waits waited for their response",
+            None,
+            MetricType::Histogram,
+        )?;
+        self.waits.0.encode(family)?;
         for (name, help, count) in [
             (
                 "plugins_refused",

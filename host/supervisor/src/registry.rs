@@ -408,7 +408,11 @@ impl Registry {
 
     /// The host's metrics text (OpenMetrics), as `GET /metrics` answers it.
     pub fn metrics(&self) -> String {
-        crate::metrics::render(self.statuses(), self.report())
+        crate::metrics::render(
+            self.statuses(),
+            self.report(),
+            self.services.bus.response_waits(),
+        )
     }
 
     pub fn report(&self) -> HostReport {
