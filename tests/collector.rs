@@ -313,6 +313,13 @@ fn numbers_compare_by_exact_value() {
     );
 }
 
+/// Each line of `log` as the JSON object it must be.
+fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
 /// `--log-format json`: every record of the log is one JSON object on its own line, with
 /// its level and fields, whatever text it carries.
 #[test]
@@ -324,10 +331,7 @@ fn the_log_can_be_json_lines() {
     host.events(4, WAIT);
     host.wait_for_log("\"collected\"", WAIT);
     let log = host.log();
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect();
+    let records = json_lines(&log);
     let collected = records
         .iter()
         .find(|r| r["fields"]["message"] == "collected")
@@ -352,10 +356,7 @@ fn plugin_calls_and_host_imports_are_traced_with_the_plugin_name() {
     host.events(4, WAIT);
     host.wait_for_log("\"collected\"", WAIT);
     let log = host.log();
-    let records: Vec<serde_json::Value> = log
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect();
+    let records = json_lines(&log);
     let within = |r: &serde_json::Value, name: &str, field: &str, value: &str| {
         r["spans"]
             .as_array()

@@ -138,13 +138,7 @@ pub fn entities(
             .into_iter()
             .map(|stored| view(db, stored, &work))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = (entities.len() == page.limit)
-            .then(|| entities.last())
-            .flatten()
-            .map(|last| ModelRef {
-                kind: last.kind.clone(),
-                key: last.key.clone(),
-            });
+        let next = next_page(&entities, page.limit, |e| (&e.kind, &e.key));
         Ok(ModelPage { entities, next })
     });
 }
@@ -198,15 +192,24 @@ pub fn baseline(
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let next = (entries.len() == page.limit)
-            .then(|| entries.last())
-            .flatten()
-            .map(|last| ModelRef {
-                kind: last.kind.clone(),
-                key: last.key.clone(),
-            });
+        let next = next_page(&entries, page.limit, |e| (&e.kind, &e.key));
         Ok(BaselinePage { entries, next })
     });
+}
+
+/// Where the page after `page` starts: after its last item (whose kind and key `id`
+/// gives), when it is full.
+fn next_page<T>(
+    page: &[T],
+    limit: usize,
+    id: impl Fn(&T) -> (&String, &String),
+) -> Option<ModelRef> {
+    let last = page.last().filter(|_| page.len() == limit)?;
+    let (kind, key) = id(last);
+    Some(ModelRef {
+        kind: kind.clone(),
+        key: key.clone(),
+    })
 }
 
 fn model_ref(entity: EntityRef) -> ModelRef {
