@@ -112,6 +112,13 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
     );
     let running = r#"synchro_plugin_state{plugin="inv",state="running"}"#;
     assert_eq!(metric(&setup, running), 1.0);
+    // At least a wasm page, at most the plugin's cap (`limits.memory-mb`, 256 by default).
+    let memory = metric(&setup, &format!("synchro_plugin_memory_bytes{plugin}"));
+    assert!(
+        (65_536.0..=256.0 * 1024.0 * 1024.0).contains(&memory),
+        "{memory}"
+    );
+    assert_eq!(setup.plugin_status("inv").memory_bytes as f64, memory);
     let calls = metric(&setup, &format!("synchro_plugin_calls_total{plugin}"));
     let changes = metric(&setup, &format!("synchro_plugin_changes_total{plugin}"));
     assert_eq!(changes, 302.0, "300 creates, one create, one update");

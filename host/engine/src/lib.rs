@@ -9,6 +9,7 @@
 
 mod cache;
 mod contract;
+mod memory;
 mod output;
 
 use std::path::Path;
@@ -19,7 +20,7 @@ use anyhow::Context;
 use synchro_manifest::Limits;
 use synchro_model::ErrorKind;
 use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Store, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 pub use cache::Origin;
@@ -38,8 +39,15 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct CallState<C> {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: memory::Limiter,
     pub caps: C,
+}
+
+impl<C> CallState<C> {
+    /// Bytes of linear memory the store's instance holds.
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.bytes()
+    }
 }
 
 impl<C: Send> WasiView for CallState<C> {
@@ -226,10 +234,12 @@ impl<C: Send + 'static> Engine<C> {
         let state = CallState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes())
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: memory::Limiter::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes())
+                    .trap_on_grow_failure(true)
+                    .build(),
+            ),
             caps,
         };
         let mut store = Store::new(&self.engine, state);

@@ -103,6 +103,8 @@ impl Counters {
 #[derive(Debug, Default)]
 pub struct Status {
     pub counters: Counters,
+    /// Bytes of linear memory the plugin's instance held at the end of its last call.
+    pub memory_bytes: AtomicU64,
     health: Mutex<Health>,
     /// A collector's deletes held for an operator's approval.
     held_deletes: Mutex<Option<HeldDeletes>>,
@@ -222,6 +224,9 @@ pub struct PluginReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunRecord>,
     pub counters: CounterValues,
+    /// Bytes of linear memory its instance held at the end of its last call.
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// A sync step's work queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_queue: Option<WorkQueue>,

@@ -83,6 +83,16 @@ impl Collector for Scrape {
             }
         }
         let mut family = encoder.encode_descriptor(
+            "plugin_memory_bytes",
+            "Linear memory the plugin's instance held at the end of its last call",
+            None,
+            MetricType::Gauge,
+        )?;
+        for plugin in plugins {
+            let labels = [("plugin", plugin.name.as_str())];
+            ConstGauge::new(plugin.memory_bytes as i64).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
             "plugin_held_deletes",
             "A collector's deletes held for an operator's approval",
             None,

@@ -437,6 +437,9 @@ impl Registry {
                     held_deletes: status.held_deletes(),
                     last_run: status.last_run(),
                     counters: status.counters.values(),
+                    memory_bytes: status
+                        .memory_bytes
+                        .load(std::sync::atomic::Ordering::Relaxed),
                     sync_queue: status.queue(ModelRole::Sync),
                     policy_queue: status.queue(ModelRole::Policy),
                 }
