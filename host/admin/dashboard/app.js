@@ -202,10 +202,12 @@ async function showRuns(name) {
 
 async function refresh() {
   try {
-    renderPlugins(await api("GET", "/v1/plugins"));
-    const ready = await fetch("/v1/ready", { headers: { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) } });
-    $("#host-state").textContent = ready.ok ? "ready" : "loading plugins";
-    $("#host-state").className = "badge " + (ready.ok ? "running" : "loading");
+    const report = await api("GET", "/v1/plugins");
+    renderPlugins(report);
+    // Ready as `/v1/ready` says it: no manifest still loading.
+    const ready = report.loading.length === 0;
+    $("#host-state").textContent = ready ? "ready" : "loading plugins";
+    $("#host-state").className = "badge " + (ready ? "running" : "loading");
     if (runsOf) showRuns(runsOf);
     browse(modelAfter);
   } catch (error) {

@@ -101,11 +101,9 @@ impl<G> Session<G> {
         >,
     ) -> Result<T, CallError> {
         self.output.end_call();
-        let memory = self.store.data().memory_bytes() as u64;
         self.call
             .status
-            .memory_bytes
-            .store(memory, std::sync::atomic::Ordering::Relaxed);
+            .set_memory_bytes(self.store.data().memory_bytes());
         let limits = &self.call.limits;
         match returned {
             Err(_elapsed) => Err(CallError::Deadline(limits.deadline)),

@@ -119,6 +119,11 @@ pub struct Status {
 }
 
 impl Status {
+    /// Keeps what the plugin's instance held at the end of a call.
+    pub fn set_memory_bytes(&self, bytes: usize) {
+        self.memory_bytes.store(bytes as u64, Ordering::Relaxed);
+    }
+
     pub fn health(&self) -> Health {
         self.health.lock().expect("status lock").clone()
     }

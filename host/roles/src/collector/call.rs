@@ -47,10 +47,7 @@ impl Collector {
         .instrument(crate::session::plugin_span(&call.plugin))
         .await;
         output.end_call();
-        let memory = store.data().memory_bytes() as u64;
-        call.status
-            .memory_bytes
-            .store(memory, std::sync::atomic::Ordering::Relaxed);
+        call.status.set_memory_bytes(store.data().memory_bytes());
         let (diff, refused) = store
             .data_mut()
             .caps
