@@ -169,11 +169,14 @@ fn a_subscriber_resumes_with_last_event_id_without_gap_or_duplicate() {
 
 /// Filters by kind, operation and plugin; a past position resumes from there; bad
 /// parameters and positions are refused by name; a position whose changes were dropped
-/// is refused, saying what is kept. Health and readiness answer.
+/// is refused, saying what is kept, and one within the `feed-window` resumes after every
+/// reader passed it and the outbox was trimmed. Health and readiness answer.
 #[test]
 fn filters_positions_and_bad_requests() {
     let source = Source::start(synchro_testkit::INVENTORY);
     let setup = Setup::new();
+    let config = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(setup.config(), config + "feed-window = 2\n").unwrap();
     setup.inventory_plugin("inv", &source);
     let host = setup.run();
     host.events(4, WAIT);
@@ -235,25 +238,38 @@ fn filters_positions_and_bad_requests() {
             .unwrap();
         assert_eq!(anonymous.status(), 401, "the token is needed");
 
-        // Once every reader has passed them, the first changes are dropped: a position
-        // before them is refused, naming the oldest kept.
+        // Once every reader has passed them, the changes before the window (the last 2)
+        // are dropped: a position before them is refused, naming the oldest kept...
         drop(all);
         let deadline = Instant::now() + WAIT;
-        loop {
+        let oldest: u64 = loop {
             match Feed::open(&setup, "?after=0", None).await {
                 Err((409, body)) => {
-                    assert!(
-                        body.contains("the changes after 0 are no longer kept (the o"),
-                        "{body}"
-                    );
-                    break;
+                    let said = "the changes after 0 are no longer kept (the oldest kept is ";
+                    let oldest = body
+                        .split_once(said)
+                        .and_then(|(_, rest)| rest.split_once(')'))
+                        .unwrap_or_else(|| panic!("{body}"))
+                        .0;
+                    break oldest.parse().unwrap();
                 }
                 Ok(_) => {}
                 Err(other) => panic!("{other:?}"),
             }
             assert!(Instant::now() < deadline, "the outbox was never trimmed");
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        };
+        // ... and a subscriber that was gone since the one before resumes with the last
+        // two, though nothing else holds them.
+        let mut back = Feed::open(&setup, "", Some(oldest - 1)).await.unwrap();
+        assert_eq!(back.next().await.id, Some(oldest));
+        assert_eq!(back.next().await.id, Some(oldest + 1));
+        let (status, metrics) = setup.admin_request("GET", "/metrics", None);
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains(&format!("synchro_outbox_last_change {}", oldest + 1)),
+            "the window is the last two: {metrics}"
+        );
     });
     host.stop();
 }

@@ -32,7 +32,7 @@ pub use graph::{Cascaded, GraphRefusal};
 pub use model::{
     Collected, Enacted, Planned, Policed, Recorded, Refusal, Stored, Swept, Write, Writer,
 };
-pub use outbox::{Cursor, Start, wait_handled};
+pub use outbox::{Cursor, Retention, Start, wait_handled};
 pub use sources::Sources;
 
 /// The file inside the data directory.
@@ -172,6 +172,14 @@ mod tests {
 
     fn id(key: &str) -> Id {
         Id::new("pserver", key)
+    }
+
+    /// Plugins' readers held `max_plugin_lag` behind at most; no window.
+    fn lag(max_plugin_lag: u64) -> Retention {
+        Retention {
+            max_plugin_lag,
+            window: 0,
+        }
     }
 
     fn collect_as(state: &Db, plugin: &str, snapshot: &[(&str, &str)]) -> Outcome {
@@ -547,7 +555,7 @@ mod tests {
                 slow.handled(2).await.unwrap();
             });
             assert_eq!(
-                state.trim_changes(|_| false, 1000).unwrap(),
+                state.trim_changes(|_| false, lag(1000)).unwrap(),
                 2,
                 "what the slow reader passed"
             );
@@ -562,7 +570,7 @@ mod tests {
         assert_eq!(rest.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4, 5]);
         // Trimmed to nothing, the numbering goes on.
         runtime.block_on(slow.handled(5)).unwrap();
-        assert_eq!(state.trim_changes(|_| false, 1000).unwrap(), 3);
+        assert_eq!(state.trim_changes(|_| false, lag(1000)).unwrap(), 3);
         assert_eq!(state.append_changes(&[vec![9]]).unwrap(), 6);
     }
 
@@ -593,17 +601,51 @@ mod tests {
         let printer = state.cursor("printer", Start::Saved).unwrap();
         assert_eq!(printer.position(), 4);
         assert_eq!(
-            state.trim_changes(|name| name == "group", 1000).unwrap(),
+            state
+                .trim_changes(|name| name == "group", lag(1000))
+                .unwrap(),
             1,
             "the group is not attached, but will come back: only what it handled goes"
         );
-        assert_eq!(state.trim_changes(|_| false, 1000).unwrap(), 3);
+        assert_eq!(state.trim_changes(|_| false, lag(1000)).unwrap(), 3);
         let late = state.cursor("late", Start::SavedElseOldest).unwrap();
         assert_eq!(
             late.position(),
             4,
             "with nothing kept, a new group starts at the end"
         );
+    }
+
+    #[test]
+    fn the_window_keeps_the_last_changes_every_reader_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        let mut printer = state.cursor("printer", Start::Saved).unwrap();
+        let gone = state.cursor("feed:0", Start::After(0)).unwrap();
+        for i in 0..10u8 {
+            state.append_changes(&[vec![i]]).unwrap();
+        }
+        runtime.block_on(async {
+            printer.next_batch(100).await.unwrap();
+            printer.handled(10).await.unwrap();
+        });
+        drop(gone);
+        let window = |window| Retention {
+            max_plugin_lag: 1000,
+            window,
+        };
+        let plugins = |name: &str| name.starts_with("feed:");
+        assert_eq!(state.trim_changes(plugins, window(4)).unwrap(), 6);
+        assert_eq!(state.oldest_change().unwrap(), Some(7));
+        assert_eq!(
+            state.trim_changes(plugins, window(4)).unwrap(),
+            0,
+            "the last 4 stay"
+        );
+        assert_eq!(state.trim_changes(plugins, window(0)).unwrap(), 4);
     }
 
     #[test]
@@ -620,13 +662,13 @@ mod tests {
         }
         let plugins = |name: &str| name.starts_with("synchro.");
         assert_eq!(
-            state.trim_changes(plugins, 3).unwrap(),
+            state.trim_changes(plugins, lag(3)).unwrap(),
             0,
             "the printer has read nothing: everything stays"
         );
         drop(printer);
         assert_eq!(
-            state.trim_changes(plugins, 3).unwrap(),
+            state.trim_changes(plugins, lag(3)).unwrap(),
             7,
             "the step, 10 behind, keeps only the last 3"
         );

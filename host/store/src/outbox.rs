@@ -31,6 +31,18 @@ const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the outbox knows beyond the database: the last committed sequence number (for
 /// readers to wait on) and where each attached reader is (for trimming).
+/// What the outbox keeps besides what its readers have not passed.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// The most changes a plugin's reader holds back (see [`Db::trim_changes`]).
+    pub max_plugin_lag: u64,
+    /// The last changes kept even when every reader has passed them: a reader that is
+    /// gone for a moment — an admin feed subscriber whose connection dropped with
+    /// changes in flight — comes back to find what it had not received, since no cursor
+    /// of the host can know what a client received.
+    pub window: u64,
+}
+
 pub(crate) struct Outbox {
     committed: watch::Sender<u64>,
     /// Reader id → its name and position.
@@ -232,19 +244,21 @@ impl Db {
 
     /// Drops the changes that every attached reader has passed, and every reader that
     /// `plugins` names by its saved cursor (one that is not attached now but will be: an
-    /// event step of the running host not yet joined, say); returns how many. With no such
-    /// reader, nothing is dropped.
+    /// event step of the running host not yet joined, say), except the last
+    /// `retention.window`; returns how many. With no such reader, nothing is dropped.
     ///
-    /// A reader `plugins` names is kept at most `max_plugin_lag` changes behind the last:
-    /// one that falls further behind (a quarantined event step, a hostile one) loses the
-    /// oldest, and is told how many when it reads on, instead of growing the database
-    /// without bound. The host's own readers (the printer, the Kafka relay) lose nothing.
+    /// A reader `plugins` names is kept at most `retention.max_plugin_lag` changes behind
+    /// the last: one that falls further behind (a quarantined event step, a hostile one)
+    /// loses the oldest, and is told how many when it reads on, instead of growing the
+    /// database without bound. The host's own readers (the printer, the Kafka relay) lose
+    /// nothing.
     pub fn trim_changes(
         &self,
         plugins: impl Fn(&str) -> bool,
-        max_plugin_lag: u64,
+        retention: Retention,
     ) -> Result<u64, DbError> {
-        let floor = self.last_change().saturating_sub(max_plugin_lag);
+        let last = self.last_change();
+        let floor = last.saturating_sub(retention.max_plugin_lag);
         let held = |name: &str, position: u64| {
             if plugins(name) {
                 position.max(floor)
@@ -276,6 +290,7 @@ impl Db {
         let Some(passed) = attached.into_iter().chain(saved).min() else {
             return Ok(0);
         };
+        let passed = passed.min(last.saturating_sub(retention.window));
         let mut txn = self.db.begin_write().map_err(dberr)?;
         // Dropping needs no fsync of its own: a crash before the next durable commit
         // only keeps changes that were already handled.

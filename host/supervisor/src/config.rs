@@ -66,6 +66,10 @@ pub struct Config {
     /// fallen behind (quarantined, or slow); beyond, it skips the oldest and the log says
     /// how many. Bounds the database whatever a plugin does.
     pub max_step_lag: u64,
+    /// The last changes the outbox keeps even when every reader has passed them: a
+    /// subscriber of the admin API's change feed whose connection dropped resumes with
+    /// `Last-Event-ID` within them (the changes in flight when it dropped among them).
+    pub feed_window: u64,
     /// How far sync steps manage kinds outward: `[modes.kinds]` and `[modes.plugins]`
     /// map a kind, or a sync step's name, to `managed` (the default), `observe-only`,
     /// `orphan-on-delete` or `paused`.
@@ -97,6 +101,7 @@ impl Default for Config {
             watch: true,
             shutdown_grace: crate::SHUTDOWN_GRACE,
             max_step_lag: 1_000_000,
+            feed_window: 100_000,
             modes: synchro_roles::Modes::default(),
             sources: BTreeMap::new(),
             source: None,

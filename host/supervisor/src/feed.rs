@@ -5,7 +5,9 @@
 //! A subscriber's cursor is attached while it reads, so the outbox keeps what it has not
 //! been sent — up to `max-step-lag` changes, like an event step's: one that falls further
 //! behind (a client that stopped reading) is sent `lost` and its feed ends, instead of the
-//! host keeping the stream for it forever.
+//! host keeping the stream for it forever. Once its connection drops, the cursor is gone
+//! with it; what it had been sent but not received is kept by the `feed-window` (the last
+//! changes, whoever has passed them), so that it resumes where it was.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

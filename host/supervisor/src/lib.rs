@@ -133,7 +133,11 @@ impl Supervisor {
                 // and what it has not read must wait for it.
                 _ = trim.tick(), if !registry.is_loading() => {
                     let steps = registry.change_readers();
-                    retention::trim(&services.db, steps, self.config.max_step_lag).await;
+                    let keep = synchro_store::Retention {
+                        max_plugin_lag: self.config.max_step_lag,
+                        window: self.config.feed_window,
+                    };
+                    retention::trim(&services.db, steps, keep).await;
                 }
                 _ = async { watcher.as_mut().expect("guarded").changed().await }, if watcher.is_some() => {
                     registry.scan().await;

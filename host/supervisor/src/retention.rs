@@ -5,23 +5,24 @@
 //! `max-step-lag` changes (the host config), and so does a subscriber of the admin API's
 //! change feed; one further behind loses the oldest. A reader
 //! of a plugin that is gone no longer holds changes back; either is told how many it
-//! missed when it reads on.
+//! missed when it reads on. The last `feed-window` changes stay whatever the readers
+//! passed, so that a feed subscriber whose connection dropped resumes where it was.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use synchro_store::Db;
+use synchro_store::{Db, Retention};
 
 /// How often the outbox drops what every reader has passed.
 pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
-/// Drops what every reader has passed; `steps` are the cursors of the running plugins,
-/// each holding back at most `max_lag` changes.
-pub async fn trim(db: &Arc<Db>, steps: Vec<String>, max_lag: u64) {
+/// Drops what every reader has passed but the window `keep` says; `steps` are the
+/// cursors of the running plugins.
+pub async fn trim(db: &Arc<Db>, steps: Vec<String>, keep: Retention) {
     let db = db.clone();
     let trimmed = tokio::task::spawn_blocking(move || {
         let bounded = |name: &str| crate::feed::is_feed(name) || steps.iter().any(|s| s == name);
-        db.trim_changes(bounded, max_lag)
+        db.trim_changes(bounded, keep)
     })
     .await;
     match trimmed {

@@ -581,7 +581,15 @@ async fn an_event_step_keeps_its_place_in_the_changes_from_its_load() {
         .events
         .group
         .clone();
-    let dropped = db.trim_changes(|name| name == group, 1_000_000).unwrap();
+    let dropped = db
+        .trim_changes(
+            |name| name == group,
+            synchro_store::Retention {
+                max_plugin_lag: 1_000_000,
+                window: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(dropped, 0, "changes the step has not read were dropped");
     drop(printer);
 
