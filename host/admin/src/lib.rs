@@ -35,6 +35,7 @@ mod client;
 mod dashboard;
 mod listener;
 mod server;
+mod sse;
 
 use std::net::SocketAddr;
 
@@ -51,6 +52,7 @@ pub use client::Client;
 pub use dashboard::PATH as DASHBOARD_PATH;
 pub use listener::{ANSWER, Bounded, IDLE};
 pub use server::{serve, spawn_serving};
+pub use sse::ChangeEvent;
 
 /// The file, in the data directory, that holds the address of the running host's API.
 pub const ADDRESS_FILE: &str = "admin.addr";
@@ -143,8 +145,8 @@ pub struct FeedRequest {
 /// What a subscriber of the change stream is sent.
 #[derive(Debug)]
 pub enum FeedEvent {
-    /// A change: its sequence number (the SSE event's id) and its notification's JSON.
-    Change { seq: u64, json: Vec<u8> },
+    /// A change, framed once and shared by every subscriber it is sent to.
+    Change(ChangeEvent),
     /// The subscriber fell so far behind that the outbox dropped changes it had not been
     /// sent; the feed ends after this.
     Lost { missed: u64 },

@@ -310,18 +310,11 @@ struct FeedQuery {
     after: Option<u64>,
 }
 
-/// How often an idle feed sends a comment, so that neither end takes it for dead.
-const FEED_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
-
 async fn changes(
     State(requests): State<mpsc::Sender<Request>>,
     headers: axum::http::HeaderMap,
     query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, (StatusCode, Json<ErrorBody>)> {
-    use axum::response::IntoResponse;
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use tokio_stream::StreamExt;
-
     let Query(query) = query.map_err(|rejection| refusal(invalid(rejection.body_text())))?;
     let list = |text: Option<String>| -> Vec<String> {
         text.map(|t| t.split(',').map(str::to_owned).collect())
@@ -358,21 +351,7 @@ async fn changes(
     let feed = ask(&requests, |tx| Request::Feed(request, tx))
         .await?
         .map_err(refusal)?;
-    let events = tokio_stream::wrappers::ReceiverStream::new(feed).map(|event| {
-        Ok::<_, std::convert::Infallible>(match event {
-            crate::FeedEvent::Change { seq, json } => Event::default()
-                .id(seq.to_string())
-                .event("change")
-                .data(String::from_utf8_lossy(&json)),
-            crate::FeedEvent::Lost { missed } => Event::default().event("lost").data(format!(
-                "{missed} changes were dropped from the outbox before this subscriber was sent them; \
-                 subscribe again without Last-Event-ID"
-            )),
-        })
-    });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(FEED_KEEP_ALIVE))
-        .into_response())
+    Ok(crate::sse::response(feed))
 }
 
 async fn entity(

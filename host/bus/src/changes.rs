@@ -56,18 +56,18 @@ pub struct ChangeFilter {
 impl ChangeFilter {
     /// Whether the change `message` (as [`change_message`] makes it) passes.
     pub fn matches(&self, message: &Message) -> bool {
-        let takes = |values: &[String], header: &str| {
-            values.is_empty()
-                || message
-                    .header(header)
-                    .is_some_and(|value| values.iter().any(|v| v == value))
-        };
-        takes(&self.kinds, "kind")
-            && takes(&self.sources, "source")
-            && (self.operations.is_empty()
-                || message
-                    .header("operation")
-                    .is_some_and(|value| self.operations.iter().any(|op| op.as_str() == value)))
+        let header = |name| message.header(name).unwrap_or_default();
+        Self::operation(header("operation"))
+            .is_ok_and(|operation| self.takes(header("kind"), operation, header("source")))
+    }
+
+    /// Whether a change of `kind`, by `source`, passes.
+    pub fn takes(&self, kind: &str, operation: Operation, source: &str) -> bool {
+        let takes =
+            |values: &[String], value: &str| values.is_empty() || values.iter().any(|v| v == value);
+        takes(&self.kinds, kind)
+            && takes(&self.sources, source)
+            && (self.operations.is_empty() || self.operations.contains(&operation))
     }
 
     /// `CREATE`, `UPDATE` or `DELETE` (any case), or why not.
@@ -112,7 +112,7 @@ pub struct DamagedRecord;
 
 /// The bus message of a record [`change_record`] wrote.
 pub fn record_message(record: &[u8]) -> Result<Message, DamagedRecord> {
-    let head = Head::parse(record)?;
+    let head = RecordHead::parse(record)?;
     Ok(message(
         head.key,
         head.operation,
@@ -126,22 +126,25 @@ pub fn record_message(record: &[u8]) -> Result<Message, DamagedRecord> {
 /// The entity a record [`change_record`] wrote is about: what a reader that only routes
 /// changes needs, without copying the change's JSON.
 pub fn record_id(record: &[u8]) -> Result<Id, DamagedRecord> {
-    let head = Head::parse(record)?;
+    let head = RecordHead::parse(record)?;
     Ok(Id::new(head.kind, head.key))
 }
 
-/// A record's fields, borrowed from it.
-struct Head<'r> {
-    timestamp: u64,
-    operation: Operation,
-    key: &'r str,
-    kind: &'r str,
-    source: &'r str,
-    json: &'r [u8],
+/// The fields of a record [`change_record`] wrote, borrowed from it: what a reader that
+/// filters or forwards changes needs without building their bus messages.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordHead<'r> {
+    pub timestamp: u64,
+    pub operation: Operation,
+    pub key: &'r str,
+    pub kind: &'r str,
+    pub source: &'r str,
+    /// The change's notification, as its bus message's payload.
+    pub json: &'r [u8],
 }
 
-impl<'r> Head<'r> {
-    fn parse(record: &'r [u8]) -> Result<Head<'r>, DamagedRecord> {
+impl<'r> RecordHead<'r> {
+    pub fn parse(record: &'r [u8]) -> Result<RecordHead<'r>, DamagedRecord> {
         fn take<'r>(rest: &mut &'r [u8], n: usize) -> Result<&'r [u8], DamagedRecord> {
             let (head, tail) = rest.split_at_checked(n).ok_or(DamagedRecord)?;
             *rest = tail;
@@ -160,7 +163,7 @@ impl<'r> Head<'r> {
             _ => return Err(DamagedRecord),
         };
         let (key, kind, source) = (text(&mut rest)?, text(&mut rest)?, text(&mut rest)?);
-        Ok(Head {
+        Ok(RecordHead {
             timestamp,
             operation,
             key,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use changes::{
-    CHANGES, ChangeFilter, DamagedRecord, change_message, change_record, is_host_topic, record_id,
-    record_message,
+    CHANGES, ChangeFilter, DamagedRecord, RecordHead, change_message, change_record, is_host_topic,
+    record_id, record_message,
 };
 pub use correlate::CorrelationId;
 use synchro_model::ErrorKind;

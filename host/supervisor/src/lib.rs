@@ -123,6 +123,7 @@ impl Supervisor {
             )
             .await?;
         }
+        let feed = feed::Feed::start(&services.db);
         let mut watcher = self.config.watch.then(|| watcher(&registry)).flatten();
         loop {
             tokio::select! {
@@ -155,7 +156,7 @@ impl Supervisor {
                     Request::Metrics(reply) => drop(reply.send(registry.metrics())),
                     Request::Release(name, reply) => drop(reply.send(registry.release(&name))),
                     Request::Runs(name, reply) => drop(reply.send(registry.deployment(&name).map(|d| d.status.runs()))),
-                    Request::Feed(request, reply) => drop(reply.send(feed::open(&services.db, request))),
+                    Request::Feed(request, reply) => drop(reply.send(feed.open(request))),
                     Request::ApproveDeletes(name, held, reply) => collector_requests::relay(
                         registry.deployment(&name),
                         |tx| Command::ApproveDeletes { held, reply: tx },
