@@ -97,6 +97,90 @@ fn inventory(servers: usize, round: usize) -> String {
     serde_json::json!({ "servers": servers }).to_string()
 }
 
+/// Changes every entity of `source` (of `servers`) every 50 ms until dropped.
+struct Flipper {
+    flipping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flipper {
+    fn start(source: &Source, servers: usize) -> Flipper {
+        let flipping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let thread = {
+            let (source, flipping) = (source.clone(), flipping.clone());
+            std::thread::spawn(move || {
+                let mut round = 1;
+                while flipping.load(std::sync::atomic::Ordering::Relaxed) {
+                    source.set(200, &inventory(servers, round));
+                    round += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        Flipper {
+            flipping,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Flipper {
+    fn drop(&mut self) {
+        self.flipping
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Eight subscribers at once, each getting every change once and in order from where it
+/// started — among them one that stops reading for 8 s (more than the sockets buffer), so that it falls behind what
+/// the host shares among the subscribers that keep up and reads on from the outbox, and
+/// comes back to the shared stream.
+#[test]
+fn subscribers_that_fall_behind_the_others_lose_nothing() {
+    const SERVERS: usize = 1000;
+    const WANTED: u64 = 30_000;
+    let source = Source::start(&inventory(SERVERS, 0));
+    let setup = Setup::new();
+    setup.inventory_collector("inv", &source, "100ms", "");
+    let host = setup.run_logging("info,synchro_supervisor::feed=debug", &[]);
+    host.wait_for_log("admin API listening", WAIT);
+    let flipper = Flipper::start(&source, SERVERS);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let setup = std::sync::Arc::new(setup);
+    let counts = runtime.block_on(async {
+        let readers: Vec<_> = (0..8)
+            .map(|reader| {
+                let setup = setup.clone();
+                tokio::spawn(async move {
+                    let mut feed = Feed::open(&setup, "", None).await.unwrap();
+                    let mut last = feed.next().await.id.unwrap();
+                    for seen in 1..WANTED {
+                        let id = feed.next().await.id.unwrap();
+                        assert_eq!(id, last + 1, "subscriber {reader} after {seen} changes");
+                        last = id;
+                        if reader == 0 && seen == 1_000 {
+                            tokio::time::sleep(Duration::from_secs(8)).await;
+                        }
+                    }
+                    WANTED
+                })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for reader in readers {
+            counts.push(reader.await.unwrap());
+        }
+        counts
+    });
+    drop(flipper);
+    assert_eq!(counts, [WANTED; 8]);
+    host.wait_for_log("a subscriber fell behind the shared feed", WAIT);
+    host.stop();
+}
+
 /// Under a stream of over 10 000 changes a second (1 200 entities changed every 100 ms:
 /// a collect takes part of its interval, so 1 000 made ~9 000), a subscriber that drops
 /// its connection at random points and resumes with the last id it read gets every
@@ -110,18 +194,7 @@ fn a_subscriber_resumes_with_last_event_id_without_gap_or_duplicate() {
     setup.inventory_collector("inv", &source, "100ms", "");
     let host = setup.run();
     host.wait_for_log("admin API listening", WAIT);
-    let flipping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let flipper = {
-        let (source, flipping) = (source.clone(), flipping.clone());
-        std::thread::spawn(move || {
-            let mut round = 1;
-            while flipping.load(std::sync::atomic::Ordering::Relaxed) {
-                source.set(200, &inventory(SERVERS, round));
-                round += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let flipper = Flipper::start(&source, SERVERS);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (seen, reconnects, elapsed) = runtime.block_on(async {
         let mut feed = Feed::open(&setup, "", None).await.unwrap();
@@ -157,8 +230,7 @@ fn a_subscriber_resumes_with_last_event_id_without_gap_or_duplicate() {
         }
         (seen, reconnects, started.elapsed())
     });
-    flipping.store(false, std::sync::atomic::Ordering::Relaxed);
-    flipper.join().unwrap();
+    drop(flipper);
     assert!(reconnects >= 10, "{reconnects}");
     eprintln!(
         "{seen} changes over {reconnects} reconnects in {elapsed:?} ({:.0}/s)",

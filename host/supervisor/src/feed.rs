@@ -286,7 +286,14 @@ impl Subscriber {
                         Next::Gap => break,
                         Next::Stop => return,
                     },
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        tracing::debug!(
+                            reader = self.name,
+                            position = self.position,
+                            "a subscriber fell behind the shared feed; it reads the outbox"
+                        );
+                        break;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
