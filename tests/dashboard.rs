@@ -82,7 +82,7 @@ fn the_dashboard_shows_the_host_live_and_steers_it() {
     browser.goto(&link);
 
     // The page loads, forgets the token from the address bar, and shows the plugins.
-    browser.wait_text("tr[data-plugin=inventory] .health", |t| t == "running");
+    browser.wait_text("tr[data-plugin=inventory] .health", |t| t == "ok");
     browser.wait_text("#host-state", |t| t == "ready");
     let address = browser.eval("return location.href;", vec![]);
     assert!(!address.as_str().unwrap().contains("token"), "{address}");
@@ -148,7 +148,7 @@ fn the_dashboard_shows_the_host_live_and_steers_it() {
     browser.click("tr[data-plugin=inventory] button[data-action=pause]");
     browser.wait_text("tr[data-plugin=inventory] .health", |t| t == "paused");
     browser.click("tr[data-plugin=inventory] button[data-action=resume]");
-    browser.wait_text("tr[data-plugin=inventory] .health", |t| t == "running");
+    browser.wait_text("tr[data-plugin=inventory] .health", |t| t == "ok");
 
     // An empty answer: the deletes are held, the page offers to approve exactly them.
     source.set(200, &inventory(&[]));

@@ -110,7 +110,7 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
         metric(&setup, &format!("synchro_plugin_held_deletes{plugin}")),
         299.0
     );
-    let running = r#"synchro_plugin_state{plugin="inv",state="running"}"#;
+    let running = r#"synchro_plugin_state{plugin="inv",state="ok"}"#;
     assert_eq!(metric(&setup, running), 1.0);
     // At least a wasm page, at most the plugin's cap (`limits.memory-mb`, 256 by default).
     let memory = metric(&setup, &format!("synchro_plugin_memory_bytes{plugin}"));
@@ -397,7 +397,7 @@ fn pause_stops_the_schedule_and_resume_restarts_it() {
     setup.wait_status("inv", WAIT, |p| p.counters.calls >= calls + 3);
     assert_eq!(
         setup.plugin_status("inv").health,
-        synchro_status::Health::Running
+        synchro_status::Health::Ok
     );
 
     for (path, status, message) in [

@@ -145,6 +145,51 @@ fn snapshots_over_the_limits_fail_and_change_nothing() {
     host.stop();
 }
 
+/// A collector is `starting` until its first collect ends, `ok` when it succeeds, a
+/// `recoverable-error` naming the error when the source fails, `ok` again after.
+#[test]
+fn the_health_goes_from_starting_to_ok_and_names_a_recoverable_error() {
+    let source = Source::start(&script("complete", &[("a", json!({}))]));
+    source.set_delay(Duration::from_secs(4));
+    let setup = Setup::new();
+    setup.scripted_plugin("scripted", &source, "1h", "");
+    let host = setup.run();
+    host.wait_for_log("loaded plugin=scripted", WAIT);
+    assert_eq!(
+        setup.plugin_status("scripted").health,
+        Health::Starting,
+        "its first collect waits for the source"
+    );
+    source.set_delay(Duration::ZERO);
+    assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
+    setup.wait_status("scripted", WAIT, |p| p.health == Health::Ok);
+
+    source.set(200, &script("error", &[]));
+    let failed = setup.command(&["plugin", "collect", "scripted"]);
+    assert!(!failed.status.success(), "{failed:?}");
+    let status = setup.wait_status("scripted", WAIT, |p| p.health != Health::Ok);
+    assert_eq!(
+        status.health,
+        Health::RecoverableError {
+            failures: 1,
+            last_error: "collect failed, nothing changed: returned an error (unavailable): the \
+                         script asked for an error"
+                .into()
+        }
+    );
+    let (status_code, metrics) = setup.admin_request("GET", "/metrics", None);
+    assert_eq!(status_code, 200);
+    assert!(
+        metrics.contains(r#"synchro_plugin_state{plugin="scripted",state="recoverable-error"} 1"#),
+        "{metrics}"
+    );
+    source.set(200, &script("complete", &[("a", json!({}))]));
+    let collected = setup.command(&["plugin", "collect", "scripted"]);
+    assert!(collected.status.success(), "{collected:?}");
+    setup.wait_status("scripted", WAIT, |p| p.health == Health::Ok);
+    host.stop();
+}
+
 #[test]
 fn a_failing_collector_backs_off_is_quarantined_and_released_by_the_operator() {
     let source = Source::start(&script("error", &[]));
@@ -197,7 +242,7 @@ fn a_failing_collector_backs_off_is_quarantined_and_released_by_the_operator() {
     let released = setup.command(&["plugin", "release", "scripted"]);
     assert!(released.status.success(), "{released:?}");
     assert_eq!(host.events(1, WAIT), pairs(&[("CREATE", "a")]));
-    assert_eq!(setup.plugin_status("scripted").health, Health::Running);
+    assert_eq!(setup.plugin_status("scripted").health, Health::Ok);
     let again = setup.command(&["plugin", "release", "scripted"]);
     assert_eq!(
         String::from_utf8_lossy(&again.stderr).trim(),

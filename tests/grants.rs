@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use synchro_status::Health;
 use synchro_testkit::{INVENTORY, Setup, Source, inventory_created};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -87,7 +88,16 @@ fn the_operator_grants_less_than_a_manifest_asks() {
     for name in ["narrowed", "unlisted"] {
         let status = setup.wait_status(name, WAIT, |p| p.counters.denials >= 1);
         assert_eq!(status.counters.processed + status.counters.changes, 0);
+        // Retrying cannot help until the operator grants more: the health says so.
+        let status = setup.wait_status(name, WAIT, |p| p.health != Health::Starting);
+        match &status.health {
+            Health::PermanentError { last_error, .. } => {
+                assert!(last_error.contains("denied"), "{status:?}")
+            }
+            other => panic!("{name}: {other:?}"),
+        }
     }
+    assert_eq!(setup.plugin_status("trusted").health, Health::Ok);
     host.wait_for_log(
         "is not granted by the manifest and the operator's grants",
         WAIT,

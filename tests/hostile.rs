@@ -212,7 +212,7 @@ fn hostile_plugins_are_contained_and_a_neighbour_keeps_its_schedule() {
         calls(&neighbour) - before,
         started.elapsed()
     );
-    assert_eq!(neighbour.health, Health::Running);
+    assert_eq!(neighbour.health, Health::Ok);
     assert_eq!(neighbour.counters.failures, 0);
 
     // Another round of every hostile costs the host no memory it keeps.
@@ -462,7 +462,7 @@ fn twenty_plugins_burning_cpu_cost_a_neighbour_a_share_of_the_machine_not_its_tu
         "the admin API took {status_took:?}"
     );
     for plugin in &report.plugins {
-        assert_eq!(plugin.health, Health::Running, "{plugin:?}");
+        assert!(plugin.health.is_healthy(), "{plugin:?}");
         assert_eq!(plugin.counters.failures, 0, "{plugin:?}");
     }
 

@@ -103,7 +103,7 @@ fn plugins_are_swapped_live_keeping_their_baseline_and_bad_versions_change_nothi
     let report = setup.status();
     let names: Vec<&str> = report.plugins.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["other"]);
-    assert_eq!(report.plugins[0].health, Health::Running);
+    assert_eq!(report.plugins[0].health, Health::Ok);
     second.set(200, &INVENTORY.replace("beta", "epsilon"));
     host.expect_silence(Duration::from_millis(600));
     host.stop();

@@ -79,7 +79,8 @@ function showLogin(error) {
 
 function healthText(plugin) {
   switch (plugin.state) {
-    case "backing-off": return `backing off after ${plugin.failures} failures: ${plugin["last-error"]}`;
+    case "recoverable-error": return `recoverable error after ${plugin.failures} failures: ${plugin["last-error"]}`;
+    case "permanent-error": return `permanent error after ${plugin.failures} failures (check its grants and limits): ${plugin["last-error"]}`;
     case "quarantined": return `quarantined after ${plugin.failures} failures: ${plugin.reason}`;
     case "stopped": return `stopped: ${plugin.reason}`;
     default: return plugin.state;
@@ -207,7 +208,7 @@ async function refresh() {
     // Ready as `/v1/ready` says it: no manifest still loading.
     const ready = report.loading.length === 0;
     $("#host-state").textContent = ready ? "ready" : "loading plugins";
-    $("#host-state").className = "badge " + (ready ? "running" : "loading");
+    $("#host-state").className = "badge " + (ready ? "ready" : "loading");
     if (runsOf) showRuns(runsOf);
     browse(modelAfter);
   } catch (error) {

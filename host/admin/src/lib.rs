@@ -13,7 +13,7 @@
 //! |---|---|
 //! | `GET /ui/` | the dashboard, a page over this API (no token needed for the page itself; `/` leads there) |
 //! | `GET /v1/health` | 200 while the host's loop answers (504 when it does not within 5 s) |
-//! | `GET /v1/ready` | 200 once every plugin found has loaded or been refused (with those not running), 503 naming those still loading |
+//! | `GET /v1/ready` | 200 once every plugin found has loaded or been refused (with `unhealthy`: the plugins neither starting nor ok), 503 naming those still loading |
 //! | `GET /metrics` | the host's metrics in the OpenMetrics text format, for Prometheus |
 //! | `GET /v1/plugins` | every plugin's health and counters, and the manifests refused |
 //! | `POST /v1/plugins/NAME/reload` | loads NAME again from its files and swaps it in |

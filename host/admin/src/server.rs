@@ -191,13 +191,13 @@ async fn ready(
     let unhealthy: Vec<&str> = report
         .plugins
         .iter()
-        .filter(|p| p.health != synchro_status::Health::Running)
+        .filter(|p| !p.health.is_healthy())
         .map(|p| p.name.as_str())
         .collect();
     Ok(Json(serde_json::json!({
         "ready": true,
         "plugins": report.plugins.len(),
-        "not-running": unhealthy,
+        "unhealthy": unhealthy,
         "refused": report.refused.len(),
     })))
 }

@@ -66,12 +66,21 @@ pub(crate) fn admin<T, F: Future<Output = anyhow::Result<T>>>(
 fn print_status(report: &HostReport) {
     for plugin in &report.plugins {
         let health = match &plugin.health {
-            Health::Running => "running".to_owned(),
-            Health::BackingOff {
+            Health::Starting => "starting".to_owned(),
+            Health::Ok => "ok".to_owned(),
+            Health::RecoverableError {
                 failures,
                 last_error,
             } => format!(
-                "backing off after {failures} failed call(s): {}",
+                "recoverable error, retried later each time, after {failures} failed call(s): {}",
+                OneLine(last_error)
+            ),
+            Health::PermanentError {
+                failures,
+                last_error,
+            } => format!(
+                "PERMANENT ERROR (retrying cannot help: check its grants and limits) after \
+                 {failures} failed call(s): {}",
                 OneLine(last_error)
             ),
             Health::Stopped { reason } => format!(

@@ -77,6 +77,19 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// Whether retrying as is cannot help, until an operator acts: the plugin was denied
+    /// what it asked for (its grants), or cannot be instantiated (its limits).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            CallError::Instantiate(_)
+                | CallError::Plugin {
+                    kind: ErrorKind::Denied,
+                    ..
+                }
+        )
+    }
+
     /// Classifies a wasmtime error from a call: deadline, fuel, or another trap. The
     /// reason goes on one line; the wasm backtrace only to debug logs.
     pub fn from_trap(error: wasmtime::Error, limits: &Limits) -> CallError {

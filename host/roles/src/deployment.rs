@@ -15,14 +15,16 @@ use synchro_model::Id;
 use synchro_status::{Counters, Health, Status};
 
 use crate::Plugin;
+use synchro_engine::CallError;
 
 /// One plugin, deployed: what its runners and the registry share.
 pub struct Deployment {
     version: watch::Sender<Arc<Plugin>>,
     /// Bumped by each release, waking every task of the plugin that is quarantined.
     releases: watch::Sender<u64>,
-    /// Whether the last call failed: a healthy plugin's calls then touch no lock.
-    failing: AtomicBool,
+    /// Whether the health says other than `ok`: a plugin whose calls succeed then
+    /// touches no lock.
+    unsettled: AtomicBool,
     /// What the plugin's model roles must look at again, the change stream not saying
     /// so: an entity the operator flagged, or the whole model.
     rechecks: broadcast::Sender<Recheck>,
@@ -44,6 +46,31 @@ pub enum Recheck {
     All,
 }
 
+/// A failed call, as the plugin's health tells it.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    pub message: String,
+    /// Retrying as is cannot help (see [`CallError::needs_operator`]).
+    pub permanent: bool,
+}
+
+impl CallFailure {
+    /// A failure that may pass: an outside system out of reach, say.
+    pub fn recoverable(message: String) -> CallFailure {
+        CallFailure {
+            message,
+            permanent: false,
+        }
+    }
+
+    pub fn of(error: &CallError) -> CallFailure {
+        CallFailure {
+            message: error.to_string(),
+            permanent: error.needs_operator(),
+        }
+    }
+}
+
 /// Why a release was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("`{0}` is not quarantined")]
@@ -54,7 +81,7 @@ impl Deployment {
         Arc::new(Deployment {
             version: watch::Sender::new(plugin),
             releases: watch::Sender::new(0),
-            failing: AtomicBool::new(false),
+            unsettled: AtomicBool::new(true),
             rechecks: broadcast::Sender::new(RECHECKS),
             control: Default::default(),
             status: Arc::default(),
@@ -126,26 +153,43 @@ impl Deployment {
         };
         if resumed {
             tracing::info!(plugin = %name, "released from quarantine");
-            self.failing.store(false, Ordering::Relaxed);
-            self.status.set_health(Health::Running);
+            self.unsettled.store(false, Ordering::Relaxed);
+            self.status.set_health(Health::Ok);
         }
         resumed
     }
 
-    /// Records the outcome of one call in the plugin's health: `error` is the failure, if
-    /// it failed, and `consecutive` how many calls in a row have.
-    pub fn record(&self, consecutive: u32, error: Option<String>) {
-        match error {
+    /// Says that a runner of the plugin has begun its work (an event step joined its
+    /// topics, a model role reads its work): `starting` becomes `ok`.
+    pub fn started(&self) {
+        // `unsettled` stays: the next call that succeeds clears it.
+        if self.unsettled.load(Ordering::Relaxed) {
+            self.status.started();
+        }
+    }
+
+    /// Records the outcome of one call in the plugin's health: `failure` is why it
+    /// failed, if it did, and `consecutive` how many calls in a row have.
+    pub fn record(&self, consecutive: u32, failure: Option<CallFailure>) {
+        match failure {
             None => {
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    self.status.set_health(Health::Running);
+                if self.unsettled.swap(false, Ordering::Relaxed) {
+                    self.status.set_health(Health::Ok);
                 }
             }
-            Some(last_error) => {
-                self.failing.store(true, Ordering::Relaxed);
-                self.status.set_health(Health::BackingOff {
-                    failures: consecutive,
-                    last_error,
+            Some(CallFailure { message, permanent }) => {
+                self.unsettled.store(true, Ordering::Relaxed);
+                let (failures, last_error) = (consecutive, message);
+                self.status.set_health(if permanent {
+                    Health::PermanentError {
+                        failures,
+                        last_error,
+                    }
+                } else {
+                    Health::RecoverableError {
+                        failures,
+                        last_error,
+                    }
                 });
             }
         }

@@ -28,7 +28,7 @@ use synchro_manifest::{Manifest, ManifestError, Role};
 use tokio::sync::watch;
 
 use backoff::Backoff;
-pub use deployment::{Deployment, NotQuarantined, Recheck};
+pub use deployment::{CallFailure, Deployment, NotQuarantined, Recheck};
 pub use model_work::{Mode, ModelWork, Modes};
 pub use plugin::{Declared, LoadPolicy, Plugin, manifests_in};
 /// Where a plugin's compiled component came from (`Plugin::origin`).

@@ -41,18 +41,6 @@ pub fn render(
     text
 }
 
-fn state(health: &Health) -> &'static str {
-    match health {
-        Health::Running => "running",
-        Health::BackingOff { .. } => "backing-off",
-        Health::Quarantined { .. } => "quarantined",
-        Health::Paused => "paused",
-        Health::Stopped { .. } => "stopped",
-    }
-}
-
-const STATES: [&str; 5] = ["running", "backing-off", "quarantined", "paused", "stopped"];
-
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let plugins = &self.report.plugins;
@@ -76,9 +64,9 @@ impl Collector for Scrape {
             MetricType::Gauge,
         )?;
         for plugin in plugins {
-            for candidate in STATES {
+            for candidate in Health::NAMES {
                 let labels = [("plugin", plugin.name.as_str()), ("state", candidate)];
-                let on = i64::from(state(&plugin.health) == candidate);
+                let on = i64::from(plugin.health.name() == candidate);
                 ConstGauge::new(on).encode(family.encode_family(&labels)?)?;
             }
         }

@@ -24,7 +24,7 @@ use super::Collected;
 use super::control::Command;
 use super::deletes::{self, Rails};
 use crate::failure::{Tracker, Verdict};
-use crate::{Deployment, Plugin, PluginEngine};
+use crate::{CallFailure, Deployment, Plugin, PluginEngine};
 
 /// What one collect did.
 pub type Report = CollectReport;
@@ -35,6 +35,17 @@ pub enum CollectError {
     Call(#[from] CallError),
     #[error("state: {0}")]
     Db(#[from] DbError),
+}
+
+impl CollectError {
+    /// The failure as the plugin's health tells it: an error of the state database may
+    /// pass; the plugin's own says whether it needs an operator.
+    fn failure(&self) -> CallFailure {
+        CallFailure {
+            message: self.to_string(),
+            permanent: matches!(self, CollectError::Call(error) if error.needs_operator()),
+        }
+    }
 }
 
 /// One collector and its in-memory copy of its baseline.
@@ -418,7 +429,7 @@ impl Runner {
                     self.deployment.status.set_health(Health::Paused);
                 } else if resumed {
                     tracing::info!(plugin = %name, "resumed by the operator");
-                    self.deployment.status.set_health(Health::Running);
+                    self.deployment.status.set_health(Health::Ok);
                 }
                 let _ = reply.send(Ok(()));
                 resumed
@@ -471,14 +482,14 @@ impl Runner {
             }
             let schedule = self.schedule(&plugin);
             let normal = jittered(schedule.interval, schedule.jitter());
-            let error = result.err().map(|e| e.to_string());
-            let pause = match failures.record(&plugin.limits, error.is_none(), normal) {
+            let failure = result.err().map(|e| e.failure());
+            let pause = match failures.record(&plugin.limits, failure.is_none(), normal) {
                 Verdict::Continue { pause } => {
-                    self.deployment.record(failures.consecutive(), error);
+                    self.deployment.record(failures.consecutive(), failure);
                     pause
                 }
                 Verdict::Quarantine { failures: count } => {
-                    let reason = error.unwrap_or_default();
+                    let reason = failure.map(|f| f.message).unwrap_or_default();
                     if !self
                         .deployment
                         .quarantine(count, reason, &mut shutdown)

@@ -25,7 +25,7 @@ use synchro_store::Ticket;
 use super::input::Input;
 use super::{Events, Session as Instance};
 use crate::failure::{Tracker, Verdict};
-use crate::{Backoff, Deployment, Plugin, PluginEngine};
+use crate::{Backoff, CallFailure, Deployment, Plugin, PluginEngine};
 
 /// An instance idle this long is dropped; the next message gets a fresh one.
 const IDLE: Duration = Duration::from_millis(200);
@@ -157,7 +157,7 @@ impl Runner {
             };
             let failed = match self.handle(&mut session, &delivery, &mut shutdown).await {
                 Handled::Done => None,
-                Handled::DeadLettered(error) => Some(error.to_string()),
+                Handled::DeadLettered(error) => Some(CallFailure::of(&error)),
                 Handled::Stopped => {
                     self.settle(&mut consumer, &mut handled).await;
                     return;
@@ -175,7 +175,7 @@ impl Runner {
                     session = None;
                     // What is handled is committed before the wait, not held through it.
                     self.settle(&mut consumer, &mut handled).await;
-                    let reason = failed.unwrap_or_default();
+                    let reason = failed.map(|f| f.message).unwrap_or_default();
                     if !self
                         .deployment
                         .quarantine(count, reason, &mut shutdown)
@@ -213,12 +213,20 @@ impl Runner {
     /// Joins the consumer group, retrying with backoff while the bus refuses.
     async fn join(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Input> {
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
+        let mut attempts = 0;
         loop {
             let pause = backoff.next_pause();
             match Input::join(&self.services.bus, &self.services.db, &self.events) {
-                Ok(consumer) => return Some(consumer),
+                Ok(consumer) => {
+                    self.deployment.record(0, None);
+                    return Some(consumer);
+                }
                 Err(error) => {
-                    tracing::warn!(plugin = %self.deployment.current().name, "cannot consume yet ({error}); retrying in {pause:?}")
+                    attempts += 1;
+                    let why = format!("cannot consume yet ({error})");
+                    tracing::warn!(plugin = %self.deployment.current().name, "{why}; retrying in {pause:?}");
+                    self.deployment
+                        .record(attempts, Some(CallFailure::recoverable(why)));
                 }
             }
             tokio::select! {
@@ -348,7 +356,8 @@ impl Runner {
                         self.events.dead_letter
                     );
                     tracing::warn!(plugin = %plugin, "{why} in {pause:?}");
-                    self.deployment.record(failures, Some(why));
+                    self.deployment
+                        .record(failures, Some(CallFailure::recoverable(why)));
                 }
             }
             tokio::select! {

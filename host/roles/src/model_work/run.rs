@@ -29,7 +29,7 @@ use synchro_store::{Cursor, DbError, Recorded, Start};
 use super::queue::Queue;
 use super::{Handler, ModelWork, Plan};
 use crate::failure::{Tracker, Verdict};
-use crate::{Deployment, Plugin, PluginEngine, Recheck};
+use crate::{CallFailure, Deployment, Plugin, PluginEngine, Recheck};
 
 /// An instance idle this long is dropped; the next entity gets a fresh one.
 const IDLE: Duration = Duration::from_millis(200);
@@ -92,6 +92,7 @@ impl<H: Handler> Runner<H> {
         let Some((mut cursor, mut queue)) = self.start(&settings).await else {
             return;
         };
+        self.deployment.started();
         let mut session: Current<H> = None;
         let mut failures = Tracker::default();
         // A recheck that asked for the model to be listed again.
@@ -178,7 +179,7 @@ impl<H: Handler> Runner<H> {
                     match failures.record(&limits, trap.is_none(), Duration::ZERO) {
                         Verdict::Continue { .. } => self
                             .deployment
-                            .record(failures.consecutive(), trap.map(|e| e.to_string())),
+                            .record(failures.consecutive(), trap.as_ref().map(CallFailure::of)),
                         Verdict::Quarantine { failures: count } => {
                             let reason = trap.map(|e| e.to_string()).unwrap_or_default();
                             quarantine.get_or_insert((count, reason));
