@@ -47,16 +47,6 @@ fn counts(r: &CollectReport) -> [u64; 5] {
 }
 
 /// The value of the sample `name` (with its labels) in the host's `/metrics`.
-fn metric(setup: &Setup, name: &str) -> f64 {
-    let (status, text) = setup.admin_request("GET", "/metrics", None);
-    assert_eq!(status, 200, "{text}");
-    let line = text
-        .lines()
-        .find(|line| line.starts_with(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no `{name}` in\n{text}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 fn cli(setup: &Setup, args: &[&str]) -> (bool, String) {
     let output = setup.command(args);
     let text = format!(
@@ -107,26 +97,26 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
     // The metrics say so too, and move with the work.
     let plugin = r#"{plugin="inv"}"#;
     assert_eq!(
-        metric(&setup, &format!("synchro_plugin_held_deletes{plugin}")),
+        setup.metric(&format!("synchro_plugin_held_deletes{plugin}")),
         299.0
     );
     let running = r#"synchro_plugin_state{plugin="inv",state="ok"}"#;
-    assert_eq!(metric(&setup, running), 1.0);
+    assert_eq!(setup.metric(running), 1.0);
     // At least a wasm page, at most the plugin's cap (`limits.memory-mb`, 256 by default).
-    let memory = metric(&setup, &format!("synchro_plugin_memory_bytes{plugin}"));
+    let memory = setup.metric(&format!("synchro_plugin_memory_bytes{plugin}"));
     assert!(
         (65_536.0..=256.0 * 1024.0 * 1024.0).contains(&memory),
         "{memory}"
     );
     assert_eq!(setup.plugin_status("inv").memory_bytes as f64, memory);
-    let calls = metric(&setup, &format!("synchro_plugin_calls_total{plugin}"));
-    let changes = metric(&setup, &format!("synchro_plugin_changes_total{plugin}"));
+    let calls = setup.metric(&format!("synchro_plugin_calls_total{plugin}"));
+    let changes = setup.metric(&format!("synchro_plugin_changes_total{plugin}"));
     assert_eq!(changes, 302.0, "300 creates, one create, one update");
-    let timed = metric(
-        &setup,
-        &format!("synchro_collect_duration_seconds_count{plugin}"),
-    );
+    let timed = setup.metric(&format!("synchro_collect_duration_seconds_count{plugin}"));
     assert_eq!(timed, calls);
+    let calls_timed = setup
+        .metric(r#"synchro_plugin_call_duration_seconds_count{plugin="inv",role="collector"}"#);
+    assert_eq!(calls_timed, calls);
     let (ok, status) = cli(&setup, &["status"]);
     assert!(ok && status.contains("HELD 299 deletes"), "{status}");
     assert!(
@@ -136,7 +126,7 @@ fn an_empty_answer_after_a_full_one_holds_the_deletes_until_approved() {
     // Held again by the next collect, unchanged: still the same set.
     assert_eq!(counts(&collect(&setup)), report(0, 0, 0, 0, 299));
     assert_eq!(
-        metric(&setup, &format!("synchro_plugin_calls_total{plugin}")),
+        setup.metric(&format!("synchro_plugin_calls_total{plugin}")),
         calls + 1.0
     );
     let again = setup.plugin_status("inv").held_deletes.unwrap();

@@ -191,6 +191,14 @@ fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_
         2,
         "nothing enacted twice"
     );
+    // Each call of the step is timed: one per request the outside system saw, at least.
+    let requests = 3 + backend.requests("DELETE", "/node/b").len();
+    let timed = setup
+        .metric(r#"synchro_plugin_call_duration_seconds_count{plugin="push",role="sync-step"}"#);
+    assert!(
+        timed >= requests as f64,
+        "{timed} calls timed, {requests} requests"
+    );
 
     // Killed: what was not enacted yet is enacted after the restart, once.
     drop(host);

@@ -237,7 +237,7 @@ impl Correlator {
             if let Some(message) = state.parked.remove(id) {
                 state.answered.insert(id);
                 self.stats.lock().expect("stats lock").delivered += 1;
-                self.waits.0.observe(0.0);
+                self.waits.observe(std::time::Duration::ZERO);
                 return Ok(message);
             }
             if state.waiting.get(id).is_some_and(|w| !w.is_closed()) {
@@ -253,7 +253,7 @@ impl Correlator {
         let started = Instant::now();
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(message)) => {
-                self.waits.0.observe(started.elapsed().as_secs_f64());
+                self.waits.observe(started.elapsed());
                 Ok(message)
             }
             _ => {

@@ -192,7 +192,7 @@ async fn correlated_responses(bus: Bus) {
     );
     assert_eq!(stats.timed_out, 1, "{stats:?}");
     assert_eq!(
-        bus.response_waits().0.count(),
+        bus.response_waits().count(),
         2,
         "one answered wait each delivered"
     );

@@ -14,6 +14,7 @@ use synchro_engine::wasmtime::Store;
 use synchro_engine::wasmtime::component::Instance;
 use synchro_engine::{CallError, CallState, GuestOutput};
 use synchro_model::Handling;
+use synchro_status::{CallDurations, Durations};
 use synchro_wit::WitError;
 
 use crate::{Linked, PluginEngine};
@@ -28,6 +29,9 @@ pub struct Session<G> {
     call: CallContext,
     /// The guest's stdout and stderr, logged as each call ends.
     output: GuestOutput,
+    /// Where each call's duration goes, and when the current one began.
+    durations: Durations,
+    began: std::time::Instant,
 }
 
 /// One call's parts: the export, the store, when the call must end, and the span it
@@ -47,13 +51,16 @@ pub(crate) fn plugin_span(plugin: &str) -> tracing::Span {
 }
 
 impl<G> Session<G> {
-    /// Instantiates `linked` and finds its export with `load`.
+    /// Instantiates `linked` and finds its export with `load`; each call's duration
+    /// goes to the plugin's histogram of the role that `durations` picks.
     pub(crate) async fn start(
         engine: &PluginEngine,
         linked: &Linked,
         call: CallContext,
+        durations: fn(&CallDurations) -> &Durations,
         load: impl FnOnce(&mut PluginStore, &Instance) -> synchro_engine::wasmtime::Result<G>,
     ) -> Result<Session<G>, CallError> {
+        let durations = durations(&call.status.call_seconds).clone();
         let limits = call.limits;
         let output = synchro_capability::guest_output(&call);
         let mut store = engine.store(Capabilities::new(&call), &limits, &output);
@@ -68,6 +75,8 @@ impl<G> Session<G> {
             guest,
             call,
             output,
+            durations,
+            began: std::time::Instant::now(),
         })
     }
 
@@ -83,6 +92,8 @@ impl<G> Session<G> {
         // The call's own deadline, which its host waits also keep to.
         let deadline = tokio::time::Instant::from_std(call.deadline);
         self.store.data_mut().caps = Capabilities::new(&call);
+        // When the call began, from its deadline: one clock read fewer per call.
+        self.began = call.deadline - call.limits.deadline;
         Call {
             guest: &self.guest,
             store: &mut self.store,
@@ -101,6 +112,7 @@ impl<G> Session<G> {
         >,
     ) -> Result<T, CallError> {
         self.output.end_call();
+        self.durations.observe(self.began.elapsed());
         self.call
             .status
             .set_memory_bytes(self.store.data().memory_bytes());

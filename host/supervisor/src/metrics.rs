@@ -133,8 +133,24 @@ impl Collector for Scrape {
             let labels = [("plugin", name.as_str())];
             status
                 .collect_seconds
-                .0
                 .encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin_call_duration_seconds",
+            "How long a plugin's calls took, per role, whatever their outcome",
+            None,
+            MetricType::Histogram,
+        )?;
+        for plugin in plugins {
+            let Some((_, status)) = self.statuses.iter().find(|(n, _)| *n == plugin.name) else {
+                continue;
+            };
+            for role in &plugin.roles {
+                if let Some(durations) = status.call_seconds.of(role) {
+                    let labels = [("plugin", plugin.name.as_str()), ("role", role.as_str())];
+                    durations.encode(family.encode_family(&labels)?)?;
+                }
+            }
         }
         let outbox = &self.report.outbox;
         let family = encoder.encode_descriptor(
@@ -181,7 +197,7 @@ impl Collector for Scrape {
             None,
             MetricType::Histogram,
         )?;
-        self.waits.0.encode(family)?;
+        self.waits.encode(family)?;
         for (name, help, count) in [
             (
                 "plugins_refused",

@@ -167,6 +167,18 @@ impl Setup {
         self.admin_request("GET", path, None)
     }
 
+    /// The value of the sample `name` (with its labels, as `/metrics` writes them) of the
+    /// running host's metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.admin_request("GET", "/metrics", None);
+        assert_eq!(status, 200, "{text}");
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no `{name}` in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
     /// `method path` with a JSON `body` on the running host's admin API, as a client that
     /// holds the token: the answer's status and body.
     pub fn admin_request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {

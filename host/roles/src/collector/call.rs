@@ -31,6 +31,7 @@ impl Collector {
         caps.snapshot.begin(SnapshotSink::new(baseline, &limits));
         let output = synchro_capability::guest_output(&call);
         let mut store = engine.store(caps, &limits, &output);
+        let began = std::time::Instant::now();
         let result = tokio::time::timeout(limits.deadline, async {
             let instance = linked
                 .instantiate_async(&mut store)
@@ -46,6 +47,7 @@ impl Collector {
         })
         .instrument(crate::session::plugin_span(&call.plugin))
         .await;
+        call.status.call_seconds.collector.observe(began.elapsed());
         output.end_call();
         call.status.set_memory_bytes(store.data().memory_bytes());
         let (diff, refused) = store

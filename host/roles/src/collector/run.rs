@@ -109,10 +109,7 @@ impl Runner {
         let started = Instant::now();
         let result = self.collect_with(&plugin, &mut run).await;
         let status = &deployment.status;
-        status
-            .collect_seconds
-            .0
-            .observe(started.elapsed().as_secs_f64());
+        status.collect_seconds.observe(started.elapsed());
         match &result {
             Ok(report) => run.report = *report,
             Err(error) => {

@@ -21,9 +21,13 @@ impl EventStep {
         call: CallContext,
     ) -> Result<Session, CallError> {
         let indices = &self.guest;
-        let session = Instance::start(engine, linked, call, |store, instance| {
-            indices.load(store, instance)
-        })
+        let session = Instance::start(
+            engine,
+            linked,
+            call,
+            |d| &d.event_step,
+            |store, instance| indices.load(store, instance),
+        )
         .await?;
         Ok(Session(session))
     }

@@ -130,9 +130,13 @@ impl Handler for ModelPolicy {
     ) -> Result<Session, CallError> {
         let indices = &ModelPolicy::of(plugin).guest;
         let call = call.acting_as(Acting::Policy);
-        let session = Instance::start(engine, &plugin.linked, call, |store, instance| {
-            indices.load(store, instance)
-        })
+        let session = Instance::start(
+            engine,
+            &plugin.linked,
+            call,
+            |d| &d.model_policy,
+            |store, instance| indices.load(store, instance),
+        )
         .await?;
         Ok(Session(session))
     }

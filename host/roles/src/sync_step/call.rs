@@ -161,9 +161,13 @@ impl Handler for SyncStep {
         let step = SyncStep::of(plugin);
         let indices = &step.guest;
         let call = call.acting_as(Acting::Step);
-        let session = Instance::start(engine, &plugin.linked, call, |store, instance| {
-            indices.load(store, instance)
-        })
+        let session = Instance::start(
+            engine,
+            &plugin.linked,
+            call,
+            |d| &d.sync_step,
+            |store, instance| indices.load(store, instance),
+        )
         .await?;
         Ok(Session(session))
     }
