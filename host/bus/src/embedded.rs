@@ -324,6 +324,23 @@ impl Consumer {
         None
     }
 
+    /// Messages on the group's topics not handed out yet.
+    pub fn lag(&self) -> u64 {
+        let state = self.inner.state.lock().expect("bus lock");
+        let Some(group) = state.groups.get(&self.group) else {
+            return 0;
+        };
+        state
+            .logs
+            .iter()
+            .filter(|(topic, _)| group.matcher.matches(topic))
+            .map(|(topic, log)| {
+                let position = self.positions.get(topic).copied().unwrap_or(log.base);
+                log.end().saturating_sub(position.max(log.base))
+            })
+            .sum()
+    }
+
     pub fn commit(&mut self, delivery: &Delivery) {
         {
             let mut state = self.inner.state.lock().expect("bus lock");

@@ -436,6 +436,46 @@ impl Consumer {
         })
     }
 
+    /// Messages on the partitions assigned to this member not handed out yet, from what
+    /// librdkafka last heard of each partition's end (no request to the brokers).
+    pub fn lag(&self) -> u64 {
+        let Ok(positions) = self.consumer.position() else {
+            return 0;
+        };
+        positions
+            .elements()
+            .iter()
+            .filter_map(|element| {
+                let Offset::Offset(position) = element.offset() else {
+                    return None;
+                };
+                let high = self.cached_high_watermark(element.topic(), element.partition())?;
+                u64::try_from(high - position).ok()
+            })
+            .sum()
+    }
+
+    /// The end of `topic`'s `partition` as librdkafka last heard it with a fetch
+    /// (`rd_kafka_get_watermark_offsets`, which rdkafka does not wrap: its
+    /// `fetch_watermarks` asks the broker).
+    fn cached_high_watermark(&self, topic: &str, partition: i32) -> Option<i64> {
+        let topic = std::ffi::CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer lives as long as `self.consumer`; `topic` is a valid
+        // C string for the call; `low` and `high` are written by the call only.
+        let error = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
+    }
+
     /// Stores `delivery`'s position for the next automatic commit (within
     /// [`COMMIT_EVERY_MS`], and at close). A partition this member no longer owns (after a
     /// rebalance) is skipped: its new owner gets the message again.

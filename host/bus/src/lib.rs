@@ -334,6 +334,14 @@ impl Consumer {
         }
     }
 
+    /// Messages on the topics this consumer reads that it has not been handed yet.
+    pub fn lag(&self) -> u64 {
+        match self {
+            Consumer::Embedded(c) => c.lag(),
+            Consumer::Kafka(c) => c.lag(),
+        }
+    }
+
     /// Commits `delivery` and everything before it in its partition: the group resumes
     /// after it.
     pub fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {

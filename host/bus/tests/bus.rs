@@ -76,6 +76,38 @@ async fn commit_after_success_and_resume(bus: Bus) {
     );
 }
 
+/// A consumer's lag is what its topics hold that it has not been handed yet (on Kafka,
+/// as librdkafka last heard of each partition's end).
+async fn lag_counts_what_was_not_handed_out(bus: Bus) {
+    publish(&bus, "lagged", &["m0", "m1", "m2", "m3", "m4"]).await;
+    let mut consumer = bus
+        .consume(
+            "lagging",
+            Topics::Names(vec!["lagged".into()]),
+            StartFrom::Earliest,
+        )
+        .unwrap();
+    let lag_becomes = |consumer: &synchro_bus::Consumer, wanted: u64| {
+        let deadline = std::time::Instant::now() + WAIT;
+        while consumer.lag() != wanted {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lag {} instead of {wanted}",
+                consumer.lag()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    for _ in 0..2 {
+        next_text(&mut consumer).await;
+    }
+    lag_becomes(&consumer, 3);
+    for _ in 0..3 {
+        next_text(&mut consumer).await;
+    }
+    lag_becomes(&consumer, 0);
+}
+
 /// Two groups on one topic each see every message.
 async fn every_group_sees_every_message(bus: Bus) {
     publish(&bus, "shared", &["a", "b"]).await;
@@ -284,6 +316,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread")]
             async fn correlated_responses() {
                 super::correlated_responses($bus).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn lag_counts_what_was_not_handed_out() {
+                super::lag_counts_what_was_not_handed_out($bus).await
             }
 
             #[tokio::test(flavor = "multi_thread")]

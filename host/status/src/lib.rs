@@ -146,6 +146,9 @@ pub struct Status {
     pub counters: Counters,
     /// Bytes of linear memory the plugin's instance held at the end of its last call.
     pub memory_bytes: AtomicU64,
+    /// Messages on the bus topics its event step reads not handed to it yet, as last
+    /// measured (every [`LAG_EVERY`] messages, and every second while it waits).
+    pub bus_lag: AtomicU64,
     health: Mutex<Health>,
     /// A collector's deletes held for an operator's approval.
     held_deletes: Mutex<Option<HeldDeletes>>,
@@ -495,6 +498,9 @@ impl CallDurations {
         }
     }
 }
+
+/// How many messages an event step handles between two measures of its bus lag.
+pub const LAG_EVERY: u64 = 1024;
 
 /// Run records kept per plugin.
 pub const RUNS_KEPT: usize = 100;

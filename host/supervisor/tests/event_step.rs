@@ -415,9 +415,25 @@ async fn a_failing_event_step_is_quarantined_and_the_rest_waits_for_release(bus:
         0,
         "quarantined: the good event waits"
     );
+    let lag = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"synchro_event_step_bus_lag{plugin="people"} "#))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        lag(live.registry.metrics()).as_deref(),
+        Some("1"),
+        "the bus lag shows it"
+    );
     live.registry.release("people").unwrap();
     let report = live.wait(|p| p.counters.processed == 1).await;
     assert_eq!(report.health, Health::Ok);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while lag(live.registry.metrics()).as_deref() != Some("0") {
+        assert!(tokio::time::Instant::now() < deadline, "the lag stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     live.registry.shutdown(WAIT).await;
 }
 

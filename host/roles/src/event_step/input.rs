@@ -85,6 +85,12 @@ impl Input {
         Ok(Input { bus, changes })
     }
 
+    /// Messages on the bus topics the step reads that it has not been handed yet (what it
+    /// reads of `changes` from the outbox is its cursor's lag, reported with the outbox).
+    pub fn bus_lag(&self) -> u64 {
+        self.bus.as_ref().map_or(0, Consumer::lag)
+    }
+
     /// The next message, from whichever source has one first. Cancel-safe.
     pub async fn next(&mut self) -> Result<Delivery, InputError> {
         loop {

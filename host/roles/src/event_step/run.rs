@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -96,6 +97,11 @@ impl Runner {
         let mut failures = Tracker::default();
         let mut session: Option<Session> = None;
         let mut handled = Uncommitted::new();
+        // The bus lag is measured every LAG_EVERY messages, and every second while the
+        // step waits (when it is likely 0, which the status must come to say).
+        let mut lag_tick = tokio::time::interval(Duration::from_secs(1));
+        lag_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since_lag = 0;
         loop {
             let outbox = &self.services.outbox;
             // Most of the time the next message is ready and nothing else wants attention:
@@ -125,6 +131,10 @@ impl Runner {
                     next = consumer.next(), if handled.len() < MAX_UNCOMMITTED => Some(next),
                     _ = tokio::time::sleep(IDLE), if session.is_some() => {
                         session = None;
+                        continue;
+                    }
+                    _ = lag_tick.tick() => {
+                        self.measure_lag(&consumer, &mut since_lag);
                         continue;
                     }
                 }
@@ -165,6 +175,10 @@ impl Runner {
             };
             // Every change queued so far, this message's among them, is durable by then.
             handled.push_back((delivery, outbox.issued()));
+            since_lag += 1;
+            if since_lag >= synchro_status::LAG_EVERY {
+                self.measure_lag(&consumer, &mut since_lag);
+            }
             self.commit_durable(&mut consumer, &mut handled).await;
             let policy = self.deployment.current().limits;
             match failures.record(&policy, failed.is_none(), Duration::ZERO) {
@@ -175,6 +189,8 @@ impl Runner {
                     session = None;
                     // What is handled is committed before the wait, not held through it.
                     self.settle(&mut consumer, &mut handled).await;
+                    // What waits for the release, as the status shows it meanwhile.
+                    self.measure_lag(&consumer, &mut since_lag);
                     let reason = failed.map(|f| f.message).unwrap_or_default();
                     if !self
                         .deployment
@@ -234,6 +250,11 @@ impl Runner {
                 _ = shutdown.wait_for(|stop| *stop) => return None,
             }
         }
+    }
+
+    fn measure_lag(&self, consumer: &Input, since_lag: &mut u64) {
+        *since_lag = 0;
+        (self.deployment.status.bus_lag).store(consumer.bus_lag(), Ordering::Relaxed);
     }
 
     /// The instance to call: the current one, or a fresh one of the current version.
