@@ -172,6 +172,14 @@ fn a_sync_step_enacts_each_change_and_purges_a_deletion_only_once_it_is_removed_
         status.sync_queue.is_some_and(|q| q.backing_off == 1),
         "{status:?}"
     );
+    // The backoffs given are on /metrics: at least the first two, 400 ms then 800 ms.
+    let backoffs = r#"synchro_work_backoff_seconds_count{plugin="push",role="sync-step"}"#;
+    let waited = r#"synchro_work_backoff_seconds_sum{plugin="push",role="sync-step"}"#;
+    let (backoffs, waited) = (setup.metric(backoffs), setup.metric(waited));
+    assert!(
+        backoffs >= 2.0 && waited >= 1.19,
+        "{backoffs} backoffs, {waited} s in all"
+    );
     backend.script("/node/b", &[]);
     // Removed outside: purged.
     let deadline = std::time::Instant::now() + WAIT;

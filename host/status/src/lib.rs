@@ -158,6 +158,8 @@ pub struct Status {
     pub collect_seconds: Durations,
     /// How long its calls took, per role.
     pub call_seconds: CallDurations,
+    /// The backoffs its model roles gave failed entities (by [`ModelRole`]).
+    backoff_seconds: [Durations; 2],
     /// Why the last reload was refused, until one succeeds.
     reload_error: Mutex<Option<String>>,
     /// The work queues of its model roles, as their runners last left them.
@@ -232,6 +234,11 @@ impl Status {
     pub fn set_queue(&self, role: ModelRole, queue: WorkQueue) {
         self.queues.lock().expect("status lock")[role as usize] = Some(queue);
     }
+
+    /// The backoffs the model role `role` gave failed entities.
+    pub fn backoffs(&self, role: ModelRole) -> &Durations {
+        &self.backoff_seconds[role as usize]
+    }
 }
 
 /// The roles that work through the model's entities from a queue.
@@ -242,6 +249,8 @@ pub enum ModelRole {
 }
 
 impl ModelRole {
+    pub const ALL: [ModelRole; 2] = [ModelRole::Policy, ModelRole::Sync];
+
     /// The role's name, as manifests spell it.
     pub fn name(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use synchro_status::{Durations, Health, HostReport, Status};
+use synchro_status::{Durations, Health, HostReport, ModelRole, Status};
 
 /// What one scrape reads: each running plugin's status, the host's report, and how long
 /// its `await-response` waits waited.
@@ -39,6 +39,13 @@ pub fn render(
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String does not fail");
     text
+}
+
+impl Scrape {
+    fn status_of(&self, plugin: &str) -> Option<&Status> {
+        let (_, status) = self.statuses.iter().find(|(name, _)| name == plugin)?;
+        Some(status)
+    }
 }
 
 impl Collector for Scrape {
@@ -90,7 +97,7 @@ impl Collector for Scrape {
             .iter()
             .filter(|p| p.roles.iter().any(|r| r == "event-step"))
         {
-            let Some((_, status)) = self.statuses.iter().find(|(n, _)| *n == plugin.name) else {
+            let Some(status) = self.status_of(&plugin.name) else {
                 continue;
             };
             let labels = [("plugin", plugin.name.as_str())];
@@ -159,13 +166,32 @@ impl Collector for Scrape {
             MetricType::Histogram,
         )?;
         for plugin in plugins {
-            let Some((_, status)) = self.statuses.iter().find(|(n, _)| *n == plugin.name) else {
+            let Some(status) = self.status_of(&plugin.name) else {
                 continue;
             };
             for role in &plugin.roles {
                 if let Some(durations) = status.call_seconds.of(role) {
                     let labels = [("plugin", plugin.name.as_str()), ("role", role.as_str())];
                     durations.encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "work_backoff_seconds",
+            "The backoffs a model policy or sync step gave its failed entities",
+            None,
+            MetricType::Histogram,
+        )?;
+        for plugin in plugins {
+            let Some(status) = self.status_of(&plugin.name) else {
+                continue;
+            };
+            for role in ModelRole::ALL {
+                if plugin.roles.iter().any(|r| r == role.name()) {
+                    let labels = [("plugin", plugin.name.as_str()), ("role", role.name())];
+                    status
+                        .backoffs(role)
+                        .encode(family.encode_family(&labels)?)?;
                 }
             }
         }

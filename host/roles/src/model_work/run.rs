@@ -171,7 +171,9 @@ impl<H: Handler> Runner<H> {
                             None
                         }
                         Handled::Failed(trap) => {
-                            queue.done(&id, false, Instant::now());
+                            if let Some(pause) = queue.done(&id, false, Instant::now()) {
+                                self.deployment.status.backoffs(H::ROLE).observe(pause);
+                            }
                             trap
                         }
                     };
