@@ -46,6 +46,30 @@ impl Scrape {
         let (_, status) = self.statuses.iter().find(|(name, _)| name == plugin)?;
         Some(status)
     }
+
+    /// The histogram family `name`: for each plugin, one per role it plays that `pick`
+    /// keeps a histogram of.
+    fn per_role(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        pick: impl for<'s> Fn(&'s Status, &str) -> Option<&'s Durations>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for plugin in &self.report.plugins {
+            let Some(status) = self.status_of(&plugin.name) else {
+                continue;
+            };
+            for role in &plugin.roles {
+                if let Some(durations) = pick(status, role) {
+                    let labels = [("plugin", plugin.name.as_str()), ("role", role.as_str())];
+                    durations.encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Collector for Scrape {
@@ -159,42 +183,21 @@ impl Collector for Scrape {
                 .collect_seconds
                 .encode(family.encode_family(&labels)?)?;
         }
-        let mut family = encoder.encode_descriptor(
+        self.per_role(
+            &mut encoder,
             "plugin_call_duration_seconds",
             "How long a plugin's calls took, per role, whatever their outcome",
-            None,
-            MetricType::Histogram,
+            |status, role| status.call_seconds.of(role),
         )?;
-        for plugin in plugins {
-            let Some(status) = self.status_of(&plugin.name) else {
-                continue;
-            };
-            for role in &plugin.roles {
-                if let Some(durations) = status.call_seconds.of(role) {
-                    let labels = [("plugin", plugin.name.as_str()), ("role", role.as_str())];
-                    durations.encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        let mut family = encoder.encode_descriptor(
+        self.per_role(
+            &mut encoder,
             "work_backoff_seconds",
             "The backoffs a model policy or sync step gave its failed entities",
-            None,
-            MetricType::Histogram,
+            |status, role| {
+                let role = ModelRole::ALL.into_iter().find(|r| r.name() == role)?;
+                Some(status.backoffs(role))
+            },
         )?;
-        for plugin in plugins {
-            let Some(status) = self.status_of(&plugin.name) else {
-                continue;
-            };
-            for role in ModelRole::ALL {
-                if plugin.roles.iter().any(|r| r == role.name()) {
-                    let labels = [("plugin", plugin.name.as_str()), ("role", role.name())];
-                    status
-                        .backoffs(role)
-                        .encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
         let outbox = &self.report.outbox;
         let family = encoder.encode_descriptor(
             "outbox_last_change",
