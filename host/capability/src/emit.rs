@@ -8,7 +8,7 @@
 
 use synchro_manifest::ManifestError;
 use synchro_model::ErrorKind;
-use synchro_status::Counters;
+use synchro_status::events;
 use synchro_wit::WitError;
 pub(super) use synchro_wit::imports::emit as wit;
 
@@ -71,7 +71,7 @@ impl wit::Host for Capability {
         // Queued, not yet durable: whoever commits the input that caused it waits for
         // the outbox first (see `Appender`).
         self.call.services.outbox.append(record).await;
-        Counters::bump(&self.call.status.counters.changes);
+        self.call.status.emit(events::ChangesCommitted(1));
         Ok(())
     }
 }

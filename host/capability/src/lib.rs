@@ -15,7 +15,7 @@ use synchro_engine::CallState;
 use synchro_engine::wasmtime::component::{HasSelf, Linker};
 use synchro_manifest::{Limits, Manifest, ManifestError};
 use synchro_model::{Acting, Change, Entity, Error, ErrorKind, Handling, Operation};
-use synchro_status::{Counters, Status};
+use synchro_status::{Status, events};
 use synchro_store::{Appender, Db};
 use synchro_wit::WitError;
 
@@ -323,8 +323,11 @@ fn denied(call: &CallContext, capability: &str, what: impl std::fmt::Display) ->
 /// Logs and counts a denial, and makes the error the plugin sees: `why` must say no more
 /// than the plugin may know.
 fn deny(call: &CallContext, capability: &str, why: impl std::fmt::Display) -> WitError {
-    tracing::warn!(plugin = %call.plugin, capability, "denied: {why}");
-    Counters::bump(&call.status.counters.denials);
+    call.status.emit(events::Denied {
+        plugin: &call.plugin,
+        capability,
+        why: &why,
+    });
     fail(ErrorKind::Denied, format!("{capability}: {why}"))
 }
 

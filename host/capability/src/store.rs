@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use synchro_manifest::ManifestError;
-use synchro_status::Counters;
+use synchro_status::events;
 use synchro_model::{ErrorKind, Id};
 use synchro_store::{Db, DbError, Write, Writer};
 use synchro_wit::WitError;
@@ -196,7 +196,7 @@ impl wit::Host for Capability {
         match write {
             Write::Done { version } => {
                 if version.is_some() {
-                    Counters::bump(&self.call.status.counters.changes);
+                    self.call.status.emit(events::ChangesCommitted(1));
                 }
                 // The call's own write is no change it did not see: its next write of the
                 // entity it handles is still current.
@@ -239,7 +239,7 @@ impl wit::Host for Capability {
         match write {
             Write::Done { version } => {
                 if version.is_some() {
-                    Counters::bump(&self.call.status.counters.changes);
+                    self.call.status.emit(events::ChangesCommitted(1));
                 }
                 Ok(())
             }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{broadcast, watch};
 
 use synchro_model::Id;
-use synchro_status::{Counters, Health, Status};
+use synchro_status::{Health, Status, events};
 
 use crate::Plugin;
 use synchro_engine::CallError;
@@ -112,9 +112,11 @@ impl Deployment {
     /// Makes `plugin` the version new calls go to. A new version also ends a quarantine:
     /// it deserves its own chance.
     pub fn swap(&self, plugin: Arc<Plugin>) {
+        self.status.emit(events::Swapped {
+            plugin: &plugin.name,
+            version: &plugin.manifest.version,
+        });
         self.version.send_replace(plugin);
-        self.status.set_reload_error(None);
-        Counters::bump(&self.status.counters.reloads);
     }
 
     /// Ends a quarantine: the plugin is called again on its normal schedule.
@@ -138,23 +140,19 @@ impl Deployment {
         let mut releases = self.releases.subscribe();
         let mut versions = self.versions();
         let name = self.current().name.clone();
-        tracing::error!(
-            plugin = %name,
-            "quarantined after {failures} consecutive failures (limits.quarantine-after); the last: {reason}. \
-             It is not called again until `synchro plugin release {name}` or a new version"
-        );
-        self.status
-            .set_health(Health::Quarantined { failures, reason });
-        Counters::bump(&self.status.counters.quarantines);
+        self.status.emit(events::Quarantined {
+            plugin: &name,
+            failures,
+            reason,
+        });
         let resumed = tokio::select! {
             _ = releases.changed() => true,
             _ = versions.changed() => true,
             _ = shutdown.wait_for(|stop| *stop) => false,
         };
         if resumed {
-            tracing::info!(plugin = %name, "released from quarantine");
             self.unsettled.store(false, Ordering::Relaxed);
-            self.status.set_health(Health::Ok);
+            self.status.emit(events::Released { plugin: &name });
         }
         resumed
     }

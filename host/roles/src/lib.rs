@@ -209,8 +209,13 @@ impl Roles {
     ) -> Vec<PluginTask> {
         let name = &deployment.current().name;
         let stopped = || {
-            let status = deployment.status.clone();
-            move |reason| status.set_health(synchro_status::Health::Stopped { reason })
+            let (status, plugin) = (deployment.status.clone(), name.clone());
+            move |panic: String| {
+                status.emit(synchro_status::events::Stopped {
+                    plugin: &plugin,
+                    panic: &panic,
+                })
+            }
         };
         let mut tasks = Vec::new();
         if self.collector.is_some() {

@@ -35,8 +35,8 @@ pub enum Ended {
 
 impl PluginTask {
     /// Runs `runner` on a new thread named after `plugin`, within the current runtime. A
-    /// runner that panics stops (the rest of the host goes on): it is logged at once and
-    /// `stopped` is told why.
+    /// runner that panics stops (the rest of the host goes on): `stopped` is told at once,
+    /// with the panic's message.
     pub fn spawn(
         plugin: &str,
         runner: impl Future<Output = ()> + Send + 'static,
@@ -47,7 +47,6 @@ impl PluginTask {
         let (done_signal, done) = oneshot::channel();
         let finished = Arc::new(AtomicBool::new(false));
         let finished_flag = finished.clone();
-        let name = plugin.to_owned();
         std::thread::Builder::new()
             .name(format!("plugin:{plugin}"))
             .spawn(move || {
@@ -65,8 +64,7 @@ impl PluginTask {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
-                    tracing::error!(plugin = %name, "its runner panicked and stopped: {message}");
-                    stopped(format!("its runner panicked: {message}"));
+                    stopped(message);
                 }
                 finished_flag.store(true, Ordering::Release);
                 let _ = done_signal.send(());
@@ -143,6 +141,6 @@ mod tests {
             tell.send(why).unwrap()
         });
         assert_eq!(panics.finish(deadline).await, Ended::Finished);
-        assert_eq!(told.recv().unwrap(), "its runner panicked: on purpose");
+        assert_eq!(told.recv().unwrap(), "on purpose");
     }
 }

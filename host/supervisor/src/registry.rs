@@ -23,7 +23,7 @@ use synchro_roles::{
     Deployment, Ended, Mode, Origin, Plugin, PluginEngine, PluginTask, Recheck, manifests_in,
 };
 use synchro_status::{
-    Counters, Health, HostReport, Loading, ModelRole, PluginReport, Refused, Reloaded,
+    Health, HostReport, Loading, ModelRole, PluginReport, Refused, Reloaded, events,
 };
 
 use crate::Config;
@@ -542,13 +542,10 @@ impl Registry {
             Err(error) => {
                 match running {
                     Some(running) => {
-                        let name = running.deployment.current().name.clone();
-                        tracing::error!(plugin = %name, "new version refused, the running one stays: {error}");
-                        running
-                            .deployment
-                            .status
-                            .set_reload_error(Some(error.clone()));
-                        Counters::bump(&running.deployment.status.counters.failed_reloads);
+                        running.deployment.status.emit(events::ReloadRefused {
+                            plugin: &running.deployment.current().name,
+                            error: error.clone(),
+                        });
                     }
                     None => {
                         tracing::error!("plugin not loaded: {error}");

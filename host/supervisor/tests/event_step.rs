@@ -619,13 +619,7 @@ async fn an_event_step_keeps_its_place_in_the_changes_from_its_load() {
         )
         .run(shutdown),
     );
-    let processed = || {
-        deployment
-            .status
-            .counters
-            .processed
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let processed = || deployment.status.counters.values().processed;
     let deadline = tokio::time::Instant::now() + WAIT;
     while processed() < 20 {
         assert!(

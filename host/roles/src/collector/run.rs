@@ -15,9 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::{Change, Error, ErrorKind, Hashes, Id, OneLine, Operation, Outcome};
-use synchro_status::{
-    CollectPlan, CollectReport, CollectRun, Counters, Health, PlannedChange, RunRecord,
-};
+use synchro_status::{CollectPlan, CollectReport, CollectRun, PlannedChange, events};
 use synchro_store::{Db, DbError};
 
 use super::Collected;
@@ -101,23 +99,22 @@ impl Runner {
     pub async fn collect(&mut self) -> Result<Report, CollectError> {
         let deployment = self.deployment.clone();
         let plugin = deployment.current();
-        Counters::bump(&deployment.status.counters.calls);
+        deployment.status.emit(events::Called);
         let mut run = CollectRun {
             started: synchro_model::now_millis(),
             ..CollectRun::default()
         };
         let started = Instant::now();
         let result = self.collect_with(&plugin, &mut run).await;
-        let status = &deployment.status;
-        status.collect_seconds.observe(started.elapsed());
         match &result {
             Ok(report) => run.report = *report,
-            Err(error) => {
-                Counters::bump(&deployment.status.counters.failures);
-                run.error = Some(error.to_string());
-            }
+            Err(error) => run.error = Some(error.to_string()),
         }
-        deployment.status.record_run(RunRecord::Collect(run));
+        deployment.status.emit(events::Collected {
+            plugin: &plugin.name,
+            run,
+            elapsed: started.elapsed(),
+        });
         result
     }
 
@@ -190,8 +187,9 @@ impl Runner {
         let before = status.held_deletes();
         let Some((ids, reason)) = held else {
             if before.is_some() {
-                tracing::info!(plugin = %plugin.name, "the held deletes are no longer held: the last snapshot did not ask for them");
-                status.set_held_deletes(None);
+                status.emit(events::DeletesDropped {
+                    plugin: &plugin.name,
+                });
             }
             return 0;
         };
@@ -200,16 +198,10 @@ impl Runner {
             return ids.len();
         }
         let since = synchro_model::now_millis();
-        let shown = deletes::status(&ids, outcome.previous, &reason, since);
-        tracing::warn!(
-            plugin = %plugin.name,
-            held = ids.len(),
-            first = %ids[0],
-            "deletes held: {reason}. The entities stay; after checking the source, \
-             `synchro plugin approve-deletes {}` deletes them",
-            plugin.name
-        );
-        status.set_held_deletes(Some(shown));
+        status.emit(events::DeletesHeld {
+            plugin: &plugin.name,
+            held: deletes::status(&ids, outcome.previous, &reason, since),
+        });
         ids.len()
     }
 
@@ -232,7 +224,7 @@ impl Runner {
         // baseline and finds these changes again.
         let (collected, upserts) = self.write(plugin, upserts, deletes).await?;
         let status = &self.deployment.status;
-        Counters::add(&status.counters.changes, collected.announced);
+        status.emit(events::ChangesCommitted(collected.announced));
         // Refused entities are not in the committed baseline: the next snapshot reports
         // them again.
         for refused in &collected.refused {
@@ -255,14 +247,12 @@ impl Runner {
             ..Report::default()
         };
         if let Some(first) = collected.refused.first() {
-            Counters::add(&status.counters.denials, report.refused);
-            tracing::warn!(
-                plugin = %plugin.name,
-                refused = report.refused,
-                first = %first.id,
-                owner = %OneLine(&first.owner),
-                "denied: the snapshot reports entities another plugin owns; they are left as they are"
-            );
+            status.emit(events::SnapshotRefused {
+                plugin: &plugin.name,
+                refused: report.refused,
+                first: &first.id,
+                owner: &OneLine(&first.owner),
+            });
         }
         self.baseline = Some(next);
         Ok(report)
@@ -333,14 +323,10 @@ impl Runner {
         }
         self.baseline = Some(baseline);
         self.rails.approved();
-        let status = &self.deployment.status;
-        status.set_held_deletes(None);
-        Counters::add(&status.counters.changes, collected.announced);
-        tracing::info!(
-            plugin = %plugin.name,
-            deleted = collected.announced,
-            "held deletes approved by the operator and made"
-        );
+        self.deployment.status.emit(events::DeletesApproved {
+            plugin: &plugin.name,
+            deleted: collected.announced,
+        });
         Ok(collected.announced)
     }
 
@@ -393,8 +379,10 @@ impl Runner {
         };
         self.baseline = None;
         self.rails = Rails::default();
-        self.deployment.status.set_held_deletes(None);
-        tracing::info!(plugin = %name, forgotten, "baseline reset by the operator: the next collect announces everything it finds");
+        self.deployment.status.emit(events::BaselineReset {
+            plugin: &name,
+            forgotten,
+        });
         Ok(forgotten)
     }
 
@@ -422,11 +410,13 @@ impl Runner {
                 let resumed = self.paused && !pause;
                 self.paused = pause;
                 if pause {
-                    tracing::info!(plugin = %name, "paused by the operator: no collect until resumed");
-                    self.deployment.status.set_health(Health::Paused);
+                    self.deployment
+                        .status
+                        .emit(events::Paused { plugin: &name });
                 } else if resumed {
-                    tracing::info!(plugin = %name, "resumed by the operator");
-                    self.deployment.status.set_health(Health::Ok);
+                    self.deployment
+                        .status
+                        .emit(events::Resumed { plugin: &name });
                 }
                 let _ = reply.send(Ok(()));
                 resumed
@@ -452,24 +442,8 @@ impl Runner {
         let mut versions = self.deployment.versions();
         let mut failures = Tracker::default();
         loop {
-            let started = Instant::now();
             let result = self.collect().await;
             let plugin = self.deployment.current();
-            match &result {
-                Ok(report) if report.created + report.updated + report.deleted == 0 => {
-                    tracing::debug!(plugin = %plugin.name, entities = report.entities, "collected: no change");
-                }
-                Ok(report) => tracing::info!(
-                    plugin = %plugin.name,
-                    entities = report.entities,
-                    created = report.created,
-                    updated = report.updated,
-                    deleted = report.deleted,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "collected"
-                ),
-                Err(error) => tracing::warn!(plugin = %plugin.name, "{error}"),
-            }
             for reply in self.waiting.drain(..) {
                 let answer = match &result {
                     Ok(report) => Ok(*report),

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use synchro_bus::{Delivery, Message};
 use synchro_capability::Services;
 use synchro_engine::CallError;
-use synchro_status::Counters;
+use synchro_status::events::{self, Delivered};
 use synchro_store::Ticket;
 
 use super::input::Input;
@@ -290,12 +290,12 @@ impl Runner {
         delivery: &Delivery,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
-        let counters = &self.deployment.status.counters;
+        let status = &self.deployment.status;
         let mut attempt: u32 = 0;
         let mut backoff = Backoff::new(self.events.backoff, MAX_BACKOFF);
         loop {
             attempt += 1;
-            Counters::bump(&counters.calls);
+            status.emit(events::Called);
             let result = match self.session(session).await {
                 Ok(current) => {
                     let result = current
@@ -311,23 +311,34 @@ impl Runner {
                 Err(error) => Err(error),
             };
             let Err(error) = result else {
-                Counters::bump(&counters.processed);
+                status.emit(events::Processed);
                 return Handled::Done;
             };
-            Counters::bump(&counters.failures);
             *session = None;
-            let message = &delivery.message;
             let name = self.deployment.current().name.clone();
+            let event = Delivered {
+                topic: &delivery.message.topic,
+                offset: delivery.offset,
+                attempt,
+            };
             if attempt > self.events.retries {
-                tracing::warn!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "giving up: {error}");
+                status.emit(events::EventGivenUp {
+                    plugin: &name,
+                    event,
+                    error: &error,
+                });
                 return match self.dead_letter(delivery, &error, attempt, shutdown).await {
                     Handled::Done => Handled::DeadLettered(error),
                     other => other,
                 };
             }
-            Counters::bump(&counters.retried);
             let pause = backoff.next_pause();
-            tracing::info!(plugin = %name, topic = %message.topic, offset = delivery.offset, attempt, "{error}; retrying in {pause:?}");
+            status.emit(events::EventRetried {
+                plugin: &name,
+                event,
+                error: &error,
+                pause,
+            });
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return Handled::Stopped,
@@ -360,7 +371,10 @@ impl Runner {
             let pause = backoff.next_pause();
             match self.services.bus.publish(message.clone()).await {
                 Ok(()) => {
-                    Counters::bump(&self.deployment.status.counters.dead_lettered);
+                    self.deployment.status.emit(events::DeadLettered {
+                        plugin: &plugin,
+                        topic: &self.events.dead_letter,
+                    });
                     if failures > 0 {
                         self.deployment.record(0, None);
                     }

@@ -5,7 +5,7 @@ use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id};
-use synchro_status::{Counters, ModelRole};
+use synchro_status::ModelRole;
 use synchro_store::{Db, DbError, Policed, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::model_policy::Guest;
 use tracing::Instrument;
@@ -115,10 +115,6 @@ impl Handler for ModelPolicy {
             React::Update(..) => "handle-update",
             React::Delete(_) => "handle-delete",
         }
-    }
-
-    fn done_counter(counters: &Counters) -> &std::sync::atomic::AtomicU64 {
-        &counters.policed
     }
 
     /// Instantiates the plugin for a session of calls; what they write to the model is

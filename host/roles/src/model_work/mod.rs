@@ -251,8 +251,6 @@ pub trait Handler: Send + Sync + 'static {
     fn undo(work: &ModelWork, call: Self::Call) -> Option<Self::Call>;
     /// The export's function a call is made to, for logs.
     fn name(call: &Self::Call) -> &'static str;
-    /// The count of successful calls.
-    fn done_counter(counters: &synchro_status::Counters) -> &std::sync::atomic::AtomicU64;
 
     fn session(
         plugin: &Plugin,

@@ -23,7 +23,7 @@ use synchro_capability::Services;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{ErrorKind, Handling, Id};
-use synchro_status::{Counters, PassRun, RunRecord};
+use synchro_status::{PassRun, RunRecord, events};
 use synchro_store::{Cursor, DbError, Recorded, Start};
 
 use super::queue::Queue;
@@ -393,8 +393,12 @@ impl<H: Handler> Runner<H> {
                     succeeded.push(Some((id, call)));
                 }
                 Err(error) => {
-                    Counters::bump(&self.deployment.status.counters.failures);
-                    tracing::warn!(plugin = %name, "{} {id}: {error}", H::name(&call));
+                    self.deployment.status.emit(events::EntityFailed {
+                        plugin: &name,
+                        call: H::name(&call),
+                        id: &id,
+                        error: &error,
+                    });
                     let (failure, trap) = match error {
                         CallError::Plugin { kind, message } => (Failure { kind, message }, None),
                         other => {
@@ -446,10 +450,10 @@ impl<H: Handler> Runner<H> {
             .iter()
             .filter(|(_, h)| matches!(h, Handled::Done))
             .count();
-        Counters::add(
-            H::done_counter(&self.deployment.status.counters),
-            done as u64,
-        );
+        self.deployment.status.emit(events::EntitiesDone {
+            role: H::ROLE,
+            count: done as u64,
+        });
         handled
     }
 
@@ -472,7 +476,7 @@ impl<H: Handler> Runner<H> {
             ));
         }
         let (instance, _) = session.as_mut().expect("just made");
-        Counters::bump(&self.deployment.status.counters.calls);
+        self.deployment.status.emit(events::Called);
         H::invoke(instance, &self.engine, call, handling).await
     }
 }

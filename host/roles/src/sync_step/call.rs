@@ -5,7 +5,7 @@ use synchro_capability::CallContext;
 use synchro_engine::CallError;
 use synchro_model::bookkeeping::Failure;
 use synchro_model::{Acting, Bookkeeping, Entity, ErrorKind, Handling, Id};
-use synchro_status::{Counters, ModelRole};
+use synchro_status::ModelRole;
 use synchro_store::{Db, DbError, Enacted, Recorded, Stored};
 use synchro_wit::exports::synchro::plugin::sync_step::Guest;
 use tracing::Instrument;
@@ -145,10 +145,6 @@ impl Handler for SyncStep {
             Enact::Sync(_) => "sync-record",
             Enact::Delete(_) => "delete-record",
         }
-    }
-
-    fn done_counter(counters: &Counters) -> &std::sync::atomic::AtomicU64 {
-        &counters.enacted
     }
 
     /// Instantiates the plugin for a session of calls; what they write to the model is
