@@ -324,12 +324,6 @@ enum BaselineCommand {
     },
 }
 
-/// mimalloc rather than glibc's malloc: under the Gizmo API's load glibc's arenas were
-/// contended (`__lll_lock_wait_private` in the profile) and malloc and free took an
-/// eighth of the host's CPU (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let log = tracing_subscriber::fmt()
