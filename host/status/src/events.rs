@@ -172,8 +172,8 @@ impl Event for SnapshotRefused<'_> {
     }
 }
 
-/// A collect's deletes exceed the plugin's limits (`reason`): they are held for an
-/// operator.
+/// A collect's deletes exceed the plugin's limits (`held.reason` says which): they are
+/// held for an operator.
 pub struct DeletesHeld<'a> {
     pub plugin: &'a str,
     pub held: HeldDeletes,
