@@ -324,6 +324,16 @@ enum BaselineCommand {
     },
 }
 
+/// jemalloc rather than glibc's malloc. Under the Gizmo API's load glibc's arenas were
+/// contended (`__lll_lock_wait_private` in the profile: tokio moves tasks between its
+/// workers, and a buffer freed on another thread than it was allocated takes that
+/// arena's lock), and malloc and free took an eighth of the host's CPU; jemalloc's
+/// per-thread caches served GET ~25 % and writes ~35 % more requests a second, with a
+/// lower p99 (BENCHMARKS.md). It also gives a compile's memory back on request, which
+/// the loader asks for after each compile (`synchro_supervisor`'s `compile` module).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let log = tracing_subscriber::fmt()

@@ -128,14 +128,42 @@ fn available_memory() -> Option<u64> {
 }
 
 /// Hands the memory a compile freed back to the system. Cranelift compiles on several
-/// threads, each allocating from its own malloc arena; freed, those pages stay with the
-/// process, and a host that compiled a large component once kept hundreds of megabytes
-/// it would never use again.
+/// threads; freed, their pages stay with the allocator, and a host that compiled a large
+/// component once kept hundreds of megabytes it would never use again
+/// (`tests/reload.rs` measures it).
+///
+/// The host's Rust allocations are jemalloc's (the `synchro` binary's global allocator):
+/// this thread's cache is flushed and every arena's unused pages purged. What C libraries
+/// allocate (librdkafka) is glibc's, trimmed too. In a process whose allocator is not
+/// jemalloc, jemalloc's arenas are empty and purging them costs nothing.
 fn release_freed_memory() {
+    for control in [&b"thread.tcache.flush\0"[..], ALL_ARENAS_PURGE] {
+        // SAFETY: both controls take no argument and return nothing (null pointers, 0
+        // length); `control` is NUL-terminated. They only move free memory.
+        let failed = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                control.as_ptr().cast(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if failed != 0 {
+            tracing::debug!(
+                control = %String::from_utf8_lossy(control),
+                error = failed,
+                "jemalloc refused a control"
+            );
+        }
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only returns free pages of the allocator's arenas to the
-    // system; it is safe to call from any thread at any time.
+    // SAFETY: `malloc_trim` only returns free pages of glibc's arenas to the system; it
+    // is safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
     }
 }
+
+/// jemalloc's `arena.<MALLCTL_ARENAS_ALL>.purge`: every arena's unused pages.
+const ALL_ARENAS_PURGE: &[u8] = b"arena.4096.purge\0";
