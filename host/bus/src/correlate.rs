@@ -70,15 +70,116 @@ impl CorrelationId {
     pub fn of(&self, message: &Message) -> Option<String> {
         match self {
             CorrelationId::Header(name) => message.header(name).map(str::to_owned),
-            CorrelationId::JsonField(paths) => {
-                let value: serde_json::Value = serde_json::from_slice(&message.payload).ok()?;
-                paths.split('|').find_map(|path| {
-                    path.split('.')
-                        .try_fold(&value, |v, field| v.get(field))?
-                        .as_str()
-                        .map(str::to_owned)
-                })
+            CorrelationId::JsonField(paths) => paths.split('|').find_map(|path| {
+                let fields: Vec<&str> = path.split('.').collect();
+                json_path::string_at(&message.payload, &fields)
+            }),
+        }
+    }
+}
+
+/// Reads one string of a JSON document without building the document: every response
+/// of a topic is read for its id, under the correlator's lock, and a `serde_json::Value`
+/// of the whole payload showed in the async Gizmo API's profile.
+mod json_path {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// The string at `path` (field names, outermost first) of the document `json`, as
+    /// `serde_json::Value` would find it (the last of duplicate fields counts); `None`
+    /// when `json` is not a JSON document or holds no string there.
+    pub fn string_at(json: &[u8], path: &[&str]) -> Option<String> {
+        let mut document = serde_json::Deserializer::from_slice(json);
+        let found = At { path }.deserialize(&mut document).ok()?;
+        document.end().ok()?;
+        found
+    }
+
+    /// The value at `path` of what is being read: the string there, if it is one.
+    struct At<'p> {
+        path: &'p [&'p str],
+    }
+
+    impl<'de> DeserializeSeed<'de> for At<'_> {
+        type Value = Option<String>;
+
+        fn deserialize<D: Deserializer<'de>>(self, value: D) -> Result<Self::Value, D::Error> {
+            value.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for At<'_> {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(self.path.is_empty().then(|| text.to_owned()))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(wanted) = map.next_key_seed(Named(self.path.first().copied()))? {
+                if wanted {
+                    found = map.next_value_seed(At {
+                        path: &self.path[1..],
+                    })?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
+            Ok(found)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// A field's name: whether it is the one wanted (compared, never copied).
+    struct Named<'p>(Option<&'p str>);
+
+    impl<'de> DeserializeSeed<'de> for Named<'_> {
+        type Value = bool;
+
+        fn deserialize<D: Deserializer<'de>>(self, name: D) -> Result<bool, D::Error> {
+            name.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Named<'_> {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a field name")
+        }
+
+        fn visit_str<E>(self, name: &str) -> Result<bool, E> {
+            Ok(self.0 == Some(name))
         }
     }
 }
@@ -292,5 +393,23 @@ mod tests {
         );
         assert_eq!(of(r#"{"body": {}}"#), None);
         assert_eq!(of("not json"), None);
+        // Read as a `serde_json::Value` reads it: escapes, the last of duplicate fields,
+        // anything around, and a whole document only.
+        assert_eq!(
+            of(
+                r#"{"a": [1, {"transaction-id": "x"}, null], "n": -1.5e3, "t": true,
+                "transaction-\u0069d": "d\"1", "body": 7}"#
+            )
+            .as_deref(),
+            Some("d\"1")
+        );
+        assert_eq!(
+            of(r#"{"transaction-id": "e", "transaction-id": "f"}"#).as_deref(),
+            Some("f")
+        );
+        assert_eq!(of(r#"{"transaction-id": "e", "transaction-id": 1}"#), None);
+        assert_eq!(of(r#"{"transaction-id": "g"} trailing"#), None);
+        assert_eq!(of(r#"{"transaction-id": "h""#), None);
+        assert_eq!(of(r#""transaction-id""#), None);
     }
 }

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use synchro_bus::{Bus, CorrelationId, Message};
 use synchro_model::gizmo::{self, Element, Endpoint, Event, Request, Subject as Which};
 use synchro_model::{EdgeEnds, Entity, EntityRef};
@@ -167,14 +167,14 @@ pub fn element(entity: &Entity, properties: bool) -> Which {
     }
 }
 
-/// The entity an event's element describes.
-pub fn entity_of(element: &Value, edge: bool) -> Result<Entity, String> {
+/// The entity a response's element describes.
+fn entity_of(element: &Value, edge: bool) -> Result<Entity, String> {
     let field = |name: &str| element.get(name).and_then(Value::as_str);
     let key = field("key").ok_or("no `key`")?.to_owned();
     let kind = field("type").ok_or("no `type`")?.to_owned();
     let properties = match element.get("properties") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(properties) => properties.clone(),
+        None | Some(Value::Null) => "{}".to_owned(),
+        Some(properties) => properties.to_string(),
     };
     let end = |name: &str| -> Result<EntityRef, String> {
         let end = element
@@ -196,7 +196,7 @@ pub fn entity_of(element: &Value, edge: bool) -> Result<Entity, String> {
     Entity::new(
         key,
         kind,
-        properties.to_string(),
+        properties,
         field("schema-version").map(str::to_owned),
         ends,
     )

@@ -15,15 +15,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use synchro_bus::{Bus, Consumer, Delivery, Message, StartFrom, Topics};
-use synchro_model::Id;
 use synchro_model::gizmo::{self, Operation, Outcome, Request, Response, Subject as Which};
+use synchro_model::{EdgeEnds, Entity, EntityRef, Id};
 use synchro_store::{ApiWrite, Db};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::answer::Failure;
 use crate::backend::{Subject, refused};
-use crate::remote::{element, entity_of};
+use crate::remote::element;
 use crate::schema::Schemas;
 use crate::writer::Writer;
 
@@ -193,17 +193,37 @@ impl Answering {
                 return Ok(ApiWrite::Delete(id));
             }
         }
-        let mut element = element.clone();
-        if element.key.is_empty() {
+        let key = match element.key.as_str() {
             // Gizmo leaves the key of a new element to its responder.
-            element.key = uuid::Uuid::now_v7().to_string();
-        }
+            "" => uuid::Uuid::now_v7().to_string(),
+            key => key.to_owned(),
+        };
         let properties = Value::Object(element.properties.clone().unwrap_or_default());
         self.schemas
             .check(&element.kind, &properties)
             .map_err(|invalid| crate::routes::unknown(subject, invalid))?;
-        let value = serde_json::to_value(&element).expect("an element serialises");
-        let entity = entity_of(&value, subject == Subject::Edge).map_err(Failure::bad_request)?;
+        let end = |end: &Option<gizmo::Endpoint>, name: &str| match end {
+            Some(end) => Ok(EntityRef {
+                key: end.key.clone(),
+                kind: end.kind.clone(),
+            }),
+            None => Err(Failure::bad_request(format!("an edge without `{name}`"))),
+        };
+        let ends = match subject {
+            Subject::Vertex => None,
+            Subject::Edge => Some(EdgeEnds {
+                source: end(&element.source, "source")?,
+                target: end(&element.target, "target")?,
+            }),
+        };
+        let entity = Entity::new(
+            key,
+            element.kind.clone(),
+            properties.to_string(),
+            element.schema_version.clone(),
+            ends,
+        )
+        .map_err(|error| Failure::bad_request(error.to_string()))?;
         Ok(match operation {
             Operation::Create => ApiWrite::Create(entity),
             _ => ApiWrite::Replace(entity),
