@@ -1,7 +1,7 @@
 //! The API's writes, committed in groups: one thread makes every write queued while the
 //! last batch was written in one transaction ([`Db::api_each`]), without an fsync while
-//! more batches wait, then makes them all durable with one ([`Db::sync`]) and only then
-//! answers them. A request waits for one fsync however many others share it, and a page
+//! more batches wait, then makes them all durable with one (the last batch's commit, or
+//! [`Db::sync`]) and only then answers them. A request waits for one fsync however many others share it, and a page
 //! several batches dirty is written once. A bulk goes alone ([`Db::api_all`]).
 
 use std::sync::Arc;
@@ -144,6 +144,7 @@ impl Thread {
             }
             // Everything queued joins the batch, up to a bulk (which goes alone, after
             // it, to keep the order requests came in).
+            let mut drained = false;
             while next.is_none() && !singles.is_empty() && singles.len() < MAX_BATCH {
                 match queue.try_recv() {
                     Ok(Job::One {
@@ -152,11 +153,17 @@ impl Thread {
                         reply,
                     }) => singles.push((write, transaction, reply)),
                     Ok(bulk @ Job::All { .. }) => next = Some(bulk),
-                    Err(_) => break,
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
             if !singles.is_empty() {
-                self.write_each(singles);
+                // Nothing else waits: this batch's commit is the fsync, rather than a
+                // commit of its own and then another to sync (half the commits under a
+                // steady load, where each batch is what the clients have in flight).
+                self.write_each(singles, drained);
                 if self
                     .since
                     .is_some_and(|since| since.elapsed() >= MAX_UNSYNCED)
@@ -184,16 +191,17 @@ impl Thread {
         self.sync();
     }
 
-    /// Writes `singles` in one transaction without an fsync; they are answered at the
-    /// next [`Thread::sync`].
-    fn write_each(&mut self, singles: Vec<(ApiWrite, String, Reply<ApiResult>)>) {
+    /// Writes `singles` in one transaction. A `durable` one is answered at once, with
+    /// the batches written before it (its fsync made them durable too); otherwise they
+    /// are answered at the next [`Thread::sync`].
+    fn write_each(&mut self, singles: Vec<(ApiWrite, String, Reply<ApiResult>)>, durable: bool) {
         let (writes, rest): (Vec<_>, Vec<_>) = singles
             .into_iter()
             .map(|(write, transaction, reply)| (write, (transaction, reply)))
             .unzip();
         let results = self
             .db
-            .api_each(API_WRITER, &writes, false, |index, operation, entity| {
+            .api_each(API_WRITER, &writes, durable, |index, operation, entity| {
                 record(operation, entity, rest[index].0.clone(), None)
             });
         match results {
@@ -201,6 +209,9 @@ impl Thread {
                 self.since.get_or_insert_with(Instant::now);
                 let replies = rest.into_iter().map(|(_, reply)| reply);
                 self.unsynced.extend(results.into_iter().zip(replies));
+                if durable {
+                    self.answer(Ok(()));
+                }
             }
             Err(error) => {
                 tracing::error!(writes = rest.len(), "the API's writes failed: {error}");
@@ -216,8 +227,13 @@ impl Thread {
         if self.unsynced.is_empty() {
             return;
         }
-        self.since = None;
         let synced = self.db.sync();
+        self.answer(synced);
+    }
+
+    /// Answers the writes so far, `synced` or not.
+    fn answer(&mut self, synced: Result<(), DbError>) {
+        self.since = None;
         if let Err(error) = &synced {
             tracing::error!(
                 writes = self.unsynced.len(),
