@@ -71,9 +71,10 @@ impl axum::serve::Listener for Bounded {
                         _slot: slot,
                         idle: self.idle,
                         answer: self.answer,
-                        deadline: Box::pin(tokio::time::sleep(self.idle)),
+                        deadline: Instant::now() + self.idle,
+                        timer: Box::pin(tokio::time::sleep(self.idle)),
                         answering: false,
-                        tail: Vec::with_capacity(3),
+                        tail: Vec::with_capacity(6),
                     };
                     return (quiet, address);
                 }
@@ -99,12 +100,20 @@ pub struct Quiet {
     _slot: OwnedSemaphorePermit,
     idle: Duration,
     answer: Duration,
-    deadline: Pin<Box<Sleep>>,
+    /// When the connection has been quiet too long, as of the last read or write.
+    deadline: Instant,
+    /// Wakes the pending read at `deadline` or earlier: it is moved only when it fires
+    /// early or the deadline comes closer, not on every read and write (resetting a
+    /// timer takes the timer wheel's lock; it showed in the Gizmo API's profile).
+    timer: Pin<Box<Sleep>>,
     /// Whether a request's headers are in and its answer is not yet being written.
     answering: bool,
     /// The last bytes read (at most 3), to find the end of the headers across reads.
     tail: Vec<u8>,
 }
+
+/// The end of a request's headers.
+const HEADERS_END: &[u8] = b"\r\n\r\n";
 
 impl Quiet {
     /// Takes note of `read`, the bytes just read: the end of a request's headers
@@ -113,10 +122,25 @@ impl Quiet {
         if self.answering || read.is_empty() {
             return;
         }
-        let mut seen = std::mem::take(&mut self.tail);
-        seen.extend_from_slice(read);
-        self.answering = seen.windows(4).any(|w| w == b"\r\n\r\n");
-        self.tail = seen[seen.len().saturating_sub(3)..].to_vec();
+        // The end may straddle two reads: the last bytes before and the first now.
+        self.tail.extend_from_slice(&read[..read.len().min(3)]);
+        self.answering = self.tail.windows(4).any(|w| w == HEADERS_END)
+            || read.windows(4).any(|w| w == HEADERS_END);
+        if read.len() >= 3 {
+            self.tail.clear();
+            self.tail.extend_from_slice(&read[read.len() - 3..]);
+        } else {
+            let older = self.tail.len().saturating_sub(3);
+            self.tail.drain(..older);
+        }
+    }
+
+    /// The client did something: it may now be quiet for `limit`.
+    fn active(&mut self, limit: Duration) {
+        self.deadline = Instant::now() + limit;
+        if self.deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(self.deadline);
+        }
     }
 }
 
@@ -138,15 +162,24 @@ impl AsyncRead for Quiet {
                 } else {
                     this.idle
                 };
-                this.deadline.as_mut().reset(Instant::now() + limit);
+                this.active(limit);
                 Poll::Ready(result)
             }
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client sent nothing for too long",
-                ))),
-                Poll::Pending => Poll::Pending,
+            Poll::Pending => loop {
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) if Instant::now() >= this.deadline => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client sent nothing for too long",
+                        )));
+                    }
+                    // Early: the client was active since it was set.
+                    Poll::Ready(()) => {
+                        let deadline = this.deadline;
+                        this.timer.as_mut().reset(deadline);
+                    }
+                }
             },
         }
     }
@@ -169,7 +202,7 @@ impl AsyncWrite for Quiet {
             // A long answer (the change feed's stream, with its keep-alives) keeps the
             // connection: the client is reading, not quiet.
             let idle = this.idle;
-            this.deadline.as_mut().reset(Instant::now() + idle);
+            this.active(idle);
         }
         written
     }
@@ -217,6 +250,43 @@ mod tests {
         drop(first);
         let accepted = tokio::time::timeout(Duration::from_secs(10), bounded.accept()).await;
         assert!(accepted.is_ok());
+    }
+
+    /// A client that keeps sending, however slowly, is not cut: only silence counts,
+    /// and the end of a request's headers is found however the reads split it.
+    #[tokio::test]
+    async fn a_client_that_keeps_talking_is_not_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut bounded = Bounded::new(
+            listener,
+            1,
+            Duration::from_millis(300),
+            Duration::from_secs(600),
+        );
+        let mut talker = TcpStream::connect(address).await.unwrap();
+        let (mut served, _) = bounded.accept().await;
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut buf = [0u8; 64];
+        // A byte every 100 ms: 3 s in all, ten times the idle limit.
+        for byte in request.iter().cycle().take(30) {
+            talker.write_all(&[*byte]).await.unwrap();
+            assert_eq!(served.read(&mut buf).await.unwrap(), 1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            served.answering,
+            "the headers' end, one byte a read, was missed"
+        );
+        served.saw(b"x");
+        assert!(served.answering);
+        // Then quiet after an answer: cut at the idle limit, not the answer's.
+        served.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(!served.answering);
+        let started = std::time::Instant::now();
+        let error = served.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     /// A client waiting for a slow answer (a reload compiling a large component) sends
