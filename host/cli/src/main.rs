@@ -328,7 +328,7 @@ enum BaselineCommand {
 /// contended (`__lll_lock_wait_private` in the profile: tokio moves tasks between its
 /// workers, and a buffer freed on another thread than it was allocated takes that
 /// arena's lock), and malloc and free took an eighth of the host's CPU; jemalloc's
-/// per-thread caches served GET ~25 % and writes ~35 % more requests a second, with a
+/// per-thread caches served GET ~25 % and writes ~20 % more requests a second, with a
 /// lower p99 (BENCHMARKS.md). It also gives a compile's memory back on request, which
 /// the loader asks for after each compile (`synchro_supervisor`'s `compile` module).
 #[global_allocator]

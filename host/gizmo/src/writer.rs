@@ -1,8 +1,9 @@
 //! The API's writes, committed in groups: one thread makes every write queued while the
 //! last batch was written in one transaction ([`Db::api_each`]), without an fsync while
-//! more batches wait, then makes them all durable with one (the last batch's commit, or
-//! [`Db::sync`]) and only then answers them. A request waits for one fsync however many others share it, and a page
-//! several batches dirty is written once. A bulk goes alone ([`Db::api_all`]).
+//! more batches wait, then makes them all durable with one (the last batch's own commit,
+//! or [`Db::sync`]) and only then answers them. A request waits for one fsync however
+//! many others share it, and a page several batches dirty is written once. A bulk goes
+//! alone ([`Db::api_all`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
