@@ -1031,6 +1031,96 @@ fn every_write_answered_survives_a_kill_9() {
     );
 }
 
+/// Lookups share one read of the model between commits (host/store/src/snapshot.rs): a
+/// client must still read each of its writes as soon as it is answered, while other
+/// clients' lookups keep a shared read warm and other writers commit around it.
+#[test]
+fn each_client_reads_its_writes_while_others_read_and_write() {
+    let api = Gizmo::start("");
+    let base = api.url("v11/pserver");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let client = reqwest::Client::new();
+        let busy = client
+            .post(&base)
+            .body(json!({"properties": {"busy": true}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(busy.status(), 201);
+        let busy: Value = serde_json::from_str(&busy.text().await.unwrap()).unwrap();
+        let busy = format!("{base}/{}", busy["id"].as_str().unwrap());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, busy, done) = (client.clone(), busy.clone(), done.clone());
+            readers.spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let read = client.get(&busy).send().await.unwrap();
+                    assert_eq!(read.status(), 200);
+                }
+            });
+        }
+        let mut writers = tokio::task::JoinSet::new();
+        for writer in 0..8 {
+            let (client, base) = (client.clone(), base.clone());
+            writers.spawn(async move {
+                let read = |url: String| {
+                    let client = client.clone();
+                    async move {
+                        let answer = client.get(&url).send().await.unwrap();
+                        let status = answer.status().as_u16();
+                        let body: Value = if status == 200 {
+                            serde_json::from_str(&answer.text().await.unwrap()).unwrap()
+                        } else {
+                            Value::Null
+                        };
+                        (status, body)
+                    }
+                };
+                for i in 0..40 {
+                    let created = client
+                        .post(&base)
+                        .body(json!({"properties": {"writer": writer, "i": i}}).to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(created.status(), 201);
+                    let created: Value =
+                        serde_json::from_str(&created.text().await.unwrap()).unwrap();
+                    let url = format!("{base}/{}", created["id"].as_str().unwrap());
+                    let (status, body) = read(url.clone()).await;
+                    assert_eq!(status, 200, "writer {writer} #{i}: its create unread");
+                    assert_eq!(body["properties"]["i"], i);
+                    let replaced = client
+                        .put(&url)
+                        .body(json!({"properties": {"writer": writer, "i": -i}}).to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(replaced.status(), 200);
+                    let (_, body) = read(url.clone()).await;
+                    assert_eq!(
+                        body["properties"]["i"], -i,
+                        "writer {writer} #{i}: stale read"
+                    );
+                    let deleted = client.delete(&url).send().await.unwrap();
+                    assert_eq!(deleted.status(), 200);
+                    let (status, _) = read(url).await;
+                    assert_eq!(status, 404, "writer {writer} #{i}: its delete unread");
+                }
+            });
+        }
+        while let Some(written) = writers.join_next().await {
+            written.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(read) = readers.join_next().await {
+            read.unwrap();
+        }
+    });
+}
+
 /// The seed's events (`host/model/tests/fixtures/gizmo`), as Gizmo's requests on Kafka,
 /// answered by the in-host responder: creates (the seed's own, with an empty key, and the
 /// vertices its later events name), the update and the delete of a vertex, an edge added

@@ -16,11 +16,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 use synchro_model::{Entity, EntityError, Id, Operation, Version};
 
-use redb::ReadableDatabase;
-
-use crate::bookkeeping::{self, BOOKKEEPING};
+use crate::bookkeeping;
 use crate::graph::{GraphRefusal, source};
-use crate::model::{Change, ENTITIES, Rows, Write};
+use crate::model::{Change, Rows, Write};
 use crate::sources::Sources;
 use crate::{Db, DbError, dberr, edges, outbox};
 
@@ -107,7 +105,7 @@ impl Db {
         durable: bool,
         mut record: impl FnMut(usize, Operation, &Entity) -> Vec<u8>,
     ) -> Result<Vec<ApiResult>, DbError> {
-        let mut txn = self.db.begin_write().map_err(dberr)?;
+        let mut txn = self.begin_write()?;
         if !durable {
             txn.set_durability(redb::Durability::None).map_err(dberr)?;
         }
@@ -148,7 +146,7 @@ impl Db {
         writes: &[ApiWrite],
         mut record: impl FnMut(usize, Operation, &Entity) -> Vec<u8>,
     ) -> Result<Result<Vec<Applied>, (usize, ApiRefusal)>, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let mut at = outbox::last_seq(&txn)? + 1;
         let sources = self.sources();
         let mut records = Vec::new();
@@ -176,14 +174,12 @@ impl Db {
 impl Db {
     /// The live entity `id` and, for a vertex, its live edges, in one read.
     pub fn api_get(&self, id: &Id) -> Result<Option<(Entity, Vec<Entity>)>, DbError> {
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let model = txn.open_table(ENTITIES).map_err(dberr)?;
-        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+        let read = self.snapshots.get(&self.db)?;
         let live = |id: &Id| -> Result<Option<Entity>, DbError> {
-            let Some(row) = model.get(id.as_str()).map_err(dberr)? else {
+            let Some(row) = read.entities.get(id.as_str()).map_err(dberr)? else {
                 return Ok(None);
             };
-            if bookkeeping::get(&books, id)?.deleted {
+            if bookkeeping::get(&read.books, id)?.deleted {
                 return Ok(None);
             }
             Ok(Some(Entity::decode(row.value().1)?))
@@ -193,8 +189,7 @@ impl Db {
         };
         let mut edges = Vec::new();
         if entity.edge().is_none() {
-            let index = txn.open_multimap_table(edges::EDGES).map_err(dberr)?;
-            for edge in edges::of(&index, id)? {
+            for edge in edges::of(&read.edges, id)? {
                 edges.extend(live(&edge)?);
             }
         }

@@ -117,7 +117,7 @@ impl Db {
     /// entries were dropped.
     pub fn reset_baseline(&self, plugin: &str) -> Result<u64, DbError> {
         let name = table_name(plugin);
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let dropped = match txn.open_table(def(&name)) {
             Ok(table) => table.len().map_err(dberr)?,
             Err(e) => return Err(dberr(e)),

@@ -11,7 +11,7 @@ use std::fmt;
 use synchro_model::{Acting, Entity, Id, Operation};
 
 use crate::model::{Change, Rows, Write, Writer};
-use crate::{Db, DbError, dberr, outbox};
+use crate::{Db, DbError, outbox};
 
 /// Why a write through the API was not made: the graph would not be whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Db {
         entity: &Entity,
         record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Result<Write, GraphRefusal>, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let at = outbox::last_seq(&txn)? + 1;
         let change = {
             let mut rows = Rows::open(&txn, self.policies())?;
@@ -120,7 +120,7 @@ impl Db {
         cascade: bool,
         mut record: impl FnMut(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Result<Cascaded, GraphRefusal>, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let mut at = outbox::last_seq(&txn)? + 1;
         let sources = self.sources();
         let mut records = Vec::new();

@@ -16,6 +16,7 @@ mod migrate;
 mod model;
 mod outbox;
 mod policed;
+mod snapshot;
 mod sources;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,9 @@ fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
 }
 
 pub struct Db {
+    /// The read the API's lookups share until the next commit; declared first, to be
+    /// closed before the database is.
+    snapshots: snapshot::Snapshots,
     db: Database,
     outbox: outbox::Outbox,
     /// The operator's ranking of the sources of kinds several plugins describe.
@@ -92,7 +96,8 @@ impl Db {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(DbError::Locked(path)),
             Err(e) => return Err(dberr(e)),
         };
-        let txn = db.begin_write().map_err(dberr)?;
+        let snapshots = snapshot::Snapshots::default();
+        let txn = snapshots.begin_write(&db)?;
         if let Some(migrated) = migrate::unowned_model(&txn)? {
             tracing::info!(
                 path = %path.display(),
@@ -131,7 +136,13 @@ impl Db {
             outbox: outbox::Outbox::new(last),
             sources: Default::default(),
             policies: Default::default(),
+            snapshots,
         })
+    }
+
+    /// A write transaction; its commit makes the API's shared read stale.
+    pub(crate) fn begin_write(&self) -> Result<snapshot::WriteTxn<'_>, DbError> {
+        self.snapshots.begin_write(&self.db)
     }
 
     /// Ranks the sources of kinds several plugins describe (the host config's
@@ -151,7 +162,7 @@ impl Db {
     /// Makes every earlier commit durable (the outbox's cursors are saved without an
     /// fsync of their own, and the API's writes may be), and announces their changes.
     pub fn sync(&self) -> Result<(), DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let last = outbox::last_seq(&txn)?;
         txn.commit().map_err(dberr)?;
         self.outbox.committed(last);
@@ -423,6 +434,7 @@ mod tests {
         let saved = Entity::new("p1".into(), "person".into(), "{}".into(), None, None).unwrap();
         {
             let db = redb::Database::create(dir.path().join(FILE)).unwrap();
+            #[allow(clippy::disallowed_methods)] // A database as an older synchro left it.
             let txn = db.begin_write().unwrap();
             {
                 let mut model = txn.open_table(OLD_MODEL).unwrap();
@@ -982,7 +994,7 @@ mod tests {
             put(&state, "api", &entity("b", "{}"));
             // As an older host left it: one policed-as row by id, and bookkeeping
             // format 1 (updated 1, policed 1, policy done).
-            let txn = state.db.begin_write().unwrap();
+            let txn = state.begin_write().unwrap();
             {
                 let legacy: TableDefinition<&str, &[u8]> = TableDefinition::new("policed-as");
                 let mut table = txn.open_table(legacy).unwrap();
@@ -1111,7 +1123,7 @@ mod tests {
         state
             .model_put(source("api"), &edge("g", "a", "b"), announce)
             .unwrap();
-        let txn = state.db.begin_write().unwrap();
+        let txn = state.begin_write().unwrap();
         txn.delete_multimap_table(edges::EDGES).unwrap();
         txn.commit().unwrap();
         drop(state);

@@ -32,6 +32,7 @@ use synchro_model::bookkeeping::{Failure, UNATTRIBUTED};
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
 
 use crate::bookkeeping::{self, BOOKKEEPING};
+use crate::snapshot::WriteTxn;
 use crate::sources::{self, Reconciled, Sources};
 use crate::{Db, DbError, baseline, dberr, edges, outbox, policed};
 
@@ -210,7 +211,7 @@ impl Db {
         no_sync: bool,
         record: impl FnMut(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Collected, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let (records, refused) =
             self.stage_collect(&txn, plugin, upserts, deletes, no_sync, record)?;
         let announced = records.len() as u64;
@@ -227,7 +228,7 @@ impl Db {
         upserts: &[Upsert],
         deletes: &[Id],
     ) -> Result<Planned, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let mut changes = Vec::new();
         let (_, refused) = self.stage_collect(&txn, plugin, upserts, deletes, true, |op, e| {
             changes.push((op, e.clone()));
@@ -472,7 +473,7 @@ impl Db {
         entity: Option<&Entity>,
         record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
     ) -> Result<Write, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let at = outbox::last_seq(&txn)? + 1;
         let change = {
             let mut rows = Rows::open(&txn, self.policies())?;
@@ -487,7 +488,7 @@ impl Db {
     /// Commits `txn` with the record of `change`, made at version `at`.
     pub(crate) fn commit_announcing(
         &self,
-        txn: WriteTransaction,
+        txn: WriteTxn<'_>,
         change: Change,
         at: Version,
         record: impl FnOnce(Operation, &Entity) -> Vec<u8>,
@@ -622,7 +623,7 @@ impl Db {
                 .then(|| of_kind.first().cloned())
                 .flatten()
         };
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let mut swept = Swept::default();
         {
             let mut rows = Rows::open(&txn, policies.clone())?;
@@ -667,7 +668,7 @@ impl Db {
         id: &Id,
         set: impl FnOnce(&mut Bookkeeping),
     ) -> Result<bool, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         {
             let mut rows = Rows::open(&txn, self.policies())?;
             if rows.model.get(id.as_str()).map_err(dberr)?.is_none() {
@@ -705,7 +706,7 @@ impl Db {
         outcomes: &[(Id, O)],
         mut apply: impl FnMut(&mut Rows<'_>, &Id, &mut Bookkeeping, &O) -> Result<Recorded, DbError>,
     ) -> Result<Vec<Recorded>, DbError> {
-        let mut txn = self.db.begin_write().map_err(dberr)?;
+        let mut txn = self.begin_write()?;
         txn.set_durability(redb::Durability::None).map_err(dberr)?;
         let mut recorded = Vec::with_capacity(outcomes.len());
         {
@@ -732,7 +733,7 @@ impl Db {
     /// Appends `records` to the outbox in `txn`, then commits.
     pub(crate) fn commit_with<'r>(
         &self,
-        txn: WriteTransaction,
+        txn: WriteTxn<'_>,
         records: impl IntoIterator<Item = &'r [u8]>,
     ) -> Result<(), DbError> {
         let last = outbox::append(&txn, records)?;

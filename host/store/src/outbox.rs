@@ -163,7 +163,7 @@ impl Db {
             Start::Saved | Start::SavedElseOldest => {
                 // Saved at once when new: a reader that stops before it handles anything
                 // resumes from here, not from a later end.
-                let txn = self.db.begin_write().map_err(dberr)?;
+                let txn = self.begin_write()?;
                 let position = {
                     let mut cursors = txn.open_table(CURSORS).map_err(dberr)?;
                     let saved = cursors.get(name).map_err(dberr)?.map(|v| v.value());
@@ -235,7 +235,7 @@ impl Db {
     /// Appends change records that describe no write of the database (`emit-change`), in
     /// one transaction; returns the last sequence number given.
     pub fn append_changes(&self, records: &[Vec<u8>]) -> Result<u64, DbError> {
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_write()?;
         let last = append(&txn, records.iter().map(Vec::as_slice))?;
         txn.commit().map_err(dberr)?;
         self.outbox.committed(last);
@@ -291,7 +291,7 @@ impl Db {
             return Ok(0);
         };
         let passed = passed.min(last.saturating_sub(retention.window));
-        let mut txn = self.db.begin_write().map_err(dberr)?;
+        let mut txn = self.begin_write()?;
         // Dropping needs no fsync of its own: a crash before the next durable commit
         // only keeps changes that were already handled.
         txn.set_durability(Durability::None).map_err(dberr)?;
@@ -392,7 +392,7 @@ impl Cursor {
                 self.synced = std::time::Instant::now();
             }
             tokio::task::spawn_blocking(move || {
-                let mut txn = db.db.begin_write().map_err(dberr)?;
+                let mut txn = db.begin_write()?;
                 if !sync {
                     txn.set_durability(Durability::None).map_err(dberr)?;
                 }
