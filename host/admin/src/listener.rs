@@ -222,16 +222,19 @@ mod tests {
     use axum::serve::Listener;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn a_quiet_client_is_cut_and_slots_bound_the_connections() {
+    /// A listener on a free port with `slots`, quiet clients cut after `idle` ms and
+    /// answers awaited `answer` ms at most; its address.
+    async fn listening(slots: usize, idle: u64, answer: u64) -> (Bounded, std::net::SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let mut bounded = Bounded::new(
-            listener,
-            1,
-            Duration::from_millis(200),
-            Duration::from_secs(600),
-        );
+        let idle = Duration::from_millis(idle);
+        let answer = Duration::from_millis(answer);
+        (Bounded::new(listener, slots, idle, answer), address)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_client_is_cut_and_slots_bound_the_connections() {
+        let (mut bounded, address) = listening(1, 200, 600_000).await;
 
         let mut talker = TcpStream::connect(address).await.unwrap();
         let (mut first, _) = bounded.accept().await;
@@ -256,14 +259,7 @@ mod tests {
     /// and the end of a request's headers is found however the reads split it.
     #[tokio::test]
     async fn a_client_that_keeps_talking_is_not_cut() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut bounded = Bounded::new(
-            listener,
-            1,
-            Duration::from_millis(300),
-            Duration::from_secs(600),
-        );
+        let (mut bounded, address) = listening(1, 300, 600_000).await;
         let mut talker = TcpStream::connect(address).await.unwrap();
         let (mut served, _) = bounded.accept().await;
         let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -293,14 +289,7 @@ mod tests {
     /// nothing meanwhile: it is not quiet, and gets its answer.
     #[tokio::test]
     async fn a_request_answered_later_than_the_idle_limit_is_answered() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let bounded = Bounded::new(
-            listener,
-            4,
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-        );
+        let (bounded, address) = listening(4, 200, 5_000).await;
         let app = axum::Router::new().route(
             "/slow",
             axum::routing::get(|| async {

@@ -29,17 +29,36 @@ const REMEMBERED: usize = 10_000;
 pub enum CorrelationId {
     /// A header, `correlation-id` by default.
     Header(String),
-    /// A string field of the JSON payload, as a dotted path: Gizmo's responses carry it
-    /// in `transaction-id`, its requests in `body.transaction-id`. Several paths, as
-    /// `A|B`: the first that holds a string.
-    JsonField(String),
+    /// A string field of the JSON payload: Gizmo's responses carry it in
+    /// `transaction-id`, its requests in `body.transaction-id`.
+    JsonField(JsonPaths),
+}
+
+/// Dotted paths into a JSON document, as `A.B`; several, as `A|B`: the first that holds
+/// a string. Split once, not for every message read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPaths {
+    text: String,
+    paths: Vec<Vec<String>>,
+}
+
+impl From<&str> for JsonPaths {
+    fn from(text: &str) -> JsonPaths {
+        JsonPaths {
+            text: text.to_owned(),
+            paths: text
+                .split('|')
+                .map(|path| path.split('.').map(str::to_owned).collect())
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Display for CorrelationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CorrelationId::Header(name) => write!(f, "header:{name}"),
-            CorrelationId::JsonField(path) => write!(f, "json:{path}"),
+            CorrelationId::JsonField(paths) => write!(f, "json:{}", paths.text),
         }
     }
 }
@@ -57,9 +76,7 @@ impl CorrelationId {
             Some(("header", name)) if !name.is_empty() => {
                 Ok(CorrelationId::Header(name.to_owned()))
             }
-            Some(("json", path)) if !path.is_empty() => {
-                Ok(CorrelationId::JsonField(path.to_owned()))
-            }
+            Some(("json", path)) if !path.is_empty() => Ok(CorrelationId::JsonField(path.into())),
             _ => Err(format!(
                 "`{text}`: expected `header:NAME` or `json:FIELD.PATH`"
             )),
@@ -70,10 +87,10 @@ impl CorrelationId {
     pub fn of(&self, message: &Message) -> Option<String> {
         match self {
             CorrelationId::Header(name) => message.header(name).map(str::to_owned),
-            CorrelationId::JsonField(paths) => paths.split('|').find_map(|path| {
-                let fields: Vec<&str> = path.split('.').collect();
-                json_path::string_at(&message.payload, &fields)
-            }),
+            CorrelationId::JsonField(paths) => paths
+                .paths
+                .iter()
+                .find_map(|path| json_path::string_at(&message.payload, path)),
         }
     }
 }
@@ -89,7 +106,7 @@ mod json_path {
     /// The string at `path` (field names, outermost first) of the document `json`, as
     /// `serde_json::Value` would find it (the last of duplicate fields counts); `None`
     /// when `json` is not a JSON document or holds no string there.
-    pub fn string_at(json: &[u8], path: &[&str]) -> Option<String> {
+    pub fn string_at(json: &[u8], path: &[String]) -> Option<String> {
         let mut document = serde_json::Deserializer::from_slice(json);
         let found = At { path }.deserialize(&mut document).ok()?;
         document.end().ok()?;
@@ -98,7 +115,7 @@ mod json_path {
 
     /// The value at `path` of what is being read: the string there, if it is one.
     struct At<'p> {
-        path: &'p [&'p str],
+        path: &'p [String],
     }
 
     impl<'de> DeserializeSeed<'de> for At<'_> {
@@ -122,7 +139,9 @@ mod json_path {
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut found = None;
-            while let Some(wanted) = map.next_key_seed(Named(self.path.first().copied()))? {
+            while let Some(wanted) =
+                map.next_key_seed(Named(self.path.first().map(String::as_str)))?
+            {
                 if wanted {
                     found = map.next_value_seed(At {
                         path: &self.path[1..],

@@ -17,7 +17,7 @@ pub use changes::{
     CHANGES, ChangeFilter, DamagedRecord, RecordHead, change_message, change_record, is_host_topic,
     record_id, record_message,
 };
-pub use correlate::CorrelationId;
+pub use correlate::{CorrelationId, JsonPaths};
 use synchro_model::ErrorKind;
 
 /// The header that carries a response's correlation id by default.
