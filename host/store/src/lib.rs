@@ -587,6 +587,32 @@ mod tests {
     }
 
     #[test]
+    fn many_changes_are_trimmed_a_chunk_at_a_time_up_to_what_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(Db::open(dir.path()).unwrap());
+        assert!(9_900 > 2 * outbox::TRIM_CHUNK, "several chunks");
+        let changes: Vec<Vec<u8>> = (0..10_000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        state.append_changes(&changes).unwrap();
+        // A reader that has passed them all; the window keeps the last hundred.
+        let _passed = state.cursor("printer", Start::End).unwrap();
+        let keep = Retention {
+            max_plugin_lag: 1000,
+            window: 100,
+        };
+        assert_eq!(state.trim_changes(|_| false, keep).unwrap(), 9_900);
+        assert_eq!(state.trim_changes(|_| false, keep).unwrap(), 0);
+        let oldest = state.cursor("late", Start::SavedElseOldest).unwrap();
+        assert_eq!(oldest.position(), 9_900);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut oldest = oldest;
+        let kept = runtime.block_on(oldest.next_batch(1000)).unwrap();
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept[0], (9_901, 9_900u32.to_be_bytes().to_vec()));
+    }
+
+    #[test]
     fn a_reader_reads_on_before_it_handles_and_a_returning_one_keeps_what_it_has_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()

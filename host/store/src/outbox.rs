@@ -25,6 +25,13 @@ pub(crate) const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cur
 /// The last sequence number ever given, kept apart so that trimming every change does
 /// not start the numbering again.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The most changes dropped in one transaction: the database has one writer at a time,
+/// and dropping a second's worth at the API's write rate (~25 000) in one held its writer
+/// up to 25 ms.
+pub(crate) const TRIM_CHUNK: u64 = 4096;
+/// The pause between two such transactions.
+const TRIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 const LAST_SEQ: &str = "last-seq";
 /// How often a reader's position is saved with an fsync; in between, without one.
 const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
@@ -291,6 +298,19 @@ impl Db {
             return Ok(0);
         };
         let passed = passed.min(last.saturating_sub(retention.window));
+        let mut dropped = 0;
+        while let Some(chunk) = self.drop_changes(passed)? {
+            dropped += chunk;
+            // Lets the writers waiting for the database go first: the API's writer,
+            // the collectors.
+            std::thread::sleep(TRIM_PAUSE);
+        }
+        Ok(dropped)
+    }
+
+    /// Drops up to [`TRIM_CHUNK`] of the oldest changes up to `passed`, in a
+    /// transaction of their own; how many (`None` when there were none).
+    fn drop_changes(&self, passed: u64) -> Result<Option<u64>, DbError> {
         let mut txn = self.begin_write()?;
         // Dropping needs no fsync of its own: a crash before the next durable commit
         // only keeps changes that were already handled.
@@ -298,15 +318,23 @@ impl Db {
         let mut dropped = 0;
         {
             let mut changes = txn.open_table(CHANGES).map_err(dberr)?;
+            let first = changes.first().map_err(dberr)?.map(|(seq, _)| seq.value());
+            let Some(first) = first.filter(|first| *first <= passed) else {
+                drop(changes);
+                txn.abort().map_err(dberr)?;
+                return Ok(None);
+            };
+            // Sequence numbers have no gaps: the oldest are dropped, the newest added.
+            let upto = passed.min(first.saturating_add(TRIM_CHUNK - 1));
             changes
-                .retain_in(..=passed, |_, _| {
+                .retain_in(first..=upto, |_, _| {
                     dropped += 1;
                     false
                 })
                 .map_err(dberr)?;
         }
         txn.commit().map_err(dberr)?;
-        Ok(dropped)
+        Ok(Some(dropped))
     }
 
     /// Changes after `after` and up to `last`, at most `limit` of them, in order.

@@ -7,6 +7,10 @@
 //! - `POST` of a new vertex (sync mode: each answered once durable);
 //! - `POST` in async mode on the embedded bus, answered by the in-host responder.
 //!
+//! The host prints its change stream as it runs, into a pipe the bench drains unparsed
+//! (a bench process parsing every change took a tenth of a core from the host, and kept
+//! them all in memory).
+//!
 //! The peer, in the same run: a bare axum server on loopback answering the same bytes
 //! (the GET's body; for a POST, the body parsed as JSON and a vertex of the same size
 //! answered), so the ratio says what synchro's work costs over the HTTP stack alone.
@@ -114,7 +118,7 @@ fn host(extra: &str) -> (synchro_testkit::Running, String) {
         ),
     )
     .unwrap();
-    let host = setup.run();
+    let host = setup.run_drained();
     host.wait_for_log("Gizmo API listening", Duration::from_secs(30));
     let address = std::fs::read_to_string(setup.dir.path().join("data/gizmo.addr")).unwrap();
     (

@@ -270,6 +270,16 @@ impl Setup {
         self.spawn_run(command)
     }
 
+    /// Starts `synchro run --json` whose change stream is read and dropped unparsed, as a
+    /// pipe to a log shipper would: for a benchmark, where parsing every change would
+    /// take the host's CPU and keep them all in the test's memory. [`Running::events`]
+    /// sees none.
+    pub fn run_drained(&self) -> Running {
+        let mut command = Command::new(crate::synchro());
+        command.arg("run");
+        self.launch(command, Stdout::Drained)
+    }
+
     /// Starts `synchro run --json` with its virtual memory limited to `kib` (`ulimit -v`).
     pub fn run_with_address_space(&self, kib: u64) -> Running {
         let mut command = Command::new("bash");
@@ -295,7 +305,11 @@ impl Setup {
 
     /// Spawns `command` (a `run` with its arguments so far) with `--json --config`, and
     /// `RUST_LOG=info` unless it has its own.
-    fn spawn_run(&self, mut command: Command) -> Running {
+    fn spawn_run(&self, command: Command) -> Running {
+        self.launch(command, Stdout::Events)
+    }
+
+    fn launch(&self, mut command: Command, stdout: Stdout) -> Running {
         if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
             command.env("RUST_LOG", "info");
         }
@@ -307,17 +321,23 @@ impl Setup {
             .spawn()
             .unwrap();
         let (tx, events) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let line = line.unwrap();
-                let event: serde_json::Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
-                if tx.send(event).is_err() {
-                    break;
+        let mut printed = child.stdout.take().unwrap();
+        match stdout {
+            Stdout::Events => std::thread::spawn(move || {
+                for line in BufReader::new(printed).lines() {
+                    let line = line.unwrap();
+                    let event: serde_json::Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                    if tx.send(event).is_err() {
+                        break;
+                    }
                 }
-            }
-        });
+            }),
+            Stdout::Drained => std::thread::spawn(move || {
+                drop(tx);
+                let _ = std::io::copy(&mut printed, &mut std::io::sink());
+            }),
+        };
         let log = Arc::new(Mutex::new(String::new()));
         let sink = log.clone();
         let stderr = child.stderr.take().unwrap();
@@ -331,6 +351,14 @@ impl Setup {
         });
         Running { child, events, log }
     }
+}
+
+/// What is done with a host's change stream.
+enum Stdout {
+    /// Parsed, for [`Running::events`].
+    Events,
+    /// Read and dropped.
+    Drained,
 }
 
 /// A running `synchro run`.
