@@ -71,7 +71,7 @@ fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
 }
 
 pub struct Db {
-    /// The read the API's lookups share until the next commit; declared first, to be
+    /// The read lookups of the model share until the next commit; declared first, to be
     /// closed before the database is.
     snapshots: snapshot::Snapshots,
     db: Database,
@@ -140,7 +140,7 @@ impl Db {
         })
     }
 
-    /// A write transaction; its commit makes the API's shared read stale.
+    /// A write transaction; its commit makes the shared read stale.
     pub(crate) fn begin_write(&self) -> Result<snapshot::WriteTxn<'_>, DbError> {
         self.snapshots.begin_write(&self.db)
     }
@@ -601,12 +601,11 @@ mod tests {
         };
         assert_eq!(state.trim_changes(|_| false, keep).unwrap(), 9_900);
         assert_eq!(state.trim_changes(|_| false, keep).unwrap(), 0);
-        let oldest = state.cursor("late", Start::SavedElseOldest).unwrap();
+        let mut oldest = state.cursor("late", Start::SavedElseOldest).unwrap();
         assert_eq!(oldest.position(), 9_900);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let mut oldest = oldest;
         let kept = runtime.block_on(oldest.next_batch(1000)).unwrap();
         assert_eq!(kept.len(), 100);
         assert_eq!(kept[0], (9_901, 9_900u32.to_be_bytes().to_vec()));

@@ -408,11 +408,11 @@ impl Db {
         let Some(lower) = lower_bound(kind, first_of_kind.as_ref(), after) else {
             return Ok(Vec::new());
         };
-        let txn = self.db.begin_read().map_err(dberr)?;
-        let table = txn.open_table(ENTITIES).map_err(dberr)?;
-        let books = txn.open_table(BOOKKEEPING).map_err(dberr)?;
+        let read = self.snapshots.get(&self.db)?;
+        let books = &read.books;
         let mut out = Vec::new();
-        for row in table
+        for row in read
+            .entities
             .range::<&str>((lower, Bound::Unbounded))
             .map_err(dberr)?
         {
@@ -425,7 +425,7 @@ impl Db {
             if kind.is_some_and(|k| k != id.kind()) {
                 break;
             }
-            let books_of = bookkeeping::get(&books, &id)?;
+            let books_of = bookkeeping::get(books, &id)?;
             if !select(&id, &books_of) {
                 continue;
             }

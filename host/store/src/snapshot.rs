@@ -1,5 +1,6 @@
-//! The API's lookups share one read of the model until the next commit: opening a read
-//! transaction and its three tables for every GET was a tenth of the request's CPU.
+//! Lookups of the model (the API's GETs and lists, the admin API's) share one read until
+//! the next commit: opening a read transaction and its three tables for every GET was a
+//! quarter of its host CPU.
 //!
 //! A shared read must never be older than what a lookup already returned, nor than a
 //! commit that returned. So every write transaction is a [`WriteTxn`] (clippy refuses
@@ -102,7 +103,7 @@ impl Snapshots {
     }
 }
 
-/// A redb write transaction whose commit drops the API's shared read.
+/// A redb write transaction whose commit drops the shared read.
 pub(crate) struct WriteTxn<'a> {
     txn: WriteTransaction,
     snapshots: &'a Snapshots,
