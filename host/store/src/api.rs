@@ -174,7 +174,7 @@ impl Db {
 impl Db {
     /// The live entity `id` and, for a vertex, its live edges, in one read.
     pub fn api_get(&self, id: &Id) -> Result<Option<(Entity, Vec<Entity>)>, DbError> {
-        let read = self.snapshots.get(&self.db)?;
+        let read = self.db.model()?;
         let live = |id: &Id| -> Result<Option<Entity>, DbError> {
             let Some(row) = read.entities.get(id.as_str()).map_err(dberr)? else {
                 return Ok(None);

@@ -2,7 +2,7 @@
 //! the hash the next snapshot is diffed against. Written only by
 //! [`Db::commit_collect`](crate::Db::commit_collect), with the model.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
 use synchro_model::{Entity, Hashes, Id};
 

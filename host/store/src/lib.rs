@@ -71,10 +71,7 @@ fn dberr<E: Into<redb::Error>>(error: E) -> DbError {
 }
 
 pub struct Db {
-    /// The read lookups of the model share until the next commit; declared first, to be
-    /// closed before the database is.
-    snapshots: snapshot::Snapshots,
-    db: Database,
+    db: snapshot::Store,
     outbox: outbox::Outbox,
     /// The operator's ranking of the sources of kinds several plugins describe.
     sources: std::sync::RwLock<Arc<Sources>>,
@@ -96,8 +93,8 @@ impl Db {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(DbError::Locked(path)),
             Err(e) => return Err(dberr(e)),
         };
-        let snapshots = snapshot::Snapshots::default();
-        let txn = snapshots.begin_write(&db)?;
+        let db = snapshot::Store::new(db);
+        let txn = db.begin_write()?;
         if let Some(migrated) = migrate::unowned_model(&txn)? {
             tracing::info!(
                 path = %path.display(),
@@ -136,13 +133,12 @@ impl Db {
             outbox: outbox::Outbox::new(last),
             sources: Default::default(),
             policies: Default::default(),
-            snapshots,
         })
     }
 
     /// A write transaction; its commit makes the shared read stale.
     pub(crate) fn begin_write(&self) -> Result<snapshot::WriteTxn<'_>, DbError> {
-        self.snapshots.begin_write(&self.db)
+        self.db.begin_write()
     }
 
     /// Ranks the sources of kinds several plugins describe (the host config's
@@ -434,7 +430,6 @@ mod tests {
         let saved = Entity::new("p1".into(), "person".into(), "{}".into(), None, None).unwrap();
         {
             let db = redb::Database::create(dir.path().join(FILE)).unwrap();
-            #[allow(clippy::disallowed_methods)] // A database as an older synchro left it.
             let txn = db.begin_write().unwrap();
             {
                 let mut model = txn.open_table(OLD_MODEL).unwrap();
@@ -1000,7 +995,7 @@ mod tests {
         assert_eq!(record(Policed::Deleted { seen: 4 }), Recorded::Done);
         assert_eq!(books("a"), None, "purged");
         assert_eq!(previous("a"), None);
-        let txn = redb::ReadableDatabase::begin_read(&state.db).unwrap();
+        let txn = state.db.begin_read().unwrap();
         let policed = txn.open_table(policed::POLICED_AS).unwrap();
         assert!(
             policed.get("stamp\0pserver\0a").unwrap().is_none(),

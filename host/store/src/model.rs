@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use synchro_model::bookkeeping::{Failure, UNATTRIBUTED};
 use synchro_model::{Acting, Bookkeeping, Entity, Handling, Id, Operation, Upsert, Version};
@@ -408,7 +408,7 @@ impl Db {
         let Some(lower) = lower_bound(kind, first_of_kind.as_ref(), after) else {
             return Ok(Vec::new());
         };
-        let read = self.snapshots.get(&self.db)?;
+        let read = self.db.model()?;
         let books = &read.books;
         let mut out = Vec::new();
         for row in read
