@@ -38,14 +38,12 @@ pub enum CorrelationId {
 /// a string. Split once, not for every message read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPaths {
-    text: String,
     paths: Vec<Vec<String>>,
 }
 
 impl From<&str> for JsonPaths {
     fn from(text: &str) -> JsonPaths {
         JsonPaths {
-            text: text.to_owned(),
             paths: text
                 .split('|')
                 .map(|path| path.split('.').map(str::to_owned).collect())
@@ -54,11 +52,18 @@ impl From<&str> for JsonPaths {
     }
 }
 
+impl std::fmt::Display for JsonPaths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<String> = self.paths.iter().map(|path| path.join(".")).collect();
+        f.write_str(&paths.join("|"))
+    }
+}
+
 impl std::fmt::Display for CorrelationId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CorrelationId::Header(name) => write!(f, "header:{name}"),
-            CorrelationId::JsonField(paths) => write!(f, "json:{}", paths.text),
+            CorrelationId::JsonField(paths) => write!(f, "json:{paths}"),
         }
     }
 }
@@ -400,6 +405,7 @@ mod tests {
     #[test]
     fn a_json_id_is_the_first_of_its_paths_that_holds_a_string() {
         let id = CorrelationId::parse("json:body.transaction-id|transaction-id").unwrap();
+        assert_eq!(id.to_string(), "json:body.transaction-id|transaction-id");
         let of = |payload: &str| id.of(&Message::new("t", payload.as_bytes().to_vec()));
         assert_eq!(
             of(r#"{"body": {"transaction-id": "a"}}"#).as_deref(),
