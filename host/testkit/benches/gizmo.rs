@@ -76,12 +76,17 @@ fn main() {
     let peer_post = wrk(&format!("http://{peer}/post"), Some(&post), seconds);
     let peer_paced = paced(&format!("http://{peer}/post"), seconds);
 
-    let (sync, sync_base) = host("");
+    // The hosts' data is deleted at the end, not between lines: on this machine's ext4
+    // (mounted with `discard`) deleting a few hundred MB stalled the next seconds'
+    // fsyncs by up to two seconds.
+    let sync_data = Setup::new();
+    let (sync, sync_base) = host(&sync_data, "");
     let id = create(&sync_base);
     let get = wrk(&format!("{sync_base}/v11/pserver/{id}"), None, seconds);
     let post_sync = wrk(&format!("{sync_base}/v11/pserver"), Some(&post), seconds);
     drop(sync);
-    let (asynchronous, async_base) = host("mode = \"async\"");
+    let async_data = Setup::new();
+    let (asynchronous, async_base) = host(&async_data, "mode = \"async\"");
     // Paced first: the saturating run leaves seconds of work behind (the outbox's trim,
     // the page cache's writeback) that would land in the paced run's tail.
     let paced_async = paced(&format!("{async_base}/v11/pserver"), seconds);
@@ -227,9 +232,9 @@ fn paced(url: &str, seconds: u64) -> Paced {
     }
 }
 
-/// A host serving the Gizmo API with `extra` lines of `[gizmo]`, and its base URL.
-fn host(extra: &str) -> (synchro_testkit::Running, String) {
-    let setup = Box::leak(Box::new(Setup::new()));
+/// A host in `setup` serving the Gizmo API with `extra` lines of `[gizmo]`, and its base
+/// URL.
+fn host(setup: &Setup, extra: &str) -> (synchro_testkit::Running, String) {
     std::fs::write(
         setup.config(),
         format!(
